@@ -1,0 +1,87 @@
+// Argument checks shared by every implementation, so a bad call fails the same way (a
+// RangeError naming the op and the argument) whichever kernels are loaded, instead of reading
+// undefined as NaN in TypeScript or being caught only by the addon's last-ditch guards.
+
+import type { RngSite } from './kernels.js';
+
+const MAX_DIM = 0x7fffffff;
+
+export function checkDim(op: string, name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > MAX_DIM) {
+    throw new RangeError(`${op}: ${name} must be an integer in [0, 2^31), got ${v}`);
+  }
+}
+
+/** Elements a rows x cols row-major block with row stride ld spans. */
+export function extent(rows: number, cols: number, ld: number): number {
+  return rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
+}
+
+export function checkMatrix(
+  op: string,
+  name: string,
+  arr: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  ld: number,
+  ldName = 'ld',
+): void {
+  checkDim(op, ldName, ld);
+  if (ld < cols) {
+    throw new RangeError(`${op}: ${ldName} (${ld}) is smaller than the row length ${cols}`);
+  }
+  const need = extent(rows, cols, ld);
+  if (arr.length < need) {
+    throw new RangeError(
+      `${op}: ${name} holds ${arr.length} elements; a ${rows}x${cols} block with ${ldName} ` +
+        `${ld} needs ${need}`,
+    );
+  }
+}
+
+export function checkVector(op: string, name: string, arr: ArrayLike<number>, n: number): void {
+  if (arr.length < n) {
+    throw new RangeError(`${op}: ${name} holds ${arr.length} elements, needs ${n}`);
+  }
+}
+
+export function checkUnitType(op: string, type: number): void {
+  if (type !== 0 && type !== 1 && type !== 2) {
+    throw new RangeError(`${op}: unknown unit type ${type} (expected 0, 1 or 2)`);
+  }
+}
+
+export function checkSite(op: string, site: RngSite): void {
+  for (const k of ['seedLo', 'seedHi', 'unitOffset', 'chainOffset', 'step', 'stream'] as const) {
+    const v = site[k];
+    if (!Number.isInteger(v)) {
+      throw new RangeError(`${op}: site.${k} must be an integer, got ${v}`);
+    }
+  }
+}
+
+export function checkSgemm(
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: ArrayLike<number>,
+  lda: number,
+  b: ArrayLike<number>,
+  ldb: number,
+  c: ArrayLike<number>,
+  ldc: number,
+  readsAB: boolean,
+): void {
+  checkDim('sgemm', 'm', m);
+  checkDim('sgemm', 'n', n);
+  checkDim('sgemm', 'k', k);
+  const [ar, ac] = transA ? [k, m] : [m, k];
+  const [br, bc] = transB ? [n, k] : [k, n];
+  // Like BLAS, a and b are not read (so their sizes do not matter) when alpha or k is zero,
+  // but the strides must still be consistent.
+  checkMatrix('sgemm', 'a', readsAB ? a : { length: Infinity }, ar, ac, lda, 'lda');
+  checkMatrix('sgemm', 'b', readsAB ? b : { length: Infinity }, br, bc, ldb, 'ldb');
+  checkMatrix('sgemm', 'c', c, m, n, ldc, 'ldc');
+}

@@ -1,0 +1,543 @@
+// Kernels in plain TypeScript: the reference the native addon is tested against, and the
+// fallback wherever the addon cannot be built. Element-wise math is done in double precision.
+
+import {
+  checkDim,
+  checkMatrix,
+  checkSgemm,
+  checkSite,
+  checkUnitType,
+  checkVector,
+} from './checks.js';
+import { UnitType, type Kernels, type RngSite } from './kernels.js';
+import { philox4x32, philoxW0, UNIFORM_SCALE } from './philox.js';
+
+// GEMM blocking (GotoBLAS layout): a KC x NC panel of op(B) and an MC x KC block of op(A) are
+// packed into MR/NR-wide slivers so the 4x4 micro-kernel streams both from L1 with unit stride.
+// 4x4 keeps the 16 accumulators plus 8 operands within x64's 16 SSE registers under V8.
+const MR = 4;
+const NR = 4;
+const KC = 256;
+const MC = 64;
+const NC = 1024;
+
+const TWO_PI = 2 * Math.PI;
+
+function sigmoid(a: number): number {
+  if (a >= 0) return 1 / (1 + Math.exp(-a));
+  const e = Math.exp(a);
+  return e / (1 + e);
+}
+
+function softplus(a: number): number {
+  return a > 0 ? a + Math.log1p(Math.exp(-a)) : Math.log1p(Math.exp(a));
+}
+
+function log2cosh(a: number): number {
+  const z = Math.abs(a);
+  return z + Math.log1p(Math.exp(-2 * z));
+}
+
+export class PortableKernels implements Kernels {
+  readonly name = 'portable';
+  readonly threads = 1;
+
+  private readonly packA = new Float32Array(MC * KC);
+  private readonly packB = new Float32Array(KC * NC);
+  private readonly tile = new Float64Array(MR * NR);
+  private readonly words = new Uint32Array(4);
+  private colAcc = new Float64Array(0);
+
+  describe(): string {
+    return 'portable (TypeScript, 1 thread)';
+  }
+
+  alloc(n: number): Float32Array {
+    checkDim('alloc', 'n', n);
+    return new Float32Array(n);
+  }
+
+  upload(_buf: Float32Array): void {}
+
+  download(_buf: Float32Array): void {}
+
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void {
+    const readsAB = alpha !== 0 && k > 0 && m > 0 && n > 0;
+    checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, readsAB);
+    if (m === 0 || n === 0) return;
+    if (beta !== 1) {
+      // beta = 0 overwrites without reading, as in BLAS, so NaN/garbage in c does not leak.
+      for (let i = 0; i < m; i++) {
+        const o = i * ldc;
+        if (beta === 0) c.fill(0, o, o + n);
+        else for (let j = o; j < o + n; j++) c[j] = beta * c[j]!;
+      }
+    }
+    if (!readsAB) return;
+    for (let jc = 0; jc < n; jc += NC) {
+      const nc = Math.min(NC, n - jc);
+      for (let pc = 0; pc < k; pc += KC) {
+        const kc = Math.min(KC, k - pc);
+        this.packPanelB(transB, b, ldb, pc, jc, kc, nc);
+        for (let ic = 0; ic < m; ic += MC) {
+          const mc = Math.min(MC, m - ic);
+          this.packBlockA(transA, a, lda, ic, pc, mc, kc);
+          this.macroKernel(mc, nc, kc, alpha, c, ic, jc, ldc);
+        }
+      }
+    }
+  }
+
+  /** packB[(s*kc + p)*NR + jj] = op(B)[pc + p, jc + s*NR + jj], zero-padded past nc. */
+  private packPanelB(
+    transB: boolean,
+    b: Float32Array,
+    ldb: number,
+    pc: number,
+    jc: number,
+    kc: number,
+    nc: number,
+  ): void {
+    const bp = this.packB;
+    for (let j0 = 0; j0 < nc; j0 += NR) {
+      const w = Math.min(NR, nc - j0);
+      let o = j0 * kc;
+      if (!transB) {
+        let src = pc * ldb + jc + j0;
+        if (w === NR) {
+          for (let p = 0; p < kc; p++, o += NR, src += ldb) {
+            bp[o] = b[src]!;
+            bp[o + 1] = b[src + 1]!;
+            bp[o + 2] = b[src + 2]!;
+            bp[o + 3] = b[src + 3]!;
+          }
+        } else {
+          for (let p = 0; p < kc; p++, o += NR, src += ldb) {
+            for (let jj = 0; jj < NR; jj++) bp[o + jj] = jj < w ? b[src + jj]! : 0;
+          }
+        }
+      } else {
+        // op(B)[p, j] = b[j*ldb + p]: each sliver column is a contiguous run of b.
+        const r0 = (jc + j0) * ldb + pc;
+        if (w === NR) {
+          const r1 = r0 + ldb;
+          const r2 = r1 + ldb;
+          const r3 = r2 + ldb;
+          for (let p = 0; p < kc; p++, o += NR) {
+            bp[o] = b[r0 + p]!;
+            bp[o + 1] = b[r1 + p]!;
+            bp[o + 2] = b[r2 + p]!;
+            bp[o + 3] = b[r3 + p]!;
+          }
+        } else {
+          for (let p = 0; p < kc; p++, o += NR) {
+            for (let jj = 0; jj < NR; jj++) bp[o + jj] = jj < w ? b[r0 + jj * ldb + p]! : 0;
+          }
+        }
+      }
+    }
+  }
+
+  /** packA[(s*kc + p)*MR + ii] = op(A)[ic + s*MR + ii, pc + p], zero-padded past mc. */
+  private packBlockA(
+    transA: boolean,
+    a: Float32Array,
+    lda: number,
+    ic: number,
+    pc: number,
+    mc: number,
+    kc: number,
+  ): void {
+    const ap = this.packA;
+    for (let i0 = 0; i0 < mc; i0 += MR) {
+      const h = Math.min(MR, mc - i0);
+      let o = i0 * kc;
+      if (!transA) {
+        const r0 = (ic + i0) * lda + pc;
+        if (h === MR) {
+          const r1 = r0 + lda;
+          const r2 = r1 + lda;
+          const r3 = r2 + lda;
+          for (let p = 0; p < kc; p++, o += MR) {
+            ap[o] = a[r0 + p]!;
+            ap[o + 1] = a[r1 + p]!;
+            ap[o + 2] = a[r2 + p]!;
+            ap[o + 3] = a[r3 + p]!;
+          }
+        } else {
+          for (let p = 0; p < kc; p++, o += MR) {
+            for (let ii = 0; ii < MR; ii++) ap[o + ii] = ii < h ? a[r0 + ii * lda + p]! : 0;
+          }
+        }
+      } else {
+        // op(A)[i, p] = a[p*lda + i]: a sliver step is a contiguous run of a row of a.
+        let src = pc * lda + ic + i0;
+        if (h === MR) {
+          for (let p = 0; p < kc; p++, o += MR, src += lda) {
+            ap[o] = a[src]!;
+            ap[o + 1] = a[src + 1]!;
+            ap[o + 2] = a[src + 2]!;
+            ap[o + 3] = a[src + 3]!;
+          }
+        } else {
+          for (let p = 0; p < kc; p++, o += MR, src += lda) {
+            for (let ii = 0; ii < MR; ii++) ap[o + ii] = ii < h ? a[src + ii]! : 0;
+          }
+        }
+      }
+    }
+  }
+
+  /** C[ic.., jc..] += alpha * packA * packB over an mc x nc tile of C. */
+  private macroKernel(
+    mc: number,
+    nc: number,
+    kc: number,
+    alpha: number,
+    c: Float32Array,
+    ic: number,
+    jc: number,
+    ldc: number,
+  ): void {
+    const ap = this.packA;
+    const bp = this.packB;
+    for (let j0 = 0; j0 < nc; j0 += NR) {
+      const w = Math.min(NR, nc - j0);
+      const bBase = j0 * kc;
+      for (let i0 = 0; i0 < mc; i0 += MR) {
+        const h = Math.min(MR, mc - i0);
+        // prettier-ignore
+        let s00 = 0, s01 = 0, s02 = 0, s03 = 0;
+        // prettier-ignore
+        let s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        // prettier-ignore
+        let s20 = 0, s21 = 0, s22 = 0, s23 = 0;
+        // prettier-ignore
+        let s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+        let ao = i0 * kc;
+        let bo = bBase;
+        for (let p = 0; p < kc; p++, ao += MR, bo += NR) {
+          const a0 = ap[ao]!;
+          const a1 = ap[ao + 1]!;
+          const a2 = ap[ao + 2]!;
+          const a3 = ap[ao + 3]!;
+          const b0 = bp[bo]!;
+          const b1 = bp[bo + 1]!;
+          const b2 = bp[bo + 2]!;
+          const b3 = bp[bo + 3]!;
+          s00 += a0 * b0;
+          s01 += a0 * b1;
+          s02 += a0 * b2;
+          s03 += a0 * b3;
+          s10 += a1 * b0;
+          s11 += a1 * b1;
+          s12 += a1 * b2;
+          s13 += a1 * b3;
+          s20 += a2 * b0;
+          s21 += a2 * b1;
+          s22 += a2 * b2;
+          s23 += a2 * b3;
+          s30 += a3 * b0;
+          s31 += a3 * b1;
+          s32 += a3 * b2;
+          s33 += a3 * b3;
+        }
+        const o0 = (ic + i0) * ldc + jc + j0;
+        if (h === MR && w === NR) {
+          const o1 = o0 + ldc;
+          const o2 = o1 + ldc;
+          const o3 = o2 + ldc;
+          c[o0] = c[o0]! + alpha * s00;
+          c[o0 + 1] = c[o0 + 1]! + alpha * s01;
+          c[o0 + 2] = c[o0 + 2]! + alpha * s02;
+          c[o0 + 3] = c[o0 + 3]! + alpha * s03;
+          c[o1] = c[o1]! + alpha * s10;
+          c[o1 + 1] = c[o1 + 1]! + alpha * s11;
+          c[o1 + 2] = c[o1 + 2]! + alpha * s12;
+          c[o1 + 3] = c[o1 + 3]! + alpha * s13;
+          c[o2] = c[o2]! + alpha * s20;
+          c[o2 + 1] = c[o2 + 1]! + alpha * s21;
+          c[o2 + 2] = c[o2 + 2]! + alpha * s22;
+          c[o2 + 3] = c[o2 + 3]! + alpha * s23;
+          c[o3] = c[o3]! + alpha * s30;
+          c[o3 + 1] = c[o3 + 1]! + alpha * s31;
+          c[o3 + 2] = c[o3 + 2]! + alpha * s32;
+          c[o3 + 3] = c[o3 + 3]! + alpha * s33;
+        } else {
+          // Edge tile: only rows < h and columns < w exist in C.
+          const t = this.tile;
+          t[0] = s00;
+          t[1] = s01;
+          t[2] = s02;
+          t[3] = s03;
+          t[4] = s10;
+          t[5] = s11;
+          t[6] = s12;
+          t[7] = s13;
+          t[8] = s20;
+          t[9] = s21;
+          t[10] = s22;
+          t[11] = s23;
+          t[12] = s30;
+          t[13] = s31;
+          t[14] = s32;
+          t[15] = s33;
+          for (let ii = 0; ii < h; ii++) {
+            const o = o0 + ii * ldc;
+            for (let jj = 0; jj < w; jj++) c[o + jj] = c[o + jj]! + alpha * t[ii * NR + jj]!;
+          }
+        }
+      }
+    }
+  }
+
+  sampleUnits(
+    type: UnitType,
+    rows: number,
+    n: number,
+    field: Float32Array,
+    ld: number,
+    bias: Float32Array,
+    beta: number,
+    mean: Float32Array | null,
+    out: Float32Array | null,
+    site: RngSite,
+  ): void {
+    const op = 'sampleUnits';
+    checkUnitType(op, type);
+    checkDim(op, 'rows', rows);
+    checkDim(op, 'n', n);
+    checkMatrix(op, 'field', field, rows, n, ld);
+    checkVector(op, 'bias', bias, n);
+    if (mean) checkMatrix(op, 'mean', mean, rows, n, ld);
+    if (out) checkMatrix(op, 'out', out, rows, n, ld);
+    checkSite(op, site);
+    const k0 = site.seedLo | 0;
+    const k1 = site.seedHi | 0;
+    const step = site.step | 0;
+    const stream = site.stream | 0;
+    const words = this.words;
+    const invSqrtBeta = 1 / Math.sqrt(beta);
+    for (let r = 0; r < rows; r++) {
+      const chain = (site.chainOffset + r) | 0;
+      const base = r * ld;
+      for (let j = 0; j < n; j++) {
+        const i = base + j;
+        const unit = (site.unitOffset + j) | 0;
+        // Read before writing: mean or out may be field itself.
+        const s = field[i]! + bias[j]!;
+        if (type === UnitType.Bernoulli) {
+          const p = sigmoid(beta * s);
+          if (mean) mean[i] = p;
+          if (out) {
+            const u = (philoxW0(unit, chain, step, stream, k0, k1) >>> 8) * UNIFORM_SCALE;
+            out[i] = u < p ? 1 : 0;
+          }
+        } else if (type === UnitType.Ising) {
+          const a = beta * s;
+          if (mean) mean[i] = Math.tanh(a);
+          if (out) {
+            const u = (philoxW0(unit, chain, step, stream, k0, k1) >>> 8) * UNIFORM_SCALE;
+            out[i] = u < sigmoid(2 * a) ? 1 : -1;
+          }
+        } else {
+          // Round the mean to float first, as the native kernel does, so draws agree more often.
+          const mu = Math.fround(s);
+          if (mean) mean[i] = mu;
+          if (out) {
+            philox4x32(unit, chain, step, stream, k0, k1, words);
+            const u1 = ((words[0]! >>> 8) + 1) * UNIFORM_SCALE;
+            const u2 = (words[1]! >>> 8) * UNIFORM_SCALE;
+            const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(TWO_PI * u2);
+            out[i] = mu + z * invSqrtBeta;
+          }
+        }
+      }
+    }
+  }
+
+  uniform(out: Float32Array, count: number, n: number, site: RngSite): void {
+    const op = 'uniform';
+    checkDim(op, 'count', count);
+    checkDim(op, 'n', n);
+    checkVector(op, 'out', out, count);
+    if (count > 0 && n === 0) throw new RangeError(`${op}: n must be positive`);
+    checkSite(op, site);
+    const k0 = site.seedLo | 0;
+    const k1 = site.seedHi | 0;
+    const step = site.step | 0;
+    const stream = site.stream | 0;
+    let chain = site.chainOffset | 0;
+    let j = 0;
+    for (let i = 0; i < count; i++) {
+      const w = philoxW0((site.unitOffset + j) | 0, chain, step, stream, k0, k1);
+      out[i] = (w >>> 8) * UNIFORM_SCALE;
+      if (++j === n) {
+        j = 0;
+        chain = (chain + 1) | 0;
+      }
+    }
+  }
+
+  logPartitionRows(
+    type: UnitType,
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    bias: Float32Array | null,
+    beta: number,
+    out: Float32Array,
+    accumulate: boolean,
+  ): void {
+    const op = 'logPartitionRows';
+    checkUnitType(op, type);
+    checkDim(op, 'rows', rows);
+    checkDim(op, 'n', n);
+    checkMatrix(op, 'x', x, rows, n, ld);
+    if (bias) checkVector(op, 'bias', bias, n);
+    checkVector(op, 'out', out, rows);
+    const inv2b = 0.5 / beta;
+    for (let r = 0; r < rows; r++) {
+      const base = r * ld;
+      let s = 0;
+      for (let j = 0; j < n; j++) {
+        const a = beta * (bias ? x[base + j]! + bias[j]! : x[base + j]!);
+        s +=
+          type === UnitType.Bernoulli
+            ? softplus(a)
+            : type === UnitType.Ising
+              ? log2cosh(a)
+              : a * a * inv2b;
+      }
+      out[r] = accumulate ? out[r]! + s : s;
+    }
+  }
+
+  axpby(n: number, alpha: number, x: Float32Array, beta: number, y: Float32Array): void {
+    checkDim('axpby', 'n', n);
+    checkVector('axpby', 'x', x, n);
+    checkVector('axpby', 'y', y, n);
+    if (beta === 0) {
+      for (let i = 0; i < n; i++) y[i] = alpha * x[i]!;
+    } else {
+      for (let i = 0; i < n; i++) y[i] = alpha * x[i]! + beta * y[i]!;
+    }
+  }
+
+  colSums(
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    alpha: number,
+    beta: number,
+    out: Float32Array,
+  ): void {
+    const op = 'colSums';
+    checkDim(op, 'rows', rows);
+    checkDim(op, 'n', n);
+    checkMatrix(op, 'x', x, rows, n, ld);
+    checkVector(op, 'out', out, n);
+    if (this.colAcc.length < n) this.colAcc = new Float64Array(n);
+    const acc = this.colAcc;
+    acc.fill(0, 0, n);
+    for (let r = 0; r < rows; r++) {
+      const base = r * ld;
+      for (let j = 0; j < n; j++) acc[j] = acc[j]! + x[base + j]!;
+    }
+    if (beta === 0) {
+      for (let j = 0; j < n; j++) out[j] = alpha * acc[j]!;
+    } else {
+      for (let j = 0; j < n; j++) out[j] = alpha * acc[j]! + beta * out[j]!;
+    }
+  }
+
+  shiftScaleRows(
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    offset: Float32Array | null,
+    scale: number,
+  ): void {
+    const op = 'shiftScaleRows';
+    checkDim(op, 'rows', rows);
+    checkDim(op, 'n', n);
+    checkMatrix(op, 'x', x, rows, n, ld);
+    if (offset) checkVector(op, 'offset', offset, n);
+    for (let r = 0; r < rows; r++) {
+      const base = r * ld;
+      if (offset) {
+        for (let j = 0; j < n; j++) x[base + j] = scale * (x[base + j]! - offset[j]!);
+      } else {
+        for (let j = 0; j < n; j++) x[base + j] = scale * x[base + j]!;
+      }
+    }
+  }
+
+  sumSquares(n: number, x: Float32Array): number {
+    checkDim('sumSquares', 'n', n);
+    checkVector('sumSquares', 'x', x, n);
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      s += v * v;
+    }
+    return s;
+  }
+
+  dot(n: number, x: Float32Array, y: Float32Array): number {
+    checkDim('dot', 'n', n);
+    checkVector('dot', 'x', x, n);
+    checkVector('dot', 'y', y, n);
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i]! * y[i]!;
+    return s;
+  }
+
+  packSpins(n: number, x: Float32Array, out: Uint8Array): void {
+    checkDim('packSpins', 'n', n);
+    checkVector('packSpins', 'x', x, n);
+    checkVector('packSpins', 'out', out, (n + 7) >>> 3);
+    const full = n >>> 3;
+    for (let b = 0; b < full; b++) {
+      const i = b << 3;
+      out[b] =
+        (x[i]! > 0 ? 1 : 0) |
+        (x[i + 1]! > 0 ? 2 : 0) |
+        (x[i + 2]! > 0 ? 4 : 0) |
+        (x[i + 3]! > 0 ? 8 : 0) |
+        (x[i + 4]! > 0 ? 16 : 0) |
+        (x[i + 5]! > 0 ? 32 : 0) |
+        (x[i + 6]! > 0 ? 64 : 0) |
+        (x[i + 7]! > 0 ? 128 : 0);
+    }
+    if (n & 7) {
+      let v = 0;
+      for (let i = full << 3; i < n; i++) if (x[i]! > 0) v |= 1 << (i & 7);
+      out[full] = v;
+    }
+  }
+
+  unpackSpins(n: number, packed: Uint8Array, off: number, x: Float32Array): void {
+    checkDim('unpackSpins', 'n', n);
+    checkVector('unpackSpins', 'packed', packed, (n + 7) >>> 3);
+    checkVector('unpackSpins', 'x', x, n);
+    for (let i = 0; i < n; i++) x[i] = (packed[i >>> 3]! >>> (i & 7)) & 1 ? 1 : off;
+  }
+}

@@ -1,0 +1,62 @@
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { NativeKernels, PortableKernels, loadKernels, nativeAvailable } from '../src/index.js';
+
+const saved = {
+  kernels: process.env.SPINMESH_KERNELS,
+  threads: process.env.OPENBLAS_NUM_THREADS,
+};
+
+function restore(name: string, v: string | undefined): void {
+  if (v === undefined) delete process.env[name];
+  else process.env[name] = v;
+}
+
+afterEach(() => {
+  restore('SPINMESH_KERNELS', saved.kernels);
+  restore('OPENBLAS_NUM_THREADS', saved.threads);
+});
+
+describe('loadKernels', () => {
+  it('takes the choice from SPINMESH_KERNELS', () => {
+    process.env.SPINMESH_KERNELS = 'portable';
+    expect(loadKernels()).toBeInstanceOf(PortableKernels);
+  });
+
+  it('lets an explicit choice win over the environment', () => {
+    process.env.SPINMESH_KERNELS = 'native';
+    expect(loadKernels('portable')).toBeInstanceOf(PortableKernels);
+  });
+
+  it('rejects an invalid SPINMESH_KERNELS naming the variable and the allowed values', () => {
+    process.env.SPINMESH_KERNELS = 'cuda';
+    expect(() => loadKernels()).toThrow(/SPINMESH_KERNELS.*'cuda'.*native, portable, auto/);
+  });
+
+  it('rejects an invalid choice argument', () => {
+    expect(() => loadKernels('fast' as 'auto')).toThrow(/native, portable, auto/);
+  });
+
+  it('auto picks native exactly when the addon is available', () => {
+    delete process.env.SPINMESH_KERNELS;
+    const k = loadKernels();
+    expect(k.name).toBe(nativeAvailable().ok ? 'native' : 'portable');
+  });
+
+  it.runIf(!nativeAvailable().ok)('native without the addon says how to build it', () => {
+    expect(() => loadKernels('native')).toThrow(/npm run build:native.*libopenblas-dev/);
+  });
+
+  it.runIf(nativeAvailable().ok)('sets the OpenBLAS threads from the option or the env', () => {
+    const before = new NativeKernels().threads;
+    try {
+      expect(loadKernels('native', { threads: 1 }).threads).toBe(1);
+      process.env.OPENBLAS_NUM_THREADS = '2';
+      expect(loadKernels('native').threads).toBe(2);
+      process.env.OPENBLAS_NUM_THREADS = 'lots';
+      expect(() => loadKernels('native')).toThrow(/OPENBLAS_NUM_THREADS/);
+    } finally {
+      new NativeKernels({ threads: before });
+    }
+  });
+});
