@@ -51,6 +51,8 @@ export interface Connection {
 export type State = Float32Array[];
 
 const MAX_UNITS = 1 << 24;
+/** 1 GiB of float32 parameters. */
+const MAX_PARAMETERS = 1 << 28;
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -126,6 +128,14 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
     }
     connections.push({ from: from as string, to: to as string });
   });
+  let params = 0;
+  for (const l of layers) params += l.size + (l.lateral ? l.size * l.size : 0);
+  for (const c of connections) {
+    params += layers.find((l) => l.name === c.from)!.size * layers.find((l) => l.name === c.to)!.size;
+  }
+  if (params > MAX_PARAMETERS) {
+    throw new SpecError(path, `has ${params} parameters; at most ${MAX_PARAMETERS} are supported`);
+  }
   return { layers, connections };
 }
 

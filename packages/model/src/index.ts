@@ -1,0 +1,21 @@
+// Public entry of @spinmesh/model: networks, samplers, local learning rules, evaluation,
+// datasets and model files. Imports nothing about networks (sockets), Redis or metrics.
+export * from './errors.js';
+export * from './network.js';
+export * from './data/idx.js';
+export * from './data/dataset.js';
+export * from './data/fashion.js';
+export * from './data/bas.js';
+export * from './data/csv.js';
+export * from './io/npy.js';
+export * from './io/modelfile.js';
+export * from './hopfield.js';
+export * from './sampler.js';
+export * from './train.js';
+export * from './schedule.js';
+export * from './eval/exact.js';
+export * from './eval/ais.js';
+export * from './eval/pseudo.js';
+export * from './eval/recon.js';
+export * from './eval/probe.js';
+export * from './job.js';
