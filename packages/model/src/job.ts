@@ -1,0 +1,429 @@
+// Training job specs (what a user writes in YAML or JSON) and the single-process runner that
+// executes one. The cluster runs the same spec shard by shard; this runner is its reference.
+import type { Kernels } from '@spinmesh/kernels';
+import { SpecError } from './errors.js';
+import { Network, rbmSpec, validateNetworkSpec, type NetworkSpec, type UnitName } from './network.js';
+import { Trainer, validateTrainOptions, type EpochStats, type TrainOptions } from './train.js';
+import { barsAndStripes, basLogLikelihoodOptimum } from './data/bas.js';
+import { binarize, type BinarizeMode, type Dataset } from './data/dataset.js';
+import { loadFashionMnist, loadIdxDataset } from './data/fashion.js';
+import { readCsv } from './data/csv.js';
+import type { StateArray } from './io/modelfile.js';
+import { enumerationPlan, exactLogLikelihood, exactLogZ } from './eval/exact.js';
+import { aisLogLikelihood } from './eval/ais.js';
+import { pseudoLogLikelihood } from './eval/pseudo.js';
+import { reconstructionError } from './eval/recon.js';
+import { hiddenFeatures, probeAccuracy, trainProbe } from './eval/probe.js';
+
+/** Where training (or test) data comes from. */
+export type DataSpec =
+  | { kind: 'bas'; size: number }
+  | {
+      kind: 'fashion-mnist';
+      /** @defaultValue 'train' */
+      split?: 'train' | 'test';
+      limit?: number;
+      /** @defaultValue env SPINMESH_DATA_DIR or /usr/share/datasets/fashion-mnist */
+      dir?: string;
+      /** @defaultValue 'threshold' */
+      binarize?: BinarizeMode;
+      /** @defaultValue 0.5 */
+      threshold?: number;
+    }
+  | { kind: 'idx'; images: string; labels?: string; binarize?: BinarizeMode; threshold?: number }
+  | { kind: 'csv'; path: string; label?: string | number; binarize?: BinarizeMode; threshold?: number };
+
+export interface EvaluateSpec {
+  /** Evaluate after every `every` epochs (and always after the last). @defaultValue 1 */
+  every?: number;
+  /** Exact log-likelihood by enumeration (when the network is small enough). @defaultValue 'auto' */
+  exact?: boolean | 'auto';
+  /** AIS log-likelihood: false, or options. @defaultValue false */
+  ais?: false | { runs?: number; steps?: number };
+  /** Full pseudo-log-likelihood (sum over visible units). @defaultValue false */
+  pseudo?: boolean;
+  /** Reconstruction error. @defaultValue true */
+  recon?: boolean;
+  /** Linear-probe accuracy on the test data's labels. @defaultValue false */
+  probe?: boolean;
+  /** Held-out data for the figures; default: the training data. */
+  test?: DataSpec;
+  /** Evaluate on at most this many rows (the first ones). */
+  limit?: number;
+}
+
+export interface JobSpec {
+  name: string;
+  /** @defaultValue 0 */
+  seed: number;
+  network: NetworkSpec;
+  data: DataSpec;
+  epochs: number;
+  train: TrainOptions;
+  init: { weightStd?: number; visibleBiasFromData?: boolean };
+  evaluate: EvaluateSpec;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function onlyKeys(o: Record<string, unknown>, allowed: string[], path: string): void {
+  for (const k of Object.keys(o))
+    if (!allowed.includes(k))
+      throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
+}
+
+function int(v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new SpecError(path, `must be an integer in [${min}, ${max}]`);
+  return v;
+}
+
+function str(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new SpecError(path, 'must be a non-empty string');
+  return v;
+}
+
+const BINARIZE: BinarizeMode[] = ['threshold', 'none', 'bernoulli'];
+
+function validateData(d: unknown, path: string): DataSpec {
+  if (!isRecord(d)) throw new SpecError(path, 'must be an object with a kind');
+  const bin = (): { binarize?: BinarizeMode; threshold?: number } => {
+    const out: { binarize?: BinarizeMode; threshold?: number } = {};
+    if (d['binarize'] !== undefined) {
+      if (!BINARIZE.includes(d['binarize'] as BinarizeMode))
+        throw new SpecError(`${path}.binarize`, `must be one of ${BINARIZE.join(', ')}`);
+      out.binarize = d['binarize'] as BinarizeMode;
+    }
+    if (d['threshold'] !== undefined) {
+      const t = d['threshold'];
+      if (typeof t !== 'number' || !(t > 0 && t < 1))
+        throw new SpecError(`${path}.threshold`, 'must be a number in (0, 1)');
+      out.threshold = t;
+    }
+    return out;
+  };
+  switch (d['kind']) {
+    case 'bas':
+      onlyKeys(d, ['kind', 'size'], path);
+      return { kind: 'bas', size: int(d['size'], `${path}.size`, 2, 8) };
+    case 'fashion-mnist': {
+      onlyKeys(d, ['kind', 'split', 'limit', 'dir', 'binarize', 'threshold'], path);
+      const split = d['split'] ?? 'train';
+      if (split !== 'train' && split !== 'test')
+        throw new SpecError(`${path}.split`, "must be 'train' or 'test'");
+      const out: DataSpec = { kind: 'fashion-mnist', split, ...bin() };
+      if (d['limit'] !== undefined) out.limit = int(d['limit'], `${path}.limit`, 1);
+      if (d['dir'] !== undefined) out.dir = str(d['dir'], `${path}.dir`);
+      return out;
+    }
+    case 'idx': {
+      onlyKeys(d, ['kind', 'images', 'labels', 'binarize', 'threshold'], path);
+      const out: DataSpec = { kind: 'idx', images: str(d['images'], `${path}.images`), ...bin() };
+      if (d['labels'] !== undefined) out.labels = str(d['labels'], `${path}.labels`);
+      return out;
+    }
+    case 'csv': {
+      onlyKeys(d, ['kind', 'path', 'label', 'binarize', 'threshold'], path);
+      const out: DataSpec = { kind: 'csv', path: str(d['path'], `${path}.path`), ...bin() };
+      const label = d['label'];
+      if (label !== undefined) {
+        if (typeof label !== 'string' && !(typeof label === 'number' && Number.isInteger(label)))
+          throw new SpecError(`${path}.label`, 'must be a column name or index');
+        out.label = label;
+      }
+      return out;
+    }
+    default:
+      throw new SpecError(`${path}.kind`, "must be one of 'bas', 'fashion-mnist', 'idx', 'csv'");
+  }
+}
+
+function validateNetwork(n: unknown, path: string): NetworkSpec {
+  if (isRecord(n) && 'rbm' in n) {
+    onlyKeys(n, ['rbm'], path);
+    const r = n['rbm'];
+    if (!isRecord(r)) throw new SpecError(`${path}.rbm`, 'must be an object with visible and hidden');
+    onlyKeys(r, ['visible', 'hidden', 'units'], `${path}.rbm`);
+    const units = (r['units'] ?? 'bernoulli') as UnitName;
+    return validateNetworkSpec(
+      rbmSpec(int(r['visible'], `${path}.rbm.visible`, 1), int(r['hidden'], `${path}.rbm.hidden`, 1), units),
+      path,
+    );
+  }
+  return validateNetworkSpec(n, path);
+}
+
+/** Checks a job spec from untrusted input (parsed YAML or JSON). @throws SpecError naming the field */
+export function validateJobSpec(input: unknown): JobSpec {
+  const p = 'spec';
+  if (!isRecord(input)) throw new SpecError(p, 'must be an object');
+  onlyKeys(input, ['name', 'seed', 'network', 'data', 'epochs', 'train', 'init', 'evaluate'], p);
+  const name = input['name'] === undefined ? 'job' : str(input['name'], `${p}.name`);
+  const seed = input['seed'] === undefined ? 0 : int(input['seed'], `${p}.seed`, 0, 2 ** 53 - 1);
+  if (input['network'] === undefined) throw new SpecError(`${p}.network`, 'is required');
+  const network = validateNetwork(input['network'], `${p}.network`);
+  if (input['data'] === undefined) throw new SpecError(`${p}.data`, 'is required');
+  const data = validateData(input['data'], `${p}.data`);
+  const epochs = int(input['epochs'] ?? 1, `${p}.epochs`, 1, 1_000_000);
+  const trainIn = input['train'] ?? {};
+  if (!isRecord(trainIn)) throw new SpecError(`${p}.train`, 'must be an object');
+  const train = { ...trainIn, seed: trainIn['seed'] ?? seed } as TrainOptions;
+  // Checked now against the network, so a bad option fails before any data is loaded.
+  try {
+    validateTrainOptions(train, new Network(network, NULL_KERNELS));
+  } catch (e) {
+    if (e instanceof SpecError && !e.field.startsWith('spec.'))
+      throw new SpecError(`${p}.${e.field}`, e.message.slice(e.field.length + 1));
+    throw e;
+  }
+  const initIn = input['init'] ?? {};
+  if (!isRecord(initIn)) throw new SpecError(`${p}.init`, 'must be an object');
+  onlyKeys(initIn, ['weightStd', 'visibleBiasFromData'], `${p}.init`);
+  const init: JobSpec['init'] = {};
+  if (initIn['weightStd'] !== undefined) {
+    const w = initIn['weightStd'];
+    if (typeof w !== 'number' || !(w >= 0 && w < 10))
+      throw new SpecError(`${p}.init.weightStd`, 'must be a number in [0, 10)');
+    init.weightStd = w;
+  }
+  if (initIn['visibleBiasFromData'] !== undefined) {
+    if (typeof initIn['visibleBiasFromData'] !== 'boolean')
+      throw new SpecError(`${p}.init.visibleBiasFromData`, 'must be a boolean');
+    init.visibleBiasFromData = initIn['visibleBiasFromData'];
+  }
+  const ev = input['evaluate'] ?? {};
+  if (!isRecord(ev)) throw new SpecError(`${p}.evaluate`, 'must be an object');
+  const ep = `${p}.evaluate`;
+  onlyKeys(ev, ['every', 'exact', 'ais', 'pseudo', 'recon', 'probe', 'test', 'limit'], ep);
+  const evaluate: EvaluateSpec = { every: int(ev['every'] ?? 1, `${ep}.every`, 1) };
+  for (const k of ['pseudo', 'recon', 'probe'] as const) {
+    if (ev[k] !== undefined && typeof ev[k] !== 'boolean') throw new SpecError(`${ep}.${k}`, 'must be a boolean');
+    if (ev[k] !== undefined) evaluate[k] = ev[k] as boolean;
+  }
+  if (ev['exact'] !== undefined) {
+    if (ev['exact'] !== 'auto' && typeof ev['exact'] !== 'boolean')
+      throw new SpecError(`${ep}.exact`, "must be true, false or 'auto'");
+    evaluate.exact = ev['exact'] as boolean | 'auto';
+  }
+  if (ev['ais'] !== undefined && ev['ais'] !== false) {
+    const a = ev['ais'] === true ? {} : ev['ais'];
+    if (!isRecord(a)) throw new SpecError(`${ep}.ais`, 'must be false, true or { runs, steps }');
+    onlyKeys(a, ['runs', 'steps'], `${ep}.ais`);
+    const ais: { runs?: number; steps?: number } = {};
+    if (a['runs'] !== undefined) ais.runs = int(a['runs'], `${ep}.ais.runs`, 2, 100_000);
+    if (a['steps'] !== undefined) ais.steps = int(a['steps'], `${ep}.ais.steps`, 10, 10_000_000);
+    evaluate.ais = ais;
+  }
+  if (ev['test'] !== undefined) evaluate.test = validateData(ev['test'], `${ep}.test`);
+  if (ev['limit'] !== undefined) evaluate.limit = int(ev['limit'], `${ep}.limit`, 1);
+  return { name, seed, network, data, epochs, train, init, evaluate };
+}
+
+/** Loads the rows a data spec names (values in [0,1], binarized as the spec says). */
+export function loadData(d: DataSpec, seed = 0): Dataset {
+  let ds: Dataset;
+  switch (d.kind) {
+    case 'bas':
+      return barsAndStripes(d.size);
+    case 'fashion-mnist': {
+      const opts: Parameters<typeof loadFashionMnist>[0] = { split: d.split ?? 'train' };
+      if (d.limit !== undefined) opts.limit = d.limit;
+      if (d.dir !== undefined) opts.dir = d.dir;
+      ds = loadFashionMnist(opts);
+      break;
+    }
+    case 'idx':
+      ds = loadIdxDataset(d.images, d.labels);
+      break;
+    case 'csv':
+      ds = readCsv(d.path, d.label === undefined ? {} : { label: d.label });
+      break;
+  }
+  const mode = d.binarize ?? (d.kind === 'fashion-mnist' ? 'threshold' : 'none');
+  return mode === 'none' ? ds : binarize(ds, mode, d.threshold ?? 0.5, seed);
+}
+
+export interface Evaluation {
+  epoch: number;
+  exactLogLikelihood?: number;
+  logZ?: number;
+  aisLogLikelihood?: number;
+  aisLow?: number;
+  aisHigh?: number;
+  pseudoLogLikelihood?: number;
+  reconstructionError?: number;
+  probeAccuracy?: number;
+  /** For bars-and-stripes: the best possible average log-likelihood, -log(#patterns). */
+  optimum?: number;
+}
+
+export type JobEvent =
+  | { type: 'start'; name: string; kernels: string; rows: number; dims: number }
+  | { type: 'epoch'; stats: EpochStats }
+  | { type: 'evaluation'; evaluation: Evaluation };
+
+export interface JobResult {
+  network: Network;
+  trainer: Trainer;
+  epochs: EpochStats[];
+  evaluations: Evaluation[];
+}
+
+function enumerable(net: Network): boolean {
+  try {
+    return enumerationPlan(net).bits <= 24;
+  } catch {
+    return false;
+  }
+}
+
+/** Evaluates a network on data as an EvaluateSpec asks. */
+export function evaluateNetwork(
+  net: Network,
+  data: Dataset,
+  ev: EvaluateSpec,
+  opts: { seed?: number; train?: Dataset; epoch?: number; logZ?: number; dataSpec?: DataSpec } = {},
+): Evaluation {
+  const visible = net.layers[0]!.name;
+  const rows = Math.min(data.rows, ev.limit ?? data.rows);
+  const out: Evaluation = { epoch: opts.epoch ?? 0 };
+  const exact = ev.exact ?? 'auto';
+  if (exact === true || (exact === 'auto' && enumerable(net))) {
+    out.logZ = opts.logZ ?? exactLogZ(net);
+    out.exactLogLikelihood = exactLogLikelihood(net, data.x, rows, out.logZ, { visible });
+  }
+  if (ev.ais) {
+    const r = aisLogLikelihood(net, data.x, rows, {
+      runs: ev.ais.runs ?? 100,
+      steps: ev.ais.steps ?? 14500,
+      seed: opts.seed ?? 0,
+      visible,
+      ...(opts.train ? { data: opts.train.x, dataRows: opts.train.rows } : {}),
+    });
+    out.aisLogLikelihood = r.logLikelihood;
+    out.aisLow = r.logLikelihoodLow;
+    out.aisHigh = r.logLikelihoodHigh;
+  }
+  if (ev.pseudo) out.pseudoLogLikelihood = pseudoLogLikelihood(net, data.x, rows, { visible });
+  if (ev.recon ?? true) out.reconstructionError = reconstructionError(net, data.x, rows, { visible });
+  if (ev.probe) {
+    const train = opts.train;
+    if (!train?.labels || !data.labels)
+      throw new SpecError('spec.evaluate.probe', 'needs labelled training and test data');
+    const ftr = hiddenFeatures(net, train.x, train.rows, { visible });
+    const hidden = net.layers.length > 1 ? net.layers[1]!.size : 0;
+    const classes = Math.max(...train.labels) + 1;
+    const probe = trainProbe(ftr, train.rows, hidden, train.labels, classes, { seed: opts.seed ?? 0 });
+    const fte = hiddenFeatures(net, data.x, rows, { visible });
+    out.probeAccuracy = probeAccuracy(probe, fte, rows, data.labels.subarray(0, rows));
+  }
+  if (opts.dataSpec?.kind === 'bas') out.optimum = basLogLikelihoodOptimum(opts.dataSpec.size);
+  return out;
+}
+
+export interface RunJobOptions {
+  onEvent?: (e: JobEvent) => void;
+  /** Continue from a saved model (its parameters and training state); same network spec. */
+  resume?: { network: Network; state: Record<string, StateArray> };
+  /** Called after each epoch (checkpointing). */
+  afterEpoch?: (epoch: number, network: Network, trainer: Trainer) => void;
+}
+
+/** Runs a job in this process: load data, build the network, train, evaluate on schedule. */
+export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {}): JobResult {
+  const onEvent = opts.onEvent ?? (() => {});
+  const spec = validateJobSpec(input);
+  const data = loadData(spec.data, spec.seed);
+  let net: Network;
+  if (opts.resume) {
+    net = opts.resume.network;
+    if (JSON.stringify(net.spec) !== JSON.stringify(spec.network))
+      throw new SpecError('spec.network', 'differs from the network of the model being resumed');
+  } else {
+    net = Network.create(spec.network, kernels, { seed: spec.seed, weightStd: spec.init.weightStd ?? 0.01 });
+  }
+  const vis = net.layers[0]!;
+  if (data.dims !== vis.size)
+    throw new SpecError(
+      'spec.network',
+      `visible layer '${vis.name}' has ${vis.size} units but the data has ${data.dims} columns`,
+    );
+  const trainer = new Trainer(net, spec.train);
+  if (opts.resume) trainer.restoreState(opts.resume.state);
+  else if (spec.init.visibleBiasFromData ?? true) initVisibleBias(net, columnMeans(data));
+  const test = spec.evaluate.test ? loadData(spec.evaluate.test, spec.seed) : data;
+  if (test.dims !== data.dims)
+    throw new SpecError('spec.evaluate.test', `has ${test.dims} columns but the training data has ${data.dims}`);
+  onEvent({ type: 'start', name: spec.name, kernels: kernels.describe(), rows: data.rows, dims: data.dims });
+  const epochs: EpochStats[] = [];
+  const evaluations: Evaluation[] = [];
+  const every = spec.evaluate.every ?? 1;
+  for (let e = trainer.epochCount + 1; e <= spec.epochs; e++) {
+    const stats = trainer.trainEpoch(data.x, data.rows);
+    epochs.push(stats);
+    onEvent({ type: 'epoch', stats });
+    if (e % every === 0 || e === spec.epochs) {
+      const ev = evaluateNetwork(net, test, spec.evaluate, {
+        seed: spec.seed,
+        train: data,
+        epoch: e,
+        dataSpec: spec.data,
+      });
+      evaluations.push(ev);
+      onEvent({ type: 'evaluation', evaluation: ev });
+    }
+    opts.afterEpoch?.(e, net, trainer);
+  }
+  return { network: net, trainer, epochs, evaluations };
+}
+
+/** Mean of each column of the data. */
+export function columnMeans(data: Dataset): Float64Array {
+  const mean = new Float64Array(data.dims);
+  for (let r = 0; r < data.rows; r++)
+    for (let j = 0; j < data.dims; j++) mean[j]! += data.x[r * data.dims + j]!;
+  for (let j = 0; j < data.dims; j++) mean[j]! /= data.rows;
+  return mean;
+}
+
+/**
+ * Visible biases b_i = log(p_i / (1 - p_i)) of the data means p (Hinton's practical guide), so
+ * the untrained model already has the data's marginals. Bernoulli visible layers only.
+ */
+export function initVisibleBias(net: Network, means: ArrayLike<number>): void {
+  const vis = net.layers[0]!;
+  if (vis.type !== 0) return;
+  const b = net.biases[0]!;
+  for (let j = 0; j < vis.size; j++) {
+    const p = Math.min(Math.max(means[j]!, 1e-3), 1 - 1e-3);
+    b[j] = Math.log(p / (1 - p));
+  }
+  net.kernels.upload(b);
+}
+
+// Validation needs a Network only for its shape; it never runs a kernel.
+const NULL_KERNELS: Kernels = {
+  name: 'none',
+  threads: 0,
+  describe: () => 'none',
+  alloc: (n) => new Float32Array(n),
+  upload: () => {},
+  download: () => {},
+  sgemm: unused,
+  sampleUnits: unused,
+  uniform: unused,
+  logPartitionRows: unused,
+  axpby: unused,
+  colSums: unused,
+  shiftScaleRows: unused,
+  sumSquares: unused,
+  dot: unused,
+  packSpins: unused,
+  unpackSpins: unused,
+};
+
+function unused(): never {
+  throw new Error('validation must not run kernels');
+}
