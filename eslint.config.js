@@ -15,14 +15,15 @@ export default tseslint.config(
     },
     plugins: { 'import-x': importX },
     settings: {
-      'import-x/resolver-next': [
-        importX.createNodeResolver({ extensions: ['.ts', '.js'] }),
-      ],
+      'import-x/resolver-next': [importX.createNodeResolver({ extensions: ['.ts', '.js'] })],
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/no-non-null-assertion': 'off',
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'import-x/no-self-import': 'error',
@@ -32,10 +33,16 @@ export default tseslint.config(
           patterns: [
             {
               group: ['@spinmesh/*/*'],
-              message: 'Import a package through its public entry (@spinmesh/<name>), not its files.',
+              message:
+                'Import a package through its public entry (@spinmesh/<name>), not its files.',
             },
             {
-              group: ['../../packages/*', '../../../packages/*', '../../services/*', '**/packages/*/src/**'],
+              group: [
+                '../../packages/*',
+                '../../../packages/*',
+                '../../services/*',
+                '**/packages/*/src/**',
+              ],
               message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
             },
           ],
@@ -49,7 +56,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@spinmesh/*'], message: 'kernels depends on no other spinmesh package.' }] },
+        {
+          patterns: [
+            { group: ['@spinmesh/*'], message: 'kernels depends on no other spinmesh package.' },
+          ],
+        },
       ],
     },
   },
@@ -64,7 +75,10 @@ export default tseslint.config(
               group: ['@spinmesh/*', '!@spinmesh/kernels'],
               message: 'model depends only on @spinmesh/kernels.',
             },
-            { group: ['ioredis', '@grpc/*', 'prom-client', 'node:net', 'node:http'], message: 'model is a pure library.' },
+            {
+              group: ['ioredis', '@grpc/*', 'prom-client', 'node:net', 'node:http'],
+              message: 'model is a pure library.',
+            },
           ],
         },
       ],

@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-const src = (p: string): string => fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url));
+const src = (p: string): string =>
+  fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url));
 
 export default defineConfig({
   resolve: {

@@ -15,7 +15,9 @@ export function parseArgs(bench: string, args: string[], known: string[]): Args 
   for (const a of args) {
     const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(a);
     if (!m || !known.includes(m[1]!))
-      throw new Error(`bench ${bench}: unknown argument '${a}' (known: ${known.map((k) => `--${k}`).join(' ')})`);
+      throw new Error(
+        `bench ${bench}: unknown argument '${a}' (known: ${known.map((k) => `--${k}`).join(' ')})`,
+      );
     out.set(m[1]!, m[2] ?? true);
   }
   return out;
@@ -61,16 +63,26 @@ export const peersDir = process.env['SPINMESH_PEERS'] ?? resolve(repoRoot, '..',
 export function runPeer(script: string, args: string[], threads: number): Record<string, unknown> {
   const path = resolve(peersDir, script);
   if (!existsSync(path)) return { skipped: `peer script ${path} not found` };
-  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    OPENBLAS_NUM_THREADS: String(threads),
+    OMP_NUM_THREADS: String(threads),
+  };
   // The peers' README: numpy runs its fastest kernels with these two unset.
   delete env['OPENBLAS_CORETYPE'];
   delete env['OPENBLAS_L2_SIZE'];
   try {
-    const out = execFileSync('/usr/bin/python3', [path, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync('/usr/bin/python3', [path, ...args], {
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const last = out.trim().split('\n').pop() ?? '{}';
     return JSON.parse(last) as Record<string, unknown>;
   } catch (e) {
     const msg = (e as { stderr?: string }).stderr ?? (e as Error).message;
-    return { skipped: `peer failed (needs apt-get install python3-sklearn): ${msg.trim().split('\n').pop()}` };
+    return {
+      skipped: `peer failed (needs apt-get install python3-sklearn): ${msg.trim().split('\n').pop()}`,
+    };
   }
 }

@@ -58,7 +58,9 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       seconds: (performance.now() - t0) / 1000,
       curve: curve.filter((_, i) => i % 10 === 9).map(([e, ll]) => [e, Number(ll.toFixed(4))]),
     };
-    log(`seed ${seed}: final ${r.exact_ll_final.toFixed(4)}  min over last half ${r.exact_ll_min_last_half.toFixed(4)}  (${r.seconds.toFixed(1)} s)`);
+    log(
+      `seed ${seed}: final ${r.exact_ll_final.toFixed(4)}  min over last half ${r.exact_ll_min_last_half.toFixed(4)}  (${r.seconds.toFixed(1)} s)`,
+    );
     runs.push(r);
   }
   return {

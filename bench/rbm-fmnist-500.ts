@@ -25,7 +25,15 @@ import { environment, log, median, numArg, parseArgs, runPeer } from './_common.
 import { gemmGflops } from './kernels.js';
 
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
-  const args = parseArgs('rbm-fmnist-500', argv, ['epochs', 'ais-runs', 'ais-steps', 'no-peer', 'no-ais', 'binarize', 'seed']);
+  const args = parseArgs('rbm-fmnist-500', argv, [
+    'epochs',
+    'ais-runs',
+    'ais-steps',
+    'no-peer',
+    'no-ais',
+    'binarize',
+    'seed',
+  ]);
   const epochs = numArg(args, 'epochs', 5);
   const seed = numArg(args, 'seed', 1);
   const k = loadKernels();
@@ -65,7 +73,9 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const gflops = (flopsPerBatch * batches) / epochSeconds / 1e9;
   const sgemmSmall = gemmGflops(k, 256, 500, 784, 1, 1e9);
   const sgemmLarge = gemmGflops(k, 2048, 2048, 2048, 1, 50);
-  log(`epoch ${epochSeconds.toFixed(3)} s, ${gflops.toFixed(1)} GFLOP/s; sgemm ${sgemmSmall.toFixed(1)} (256x784x500), ${sgemmLarge.toFixed(1)} (2048^3)`);
+  log(
+    `epoch ${epochSeconds.toFixed(3)} s, ${gflops.toFixed(1)} GFLOP/s; sgemm ${sgemmSmall.toFixed(1)} (256x784x500), ${sgemmLarge.toFixed(1)} (2048^3)`,
+  );
 
   const t0 = performance.now();
   const ftr = hiddenFeatures(net, train.x, train.rows);
@@ -107,7 +117,9 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     result['ais_logz'] = r.ais.logZ;
     result['ais_logz_std'] = r.ais.logZStd;
     result['ais_seconds'] = (performance.now() - t1) / 1000;
-    log(`AIS test LL ${r.logLikelihood.toFixed(2)} [${r.logLikelihoodLow.toFixed(2)}, ${r.logLikelihoodHigh.toFixed(2)}]`);
+    log(
+      `AIS test LL ${r.logLikelihood.toFixed(2)} [${r.logLikelihoodLow.toFixed(2)}, ${r.logLikelihoodHigh.toFixed(2)}]`,
+    );
   }
   if (!args.has('no-peer')) {
     log('scikit-learn BernoulliRBM peer: 3 epochs ...');

@@ -25,7 +25,12 @@ async function main(): Promise<void> {
   const mod = (await import(`./${name}.js`)) as Bench;
   const started = Date.now();
   const result = await mod.run(args);
-  const out = { bench: name, ...result, wall_s: (Date.now() - started) / 1000, date: new Date().toISOString() };
+  const out = {
+    bench: name,
+    ...result,
+    wall_s: (Date.now() - started) / 1000,
+    date: new Date().toISOString(),
+  };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 

@@ -85,7 +85,10 @@ function readSpec(path: string): unknown {
   try {
     return /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new FormatError(path, `is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+    throw new FormatError(
+      path,
+      `is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -98,7 +101,11 @@ function parseData(arg: string, binarize?: string): DataSpec {
       return { kind: 'bas', size: Number(value || 4) };
     case 'fashion-mnist': {
       const [split, limit] = value.split(':');
-      const d: DataSpec = { kind: 'fashion-mnist', split: (split || 'test') as 'train' | 'test', ...bin };
+      const d: DataSpec = {
+        kind: 'fashion-mnist',
+        split: (split || 'test') as 'train' | 'test',
+        ...bin,
+      };
       if (limit) d.limit = Number(limit);
       return d;
     }
@@ -111,7 +118,9 @@ function parseData(arg: string, binarize?: string): DataSpec {
       if (!value) throw new UsageError('csv:<path> needs a path');
       return { kind: 'csv', path: value, ...bin };
     default:
-      throw new UsageError(`unknown data '${arg}' (bas:<n>, fashion-mnist:<split>, idx:<path>, csv:<path>)`);
+      throw new UsageError(
+        `unknown data '${arg}' (bas:<n>, fashion-mnist:<split>, idx:<path>, csv:<path>)`,
+      );
   }
 }
 
@@ -151,7 +160,8 @@ function train(p: Parsed, json: boolean): void {
   }
   const spec = validateJobSpec(raw);
   const kernels = kernelsFrom(p.flags, json);
-  const out = typeof p.flags.get('out') === 'string' ? (p.flags.get('out') as string) : `${spec.name}.smm`;
+  const out =
+    typeof p.flags.get('out') === 'string' ? (p.flags.get('out') as string) : `${spec.name}.smm`;
   const resumePath = p.flags.get('resume');
   const resume = typeof resumePath === 'string' ? loadModel(resumePath, kernels) : undefined;
   let lastPrint = 0;
@@ -170,8 +180,8 @@ function train(p: Parsed, json: boolean): void {
       process.stderr.write(
         `epoch ${e.stats.epoch + 1}/${spec.epochs}  ${e.stats.seconds.toFixed(2)} s  recon ${fmt(e.stats.reconstructionError)}  |dW| ${e.stats.updateNorm.toExponential(2)}\n`,
       );
-    }
-    else process.stdout.write(`epoch ${e.evaluation.epoch}: ${describeEvaluation(e.evaluation)}\n`);
+    } else
+      process.stdout.write(`epoch ${e.evaluation.epoch}: ${describeEvaluation(e.evaluation)}\n`);
   };
   const every = spec.evaluate.every ?? 1;
   const result = runJob(spec, kernels, {
@@ -183,7 +193,8 @@ function train(p: Parsed, json: boolean): void {
     },
   });
   const last = result.evaluations[result.evaluations.length - 1];
-  if (json) process.stdout.write(`${JSON.stringify({ type: 'done', model: out, evaluation: last })}\n`);
+  if (json)
+    process.stdout.write(`${JSON.stringify({ type: 'done', model: out, evaluation: last })}\n`);
   else process.stderr.write(`model written to ${out}\n`);
 }
 
@@ -207,10 +218,17 @@ function evaluate(p: Parsed, json: boolean): void {
     ev.ais = { ...(runs ? { runs } : {}), ...(steps ? { steps } : {}) };
   }
   if (!ev.exact && !ev.ais && !ev.pseudo && !ev.probe) ev.recon = true;
-  const train = ev.probe ? loadData({ kind: 'fashion-mnist', split: 'train', ...(typeof bin === 'string' ? { binarize: bin as 'none' } : {}) }) : undefined;
+  const train = ev.probe
+    ? loadData({
+        kind: 'fashion-mnist',
+        split: 'train',
+        ...(typeof bin === 'string' ? { binarize: bin as 'none' } : {}),
+      })
+    : undefined;
   const result = evaluateNetwork(network, data, ev, { ...(train ? { train } : {}), dataSpec });
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
-  else process.stdout.write(`${basename(modelPath)} on ${dataArg}: ${describeEvaluation(result)}\n`);
+  else
+    process.stdout.write(`${basename(modelPath)} on ${dataArg}: ${describeEvaluation(result)}\n`);
 }
 
 function info(p: Parsed): void {
@@ -267,7 +285,9 @@ try {
     process.stderr.write(`spinmesh: ${e.message}\n`);
     process.exitCode = 2;
   } else {
-    process.stderr.write(`spinmesh: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `spinmesh: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exitCode = 1;
   }
 }

@@ -2,7 +2,13 @@
 // executes one. The cluster runs the same spec shard by shard; this runner is its reference.
 import type { Kernels } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
-import { Network, rbmSpec, validateNetworkSpec, type NetworkSpec, type UnitName } from './network.js';
+import {
+  Network,
+  rbmSpec,
+  validateNetworkSpec,
+  type NetworkSpec,
+  type UnitName,
+} from './network.js';
 import { Trainer, validateTrainOptions, type EpochStats, type TrainOptions } from './train.js';
 import { barsAndStripes, basLogLikelihoodOptimum } from './data/bas.js';
 import { binarize, type BinarizeMode, type Dataset } from './data/dataset.js';
@@ -31,7 +37,13 @@ export type DataSpec =
       threshold?: number;
     }
   | { kind: 'idx'; images: string; labels?: string; binarize?: BinarizeMode; threshold?: number }
-  | { kind: 'csv'; path: string; label?: string | number; binarize?: BinarizeMode; threshold?: number };
+  | {
+      kind: 'csv';
+      path: string;
+      label?: string | number;
+      binarize?: BinarizeMode;
+      threshold?: number;
+    };
 
 export interface EvaluateSpec {
   /** Evaluate after every `every` epochs (and always after the last). @defaultValue 1 */
@@ -81,7 +93,8 @@ function int(v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGE
 }
 
 function str(v: unknown, path: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw new SpecError(path, 'must be a non-empty string');
+  if (typeof v !== 'string' || v.length === 0)
+    throw new SpecError(path, 'must be a non-empty string');
   return v;
 }
 
@@ -144,11 +157,16 @@ function validateNetwork(n: unknown, path: string): NetworkSpec {
   if (isRecord(n) && 'rbm' in n) {
     onlyKeys(n, ['rbm'], path);
     const r = n['rbm'];
-    if (!isRecord(r)) throw new SpecError(`${path}.rbm`, 'must be an object with visible and hidden');
+    if (!isRecord(r))
+      throw new SpecError(`${path}.rbm`, 'must be an object with visible and hidden');
     onlyKeys(r, ['visible', 'hidden', 'units'], `${path}.rbm`);
     const units = (r['units'] ?? 'bernoulli') as UnitName;
     return validateNetworkSpec(
-      rbmSpec(int(r['visible'], `${path}.rbm.visible`, 1), int(r['hidden'], `${path}.rbm.hidden`, 1), units),
+      rbmSpec(
+        int(r['visible'], `${path}.rbm.visible`, 1),
+        int(r['hidden'], `${path}.rbm.hidden`, 1),
+        units,
+      ),
       path,
     );
   }
@@ -199,7 +217,8 @@ export function validateJobSpec(input: unknown): JobSpec {
   onlyKeys(ev, ['every', 'exact', 'ais', 'pseudo', 'recon', 'probe', 'test', 'limit'], ep);
   const evaluate: EvaluateSpec = { every: int(ev['every'] ?? 1, `${ep}.every`, 1) };
   for (const k of ['pseudo', 'recon', 'probe'] as const) {
-    if (ev[k] !== undefined && typeof ev[k] !== 'boolean') throw new SpecError(`${ep}.${k}`, 'must be a boolean');
+    if (ev[k] !== undefined && typeof ev[k] !== 'boolean')
+      throw new SpecError(`${ep}.${k}`, 'must be a boolean');
     if (ev[k] !== undefined) evaluate[k] = ev[k] as boolean;
   }
   if (ev['exact'] !== undefined) {
@@ -307,7 +326,8 @@ export function evaluateNetwork(
     out.aisHigh = r.logLikelihoodHigh;
   }
   if (ev.pseudo) out.pseudoLogLikelihood = pseudoLogLikelihood(net, data.x, rows, { visible });
-  if (ev.recon ?? true) out.reconstructionError = reconstructionError(net, data.x, rows, { visible });
+  if (ev.recon ?? true)
+    out.reconstructionError = reconstructionError(net, data.x, rows, { visible });
   if (ev.probe) {
     const train = opts.train;
     if (!train?.labels || !data.labels)
@@ -315,7 +335,9 @@ export function evaluateNetwork(
     const ftr = hiddenFeatures(net, train.x, train.rows, { visible });
     const hidden = net.layers.length > 1 ? net.layers[1]!.size : 0;
     const classes = Math.max(...train.labels) + 1;
-    const probe = trainProbe(ftr, train.rows, hidden, train.labels, classes, { seed: opts.seed ?? 0 });
+    const probe = trainProbe(ftr, train.rows, hidden, train.labels, classes, {
+      seed: opts.seed ?? 0,
+    });
     const fte = hiddenFeatures(net, data.x, rows, { visible });
     out.probeAccuracy = probeAccuracy(probe, fte, rows, data.labels.subarray(0, rows));
   }
@@ -342,7 +364,10 @@ export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {
     if (JSON.stringify(net.spec) !== JSON.stringify(spec.network))
       throw new SpecError('spec.network', 'differs from the network of the model being resumed');
   } else {
-    net = Network.create(spec.network, kernels, { seed: spec.seed, weightStd: spec.init.weightStd ?? 0.01 });
+    net = Network.create(spec.network, kernels, {
+      seed: spec.seed,
+      weightStd: spec.init.weightStd ?? 0.01,
+    });
   }
   const vis = net.layers[0]!;
   if (data.dims !== vis.size)
@@ -355,8 +380,17 @@ export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {
   else if (spec.init.visibleBiasFromData ?? true) initVisibleBias(net, columnMeans(data));
   const test = spec.evaluate.test ? loadData(spec.evaluate.test, spec.seed) : data;
   if (test.dims !== data.dims)
-    throw new SpecError('spec.evaluate.test', `has ${test.dims} columns but the training data has ${data.dims}`);
-  onEvent({ type: 'start', name: spec.name, kernels: kernels.describe(), rows: data.rows, dims: data.dims });
+    throw new SpecError(
+      'spec.evaluate.test',
+      `has ${test.dims} columns but the training data has ${data.dims}`,
+    );
+  onEvent({
+    type: 'start',
+    name: spec.name,
+    kernels: kernels.describe(),
+    rows: data.rows,
+    dims: data.dims,
+  });
   const epochs: EpochStats[] = [];
   const evaluations: Evaluation[] = [];
   const every = spec.evaluate.every ?? 1;

@@ -60,7 +60,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], path: string): void {
   for (const k of Object.keys(obj)) {
-    if (!allowed.includes(k)) throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
+    if (!allowed.includes(k))
+      throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
   }
 }
 
@@ -90,7 +91,8 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
       throw new SpecError(`${p}.size`, 'must be a positive integer');
     }
     total += size;
-    if (total > MAX_UNITS) throw new SpecError(`${p}.size`, `makes the network exceed ${MAX_UNITS} units`);
+    if (total > MAX_UNITS)
+      throw new SpecError(`${p}.size`, `makes the network exceed ${MAX_UNITS} units`);
     const units = l['units'] ?? 'bernoulli';
     if (typeof units !== 'string' || !(UNIT_TYPE_NAMES as readonly string[]).includes(units)) {
       throw new SpecError(`${p}.units`, `must be one of ${UNIT_TYPE_NAMES.join(', ')}`);
@@ -98,7 +100,10 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
     const lateral = l['lateral'] ?? false;
     if (typeof lateral !== 'boolean') throw new SpecError(`${p}.lateral`, 'must be a boolean');
     if (lateral && units === 'gaussian') {
-      throw new SpecError(`${p}.lateral`, 'is not supported for gaussian units (the model could be improper)');
+      throw new SpecError(
+        `${p}.lateral`,
+        'is not supported for gaussian units (the model could be improper)',
+      );
     }
     layers.push({ name, size, units: units as UnitName, lateral });
   });
@@ -112,26 +117,37 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
     checkKeys(c, ['from', 'to'], p);
     const from = c['from'];
     const to = c['to'];
-    for (const [k, v] of [['from', from], ['to', to]] as const) {
+    for (const [k, v] of [
+      ['from', from],
+      ['to', to],
+    ] as const) {
       if (typeof v !== 'string' || !names.has(v)) {
         throw new SpecError(`${p}.${k}`, `must name a layer (one of ${[...names].join(', ')})`);
       }
     }
-    if (from === to) throw new SpecError(`${p}.to`, 'must differ from from (use lateral: true for connections inside a layer)');
+    if (from === to)
+      throw new SpecError(
+        `${p}.to`,
+        'must differ from from (use lateral: true for connections inside a layer)',
+      );
     const key = [from, to].sort().join('\u0000');
     if (seen.has(key)) throw new SpecError(p, `connects ${String(from)} and ${String(to)} twice`);
     seen.add(key);
     const lf = layers.find((l) => l.name === from)!;
     const lt = layers.find((l) => l.name === to)!;
     if (lf.units === 'gaussian' && lt.units === 'gaussian') {
-      throw new SpecError(p, 'connects two gaussian layers, which is not supported (the model could be improper)');
+      throw new SpecError(
+        p,
+        'connects two gaussian layers, which is not supported (the model could be improper)',
+      );
     }
     connections.push({ from: from as string, to: to as string });
   });
   let params = 0;
   for (const l of layers) params += l.size + (l.lateral ? l.size * l.size : 0);
   for (const c of connections) {
-    params += layers.find((l) => l.name === c.from)!.size * layers.find((l) => l.name === c.to)!.size;
+    params +=
+      layers.find((l) => l.name === c.from)!.size * layers.find((l) => l.name === c.to)!.size;
   }
   if (params > MAX_PARAMETERS) {
     throw new SpecError(path, `has ${params} parameters; at most ${MAX_PARAMETERS} are supported`);
@@ -140,7 +156,11 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
 }
 
 /** A restricted Boltzmann machine: visible layer `v`, hidden layer `h`. */
-export function rbmSpec(visible: number, hidden: number, units: UnitName = 'bernoulli'): NetworkSpec {
+export function rbmSpec(
+  visible: number,
+  hidden: number,
+  units: UnitName = 'bernoulli',
+): NetworkSpec {
   return {
     layers: [
       { name: 'v', size: visible, units, lateral: false },
@@ -170,7 +190,10 @@ export class Network {
   readonly numUnits: number;
 
   /** A network with all parameters zero. */
-  constructor(spec: NetworkSpec, readonly kernels: Kernels) {
+  constructor(
+    spec: NetworkSpec,
+    readonly kernels: Kernels,
+  ) {
     this.spec = validateNetworkSpec(spec);
     let offset = 0;
     this.layers = this.spec.layers.map((l, index) => {
@@ -189,7 +212,12 @@ export class Network {
     this.connections = this.spec.connections.map((c, index) => {
       const from = this.layerIndex(c.from);
       const to = this.layerIndex(c.to);
-      return { index, from, to, weights: kernels.alloc(this.layers[from]!.size * this.layers[to]!.size) };
+      return {
+        index,
+        from,
+        to,
+        weights: kernels.alloc(this.layers[from]!.size * this.layers[to]!.size),
+      };
     });
     this.biases = this.layers.map((l) => kernels.alloc(l.size));
     this.laterals = this.layers.map((l) => (l.lateral ? kernels.alloc(l.size * l.size) : null));
@@ -200,12 +228,30 @@ export class Network {
     const net = new Network(spec, kernels);
     const seed = opts.seed ?? 0;
     const std = opts.weightStd ?? 0.01;
-    const site = { seedLo: seed >>> 0, seedHi: Math.floor(seed / 2 ** 32) >>> 0, unitOffset: 0, chainOffset: 0, step: 0, stream: INIT_STREAM };
+    const site = {
+      seedLo: seed >>> 0,
+      seedHi: Math.floor(seed / 2 ** 32) >>> 0,
+      unitOffset: 0,
+      chainOffset: 0,
+      step: 0,
+      stream: INIT_STREAM,
+    };
     for (const c of net.connections) {
       const nt = net.layers[c.to]!.size;
       const nf = net.layers[c.from]!.size;
       const zeros = kernels.alloc(nf * nt);
-      kernels.sampleUnits(UnitType.Gaussian, nf, nt, zeros, nt, zeros.subarray(0, nt), 1, null, c.weights, { ...site, stream: INIT_STREAM + c.index });
+      kernels.sampleUnits(
+        UnitType.Gaussian,
+        nf,
+        nt,
+        zeros,
+        nt,
+        zeros.subarray(0, nt),
+        1,
+        null,
+        c.weights,
+        { ...site, stream: INIT_STREAM + c.index },
+      );
       kernels.axpby(c.weights.length, 0, c.weights, std, c.weights);
     }
     for (const l of net.layers) {
@@ -213,7 +259,10 @@ export class Network {
       if (!L) continue;
       const n = l.size;
       const zeros = kernels.alloc(n * n);
-      kernels.sampleUnits(UnitType.Gaussian, n, n, zeros, n, zeros.subarray(0, n), 1, null, L, { ...site, stream: INIT_STREAM + 0x8000 + l.index });
+      kernels.sampleUnits(UnitType.Gaussian, n, n, zeros, n, zeros.subarray(0, n), 1, null, L, {
+        ...site,
+        stream: INIT_STREAM + 0x8000 + l.index,
+      });
       kernels.download(L);
       for (let i = 0; i < n; i++) {
         L[i * n + i] = 0;
