@@ -111,10 +111,13 @@ interface Addon {
   setThreads(n: number): void;
 }
 
-/** Where the build (scripts/build-native.mjs) leaves the addon; the same from src/ and dist/. */
-export const NATIVE_ADDON_PATH = fileURLToPath(
-  new URL('../native/build/Release/spinmesh_kernels.node', import.meta.url),
-);
+/**
+ * Where the build (scripts/build-native.mjs) leaves the addon (the same from src/ and dist/), or
+ * env SPINMESH_NATIVE_ADDON when set (an addon built elsewhere).
+ */
+export const NATIVE_ADDON_PATH =
+  process.env['SPINMESH_NATIVE_ADDON'] ||
+  fileURLToPath(new URL('../native/build/Release/spinmesh_kernels.node', import.meta.url));
 
 let loaded: { ok: true; addon: Addon } | { ok: false; reason: string } | undefined;
 

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { NativeKernels, PortableKernels, loadKernels, nativeAvailable } from '../src/index.js';
 
@@ -43,8 +43,20 @@ describe('loadKernels', () => {
     expect(k.name).toBe(nativeAvailable().ok ? 'native' : 'portable');
   });
 
-  it.runIf(!nativeAvailable().ok)('native without the addon says how to build it', () => {
-    expect(() => loadKernels('native')).toThrow(/npm run build:native.*libopenblas-dev/);
+  it('native without the addon says how to build it, and auto falls back to portable', async () => {
+    // A fresh copy of the module that looks for the addon where there is none.
+    process.env.SPINMESH_NATIVE_ADDON = '/nonexistent/spinmesh_kernels.node';
+    delete process.env.SPINMESH_KERNELS;
+    try {
+      vi.resetModules();
+      const fresh = await import('../src/index.js');
+      expect(fresh.nativeAvailable().ok).toBe(false);
+      expect(() => fresh.loadKernels('native')).toThrow(/npm run build:native.*libopenblas-dev/);
+      expect(fresh.loadKernels('auto').name).toBe('portable');
+    } finally {
+      delete process.env.SPINMESH_NATIVE_ADDON;
+      vi.resetModules();
+    }
   });
 
   it.runIf(nativeAvailable().ok)('sets the OpenBLAS threads from the option or the env', () => {
