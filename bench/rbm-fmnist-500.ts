@@ -49,8 +49,9 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     batchSize: 100,
     negative: 'pcd',
     k: 1,
-    learningRate: 0.05,
+    learningRate: 0.1,
     momentum: 0.5,
+    weightDecay: 1e-4,
     centring: true,
     seed,
   };
@@ -80,7 +81,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const ftr = hiddenFeatures(net, train.x, train.rows);
   const fte = hiddenFeatures(net, test.x, test.rows);
-  const probe = trainProbe(ftr, train.rows, nh, train.labels!, 10, { seed });
+  const probe = trainProbe(ftr, train.rows, nh, train.labels!, 10, { seed, epochs: 60 });
   const accuracy = probeAccuracy(probe, fte, test.rows, test.labels!);
   const probeSeconds = (performance.now() - t0) / 1000;
   log(`probe accuracy ${accuracy.toFixed(4)} (${probeSeconds.toFixed(1)} s)`);
