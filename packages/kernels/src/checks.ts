@@ -85,3 +85,18 @@ export function checkSgemm(
   checkMatrix('sgemm', 'b', readsAB ? b : { length: Infinity }, br, bc, ldb, 'ldb');
   checkMatrix('sgemm', 'c', c, m, n, ldc, 'ldc');
 }
+
+/**
+ * Buffers of the host implementations: plain Float32Arrays, so upload and download have
+ * nothing to do (a device implementation mirrors them instead).
+ */
+export class HostBuffers {
+  alloc(n: number): Float32Array {
+    checkDim('alloc', 'n', n);
+    return new Float32Array(n);
+  }
+
+  upload(_buf: Float32Array): void {}
+
+  download(_buf: Float32Array): void {}
+}

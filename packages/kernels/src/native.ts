@@ -12,6 +12,7 @@ import {
   checkSite,
   checkUnitType,
   checkVector,
+  HostBuffers,
 } from './checks.js';
 import type { Kernels, RngSite, UnitType } from './kernels.js';
 
@@ -187,11 +188,12 @@ export interface NativeKernelsOptions {
   threads?: number;
 }
 
-export class NativeKernels implements Kernels {
+export class NativeKernels extends HostBuffers implements Kernels {
   readonly name = 'native';
   private readonly addon: Addon;
 
   constructor(opts: NativeKernelsOptions = {}) {
+    super();
     this.addon = requireAddon();
     if (opts.threads !== undefined) {
       if (!Number.isInteger(opts.threads) || opts.threads < 1) {
@@ -215,15 +217,6 @@ export class NativeKernels implements Kernels {
     const t = this.threads;
     return `native (${this.blasConfig()}, ${t} thread${t === 1 ? '' : 's'})`;
   }
-
-  alloc(n: number): Float32Array {
-    checkDim('alloc', 'n', n);
-    return new Float32Array(n);
-  }
-
-  upload(_buf: Float32Array): void {}
-
-  download(_buf: Float32Array): void {}
 
   sgemm(
     transA: boolean,

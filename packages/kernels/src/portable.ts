@@ -8,6 +8,7 @@ import {
   checkSite,
   checkUnitType,
   checkVector,
+  HostBuffers,
 } from './checks.js';
 import { UnitType, type Kernels, type RngSite } from './kernels.js';
 import { philox4x32, philoxW0, UNIFORM_SCALE } from './philox.js';
@@ -38,7 +39,7 @@ function log2cosh(a: number): number {
   return z + Math.log1p(Math.exp(-2 * z));
 }
 
-export class PortableKernels implements Kernels {
+export class PortableKernels extends HostBuffers implements Kernels {
   readonly name = 'portable';
   readonly threads = 1;
 
@@ -51,15 +52,6 @@ export class PortableKernels implements Kernels {
   describe(): string {
     return 'portable (TypeScript, 1 thread)';
   }
-
-  alloc(n: number): Float32Array {
-    checkDim('alloc', 'n', n);
-    return new Float32Array(n);
-  }
-
-  upload(_buf: Float32Array): void {}
-
-  download(_buf: Float32Array): void {}
 
   sgemm(
     transA: boolean,
