@@ -9,10 +9,13 @@ export default defineConfig({
     alias: {
       '@spinmesh/kernels': src('kernels'),
       '@spinmesh/model': src('model'),
+      '@spinmesh/proto': src('proto'),
+      '@spinmesh/worker': fileURLToPath(new URL('./services/worker/src/index.ts', import.meta.url)),
+      '@spinmesh/bus': src('bus'),
     },
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',

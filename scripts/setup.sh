@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libopenblas-dev: native kernels; dataset-fashion-mnist: the benchmarks' data;
-# python3-numpy: the .npy interoperability test; redis-server, prometheus: the cluster tests.
-want=(libopenblas-dev dataset-fashion-mnist python3-numpy redis-server prometheus)
+# python3-numpy: the .npy interoperability test; redis-server, prometheus: the cluster tests;
+# openssl: certificates for the Redis TLS test.
+want=(libopenblas-dev dataset-fashion-mnist python3-numpy redis-server prometheus openssl)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

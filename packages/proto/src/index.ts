@@ -1,0 +1,67 @@
+// @spinmesh/proto: the messages and services of proto/ as TypeScript (generated into gen/ by
+// `npm run generate`; never edit gen/ by hand), the gRPC health service, and the error type
+// server handlers throw.
+
+export {
+  UnitType,
+  unitTypeFromJSON,
+  unitTypeToJSON,
+  LayerSpec,
+  ConnectionSpec,
+  NetworkSpec,
+  UnitRange,
+} from './gen/spinmesh/v1/common.js';
+
+export {
+  SpinFrame,
+  SpinAck,
+  PeerServiceService,
+  PeerServiceClient,
+  type PeerServiceServer,
+} from './gen/spinmesh/v1/spins.js';
+
+export {
+  WorkerState,
+  workerStateFromJSON,
+  workerStateToJSON,
+  ShardAssignment,
+  PeerEndpoint,
+  AssignResponse,
+  StopRequest,
+  StopResponse,
+  StatusRequest,
+  StalenessSummary,
+  StalenessBucket,
+  WorkerStatus,
+  WorkerControlService,
+  WorkerControlClient,
+  type WorkerControlServer,
+} from './gen/spinmesh/v1/worker.js';
+
+export {
+  HealthCheckRequest,
+  HealthCheckResponse,
+  HealthListRequest,
+  HealthListResponse,
+  HealthService,
+  HealthClient,
+  type HealthServer,
+} from './gen/grpc/health/v1/health.js';
+
+export { type MessageFns, type DeepPartial } from './gen/spinmesh/v1/common.js';
+
+export { addHealthService, OVERALL_HEALTH, ServingStatus, type HealthReporter } from './health.js';
+export { ServerError, toServiceError } from './server-error.js';
+
+/**
+ * ShardAssignment.staleness meaning "no bound": a worker never waits for its peers' spins
+ * (the largest uint32; protobuf has no constants, so it lives here).
+ */
+export const STALENESS_UNBOUNDED = 0xffff_ffff;
+
+/** Fully qualified names of the services, as the health service and tools know them. */
+export const ServiceNames = {
+  peer: 'spinmesh.v1.PeerService',
+  workerControl: 'spinmesh.v1.WorkerControl',
+  health: 'grpc.health.v1.Health',
+} as const;
