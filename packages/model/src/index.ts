@@ -19,3 +19,4 @@ export * from './eval/pseudo.js';
 export * from './eval/recon.js';
 export * from './eval/probe.js';
 export * from './job.js';
+export * from './shard/index.js';

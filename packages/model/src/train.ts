@@ -20,6 +20,12 @@
 //   last group updated in the last sweep, which give the probabilities they were drawn with
 //   (as standard CD implementations use p(h | v_k)). This is exact (an unbiased estimate of
 //   the same expectation) because those units are conditionally independent given the others.
+// With `statistics: 'samples'` every statistic is a sampled state instead: the data, the drawn
+// hidden states of the positive phase (for 'exact', h ~ p(h | v) with the same draw CD chains
+// start from; for 'meanfield', a draw from each unit's mean-field conditional) and the chains'
+// states. The offsets are then running means of each unit's own data-phase samples. This is
+// the single-process reference of a sharded run (shard/), where a worker sees only the 1-bit
+// spins of its peers' units, never their probabilities.
 //
 // Randomness (see sampler.ts): batch t uses step = t. Positive draws use stream
 // Streams.positive (+ clamped sweep index), negative sweep s uses Streams.negative + s. The chain
@@ -45,6 +51,11 @@ import { type LearningRateSchedule, learningRateAt, validateSchedule } from './s
 
 export type NegativePhase = 'cd' | 'pcd';
 export type PositivePhase = 'auto' | 'exact' | 'meanfield' | 'sample';
+/**
+ * What the rule averages: 'means' uses conditional means where they are exact (lower variance);
+ * 'samples' uses sampled states for everything (what a sharded run can reproduce).
+ */
+export type Statistics = 'means' | 'samples';
 
 export interface TrainOptions {
   /** The clamped data layers; a data row is their units concatenated in this order. @defaultValue [name of the first layer] */
@@ -71,6 +82,14 @@ export interface TrainOptions {
   positiveIterations?: number;
   /** Mean-field damping in (0, 1]. @defaultValue 0.5 */
   damping?: number;
+  /**
+   * 'means': the hidden statistics of the exact positive phase, of mean field and of the last
+   * group of a sweep are conditional means (Rao-Blackwellised); 'samples': every statistic is a
+   * sampled state, so a statistic of w_ij is a product of two spins (see the file header; the
+   * monitored reconstruction error then starts from the sampled hidden states too).
+   * @defaultValue 'means'
+   */
+  statistics?: Statistics;
   /** Centred gradient (offsets = running means of the data-phase activations). @defaultValue false */
   centring?: boolean;
   /** Sliding factor of the offsets' running means, in (0, 1]. @defaultValue 0.01 */
@@ -98,6 +117,7 @@ export interface ResolvedTrainOptions {
   positive: Exclude<PositivePhase, 'auto'>;
   positiveIterations: number;
   damping: number;
+  statistics: Statistics;
   centring: boolean;
   centringRate: number;
   seed: number;
@@ -119,6 +139,7 @@ const OPTION_KEYS = [
   'positive',
   'positiveIterations',
   'damping',
+  'statistics',
   'centring',
   'centringRate',
   'seed',
@@ -222,6 +243,9 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
   if (positiveIterations > 0xffff)
     throw new SpecError('train.positiveIterations', 'must be <= 65535');
   const damping = num(input, 'damping', 0.5, (v) => v > 0 && v <= 1, 'in (0, 1]');
+  const statistics = input['statistics'] ?? 'means';
+  if (statistics !== 'means' && statistics !== 'samples')
+    throw new SpecError('train.statistics', "must be 'means' or 'samples'");
   const centring = input['centring'] ?? false;
   if (typeof centring !== 'boolean') throw new SpecError('train.centring', 'must be a boolean');
   const centringRate = num(input, 'centringRate', 0.01, (v) => v > 0 && v <= 1, 'in (0, 1]');
@@ -250,6 +274,7 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
     positive,
     positiveIterations,
     damping,
+    statistics,
     centring,
     centringRate,
     seed,
@@ -335,7 +360,10 @@ export class Trainer {
   private readonly neutral: number[];
   private readonly lastGroup: boolean[];
   private readonly firstGroup: boolean[];
-  /** Positive-phase sample states of hidden layers (CD: the chains; 'sample' + PCD: own). */
+  /**
+   * Positive-phase sample states of hidden layers (CD: the chains; PCD with 'sample', or with
+   * 'meanfield' and sampled statistics: own buffers).
+   */
   private posSample: State = [];
   /** CD chain buffers (PCD uses chains.state). */
   private negState: State;
@@ -374,8 +402,13 @@ export class Trainer {
     const order = [groups[first]!, ...groups.filter((_, i) => i !== first)];
     this.sampler = new GibbsSampler(network, { seed: o.seed, order });
     this.firstGroup = network.layers.map((l) => order[0]!.includes(l.index));
+    // Layers whose statistics are conditional means (none when statistics are samples).
     this.lastGroup = network.layers.map(
-      (l) => order.length > 1 && order[order.length - 1]!.includes(l.index) && !l.lateral,
+      (l) =>
+        o.statistics === 'means' &&
+        order.length > 1 &&
+        order[order.length - 1]!.includes(l.index) &&
+        !l.lateral,
     );
     this.scaled = network.layers.map(
       (l) => l.lateral || network.connections.some((c) => c.from === l.index),
@@ -535,12 +568,14 @@ export class Trainer {
     site.step = t;
     site.stream = Streams.positive;
     site.chainOffset = o.chainOffset;
+    const samples = o.statistics === 'samples';
     if (o.positive === 'exact') {
       for (const h of this.hidden) {
         const layer = net.layers[h]!;
         const P = this.posView[h]!;
         net.field(h, this.posView, R, P);
         site.unitOffset = layer.offset;
+        // 'samples': the draw CD chains start from is the statistic itself (same site)
         k.sampleUnits(
           layer.type,
           R,
@@ -549,10 +584,11 @@ export class Trainer {
           layer.size,
           net.biases[h]!,
           1,
-          P,
-          cd ? this.negState[h]! : null,
+          samples ? null : P,
+          samples ? P : cd ? this.negState[h]! : null,
           site,
         );
+        if (samples && cd) this.copy(R * layer.size, P, this.negState[h]!);
       }
       return;
     }
@@ -561,15 +597,19 @@ export class Trainer {
         this.posView[h]!.fill(this.neutral[h]!);
         k.upload(this.primary[h]!);
       }
+      const draws = cd ? this.negState : samples ? this.posSample : null;
       this.sampler.meanField(this.posView, R, {
         iterations: o.positiveIterations,
         damping: o.damping,
         clamp: this.clampVisible,
-        samples: cd ? this.negState : null,
+        samples: draws,
         step: t,
         stream: Streams.positive,
         chainOffset: o.chainOffset,
       });
+      if (samples)
+        for (const h of this.hidden)
+          this.copy(R * net.layers[h]!.size, draws![h]!, this.posView[h]!);
       return;
     }
     // 'sample'
@@ -602,9 +642,11 @@ export class Trainer {
     const N = this.negChain;
     if (!this.chains) {
       // CD: chains start at the positive sample; layers of the first group are redrawn before
-      // anything reads them, so only the others need the data / hidden sample.
+      // anything reads them, so only the others need the data / hidden sample, except a
+      // lateral layer, whose unit-by-unit sweep reads its own units not yet redrawn.
       for (const v of this.visible) {
-        if (!this.firstGroup[v]) this.copy(R * net.layers[v]!.size, this.posView[v]!, N[v]!);
+        if (!this.firstGroup[v] || net.layers[v]!.lateral)
+          this.copy(R * net.layers[v]!.size, this.posView[v]!, N[v]!);
       }
     }
     for (let s = 0; s < o.k; s++) {

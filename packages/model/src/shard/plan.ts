@@ -1,0 +1,114 @@
+// The stages of one training step and where each stage reads its neighbours' states from: the
+// schedule Trainer follows implicitly, written out so that workers holding different units can
+// follow it independently and agree on what every spin message means.
+import type { Network } from '../network.js';
+import { Streams } from '../sampler.js';
+import type { ResolvedTrainOptions } from '../train.js';
+
+/** One block-Gibbs update of some layers inside a step (all of a colour group's free layers). */
+export interface Stage {
+  /** 'positive': the data-clamped chains of the batch; 'negative': the model's chains. */
+  phase: 'positive' | 'negative';
+  /** Sweep index within the phase. */
+  sweep: number;
+  /** Layers drawn at this stage (no connection joins two of them). */
+  layers: readonly number[];
+  /** Stream word of the draws (Trainer's: Streams.positive + sweep, Streams.negative + sweep). */
+  stream: number;
+}
+
+/**
+ * Where a stage reads a neighbour layer from:
+ * - 'data': the batch's data (a visible layer);
+ * - 'zero': zeros (the start of a sampled positive phase);
+ * - 'stage': the states drawn at stage `stage` of the same step (`stepsBack` 0) or of the
+ *   previous step (1: the persistent chains; before step 0 their initial state).
+ */
+export type Source =
+  { kind: 'data' } | { kind: 'zero' } | { kind: 'stage'; stage: number; stepsBack: 0 | 1 };
+
+export interface StepPlan {
+  stages: Stage[];
+  /** inputs[p][m]: the source of layer m for stage p, for every m next to a layer of stage p. */
+  inputs: (Source | null)[][];
+  /** Per layer: the last positive stage that draws it, or -1 (a visible layer: data). */
+  lastPositive: number[];
+  /** Per layer: the last negative stage that draws it (every layer is drawn in each sweep). */
+  lastNegative: number[];
+  /** Index of the first negative stage. */
+  firstNegative: number;
+}
+
+/** The neighbour layers of l (connected to it). */
+export function neighbours(net: Network, l: number): number[] {
+  const out: number[] = [];
+  for (const c of net.connections) {
+    if (c.from === l) out.push(c.to);
+    else if (c.to === l) out.push(c.from);
+  }
+  return out;
+}
+
+/**
+ * The step plan of Trainer with options `o` (positive 'exact' or 'sample'; 'meanfield' has no
+ * stages of single draws and is not planned here).
+ */
+export function stepPlan(
+  net: Network,
+  o: ResolvedTrainOptions,
+  visible: readonly number[],
+): StepPlan {
+  const isVisible = net.layers.map((l) => visible.includes(l.index));
+  // Trainer's sweep order: the group holding the first visible layer first.
+  const groups = net.colouring();
+  const first = groups.findIndex((g) => g.includes(visible[0]!));
+  const order = [groups[first]!, ...groups.filter((_, i) => i !== first)];
+  const stages: Stage[] = [];
+  if (o.positive === 'exact') {
+    const hidden = net.layers.filter((l) => !isVisible[l.index]).map((l) => l.index);
+    if (hidden.length > 0)
+      stages.push({ phase: 'positive', sweep: 0, layers: hidden, stream: Streams.positive });
+  } else {
+    for (let s = 0; s < o.positiveIterations; s++) {
+      for (const g of order) {
+        const layers = g.filter((l) => !isVisible[l]);
+        if (layers.length > 0)
+          stages.push({ phase: 'positive', sweep: s, layers, stream: Streams.positive + s });
+      }
+    }
+  }
+  const firstNegative = stages.length;
+  for (let s = 0; s < o.k; s++) {
+    for (const g of order)
+      stages.push({ phase: 'negative', sweep: s, layers: [...g], stream: Streams.negative + s });
+  }
+  const L = net.layers.length;
+  const lastPositive = new Array<number>(L).fill(-1);
+  const lastNegative = new Array<number>(L).fill(-1);
+  stages.forEach((st, p) => {
+    for (const l of st.layers) (st.phase === 'positive' ? lastPositive : lastNegative)[l] = p;
+  });
+  const pcd = o.negative === 'pcd';
+  const inputs = stages.map((st, p) => {
+    const row: (Source | null)[] = new Array<Source | null>(L).fill(null);
+    const lastBefore = (m: number, phase: Stage['phase']): number => {
+      for (let q = p - 1; q >= 0; q--)
+        if (stages[q]!.phase === phase && stages[q]!.layers.includes(m)) return q;
+      return -1;
+    };
+    for (const l of st.layers) {
+      for (const m of neighbours(net, l)) {
+        let src: Source;
+        const q = lastBefore(m, st.phase);
+        if (q >= 0) src = { kind: 'stage', stage: q, stepsBack: 0 };
+        else if (st.phase === 'positive') src = isVisible[m] ? { kind: 'data' } : { kind: 'zero' };
+        else if (pcd) src = { kind: 'stage', stage: lastNegative[m]!, stepsBack: 1 };
+        else if (isVisible[m]) src = { kind: 'data' };
+        else src = { kind: 'stage', stage: lastPositive[m]!, stepsBack: 0 };
+        row[m] = src;
+      }
+    }
+    return row;
+  });
+  return { stages, inputs, lastPositive, lastNegative, firstNegative };
+}

@@ -1,0 +1,1570 @@
+// One worker's share of a sharded training run: it samples the units it owns, exchanges their
+// 1-bit spins with its peers and applies the Boltzmann rule to the weights it holds, with no
+// global barrier. Transport-agnostic: the caller moves the bytes (gRPC, or LoopbackCluster).
+//
+// PROTOCOL (packages/model/SHARDING.md has the long form)
+//
+// Ownership. A shard owns, for some layers, one contiguous range of units (all chains). It
+// holds: the biases (and velocities) of its units; a lateral layer's whole matrix (a lateral
+// layer lies within one shard); for every connection f->t touching its units, the rows of its
+// own f-units (W[F_s, :]) and the columns of its own t-units (W[:, T_s]). Cut the matrix into
+// tiles F_a x T_b by owner: shard s holds the tiles with a = s or b = s. Tile (a, b) with
+// a != b is held twice, a replica on each side; its OWNER is a, the shard of the `from`
+// units, and exportBlocks() returns only owned tiles, so an assembled model has one copy of
+// everything. Offsets (centring) are replicated for every unit a shard's units connect to.
+//
+// A step (update t) is the Trainer's step written out as stages (plan.ts): the positive phase
+// ('exact': one stage drawing every hidden layer from the data; 'sample': n clamped sweeps over
+// the colour groups) then k negative sweeps over the colour groups. At stage p of step t a
+// shard draws its own units of the stage's layers, reading its neighbours' states where the
+// lockstep run would: data, zeros, an earlier stage of step t, or (persistent chains) the last
+// stage of step t-1. Draws use the counter (seed, chain, global unit, step t, stream), so they
+// are the single-process Trainer's draws, whatever the layout.
+//
+// Messages. After drawing its units of layer l at stage p of step t, a shard sends one
+// SpinMessage {from, step t, stage p, layer l, packed} to every shard that owns units of a
+// layer connected to l. packed = kernels.packSpins of its rows x units block (row-major), i.e.
+// ceil(rows * units / 8) bytes: ONE BIT PER SPIN UPDATE, plus a header of 4 integers. Rows are
+// the batch rows (positive stages, and negative stages with CD) or the persistent chains.
+// Visible data are never sent: every worker reads the data set and computes the same minibatch
+// order, epochOrder(rows, seed, epoch).
+//
+// Update. The update of step t uses the data, the shard's own step-t states and its peers'
+// step-t states of the last positive and last negative stage of each layer. It is applied
+// once all of those are in (and the shard has drawn all of step t), for all parameters the
+// shard holds at once, with the learning rate of step t. A tile's gradient is computed by the
+// same call (same shape, same operands) on both sides, so the two replicas apply the same
+// sequence of updates and are bit-identical at equal update counts (with the portable kernels
+// always; with OpenBLAS when both workers run the same build with the same thread count, since
+// its sums depend on the shape and the thread split). Centring offsets are running means of
+// each unit's own data-phase spins, so every replica of an offset follows the same sequence.
+//
+// Staleness s (0 = lockstep, Infinity = unbounded). (1) Weights: a shard draws step t only when
+// its updates of steps < t - s are applied (lag t - applied <= s). (2) Spins: where the lockstep
+// run reads a peer's persistent-chain state of stamp (t', p'), a shard may read an older one of
+// the same chain when the newer has not arrived; the age in steps is ceil(stage lag / stages
+// per step), at most s. States that belong to the current batch (positive phase; CD chains,
+// which start from the batch) are always the exact ones: an older batch's rows would be a
+// different data point. A stale read changes only which spins are drawn, never the update
+// arithmetic, so replicas stay identical. Staleness 0 reproduces Trainer with statistics
+// 'samples' bit for bit (portable kernels; see SHARDING.md for OpenBLAS). stats() counts the
+// staleness of every read and the weight lag of every stage (histograms).
+//
+// Checkpoints. A checkpoint is taken at a step boundary T with every update < T applied and
+// nothing of step T drawn (with checkpointEvery, advance() stops there until checkpoint() is
+// called; a shard that is ahead waits for its own update T-1, not for the other shards). It
+// holds the shard's parameters, velocities, offsets, chain states (its own and its replicas of
+// its peers', with their stamps), and the received spins of steps < T not yet read. Rule: all
+// shards checkpoint at the same multiples of checkpointEvery; recovery restores EVERY shard
+// from the latest T that all shards have, and messages sent before the rollback are not
+// delivered after it (the transport fences them by generation). Each shard then redraws and
+// resends everything from step T, which nobody has consumed in the restored state. With
+// staleness 0 the recovered run is bit-identical to an undisturbed one.
+import { type Kernels, type RngSite, UnitType, seedHalves } from '@spinmesh/kernels';
+import { epochOrder } from '../data/dataset.js';
+import { FormatError, SpecError } from '../errors.js';
+import type { InitOptions, Network, NetworkSpec } from '../network.js';
+import { learningRateAt } from '../schedule.js';
+import { Streams } from '../sampler.js';
+import { type ResolvedTrainOptions, type TrainOptions, validateTrainOptions } from '../train.js';
+import { type CodecArray, decodeContainer, encodeContainer } from './codec.js';
+import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
+import {
+  type ParameterBlock,
+  type ParameterSource,
+  type ShardExport,
+  initSource,
+} from './params.js';
+import { type Source, type StepPlan, neighbours, stepPlan } from './plan.js';
+
+/** The training data every worker reads in full: rows x (visible units), visible layers concatenated. */
+export interface ShardData {
+  x: Float32Array;
+  rows: number;
+}
+
+export interface ShardTrainerOptions {
+  network: NetworkSpec;
+  /**
+   * Training options as for Trainer. `statistics` must be 'samples' (the default here);
+   * `positive` 'meanfield' is refused (it would exchange real-valued means).
+   */
+  train?: TrainOptions;
+  layout: ShardLayout;
+  /** This shard's index in `layout`. */
+  shard: number;
+  kernels: Kernels;
+  data: ShardData;
+  /** Updates in the whole run. @defaultValue Infinity */
+  steps?: number;
+  /** Steps by which weights and persistent-chain spins may lag (see the file header). @defaultValue 0 */
+  staleness?: number;
+  /** Stop at every multiple of this step for a checkpoint; 0: never. @defaultValue 0 */
+  checkpointEvery?: number;
+  /** Initial parameters. @defaultValue initSource(network, kernels, init) */
+  params?: ParameterSource;
+  /** Initialisation when `params` is not given (as Network.create). @defaultValue {} */
+  init?: InitOptions;
+}
+
+/** A block of spins to deliver to the shards in `to`. `packed` is shared: do not modify it. */
+export interface SpinMessage {
+  from: number;
+  to: readonly number[];
+  step: number;
+  stage: number;
+  layer: number;
+  packed: Uint8Array;
+}
+
+/** Which spins a shard waits for. */
+export interface SpinKey {
+  from: number;
+  step: number;
+  stage: number;
+  layer: number;
+}
+
+/** How much one advance() call may do. */
+export interface AdvanceBudget {
+  /** Stages to draw at most. @defaultValue Infinity */
+  stages?: number;
+  /** Updates to apply at most. @defaultValue Infinity */
+  updates?: number;
+}
+
+export type AdvanceResult =
+  /** Every step drawn and every update applied. */
+  | { state: 'done' }
+  /** At a checkpoint step: call checkpoint() to go on. */
+  | { state: 'checkpoint'; step: number }
+  /** The budget is spent; more could be done now. */
+  | { state: 'budget' }
+  /** Blocked until these spins arrive. */
+  | { state: 'waiting'; waitingFor: SpinKey[] };
+
+export interface ShardStats {
+  /** spinStaleness[d]: peer-state reads that were d steps older than lockstep's. */
+  spinStaleness: number[];
+  /** weightLag[d]: stages drawn with the updates of the last d steps not yet applied. */
+  weightLag: number[];
+  stagesDrawn: number;
+  updatesApplied: number;
+  messagesSent: number;
+  /** Payload bytes sent, counted once per recipient. */
+  bytesSent: number;
+  messagesReceived: number;
+  bytesReceived: number;
+}
+
+interface Slab {
+  r0: number;
+  c0: number;
+  ld: number;
+  data: Float32Array;
+  vel: Float32Array;
+  grad: Float32Array;
+}
+
+interface Tile {
+  /** Owner of the rows (the `from` units) and of the columns. */
+  a: number;
+  b: number;
+  r0: number;
+  r1: number;
+  c0: number;
+  c1: number;
+  dests: { slab: Slab; off: number }[];
+}
+
+interface View {
+  data: Float32Array;
+  grad: Float32Array;
+  ld: number;
+}
+
+interface Held {
+  index: number;
+  from: number;
+  to: number;
+  nf: number;
+  nt: number;
+  slabs: Slab[];
+  tiles: Tile[];
+  /** W[F_s, :] (rows of this shard's from-units), or null. */
+  fromView: View | null;
+  /** W[:, T_s] (columns of this shard's to-units), or null. */
+  toView: View | null;
+}
+
+interface Range {
+  shard: number;
+  a: number;
+  b: number;
+}
+
+interface Pending {
+  step: number;
+  pos: Float32Array[];
+  neg: Float32Array[];
+}
+
+const POS = 0;
+const NEG = 1;
+
+/**
+ * dst[dstOff + i*dstLd + j] = src[srcOff + i*srcLd + j] for i < rows, j < w. Narrow blocks are
+ * copied element by element: a subarray per row would cost more than the row.
+ */
+function copyRows(
+  rows: number,
+  w: number,
+  src: Float32Array,
+  srcOff: number,
+  srcLd: number,
+  dst: Float32Array,
+  dstOff: number,
+  dstLd: number,
+): void {
+  if (w === srcLd && w === dstLd) {
+    dst.set(src.subarray(srcOff, srcOff + rows * w), dstOff);
+  } else if (w >= 64) {
+    for (let i = 0; i < rows; i++)
+      dst.set(src.subarray(srcOff + i * srcLd, srcOff + i * srcLd + w), dstOff + i * dstLd);
+  } else {
+    for (let i = 0; i < rows; i++) {
+      const so = srcOff + i * srcLd;
+      const d = dstOff + i * dstLd;
+      for (let j = 0; j < w; j++) dst[d + j] = src[so + j]!;
+    }
+  }
+}
+
+function checkSteps(v: unknown, path: string, allowInfinity: boolean): number {
+  if (
+    typeof v !== 'number' ||
+    !((Number.isInteger(v) && v >= 0) || (allowInfinity && v === Infinity))
+  )
+    throw new SpecError(path, `must be an integer >= 0${allowInfinity ? ' or Infinity' : ''}`);
+  return v;
+}
+
+/** One shard of a sharded training run (see the file header for the protocol). */
+export class ShardTrainer {
+  readonly shard: number;
+  readonly shards: number;
+  readonly layout: ShardLayout;
+  readonly spec: NetworkSpec;
+  readonly options: ResolvedTrainOptions;
+  readonly kernels: Kernels;
+  readonly plan: StepPlan;
+  readonly staleness: number;
+  readonly totalSteps: number;
+  readonly checkpointEvery: number;
+  /** Batches (updates) per pass over the data. */
+  readonly stepsPerEpoch: number;
+
+  private readonly net: Network;
+  private readonly data: ShardData;
+  private readonly P: number;
+  private readonly L: number;
+  private readonly visible: number[];
+  private readonly isVisible: boolean[];
+  private readonly visOffset: number[];
+  private readonly visibleDims: number;
+  private readonly cd: boolean;
+  private readonly B: number;
+  private readonly Cn: number;
+  private readonly own: (readonly [number, number] | null)[];
+  private readonly ranges: Range[][];
+  private readonly needs: boolean[];
+  private readonly relevant: boolean[];
+  private readonly recipients: number[][];
+  private readonly nbrs: number[][];
+  private readonly off: number[];
+  private readonly scaled: boolean[];
+  private readonly posX: Float32Array[];
+  private readonly negX: Float32Array[];
+  private readonly primary: Float32Array[];
+  private readonly secondary: (Float32Array | null)[];
+  private readonly offsets: Float32Array[];
+  private readonly bmean: Float32Array[];
+  private readonly bias: Float32Array[];
+  private readonly biasVel: Float32Array[];
+  private readonly biasGrad: Float32Array[];
+  private readonly lateral: (Float32Array | null)[];
+  private readonly latVel: (Float32Array | null)[];
+  private readonly latGrad: (Float32Array | null)[];
+  private readonly held: (Held | null)[];
+  private readonly fieldBuf: Float32Array[];
+  private readonly unpackBuf: Float32Array;
+  private readonly tileBuf: Float32Array;
+  private readonly seen: Uint8Array;
+  private readonly site: RngSite;
+
+  private t = 0;
+  private p = 0;
+  private applied = 0;
+  private released = 0;
+  private readonly ver: [Float64Array, Float64Array];
+  private readonly inbox: (Map<number, Uint8Array> | null)[];
+  private readonly pending = new Map<number, Pending>();
+  private pool: Pending[] = [];
+  private outbox: SpinMessage[] = [];
+  private readonly orders = new Map<number, Uint32Array>();
+  private spinHist: number[] = [0];
+  private lagHist: number[] = [0];
+  private counters = {
+    stagesDrawn: 0,
+    updatesApplied: 0,
+    messagesSent: 0,
+    bytesSent: 0,
+    messagesReceived: 0,
+    bytesReceived: 0,
+  };
+
+  constructor(opts: ShardTrainerOptions) {
+    const net = shapeNetwork(opts.network);
+    this.net = net;
+    this.spec = net.spec;
+    this.kernels = opts.kernels;
+    const k = opts.kernels;
+    const trainIn = { statistics: 'samples', ...(opts.train ?? {}) } as TrainOptions;
+    const o = validateTrainOptions(trainIn, net);
+    if (o.statistics !== 'samples')
+      throw new SpecError(
+        'train.statistics',
+        "must be 'samples' in a sharded run: a worker sees its peers' spins, not their probabilities",
+      );
+    if (o.positive === 'meanfield')
+      throw new SpecError(
+        'train.positive',
+        "'meanfield' is not supported in a sharded run (it exchanges real-valued means); use 'exact' or 'sample'",
+      );
+    this.options = o;
+    this.layout = validateLayout(net, opts.layout);
+    this.shards = this.layout.length;
+    if (!Number.isInteger(opts.shard) || opts.shard < 0 || opts.shard >= this.shards)
+      throw new SpecError('shard', `must be an integer in 0..${this.shards - 1}`);
+    this.shard = opts.shard;
+    this.staleness = checkSteps(opts.staleness ?? 0, 'staleness', true);
+    this.totalSteps = checkSteps(opts.steps ?? Infinity, 'steps', true);
+    this.checkpointEvery = checkSteps(opts.checkpointEvery ?? 0, 'checkpointEvery', false);
+    const L = net.layers.length;
+    this.L = L;
+    this.visible = o.visible.map((v) => net.layerIndex(v));
+    this.isVisible = net.layers.map((l) => this.visible.includes(l.index));
+    this.visOffset = new Array<number>(L).fill(-1);
+    let vo = 0;
+    for (const v of this.visible) {
+      this.visOffset[v] = vo;
+      vo += net.layers[v]!.size;
+    }
+    this.visibleDims = vo;
+    const data = opts.data;
+    if (!data || !Number.isInteger(data.rows) || data.rows < 1)
+      throw new SpecError('data.rows', 'must be a positive integer');
+    if (!(data.x instanceof Float32Array) || data.x.length < data.rows * vo)
+      throw new SpecError('data.x', `must be a Float32Array of rows x ${vo} values`);
+    this.data = data;
+    this.plan = stepPlan(net, o, this.visible);
+    this.P = this.plan.stages.length;
+    this.cd = o.negative === 'cd';
+    this.B = o.batchSize;
+    this.Cn = this.cd ? o.batchSize : o.chains;
+    this.stepsPerEpoch = Math.ceil(data.rows / o.batchSize);
+
+    // ownership
+    const S = this.shard;
+    this.ranges = net.layers.map((l) => {
+      const rs: Range[] = [];
+      this.layout.forEach((u, s) => {
+        const r = u[l.name];
+        if (r) rs.push({ shard: s, a: r[0], b: r[1] });
+      });
+      return rs.sort((x, y) => x.a - y.a);
+    });
+    this.own = net.layers.map((l) => this.layout[S]![l.name] ?? null);
+    this.nbrs = net.layers.map((l) => neighbours(net, l.index));
+    const needsOf = (s: number, l: number): boolean =>
+      this.nbrs[l]!.some((m) => this.layout[s]![net.layers[m]!.name] !== undefined);
+    this.needs = net.layers.map((l) => needsOf(S, l.index));
+    this.relevant = net.layers.map((l) => this.needs[l.index]! || this.own[l.index] !== null);
+    this.recipients = net.layers.map((l) =>
+      this.layout.map((_, s) => s).filter((s) => s !== S && needsOf(s, l.index)),
+    );
+    this.off = net.layers.map((l) => (l.type === UnitType.Ising ? -1 : 0));
+    // Trainer's stacking flags: from-side layers are scaled by +1/R and -1/C.
+    this.scaled = net.layers.map(
+      (l) => l.lateral || net.connections.some((c) => c.from === l.index),
+    );
+    const unscaledCopy = net.layers.map(
+      (l) => this.scaled[l.index]! && (l.lateral || net.connections.some((c) => c.to === l.index)),
+    );
+
+    // buffers (full width for the layers this shard reads)
+    const rowsMax = Math.max(this.B, this.Cn);
+    const allocRel = (l: number, rows: number): Float32Array =>
+      k.alloc(this.relevant[l] ? rows * net.layers[l]!.size : 0);
+    this.posX = net.layers.map((l) => allocRel(l.index, this.B));
+    this.negX = net.layers.map((l) => allocRel(l.index, this.Cn));
+    this.primary = net.layers.map((l) => allocRel(l.index, this.B + this.Cn));
+    this.secondary = net.layers.map((l) =>
+      this.relevant[l.index] && unscaledCopy[l.index] ? allocRel(l.index, this.B + this.Cn) : null,
+    );
+    this.offsets = net.layers.map((l) => allocRel(l.index, 1));
+    this.bmean = net.layers.map((l) => allocRel(l.index, 1));
+    const ownW = (l: number): number => {
+      const r = this.own[l];
+      return r ? r[1] - r[0] : 0;
+    };
+    this.fieldBuf = net.layers.map((l) => k.alloc(rowsMax * ownW(l.index)));
+    let maxW = 1;
+    for (const rs of this.ranges) for (const r of rs) maxW = Math.max(maxW, r.b - r.a);
+    this.unpackBuf = k.alloc(rowsMax * maxW);
+    this.seen = new Uint8Array(L);
+
+    // parameters
+    const src = opts.params ?? initSource(opts.network, k, opts.init ?? {});
+    this.bias = net.layers.map((l) => k.alloc(ownW(l.index)));
+    this.biasVel = net.layers.map((l) => k.alloc(ownW(l.index)));
+    this.biasGrad = net.layers.map((l) => k.alloc(ownW(l.index)));
+    for (const l of net.layers) {
+      const r = this.own[l.index];
+      if (!r) continue;
+      src.bias(l.index, r[0], r[1], this.bias[l.index]!);
+      k.upload(this.bias[l.index]!);
+    }
+    this.lateral = net.layers.map((l) =>
+      l.lateral && this.own[l.index] ? k.alloc(l.size ** 2) : null,
+    );
+    this.latVel = this.lateral.map((x) => (x ? k.alloc(x.length) : null));
+    this.latGrad = this.lateral.map((x) => (x ? k.alloc(x.length) : null));
+    this.lateral.forEach((x, l) => {
+      if (!x) return;
+      src.lateral(l, x);
+      k.upload(x);
+    });
+    let maxTile = 1;
+    this.held = net.connections.map((c) => {
+      const h = this.buildHeld(c.index, c.from, c.to, src);
+      if (h) for (const t of h.tiles) maxTile = Math.max(maxTile, (t.r1 - t.r0) * (t.c1 - t.c0));
+      return h;
+    });
+    this.tileBuf = k.alloc(maxTile);
+
+    // offsets: hidden at the neutral value, visible at the data means (as Trainer.trainEpoch)
+    for (const l of net.layers) {
+      if (!this.relevant[l.index]) continue;
+      this.offsets[l.index]!.fill(l.type === UnitType.Bernoulli ? 0.5 : 0);
+      if (o.centring && this.isVisible[l.index]) this.dataMeans(l.index, this.offsets[l.index]!);
+      k.upload(this.offsets[l.index]!);
+    }
+
+    const { seedLo, seedHi } = seedHalves(o.seed);
+    this.site = { seedLo, seedHi, unitOffset: 0, chainOffset: o.chainOffset, step: 0, stream: 0 };
+    this.ver = [new Float64Array(L * this.shards).fill(NaN), new Float64Array(L * this.shards)];
+    this.ver[NEG].fill(this.cd ? NaN : -1);
+    this.inbox = new Array<Map<number, Uint8Array> | null>(L * this.shards).fill(null);
+    for (const l of net.layers) {
+      if (!this.needs[l.index]) continue;
+      for (const r of this.ranges[l.index]!)
+        if (r.shard !== S) this.inbox[l.index * this.shards + r.shard] = new Map();
+    }
+    if (!this.cd) this.initChains(src);
+  }
+
+  /** Row slab, column slab or the full matrix of a connection, and the tiles in them. */
+  private buildHeld(index: number, from: number, to: number, src: ParameterSource): Held | null {
+    const net = this.net;
+    const k = this.kernels;
+    const S = this.shard;
+    const nf = net.layers[from]!.size;
+    const nt = net.layers[to]!.size;
+    const F = this.own[from] ?? null;
+    const T = this.own[to] ?? null;
+    if (!F && !T) return null;
+    const slab = (r0: number, r1: number, c0: number, c1: number): Slab => {
+      const ld = c1 - c0;
+      const data = k.alloc((r1 - r0) * ld);
+      src.weights(index, r0, r1, c0, c1, data);
+      k.upload(data);
+      return { r0, c0, ld, data, vel: k.alloc(data.length), grad: k.alloc(data.length) };
+    };
+    const slabs: Slab[] = [];
+    let rowSlab: Slab | null = null;
+    let colSlab: Slab | null = null;
+    const fullF = F !== null && F[0] === 0 && F[1] === nf;
+    const fullT = T !== null && T[0] === 0 && T[1] === nt;
+    if ((F && fullT) || (T && fullF)) {
+      rowSlab = colSlab = slab(0, nf, 0, nt);
+      slabs.push(rowSlab);
+    } else {
+      if (F) slabs.push((rowSlab = slab(F[0], F[1], 0, nt)));
+      if (T) slabs.push((colSlab = slab(0, nf, T[0], T[1])));
+    }
+    const tiles: Tile[] = [];
+    for (const ra of this.ranges[from]!) {
+      for (const rb of this.ranges[to]!) {
+        if (ra.shard !== S && rb.shard !== S) continue;
+        const tile: Tile = {
+          a: ra.shard,
+          b: rb.shard,
+          r0: ra.a,
+          r1: ra.b,
+          c0: rb.a,
+          c1: rb.b,
+          dests: [],
+        };
+        for (const s of slabs) {
+          const rows = s.data.length / s.ld;
+          if (ra.a >= s.r0 && ra.b <= s.r0 + rows && rb.a >= s.c0 && rb.b <= s.c0 + s.ld)
+            tile.dests.push({ slab: s, off: (ra.a - s.r0) * s.ld + (rb.a - s.c0) });
+        }
+        tiles.push(tile);
+      }
+    }
+    const view = (s: Slab, off: number): View => ({
+      data: s.data.subarray(off),
+      grad: s.grad.subarray(off),
+      ld: s.ld,
+    });
+    return {
+      index,
+      from,
+      to,
+      nf,
+      nt,
+      slabs,
+      tiles,
+      fromView: F && rowSlab ? view(rowSlab, (F[0] - rowSlab.r0) * rowSlab.ld) : null,
+      toView: T && colSlab ? view(colSlab, T[0] - colSlab.c0) : null,
+    };
+  }
+
+  /** PersistentChains' initial draws (chainInit), for every layer this shard reads. */
+  private initChains(src: ParameterSource): void {
+    const net = this.net;
+    const k = this.kernels;
+    const o = this.options;
+    const init = o.chainInit;
+    const site: RngSite = { ...this.site, step: 0, stream: Streams.chainInit };
+    if (typeof init === 'object') {
+      for (const name of Object.keys(init.means))
+        if (!net.layers.some((l) => l.name === name))
+          throw new SpecError(
+            `chains.init.means.${name}`,
+            `'${name}' is not a layer of this network`,
+          );
+    }
+    const C = this.Cn;
+    for (const l of net.layers) {
+      if (!this.relevant[l.index]) continue;
+      const x = this.negX[l.index]!;
+      const n = l.size;
+      if (init === 'zeros') {
+        x.fill(0);
+        k.upload(x);
+        continue;
+      }
+      const bias = k.alloc(n);
+      const field = k.alloc(C * n);
+      const means = typeof init === 'object' ? init.means[l.name] : undefined;
+      if (means) {
+        if (means.length !== n)
+          throw new SpecError(`chains.init.means.${l.name}`, `must hold ${n} values`);
+        for (let j = 0; j < n; j++) {
+          const m = means[j]!;
+          if (l.type === UnitType.Bernoulli) {
+            const p = Math.min(Math.max(m, 1e-7), 1 - 1e-7);
+            bias[j] = Math.log(p / (1 - p));
+          } else if (l.type === UnitType.Ising) {
+            bias[j] = Math.atanh(Math.min(Math.max(m, -1 + 1e-7), 1 - 1e-7));
+          } else {
+            bias[j] = m;
+          }
+        }
+      } else if (init === 'biases') {
+        src.bias(l.index, 0, n, bias);
+      }
+      k.upload(bias);
+      site.unitOffset = l.offset;
+      k.sampleUnits(l.type, C, n, field, n, bias, 1, null, x, site);
+    }
+  }
+
+  /** Column means of visible layer v over all data rows (Trainer.initVisibleOffsets). */
+  private dataMeans(v: number, mu: Float32Array): void {
+    const n = this.net.layers[v]!.size;
+    const d = this.visibleDims;
+    const off = this.visOffset[v]!;
+    const x = this.data.x;
+    const s = new Float64Array(n);
+    for (let r = 0; r < this.data.rows; r++)
+      for (let j = 0; j < n; j++) s[j]! += x[r * d + off + j]!;
+    for (let j = 0; j < n; j++) mu[j] = s[j]! / this.data.rows;
+  }
+
+  // ---------------------------------------------------------------------------- progress
+
+  /** Where the shard stands: drawing stage `stage` of step `step`; `applied` updates applied. */
+  get position(): { step: number; stage: number; applied: number } {
+    return { step: this.t, stage: this.p, applied: this.applied };
+  }
+
+  /** Whether every step is drawn and every update applied. */
+  get done(): boolean {
+    return this.applied >= this.totalSteps;
+  }
+
+  /** Whether a checkpoint can be taken now (a step boundary with every update applied). */
+  get quiescent(): boolean {
+    return this.p === 0 && this.applied === this.t && this.pending.size === 0;
+  }
+
+  private rowsOf(step: number): number {
+    const start = (step % this.stepsPerEpoch) * this.B;
+    return Math.min(this.B, this.data.rows - start);
+  }
+
+  private negRowsOf(step: number): number {
+    return this.cd ? this.rowsOf(step) : this.Cn;
+  }
+
+  private orderOf(epoch: number): Uint32Array {
+    let o = this.orders.get(epoch);
+    if (!o) {
+      o = epochOrder(this.data.rows, this.options.seed, epoch);
+      this.orders.set(epoch, o);
+      for (const e of this.orders.keys())
+        if (e < Math.floor(this.applied / this.stepsPerEpoch)) this.orders.delete(e);
+    }
+    return o;
+  }
+
+  /** Rows of step `step`'s batch, visible layer v, all columns, into dst (rows x size). */
+  private gatherData(step: number, v: number, dst: Float32Array): void {
+    const n = this.net.layers[v]!.size;
+    const d = this.visibleDims;
+    const off = this.visOffset[v]!;
+    const order = this.orderOf(Math.floor(step / this.stepsPerEpoch));
+    const start = (step % this.stepsPerEpoch) * this.B;
+    const R = this.rowsOf(step);
+    const x = this.data.x;
+    for (let r = 0; r < R; r++) {
+      const row = order[start + r]! * d + off;
+      dst.set(x.subarray(row, row + n), r * n);
+    }
+    this.kernels.upload(dst);
+  }
+
+  /**
+   * Draws stages and applies updates as far as the received spins allow, within the budget
+   * (stages drawn, updates applied; both unlimited by default), then says why it stopped.
+   * Spins to send accumulate in outgoing().
+   */
+  advance(budget: AdvanceBudget = {}): AdvanceResult {
+    const maxStages = budget.stages ?? Infinity;
+    const maxUpdates = budget.updates ?? Infinity;
+    let stages = 0;
+    let updates = 0;
+    for (;;) {
+      if (this.applied < this.t && this.updateReady(this.applied, null)) {
+        if (updates >= maxUpdates) return { state: 'budget' };
+        this.applyStep(this.applied);
+        updates++;
+        continue;
+      }
+      if (this.applied >= this.totalSteps) return { state: 'done' };
+      if (this.t >= this.totalSteps) return this.waitUpdate();
+      if (
+        this.p === 0 &&
+        this.checkpointEvery > 0 &&
+        this.t > 0 &&
+        this.t % this.checkpointEvery === 0 &&
+        this.released < this.t
+      ) {
+        return this.applied === this.t ? { state: 'checkpoint', step: this.t } : this.waitUpdate();
+      }
+      if (this.t - this.applied > this.staleness) return this.waitUpdate();
+      if (stages >= maxStages) return { state: 'budget' };
+      if (!this.inputsReady(this.t, this.p, false, null)) {
+        const waitingFor: SpinKey[] = [];
+        this.inputsReady(this.t, this.p, false, waitingFor);
+        if (this.applied < this.t) this.updateReady(this.applied, waitingFor);
+        return { state: 'waiting', waitingFor };
+      }
+      this.runStage();
+      stages++;
+    }
+  }
+
+  private waitUpdate(): AdvanceResult {
+    const waitingFor: SpinKey[] = [];
+    this.updateReady(this.applied, waitingFor);
+    return { state: 'waiting', waitingFor };
+  }
+
+  /** The spins produced since the last call, to send. */
+  outgoing(): SpinMessage[] {
+    const out = this.outbox;
+    this.outbox = [];
+    return out;
+  }
+
+  /**
+   * Delivers a peer's spins (copied). Returns false when they are no longer needed (an old
+   * duplicate) and were dropped. @throws SpecError when the message cannot be meant for this
+   * shard (wrong sender, layer, stage or size)
+   */
+  receive(from: number, step: number, stage: number, layer: number, packed: Uint8Array): boolean {
+    if (!Number.isInteger(from) || from < 0 || from >= this.shards || from === this.shard)
+      throw new SpecError('receive.from', `must be a peer shard index, got ${from}`);
+    if (!Number.isInteger(stage) || stage < 0 || stage >= this.P)
+      throw new SpecError('receive.stage', `must be in 0..${this.P - 1}, got ${stage}`);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= this.L)
+      throw new SpecError('receive.layer', `must be a layer index, got ${layer}`);
+    if (!Number.isInteger(step) || step < 0 || step >= this.totalSteps)
+      throw new SpecError('receive.step', `must be an integer in 0..${this.totalSteps - 1}`);
+    const box = this.inbox[layer * this.shards + from];
+    if (!box || !this.plan.stages[stage]!.layers.includes(layer))
+      throw new SpecError(
+        'receive.layer',
+        `shard ${this.shard} reads no spins of layer ${layer} from shard ${from} at stage ${stage}`,
+      );
+    const r = this.ranges[layer]!.find((x) => x.shard === from)!;
+    const rows =
+      this.plan.stages[stage]!.phase === 'positive' ? this.rowsOf(step) : this.negRowsOf(step);
+    const bytes = Math.ceil((rows * (r.b - r.a)) / 8);
+    if (packed.length !== bytes)
+      throw new SpecError('receive.packed', `must hold ${bytes} bytes, got ${packed.length}`);
+    const g = step * this.P + stage;
+    if (box.has(g) || this.obsolete(layer * this.shards + from, g)) return false;
+    box.set(g, packed.slice());
+    this.counters.messagesReceived++;
+    this.counters.bytesReceived += packed.length;
+    return true;
+  }
+
+  /** Whether a message (region idx, stamp g) can never be read again. */
+  private obsolete(idx: number, g: number): boolean {
+    const step = Math.floor(g / this.P);
+    if (step >= this.applied) return false;
+    const batch = this.cd || this.plan.stages[g % this.P]!.phase === 'positive';
+    return batch ? step < this.t : g <= this.ver[NEG][idx]!;
+  }
+
+  private prune(): void {
+    this.inbox.forEach((box, idx) => {
+      if (!box) return;
+      for (const g of box.keys()) if (this.obsolete(idx, g)) box.delete(g);
+    });
+  }
+
+  // ---------------------------------------------------------------------------- sampling
+
+  /**
+   * Whether every peer region that stage p of step t reads is available (apply: also copy it
+   * into the state buffers and count its staleness; missing: collect what is not there).
+   */
+  private inputsReady(t: number, p: number, apply: boolean, missing: SpinKey[] | null): boolean {
+    const st = this.plan.stages[p]!;
+    const set = st.phase === 'positive' ? POS : NEG;
+    const seen = this.seen;
+    seen.fill(0);
+    let ok = true;
+    for (const l of st.layers) {
+      if (!this.own[l]) continue;
+      for (const m of this.nbrs[l]!) {
+        if (seen[m]) continue;
+        seen[m] = 1;
+        const src = this.plan.inputs[p]![m]!;
+        for (const r of this.ranges[m]!) {
+          if (r.shard === this.shard) continue;
+          if (!this.region(set, m, r, src, t, apply, missing)) {
+            ok = false;
+            if (!missing) return false;
+          }
+        }
+      }
+    }
+    return ok;
+  }
+
+  private region(
+    set: number,
+    m: number,
+    r: Range,
+    src: Source,
+    t: number,
+    apply: boolean,
+    missing: SpinKey[] | null,
+  ): boolean {
+    const idx = m * this.shards + r.shard;
+    const ver = this.ver[set]!;
+    if (src.kind === 'data' || src.kind === 'zero') {
+      if (apply) {
+        const n = this.net.layers[m]!.size;
+        const rows = this.rowsOf(t);
+        const X = set === POS ? this.posX[m]! : this.negX[m]!;
+        if (src.kind === 'zero') {
+          for (let i = 0; i < rows; i++) X.fill(0, i * n + r.a, i * n + r.b);
+        } else if (set === NEG) {
+          const Y = this.posX[m]!;
+          copyRows(rows, r.b - r.a, Y, r.a, n, X, r.a, n);
+        }
+        this.kernels.upload(X);
+        ver[idx] = NaN;
+      }
+      return true;
+    }
+    const P = this.P;
+    const gReq = Math.max((t - src.stepsBack) * P + src.stage, -1);
+    if (ver[idx] === gReq) {
+      if (apply) this.countSpin(0);
+      return true;
+    }
+    const box = this.inbox[idx]!;
+    // the exact stamp, else (persistent chains only) the newest older state within the bound
+    let best = box.has(gReq) ? gReq : NaN;
+    if (Number.isNaN(best) && set === NEG && !this.cd && this.staleness > 0) {
+      best = ver[idx]!;
+      for (const g of box.keys())
+        if (g <= gReq && g > best && this.plan.stages[g % P]!.phase === 'negative') best = g;
+      if (Math.ceil((gReq - best) / P) > this.staleness) best = NaN;
+    }
+    if (Number.isNaN(best)) {
+      missing?.push({ from: r.shard, step: Math.floor(gReq / P), stage: gReq % P, layer: m });
+      return false;
+    }
+    if (apply) {
+      if (best !== ver[idx]) {
+        const X = set === POS ? this.posX[m]! : this.negX[m]!;
+        const rows = set === POS ? this.rowsOf(t) : this.negRowsOf(t);
+        this.unpackTo(box.get(best)!, m, r, rows, X, 0);
+        ver[idx] = best;
+      }
+      this.countSpin(Math.ceil((gReq - best) / P));
+    }
+    return true;
+  }
+
+  private countSpin(d: number): void {
+    while (this.spinHist.length <= d) this.spinHist.push(0);
+    this.spinHist[d]!++;
+  }
+
+  /** Unpacks a peer's rows x (r.b - r.a) spins into columns [r.a, r.b) of X from row row0. */
+  private unpackTo(
+    packed: Uint8Array,
+    m: number,
+    r: Range,
+    rows: number,
+    X: Float32Array,
+    row0: number,
+  ): void {
+    const k = this.kernels;
+    const n = this.net.layers[m]!.size;
+    const w = r.b - r.a;
+    const buf = this.unpackBuf;
+    k.unpackSpins(rows * w, packed, this.off[m]!, buf);
+    k.download(buf);
+    k.download(X);
+    copyRows(rows, w, buf, 0, w, X, row0 * n + r.a, n);
+    k.upload(X);
+  }
+
+  private runStage(): void {
+    const t = this.t;
+    const p = this.p;
+    const k = this.kernels;
+    const net = this.net;
+    const st = this.plan.stages[p]!;
+    const pos = st.phase === 'positive';
+    if (p === 0) this.beginStep(t);
+    if (p === this.plan.firstNegative && this.cd) {
+      // CD chains start from the batch's positive states: copy this shard's own regions
+      const R = this.rowsOf(t);
+      for (const l of net.layers) {
+        const r = this.own[l.index];
+        if (!r) continue;
+        const n = l.size;
+        const X = this.posX[l.index]!;
+        const Y = this.negX[l.index]!;
+        k.download(X);
+        copyRows(R, r[1] - r[0], X, r[0], n, Y, r[0], n);
+        k.upload(Y);
+      }
+    }
+    if (st.layers.some((l) => this.own[l])) {
+      this.inputsReady(t, p, true, null);
+      const lag = t - this.applied;
+      while (this.lagHist.length <= lag) this.lagHist.push(0);
+      this.lagHist[lag]!++;
+      const X = pos ? this.posX : this.negX;
+      const rows = pos ? this.rowsOf(t) : this.negRowsOf(t);
+      this.site.step = t;
+      this.site.stream = st.stream;
+      for (const l of st.layers) if (this.own[l]) this.drawLayer(l, X, rows, t, p);
+      this.counters.stagesDrawn++;
+    }
+    this.p++;
+    if (this.p === this.P) {
+      this.savePending(t);
+      this.t++;
+      this.p = 0;
+    }
+  }
+
+  /** Start of step t: the batch into the visible layers; zeros for a sampled positive phase. */
+  private beginStep(t: number): void {
+    const net = this.net;
+    for (const v of this.visible) if (this.relevant[v]) this.gatherData(t, v, this.posX[v]!);
+    if (this.options.positive === 'sample') {
+      const R = this.rowsOf(t);
+      for (const l of net.layers) {
+        const r = this.own[l.index];
+        if (!r || this.isVisible[l.index]) continue;
+        const X = this.posX[l.index]!;
+        for (let i = 0; i < R; i++) X.fill(0, i * l.size + r[0], i * l.size + r[1]);
+        this.kernels.upload(X);
+      }
+    }
+  }
+
+  /** Draws this shard's units of layer l into X and queues their spins for the peers. */
+  private drawLayer(l: number, X: Float32Array[], rows: number, t: number, p: number): void {
+    const net = this.net;
+    const k = this.kernels;
+    const layer = net.layers[l]!;
+    const n = layer.size;
+    const [a, b] = this.own[l]!;
+    const w = b - a;
+    const f = this.fieldBuf[l]!;
+    let beta = 0;
+    for (const c of net.connections) {
+      const h = this.held[c.index];
+      if (c.from === l) {
+        const v = h!.fromView!;
+        const nt = net.layers[c.to]!.size;
+        k.sgemm(false, true, rows, w, nt, 1, X[c.to]!, nt, v.data, v.ld, beta, f, w);
+        beta = 1;
+      } else if (c.to === l) {
+        const v = h!.toView!;
+        const nf = net.layers[c.from]!.size;
+        k.sgemm(false, false, rows, w, nf, 1, X[c.from]!, nf, v.data, v.ld, beta, f, w);
+        beta = 1;
+      }
+    }
+    if (beta === 0) {
+      f.fill(0, 0, rows * w);
+      k.upload(f);
+    }
+    const site = this.site;
+    const x = X[l]!;
+    const bias = this.bias[l]!;
+    const Lm = this.lateral[l];
+    let spins: Float32Array;
+    if (Lm) {
+      // the whole layer is here (w = n): GibbsSampler's unit-by-unit sweep, in place
+      for (let i = 0; i < n; i++) {
+        const fi = f.subarray(i);
+        k.sgemm(false, false, rows, 1, n, 1, x, n, Lm.subarray(i * n, i * n + n), 1, 1, fi, n);
+        site.unitOffset = layer.offset + i;
+        k.sampleUnits(
+          layer.type,
+          rows,
+          1,
+          fi,
+          n,
+          bias.subarray(i, i + 1),
+          1,
+          null,
+          x.subarray(i),
+          site,
+        );
+      }
+      spins = x;
+    } else {
+      site.unitOffset = layer.offset + a;
+      k.sampleUnits(layer.type, rows, w, f, w, bias, 1, null, f, site);
+      k.download(f);
+      k.download(x);
+      copyRows(rows, w, f, 0, w, x, a, n);
+      k.upload(x);
+      spins = f;
+    }
+    const to = this.recipients[l]!;
+    if (to.length === 0) return;
+    const packed = new Uint8Array(Math.ceil((rows * w) / 8));
+    k.packSpins(rows * w, spins, packed);
+    this.outbox.push({ from: this.shard, to, step: t, stage: p, layer: l, packed });
+    this.counters.messagesSent++;
+    this.counters.bytesSent += packed.length * to.length;
+  }
+
+  /** Keeps this shard's own final states of step t until its update is applied. */
+  private savePending(t: number): void {
+    const net = this.net;
+    const k = this.kernels;
+    const R = this.rowsOf(t);
+    const C = this.negRowsOf(t);
+    const pend =
+      this.pool.pop() ??
+      ({
+        step: t,
+        pos: net.layers.map((l) => new Float32Array(this.B * this.ownWidth(l.index))),
+        neg: net.layers.map((l) => new Float32Array(this.Cn * this.ownWidth(l.index))),
+      } satisfies Pending);
+    pend.step = t;
+    for (const l of net.layers) {
+      const r = this.own[l.index];
+      if (!r) continue;
+      const w = r[1] - r[0];
+      const n = l.size;
+      const X = this.posX[l.index]!;
+      const Y = this.negX[l.index]!;
+      k.download(X);
+      k.download(Y);
+      const pp = pend.pos[l.index]!;
+      const pn = pend.neg[l.index]!;
+      copyRows(R, w, X, r[0], n, pp, 0, w);
+      copyRows(C, w, Y, r[0], n, pn, 0, w);
+    }
+    this.pending.set(t, pend);
+  }
+
+  private ownWidth(l: number): number {
+    const r = this.own[l];
+    return r ? r[1] - r[0] : 0;
+  }
+
+  // ---------------------------------------------------------------------------- updates
+
+  /** Whether every peer state the update of step u reads has arrived (else collect them). */
+  private updateReady(u: number, missing: SpinKey[] | null): boolean {
+    let ok = true;
+    const P = this.P;
+    for (let x = 0; x < this.L; x++) {
+      if (!this.needs[x]) continue;
+      for (const r of this.ranges[x]!) {
+        if (r.shard === this.shard) continue;
+        const box = this.inbox[x * this.shards + r.shard]!;
+        for (const stage of [
+          this.isVisible[x] ? -1 : this.plan.lastPositive[x]!,
+          this.plan.lastNegative[x]!,
+        ]) {
+          if (stage < 0 || box.has(u * P + stage)) continue;
+          ok = false;
+          if (!missing) return false;
+          missing.push({ from: r.shard, step: u, stage, layer: x });
+        }
+      }
+    }
+    return ok;
+  }
+
+  /** Stacks the statistics of step u (data, own states, peers' states) and applies the rule. */
+  private applyStep(u: number): void {
+    const net = this.net;
+    const k = this.kernels;
+    const P = this.P;
+    const R = this.rowsOf(u);
+    const C = this.negRowsOf(u);
+    const pend = this.pending.get(u)!;
+    for (const l of net.layers) {
+      const x = l.index;
+      if (!this.relevant[x]) continue;
+      const n = l.size;
+      const prim = this.primary[x]!;
+      if (this.isVisible[x]) this.gatherData(u, x, prim);
+      k.download(prim);
+      const r = this.own[x];
+      if (r) {
+        const w = r[1] - r[0];
+        const pp = pend.pos[x]!;
+        const pn = pend.neg[x]!;
+        if (!this.isVisible[x]) copyRows(R, w, pp, 0, w, prim, r[0], n);
+        copyRows(C, w, pn, 0, w, prim, R * n + r[0], n);
+      }
+      k.upload(prim);
+      if (this.needs[x]) {
+        for (const rg of this.ranges[x]!) {
+          if (rg.shard === this.shard) continue;
+          const box = this.inbox[x * this.shards + rg.shard]!;
+          if (!this.isVisible[x])
+            this.unpackTo(box.get(u * P + this.plan.lastPositive[x]!)!, x, rg, R, prim, 0);
+          this.unpackTo(box.get(u * P + this.plan.lastNegative[x]!)!, x, rg, C, prim, R);
+        }
+      }
+    }
+    this.update(u, R, C);
+    this.pending.delete(u);
+    this.pool.push(pend);
+    this.applied = u + 1;
+    this.counters.updatesApplied++;
+    this.prune();
+  }
+
+  /**
+   * Trainer.update restricted to what this shard holds, operation for operation on the same
+   * values (R positive rows, C negative rows stacked in `primary`).
+   */
+  private update(u: number, R: number, C: number): void {
+    const net = this.net;
+    const k = this.kernels;
+    const o = this.options;
+    const lr = learningRateAt(o.learningRate, o.schedule, u);
+    const centring = o.centring;
+    const total = R + C;
+    // 1. centre and scale the stacked statistics; bias gradients of own units
+    for (const l of net.layers) {
+      const i = l.index;
+      if (!this.relevant[i]) continue;
+      const n = l.size;
+      const prim = this.primary[i]!;
+      const negView = prim.subarray(R * n);
+      const r = this.own[i];
+      const gb = this.biasGrad[i]!;
+      if (centring) k.colSums(R, n, prim, n, 1 / R, 0, this.bmean[i]!);
+      const mu = centring ? this.offsets[i]! : null;
+      if (this.scaled[i]) {
+        const sec = this.secondary[i];
+        if (sec) {
+          if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
+          k.axpby(total * n, 1, prim, 0, sec);
+          k.shiftScaleRows(R, n, prim, n, null, 1 / R);
+          k.shiftScaleRows(C, n, negView, n, null, -1 / C);
+        } else {
+          k.shiftScaleRows(R, n, prim, n, mu, 1 / R);
+          k.shiftScaleRows(C, n, negView, n, mu, -1 / C);
+        }
+        if (r) k.colSums(total, r[1] - r[0], prim.subarray(r[0]), n, 1, 0, gb);
+      } else {
+        if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
+        if (r) {
+          k.colSums(R, r[1] - r[0], prim.subarray(r[0]), n, 1 / R, 0, gb);
+          k.colSums(C, r[1] - r[0], negView.subarray(r[0]), n, -1 / C, 1, gb);
+        }
+      }
+    }
+    // 2. correlation GEMMs: laterals whole; weights tile by tile, each tile by one canonical
+    // call (same shape and operands on both replicas), copied into the slabs that hold it
+    for (const l of net.layers) {
+      const g = this.latGrad[l.index];
+      if (!g) continue;
+      const n = l.size;
+      const prim = this.primary[l.index]!;
+      k.sgemm(true, false, n, n, total, 1, prim, n, this.secondary[l.index] ?? prim, n, 0, g, n);
+      k.download(g);
+      for (let a = 0; a < n; a++) {
+        g[a * n + a] = 0;
+        for (let b = a + 1; b < n; b++) {
+          const s = 0.5 * (g[a * n + b]! + g[b * n + a]!);
+          g[a * n + b] = s;
+          g[b * n + a] = s;
+        }
+      }
+      k.upload(g);
+    }
+    for (const h of this.held) {
+      if (!h) continue;
+      const S = this.primary[h.from]!;
+      const U = this.secondary[h.to] ?? this.primary[h.to]!;
+      for (const tile of h.tiles) {
+        const m = tile.r1 - tile.r0;
+        const w = tile.c1 - tile.c0;
+        const direct = tile.dests.length === 1 && tile.dests[0]!.slab.ld === w;
+        const out = direct ? tile.dests[0]!.slab.grad.subarray(tile.dests[0]!.off) : this.tileBuf;
+        k.sgemm(
+          true,
+          false,
+          m,
+          w,
+          total,
+          1,
+          S.subarray(tile.r0),
+          h.nf,
+          U.subarray(tile.c0),
+          h.nt,
+          0,
+          out,
+          w,
+        );
+        if (direct) continue;
+        k.download(out);
+        for (const d of tile.dests) {
+          const G = d.slab.grad;
+          k.download(G);
+          copyRows(m, w, out, 0, w, G, d.off, d.slab.ld);
+          k.upload(G);
+        }
+      }
+    }
+    // 3. centring: db -= (weight updates of the unit's synapses) . (the other side's offsets)
+    if (centring) {
+      for (const l of net.layers) {
+        const g = this.latGrad[l.index];
+        if (!g) continue;
+        const n = l.size;
+        k.sgemm(
+          false,
+          false,
+          n,
+          1,
+          n,
+          -1,
+          g,
+          n,
+          this.offsets[l.index]!,
+          1,
+          1,
+          this.biasGrad[l.index]!,
+          1,
+        );
+      }
+      for (const h of this.held) {
+        if (!h) continue;
+        const F = this.own[h.from];
+        const T = this.own[h.to];
+        if (F && h.fromView) {
+          const v = h.fromView;
+          k.sgemm(
+            false,
+            false,
+            F[1] - F[0],
+            1,
+            h.nt,
+            -1,
+            v.grad,
+            v.ld,
+            this.offsets[h.to]!,
+            1,
+            1,
+            this.biasGrad[h.from]!,
+            1,
+          );
+        }
+        if (T && h.toView) {
+          const v = h.toView;
+          k.sgemm(
+            true,
+            false,
+            T[1] - T[0],
+            1,
+            h.nf,
+            -1,
+            v.grad,
+            v.ld,
+            this.offsets[h.from]!,
+            1,
+            1,
+            this.biasGrad[h.to]!,
+            1,
+          );
+        }
+      }
+    }
+    // 4. decay, momentum, apply
+    const step = (data: Float32Array, vel: Float32Array, g: Float32Array, isW: boolean): void => {
+      const len = data.length;
+      if (len === 0) return;
+      if (isW && o.weightDecay > 0) k.axpby(len, -o.weightDecay, data, 1, g);
+      if (o.momentum > 0) {
+        k.axpby(len, lr, g, o.momentum, vel);
+        k.axpby(len, 1, vel, 1, data);
+      } else {
+        k.axpby(len, lr, g, 1, data);
+      }
+    };
+    for (const l of net.layers) {
+      if (this.own[l.index])
+        step(this.bias[l.index]!, this.biasVel[l.index]!, this.biasGrad[l.index]!, false);
+      const Lm = this.lateral[l.index];
+      if (Lm) step(Lm, this.latVel[l.index]!, this.latGrad[l.index]!, true);
+    }
+    for (const h of this.held) if (h) for (const s of h.slabs) step(s.data, s.vel, s.grad, true);
+    // 5. offsets (own units and replicas alike): running means of the data phase
+    if (centring) {
+      const nu = o.centringRate;
+      for (const l of net.layers)
+        if (this.relevant[l.index])
+          k.axpby(l.size, nu, this.bmean[l.index]!, 1 - nu, this.offsets[l.index]!);
+    }
+  }
+
+  /**
+   * The pure rule, for tests and tools: one update from given full-width phase states
+   * (pos[l]: posRows x size, neg[l]: negRows x size, for every layer this shard reads),
+   * as if step `position.step` had been drawn with them. Only at a step boundary with every
+   * update applied.
+   */
+  applyUpdate(
+    pos: readonly Float32Array[],
+    posRows: number,
+    neg: readonly Float32Array[],
+    negRows: number,
+  ): void {
+    if (!this.quiescent)
+      throw new SpecError('applyUpdate', 'needs a step boundary with every update applied');
+    if (!(Number.isInteger(posRows) && posRows >= 1 && posRows <= this.B))
+      throw new SpecError('applyUpdate.posRows', `must be an integer in 1..${this.B}`);
+    if (!(Number.isInteger(negRows) && negRows >= 1 && negRows <= this.Cn))
+      throw new SpecError('applyUpdate.negRows', `must be an integer in 1..${this.Cn}`);
+    for (const l of this.net.layers) {
+      if (!this.relevant[l.index]) continue;
+      const n = l.size;
+      const P = pos[l.index];
+      const N = neg[l.index];
+      if (!P || P.length < posRows * n || !N || N.length < negRows * n)
+        throw new SpecError(`applyUpdate.state[${l.index}]`, `must hold rows x ${n} values`);
+      const prim = this.primary[l.index]!;
+      prim.set(P.subarray(0, posRows * n));
+      prim.set(N.subarray(0, negRows * n), posRows * n);
+      this.kernels.upload(prim);
+    }
+    this.update(this.t, posRows, negRows);
+    this.t++;
+    this.applied++;
+    this.released = Math.max(this.released, this.t);
+  }
+
+  // ---------------------------------------------------------------------------- exports
+
+  /** The blocks this shard owns (its biases, its lateral layers, the rows of its from-units). */
+  exportBlocks(): ShardExport {
+    const net = this.net;
+    const k = this.kernels;
+    const blocks: ParameterBlock[] = [];
+    for (const l of net.layers) {
+      const r = this.own[l.index];
+      if (!r) continue;
+      k.download(this.bias[l.index]!);
+      blocks.push({
+        name: `${l.name}.bias`,
+        rows: [0, 1],
+        cols: [r[0], r[1]],
+        data: this.bias[l.index]!.slice(),
+      });
+      const Lm = this.lateral[l.index];
+      if (Lm) {
+        k.download(Lm);
+        blocks.push({
+          name: `${l.name}.lateral`,
+          rows: [0, l.size],
+          cols: [0, l.size],
+          data: Lm.slice(),
+        });
+      }
+    }
+    for (const h of this.held) {
+      if (!h || !h.fromView) continue;
+      const F = this.own[h.from]!;
+      const v = h.fromView;
+      k.download(v.data);
+      const name = `${net.layers[h.from]!.name}-${net.layers[h.to]!.name}.weights`;
+      blocks.push({
+        name,
+        rows: [F[0], F[1]],
+        cols: [0, h.nt],
+        data: v.data.slice(0, (F[1] - F[0]) * h.nt),
+      });
+    }
+    return { shard: this.shard, step: this.applied, blocks };
+  }
+
+  /**
+   * Every weight tile this shard holds, owned or replica: tile (a, b) is rows of shard a's
+   * from-units x columns of shard b's to-units; `owner` is a. For checking replicas.
+   */
+  weightTiles(): (ParameterBlock & { owner: number; step: number })[] {
+    const net = this.net;
+    const out: (ParameterBlock & { owner: number; step: number })[] = [];
+    for (const h of this.held) {
+      if (!h) continue;
+      const name = `${net.layers[h.from]!.name}-${net.layers[h.to]!.name}.weights`;
+      for (const t of h.tiles) {
+        const d = t.dests[0]!;
+        const w = t.c1 - t.c0;
+        const data = new Float32Array((t.r1 - t.r0) * w);
+        this.kernels.download(d.slab.data);
+        for (let i = 0; i < t.r1 - t.r0; i++)
+          data.set(d.slab.data.subarray(d.off + i * d.slab.ld, d.off + i * d.slab.ld + w), i * w);
+        out.push({
+          name,
+          rows: [t.r0, t.r1],
+          cols: [t.c0, t.c1],
+          data,
+          owner: t.a,
+          step: this.applied,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Copies of the staleness histograms and traffic counters. */
+  stats(): ShardStats {
+    return { spinStaleness: [...this.spinHist], weightLag: [...this.lagHist], ...this.counters };
+  }
+
+  // ---------------------------------------------------------------------------- checkpoints
+
+  private identity(): Record<string, unknown> {
+    return { spec: this.spec, layout: this.layout, shard: this.shard, train: this.options };
+  }
+
+  /**
+   * The shard's state at the current step boundary T (see the file header for the rule that
+   * makes recovery exact). @throws SpecError unless quiescent (a step boundary with every
+   * update applied: where advance() reports 'checkpoint')
+   */
+  checkpoint(): Uint8Array {
+    if (!this.quiescent)
+      throw new SpecError(
+        'checkpoint',
+        'needs a step boundary with every update applied (take it when advance() reports a checkpoint)',
+      );
+    const k = this.kernels;
+    const net = this.net;
+    const arrays: [string, CodecArray][] = [];
+    const add = (name: string, a: Float32Array | null): void => {
+      if (!a) return;
+      k.download(a);
+      arrays.push([name, a]);
+    };
+    for (const l of net.layers) {
+      if (this.own[l.index]) {
+        add(`bias.${l.name}`, this.bias[l.index]!);
+        add(`biasVel.${l.name}`, this.biasVel[l.index]!);
+      }
+      add(`lateral.${l.name}`, this.lateral[l.index]!);
+      add(`lateralVel.${l.name}`, this.latVel[l.index]!);
+      if (this.relevant[l.index]) {
+        add(`offset.${l.name}`, this.offsets[l.index]!);
+        if (!this.cd) add(`chains.${l.name}`, this.negX[l.index]!);
+      }
+    }
+    for (const h of this.held) {
+      if (!h) continue;
+      h.slabs.forEach((s, i) => {
+        add(`weights.${h.index}.${i}`, s.data);
+        add(`weightsVel.${h.index}.${i}`, s.vel);
+      });
+    }
+    arrays.push(['versions', this.ver[NEG].slice()]);
+    const index: number[] = [];
+    const parts: Uint8Array[] = [];
+    this.inbox.forEach((box, idx) => {
+      if (!box) return;
+      for (const [g, bytes] of box) {
+        if (Math.floor(g / this.P) >= this.t) continue; // resent after a rollback
+        index.push(idx, g, bytes.length);
+        parts.push(bytes);
+      }
+    });
+    const all = new Uint8Array(parts.reduce((s, b) => s + b.length, 0));
+    let off = 0;
+    for (const b of parts) {
+      all.set(b, off);
+      off += b.length;
+    }
+    arrays.push(['inbox.index', Float64Array.from(index)], ['inbox.bytes', all]);
+    arrays.push(
+      ['stats.spin', Float64Array.from(this.spinHist)],
+      ['stats.lag', Float64Array.from(this.lagHist)],
+    );
+    this.released = Math.max(this.released, this.t);
+    return encodeContainer(
+      { format: 1, ...this.identity(), step: this.t, counters: this.counters },
+      arrays,
+    );
+  }
+
+  /**
+   * Restores a checkpoint of this shard (same network, layout, shard index and training
+   * options; staleness and checkpointEvery may differ). The shard is then at its step boundary
+   * with nothing pending; it redraws and resends everything from there.
+   * @throws FormatError for a damaged checkpoint, SpecError for one of another configuration
+   */
+  restore(bytes: Uint8Array): void {
+    const { header, arrays } = decodeContainer(bytes);
+    if (header['format'] !== 1) throw new FormatError('checkpoint', 'has an unknown format');
+    const id = this.identity();
+    for (const key of Object.keys(id)) {
+      if (JSON.stringify(header[key]) !== JSON.stringify(id[key]))
+        throw new SpecError(`checkpoint.${key}`, 'differs from this shard trainer');
+    }
+    const step = header['step'];
+    if (typeof step !== 'number' || !Number.isInteger(step) || step < 0)
+      throw new FormatError('checkpoint', 'has no valid step');
+    const k = this.kernels;
+    const net = this.net;
+    const get = (name: string, into: Float32Array | null): void => {
+      if (!into) return;
+      const a = arrays.get(name);
+      if (!(a instanceof Float32Array) || a.length !== into.length)
+        throw new FormatError('checkpoint', `lacks array ${name} of ${into.length} values`);
+      into.set(a);
+      k.upload(into);
+    };
+    for (const l of net.layers) {
+      if (this.own[l.index]) {
+        get(`bias.${l.name}`, this.bias[l.index]!);
+        get(`biasVel.${l.name}`, this.biasVel[l.index]!);
+      }
+      get(`lateral.${l.name}`, this.lateral[l.index]!);
+      get(`lateralVel.${l.name}`, this.latVel[l.index]!);
+      if (this.relevant[l.index]) {
+        get(`offset.${l.name}`, this.offsets[l.index]!);
+        if (!this.cd) get(`chains.${l.name}`, this.negX[l.index]!);
+      }
+    }
+    for (const h of this.held) {
+      if (!h) continue;
+      h.slabs.forEach((s, i) => {
+        get(`weights.${h.index}.${i}`, s.data);
+        get(`weightsVel.${h.index}.${i}`, s.vel);
+      });
+    }
+    const versions = arrays.get('versions');
+    const index = arrays.get('inbox.index');
+    const all = arrays.get('inbox.bytes');
+    const spin = arrays.get('stats.spin');
+    const lag = arrays.get('stats.lag');
+    if (
+      !(versions instanceof Float64Array) ||
+      versions.length !== this.ver[NEG].length ||
+      !(index instanceof Float64Array) ||
+      !(all instanceof Uint8Array) ||
+      !(spin instanceof Float64Array) ||
+      !(lag instanceof Float64Array)
+    )
+      throw new FormatError('checkpoint', 'lacks its progress arrays');
+    this.ver[NEG].set(versions);
+    this.ver[POS].fill(NaN);
+    for (const box of this.inbox) box?.clear();
+    let off = 0;
+    for (let i = 0; i < index.length; i += 3) {
+      const box = this.inbox[index[i]!];
+      const len = index[i + 2]!;
+      if (!box || off + len > all.length)
+        throw new FormatError('checkpoint', 'has a damaged inbox');
+      box.set(index[i + 1]!, all.slice(off, off + len));
+      off += len;
+    }
+    this.spinHist = Array.from(spin);
+    this.lagHist = Array.from(lag);
+    const counters = header['counters'] as Partial<typeof this.counters> | undefined;
+    if (counters)
+      for (const key of Object.keys(this.counters) as (keyof typeof this.counters)[])
+        this.counters[key] = Number(counters[key] ?? 0);
+    for (const p of this.pending.values()) this.pool.push(p);
+    this.pending.clear();
+    this.outbox = [];
+    this.t = step;
+    this.p = 0;
+    this.applied = step;
+    this.released = step;
+  }
+}
