@@ -74,7 +74,7 @@ export default tseslint.config(
     },
   },
   {
-    // bus depends on no other spinmesh package (only ioredis).
+    // bus depends on ioredis, and on proto and grpc-js for the bus over gRPC (remote.ts).
     files: ['packages/bus/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -82,8 +82,8 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['@spinmesh/*', '!@spinmesh/bus'],
-              message: 'bus depends on no other spinmesh package.',
+              group: ['@spinmesh/*', '!@spinmesh/bus', '!@spinmesh/proto'],
+              message: 'bus depends on no other spinmesh package than proto.',
             },
             {
               group: ['@spinmesh/*/*'],
@@ -154,6 +154,41 @@ export default tseslint.config(
                 '!@spinmesh/worker',
               ],
               message: 'worker depends only on kernels, model, bus and proto.',
+            },
+            {
+              group: ['@spinmesh/*/*'],
+              message:
+                'Import a package through its public entry (@spinmesh/<name>), not its files.',
+            },
+            {
+              group: ['../../packages/*', '../../../packages/*', '**/packages/*/src/**'],
+              message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The coordinator may use kernels, model, bus and proto, and the worker's public entry for
+    // the layout of what workers leave on the bus (its protocol); nothing above it (client).
+    files: ['services/coordinator/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '@spinmesh/*',
+                '!@spinmesh/kernels',
+                '!@spinmesh/model',
+                '!@spinmesh/bus',
+                '!@spinmesh/proto',
+                '!@spinmesh/worker',
+                '!@spinmesh/coordinator',
+              ],
+              message: 'coordinator depends only on kernels, model, bus, proto and worker.',
             },
             {
               group: ['@spinmesh/*/*'],

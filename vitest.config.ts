@@ -11,6 +11,9 @@ export default defineConfig({
       '@spinmesh/model': src('model'),
       '@spinmesh/proto': src('proto'),
       '@spinmesh/worker': fileURLToPath(new URL('./services/worker/src/index.ts', import.meta.url)),
+      '@spinmesh/coordinator': fileURLToPath(
+        new URL('./services/coordinator/src/index.ts', import.meta.url),
+      ),
       '@spinmesh/bus': src('bus'),
     },
   },

@@ -20,3 +20,15 @@ export {
   type RedisBusOptions,
   type RedisTlsOptions,
 } from './redis.js';
+export {
+  RemoteBus,
+  RemoteBusError,
+  serveBus,
+  BUS_SERVER_OPTIONS,
+  BUS_MAX_MESSAGE_BYTES,
+  BUS_SECRET_METADATA,
+  BUS_ERROR_METADATA,
+  type RemoteBusOptions,
+  type RemoteMethod,
+  type ServeBusOptions,
+} from './remote.js';

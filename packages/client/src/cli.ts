@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // The `spinmesh` command line. Exit codes: 0 done, 1 failed while running, 2 bad usage or input
-// (a spec, option or file the user gave; the message names what is wrong).
-import { readFileSync } from 'node:fs';
+// (a spec, option or file the user gave; the message names what is wrong), 130 / 143 a cluster
+// run interrupted by SIGINT / SIGTERM (after stopping every process it started).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
+import { RedisBus, RemoteBus, redisBusOptionsFromEnv, type Bus } from '@spinmesh/bus';
+import { LocalCluster, planJob, readModel } from '@spinmesh/coordinator';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
 import {
   FormatError,
@@ -20,18 +24,32 @@ import {
   type EvaluateSpec,
   type Evaluation,
   type JobEvent,
+  type JobSpec,
 } from '@spinmesh/model';
+import {
+  JobServiceClient,
+  JobState,
+  type Evaluation as EvaluationMessage,
+  type Job,
+  type WatchJobResponse,
+} from '@spinmesh/proto';
 
 const USAGE = `spinmesh: train and evaluate Boltzmann machines with local learning rules
 
 usage: spinmesh <command> [options]
 
 commands:
-  train <spec.yaml|json>      run a training job in this process and save the model
-      --out <file>            model file to write (default: <spec name>.smm); written after
-                              every evaluation and at the end, with the training state
-      --resume <file>         continue training from a model file written by train
+  train <spec.yaml|json>      run a training job and save the model: in this process, or, when
+                              --workers is given or the spec has a cluster field (workers,
+                              staleness, checkpointEverySteps), on an embedded local cluster (a
+                              coordinator and one worker process per shard, over loopback gRPC)
+      --out <file>            model file to write (default: <spec name>.smm); in this process it
+                              is written after every evaluation and at the end, with the training
+                              state; on the cluster once, at the end
+      --resume <file>         continue training from a model file written by train (in this
+                              process only)
       --epochs <n>            override spec.epochs
+      --workers <n>           override spec.workers and run on the embedded local cluster
   eval <model> <data>         evaluate a model file on data; <data> is one of
                               bas:<n> | fashion-mnist:<train|test>[:<limit>] | idx:<images>[,<labels>]
                               | csv:<path>; options --exact --ais[=runs,steps] --pseudo --recon
@@ -45,7 +63,8 @@ global options:
   --json                             machine-readable output: one JSON object per line
   -h, --help                         this text
 
-exit codes: 0 success, 1 failure while running, 2 bad usage, spec or input file`;
+exit codes: 0 success, 1 failure while running, 2 bad usage, spec or input file, 130 / 143
+interrupted (SIGINT / SIGTERM)`;
 
 class UsageError extends Error {}
 
@@ -57,7 +76,7 @@ interface Parsed {
 function parseArgs(argv: string[]): Parsed {
   const positional: string[] = [];
   const flags = new Map<string, string | true>();
-  const takesValue = new Set(['out', 'resume', 'epochs', 'kernels', 'binarize']);
+  const takesValue = new Set(['out', 'resume', 'epochs', 'workers', 'kernels', 'binarize']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h') flags.set('help', true);
@@ -149,16 +168,28 @@ function kernelsFrom(flags: Parsed['flags'], json: boolean): Kernels {
   return k;
 }
 
-function train(p: Parsed, json: boolean): void {
+/** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
+const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
+
+function train(p: Parsed, json: boolean): number | Promise<number> {
   const specPath = p.positional[1];
   if (!specPath) throw new UsageError('train needs a spec file');
   const raw = readSpec(specPath) as Record<string, unknown>;
-  const epochs = p.flags.get('epochs');
-  if (typeof epochs === 'string') {
+  for (const [flag, field] of [
+    ['epochs', 'epochs'],
+    ['workers', 'workers'],
+  ] as const) {
+    const v = p.flags.get(flag);
+    if (typeof v !== 'string') continue;
     if (typeof raw !== 'object' || raw === null) throw new SpecError('spec', 'must be an object');
-    raw['epochs'] = Number(epochs);
+    raw[field] = Number(v);
   }
   const spec = validateJobSpec(raw);
+  if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
+    if (p.flags.has('resume'))
+      throw new UsageError('--resume runs in this process only: drop the cluster fields');
+    return trainOnCluster(p, json, raw, spec);
+  }
   const kernels = kernelsFrom(p.flags, json);
   const out =
     typeof p.flags.get('out') === 'string' ? (p.flags.get('out') as string) : `${spec.name}.smm`;
@@ -196,6 +227,186 @@ function train(p: Parsed, json: boolean): void {
   if (json)
     process.stdout.write(`${JSON.stringify({ type: 'done', model: out, evaluation: last })}\n`);
   else process.stderr.write(`model written to ${out}\n`);
+  return 0;
+}
+
+/** A job that ended without a model (failed or cancelled on the cluster). */
+class JobFailedError extends Error {}
+
+/** The user interrupted a cluster run (Ctrl-C) or it was told to stop. */
+class InterruptedError extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted (${signal})`);
+  }
+}
+
+/** An evaluation message as the model package's Evaluation (what the in-process path prints). */
+function fromMessage(e: EvaluationMessage): Evaluation {
+  const out: Evaluation = { epoch: e.epoch };
+  for (const [k, v] of Object.entries(e))
+    if (k !== 'epoch' && typeof v === 'number') (out as unknown as Record<string, number>)[k] = v;
+  return out;
+}
+
+/**
+ * `train` on the embedded local cluster: starts a coordinator and spec.workers worker processes,
+ * submits the job, prints its progress and evaluations, writes the model file, and stops every
+ * process it started (also on Ctrl-C and on errors).
+ */
+async function trainOnCluster(
+  p: Parsed,
+  json: boolean,
+  raw: Record<string, unknown>,
+  spec: JobSpec,
+): Promise<number> {
+  const choice = p.flags.get('kernels');
+  if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
+    throw new UsageError('--kernels must be native, portable or auto');
+  // The cluster's own rules (sampled statistics, a network that splits into the shards, data
+  // that load) are checked here too, before any process starts.
+  planJob(raw);
+  const out =
+    typeof p.flags.get('out') === 'string' ? (p.flags.get('out') as string) : `${spec.name}.smm`;
+  const say = (line: string): void => {
+    if (!json) process.stderr.write(`${line}\n`);
+  };
+  const emit = (o: Record<string, unknown>): void => {
+    if (json) process.stdout.write(`${JSON.stringify(o)}\n`);
+  };
+  // The first reason to give up (a child died, a signal), set from event handlers.
+  const trouble: { first: Error | null } = { first: null };
+  let abort: (err: Error) => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    abort = (err) => {
+      trouble.first ??= err;
+      reject(err);
+    };
+  });
+  aborted.catch(() => undefined);
+  const cluster = await LocalCluster.start({
+    workers: spec.workers,
+    ...(typeof choice === 'string' ? { kernels: choice } : {}),
+    onExit: (name, code, signal) =>
+      abort(new Error(`${name} exited unexpectedly (${signal ?? `code ${code}`})`)),
+  });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    say(`spinmesh: ${signal}: stopping the local cluster`);
+    abort(new InterruptedError(signal));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const client = new JobServiceClient(cluster.address, grpc.credentials.createInsecure());
+  let bus: Bus | null = null;
+  try {
+    say(
+      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'}, ` +
+        (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
+    );
+    const submitted = await Promise.race([submitJob(client, JSON.stringify(raw)), aborted]);
+    const jobId = submitted.jobId;
+    const total = submitted.progress?.totalSteps ?? 0;
+    say(
+      `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
+    );
+    emit({ type: 'start', name: spec.name, jobId, workers: spec.workers, totalSteps: total });
+    let lastPrint = 0;
+    let last: Evaluation | undefined;
+    const final = await Promise.race([
+      watchJob(client, jobId, (e) => {
+        if (e.progress) {
+          const pr = e.progress;
+          emit({ type: 'progress', step: pr.step, totalSteps: pr.totalSteps, epoch: pr.epoch });
+          const now = Date.now();
+          if (now - lastPrint < 1000 && pr.step !== pr.totalSteps) return;
+          lastPrint = now;
+          say(`epoch ${pr.epoch}/${spec.epochs}  step ${pr.step}/${pr.totalSteps}`);
+        } else if (e.evaluation) {
+          last = fromMessage(e.evaluation);
+          if (json) emit({ type: 'evaluation', evaluation: last });
+          else process.stdout.write(`epoch ${last.epoch}: ${describeEvaluation(last)}\n`);
+        } else if (e.workers) {
+          if (e.workers.kind !== 'waiting' || e.workers.available > 0) say(e.workers.message);
+          emit({
+            type: 'workers',
+            kind: e.workers.kind,
+            generation: e.workers.generation,
+            message: e.workers.message,
+          });
+        } else if (e.state) {
+          emit({ type: 'state', to: JobState[e.state.to], reason: e.state.reason });
+        }
+      }),
+      aborted,
+    ]);
+    if (final.state !== JobState.JOB_STATE_COMPLETED)
+      throw new JobFailedError(
+        `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
+      );
+    bus = cluster.redis
+      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
+      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+    const model = await readModel(bus, jobId);
+    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
+    writeFileSync(out, model.bytes);
+    if (cluster.redis) await bus.deleteJob(jobId);
+    if (json)
+      process.stdout.write(
+        `${JSON.stringify({ type: 'done', model: out, jobId, evaluation: last })}\n`,
+      );
+    else process.stderr.write(`model written to ${out}\n`);
+    return 0;
+  } catch (err) {
+    // A process that died on its own: show what the processes said last.
+    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
+      process.stderr.write(`${cluster.tails()}\n`);
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    client.close();
+    await bus?.close();
+    await cluster.stop();
+  }
+}
+
+function submitJob(client: JobServiceClient, spec: string): Promise<Job> {
+  return new Promise((resolve, reject) => {
+    client.submitJob({ spec, jobId: '' }, (err, res) => {
+      if (err) {
+        // The coordinator checks more than the local validation (the cluster's own rules).
+        if (err.code === grpc.status.INVALID_ARGUMENT)
+          reject(new SpecError('spec', err.details.replace(/^spec /, '')));
+        else reject(new Error(`SubmitJob failed: ${err.details}`));
+      } else if (!res.job) reject(new Error('SubmitJob returned no job'));
+      else resolve(res.job);
+    });
+  });
+}
+
+/** Follows a job's events until it is final; resolves with the final job record. */
+function watchJob(
+  client: JobServiceClient,
+  jobId: string,
+  onEvent: (e: WatchJobResponse) => void,
+): Promise<Job> {
+  return new Promise((resolve, reject) => {
+    const stream = client.watchJob({ jobId, afterEventId: '' });
+    stream.on('data', (e: WatchJobResponse) => onEvent(e));
+    stream.on('error', (err: grpc.ServiceError) =>
+      reject(new Error(`WatchJob failed: ${err.details}`)),
+    );
+    stream.on('end', () => {
+      try {
+        client.getJob({ jobId }, (err, res) => {
+          if (err) reject(new Error(`GetJob failed: ${err.details}`));
+          else if (!res.job) reject(new Error('GetJob returned no job'));
+          else resolve(res.job);
+        });
+      } catch (err) {
+        reject(err as Error); // the client was closed meanwhile (the run was given up)
+      }
+    });
+  });
 }
 
 function evaluate(p: Parsed, json: boolean): void {
@@ -241,7 +452,7 @@ function info(p: Parsed): void {
   );
 }
 
-function main(argv: string[]): number {
+function main(argv: string[]): number | Promise<number> {
   const p = parseArgs(argv);
   const json = p.flags.has('json');
   const cmd = p.positional[0];
@@ -251,8 +462,7 @@ function main(argv: string[]): number {
   }
   switch (cmd) {
     case 'train':
-      train(p, json);
-      return 0;
+      return train(p, json);
     case 'eval':
       evaluate(p, json);
       return 0;
@@ -278,16 +488,34 @@ function main(argv: string[]): number {
   }
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (e) {
+function fail(e: unknown): void {
   if (e instanceof UsageError || e instanceof SpecError || e instanceof FormatError) {
     process.stderr.write(`spinmesh: ${e.message}\n`);
     process.exitCode = 2;
+  } else if (e instanceof InterruptedError) {
+    process.stderr.write(`spinmesh: ${e.message}: every process of the local cluster stopped\n`);
+    process.exitCode = e.signal === 'SIGINT' ? 130 : 143;
+  } else if (e instanceof JobFailedError) {
+    process.stderr.write(`spinmesh: ${e.message}\n`);
+    process.exitCode = 1;
   } else {
     process.stderr.write(
       `spinmesh: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
     );
     process.exitCode = 1;
   }
+}
+
+try {
+  const code = main(process.argv.slice(2));
+  if (typeof code === 'number') process.exitCode = code;
+  else
+    code.then(
+      (c) => {
+        process.exitCode = c;
+      },
+      (e: unknown) => fail(e),
+    );
+} catch (e) {
+  fail(e);
 }

@@ -74,6 +74,24 @@ export interface JobSpec {
   train: TrainOptions;
   init: { weightStd?: number; visibleBiasFromData?: boolean };
   evaluate: EvaluateSpec;
+  /**
+   * Cluster runs: the number of shards the units are split into, one worker process each
+   * (1-65535). runJob, which runs in one process, ignores it. @defaultValue 1
+   */
+  workers: number;
+  /**
+   * Cluster runs: how many steps a shard may run ahead of the spins and updates of its peers.
+   * 0 is lockstep (the result equals runJob's with `train.statistics: 'samples'`, bit for bit
+   * with the portable kernels); 'unbounded' never waits. @defaultValue 0
+   */
+  staleness: number | 'unbounded';
+  /**
+   * Cluster runs: every shard checkpoints its state every this many steps (one step = one
+   * minibatch update); after a worker failure every shard restarts from the newest step all of
+   * them have checkpointed. 0: no periodic checkpoints (a failure restarts the job from the
+   * start). @defaultValue 100
+   */
+  checkpointEverySteps: number;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -177,7 +195,23 @@ function validateNetwork(n: unknown, path: string): NetworkSpec {
 export function validateJobSpec(input: unknown): JobSpec {
   const p = 'spec';
   if (!isRecord(input)) throw new SpecError(p, 'must be an object');
-  onlyKeys(input, ['name', 'seed', 'network', 'data', 'epochs', 'train', 'init', 'evaluate'], p);
+  onlyKeys(
+    input,
+    [
+      'name',
+      'seed',
+      'network',
+      'data',
+      'epochs',
+      'train',
+      'init',
+      'evaluate',
+      'workers',
+      'staleness',
+      'checkpointEverySteps',
+    ],
+    p,
+  );
   const name = input['name'] === undefined ? 'job' : str(input['name'], `${p}.name`);
   const seed = input['seed'] === undefined ? 0 : int(input['seed'], `${p}.seed`, 0, 2 ** 53 - 1);
   if (input['network'] === undefined) throw new SpecError(`${p}.network`, 'is required');
@@ -237,7 +271,33 @@ export function validateJobSpec(input: unknown): JobSpec {
   }
   if (ev['test'] !== undefined) evaluate.test = validateData(ev['test'], `${ep}.test`);
   if (ev['limit'] !== undefined) evaluate.limit = int(ev['limit'], `${ep}.limit`, 1);
-  return { name, seed, network, data, epochs, train, init, evaluate };
+  const workers = int(input['workers'] ?? 1, `${p}.workers`, 1, 0xffff);
+  const st = input['staleness'] ?? 0;
+  // Bounded staleness travels as a uint32 whose largest value means 'unbounded'.
+  if (
+    st !== 'unbounded' &&
+    !(typeof st === 'number' && Number.isInteger(st) && st >= 0 && st < 0xffff_ffff)
+  )
+    throw new SpecError(`${p}.staleness`, "must be an integer in [0, 4294967294] or 'unbounded'");
+  const staleness = st as number | 'unbounded';
+  const checkpointEverySteps = int(
+    input['checkpointEverySteps'] ?? 100,
+    `${p}.checkpointEverySteps`,
+    0,
+  );
+  return {
+    name,
+    seed,
+    network,
+    data,
+    epochs,
+    train,
+    init,
+    evaluate,
+    workers,
+    staleness,
+    checkpointEverySteps,
+  };
 }
 
 /** Loads the rows a data spec names (values in [0,1], binarized as the spec says). */

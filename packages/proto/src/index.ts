@@ -33,10 +33,42 @@ export {
   StalenessSummary,
   StalenessBucket,
   WorkerStatus,
+  PeerCounters,
   WorkerControlService,
   WorkerControlClient,
   type WorkerControlServer,
 } from './gen/spinmesh/v1/worker.js';
+
+export {
+  JobState,
+  jobStateFromJSON,
+  jobStateToJSON,
+  SubmitJobRequest,
+  SubmitJobResponse,
+  GetJobRequest,
+  GetJobResponse,
+  WatchJobRequest,
+  WatchJobResponse,
+  Job,
+  JobProgress,
+  JobStateChange,
+  Evaluation,
+  WorkerChange,
+  ShardWorker,
+  CancelJobRequest,
+  CancelJobResponse,
+  JobServiceService,
+  JobServiceClient,
+  type JobServiceServer,
+} from './gen/spinmesh/v1/jobs.js';
+
+export {
+  BusCall,
+  BusReply,
+  BusServiceService,
+  BusServiceClient,
+  type BusServiceServer,
+} from './gen/spinmesh/v1/bus.js';
 
 export {
   HealthCheckRequest,
@@ -63,5 +95,7 @@ export const STALENESS_UNBOUNDED = 0xffff_ffff;
 export const ServiceNames = {
   peer: 'spinmesh.v1.PeerService',
   workerControl: 'spinmesh.v1.WorkerControl',
+  jobs: 'spinmesh.v1.JobService',
+  bus: 'spinmesh.v1.BusService',
   health: 'grpc.health.v1.Health',
 } as const;

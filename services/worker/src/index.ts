@@ -1,12 +1,48 @@
-// @spinmesh/worker: one shard of a job. For now its peer spin-exchange transport; the sampling
-// loop and the WorkerControl service come with the cluster runtime.
+// @spinmesh/worker: one shard of a job. The service (Worker: WorkerControl, PeerService and
+// health on one port, bus membership, the sampling loop of its shard), its configuration, the
+// peer spin-exchange transport, and the bus protocol the coordinator reads (checkpoint slots,
+// final exports, shard events).
+export { Worker, checkAssignment, type WorkerOptions } from './worker.js';
+export { ShardRun, batchRows, type RunState, type RunDeps, type StopResult } from './run.js';
+export {
+  configFromEnv,
+  defaultWorkerId,
+  ConfigError,
+  CONFIG_DEFAULTS,
+  type WorkerConfig,
+  type BusConfig,
+} from './config.js';
+export { createLogger, silentLogger, type Logger } from './log.js';
+export {
+  loadShardJob,
+  jobParameterSource,
+  trainerStaleness,
+  JobLoadError,
+  type ShardJob,
+} from './job.js';
+export {
+  PREVIOUS_SLOT_BASE,
+  EXPORT_SLOT_BASE,
+  checkpointSlots,
+  exportSlot,
+  slotFor,
+  checkpointSteps,
+  commonCheckpointStep,
+  encodeShardExport,
+  decodeShardExport,
+  isShardExport,
+  readShardExports,
+  ShardEvents,
+} from './protocol.js';
 export {
   PeerServer,
   PeerLink,
   PeerLinkError,
+  SECRET_METADATA,
   type FrameHandler,
   type PeerServerOptions,
   type PeerServerStats,
+  type PeerSenderStats,
   type PeerServerEvents,
   type PeerLinkOptions,
   type PeerLinkStats,

@@ -1,6 +1,7 @@
 // The peer spin-exchange transport: a PeerServer receives the spin frames of the shards whose
 // units connect to this worker's units; a PeerLink streams this shard's frames to one peer with
 // back-pressure, and reconnects and resends when the stream breaks.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 import * as grpc from '@grpc/grpc-js';
@@ -21,15 +22,26 @@ import { checkFrameShape, FrameDeduper } from './frames.js';
 
 const Status = grpc.status;
 
+/** Metadata entry of the cluster secret (the same as the bus's and WorkerControl's). */
+export const SECRET_METADATA = 'spinmesh-cluster-secret';
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
 /** Receives each new frame; see PeerServerOptions.onFrame. */
 export type FrameHandler = (frame: SpinFrame) => void | Promise<void>;
 
 /** Options of a PeerServer. */
 export interface PeerServerOptions {
-  /** The job whose frames are accepted (SpinFrame.job_id). */
-  jobId: string;
+  /**
+   * The job whose frames are accepted (SpinFrame.job_id). Leave it and `generation` out for a
+   * server with no assignment yet (a worker without a job): it answers every stream with
+   * UNAVAILABLE, so that peers assigned before it retry instead of giving up.
+   */
+  jobId?: string;
   /** The assignment generation whose frames are accepted (SpinFrame.generation), >= 1. */
-  generation: number;
+  generation?: number;
   /**
    * Receives every frame the first time it arrives, in the order its sender sent it; frames of
    * different senders may interleave. A frame is acknowledged to its sender once the handler
@@ -77,6 +89,11 @@ export interface PeerServerOptions {
    * @defaultValue 2000
    */
   closeGraceMs?: number;
+  /**
+   * The cluster secret: a stream whose metadata does not carry it (`spinmesh-cluster-secret`)
+   * is ended with UNAUTHENTICATED. Unset or empty: no check.
+   */
+  secret?: string;
 }
 
 /** Counters of a PeerServer since it started. */
@@ -99,6 +116,14 @@ export interface PeerServerStats {
   rejected: number;
   /** The most frames received on one stream and not yet acknowledged, at any moment. */
   peakUnacked: number;
+}
+
+/** Counters of the frames from one sender (SpinFrame.from_shard) since the assignment. */
+export interface PeerSenderStats {
+  /** Frames read off the wire, resent ones included. */
+  framesReceived: number;
+  /** Serialized SpinFrame bytes received. */
+  bytesReceived: number;
 }
 
 /** Events of a PeerServer (libraries do not log: the worker logs these). */
@@ -145,13 +170,15 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     rejected: 0,
     peakUnacked: 0,
   };
-  private jobId: string;
+  private jobId: string | null;
   private generation: number;
+  private readonly senders = new Map<number, PeerSenderStats>();
   private readonly onFrame: FrameHandler;
   private readonly deduper: FrameDeduper;
   private readonly highWater: number;
   private readonly ackEvery: number;
   private readonly closeGraceMs: number;
+  private readonly secret: Buffer | null;
   private readonly streams = new Set<InStream>();
   private readonly bySender = new Map<number, InStream>();
   private server: grpc.Server | null = null;
@@ -195,14 +222,17 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
 
   private constructor(opts: PeerServerOptions, server: grpc.Server) {
     super();
-    checkAssignment(opts.jobId, opts.generation);
-    this.jobId = opts.jobId;
-    this.generation = opts.generation;
+    if (opts.jobId !== undefined || opts.generation !== undefined) {
+      checkAssignment(opts.jobId ?? '', opts.generation ?? 0);
+    }
+    this.jobId = opts.jobId ?? null;
+    this.generation = opts.generation ?? 0;
     this.onFrame = opts.onFrame;
     this.deduper = opts.deduper ?? new FrameDeduper();
     this.highWater = opts.highWaterFrames ?? 64;
     this.ackEvery = opts.ackEveryFrames ?? 8;
     this.closeGraceMs = opts.closeGraceMs ?? 2000;
+    this.secret = opts.secret ? digest(opts.secret) : null;
     checkPositiveInt('highWaterFrames', this.highWater);
     checkPositiveInt('ackEveryFrames', this.ackEvery);
     // Count bytes where grpc-js (de)serializes, so the figures are those of the wire messages.
@@ -211,7 +241,15 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
         ...PeerServiceService.exchange,
         requestDeserialize: (b: Buffer): SpinFrame => {
           this.stats.bytesReceived += b.length;
-          return SpinFrame.decode(b);
+          const frame = SpinFrame.decode(b);
+          let per = this.senders.get(frame.fromShard);
+          if (per === undefined) {
+            per = { framesReceived: 0, bytesReceived: 0 };
+            this.senders.set(frame.fromShard, per);
+          }
+          per.framesReceived++;
+          per.bytesReceived += b.length;
+          return frame;
         },
         responseSerialize: (a: SpinAck): Buffer => {
           const b = Buffer.from(SpinAck.encode(a).finish());
@@ -246,7 +284,33 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     if (jobId === this.jobId && generation === this.generation) return;
     this.jobId = jobId;
     this.generation = generation;
+    this.reset();
+  }
+
+  /**
+   * Drops the assignment (the worker has no job any more): open streams end with UNAVAILABLE
+   * and new ones are answered UNAVAILABLE until the next setAssignment.
+   */
+  clearAssignment(): void {
+    if (this.jobId === null) return;
+    this.jobId = null;
+    this.generation = 0;
+    this.reset();
+  }
+
+  /** The job and generation whose frames are accepted; null when unassigned. */
+  get assignment(): { jobId: string; generation: number } | null {
+    return this.jobId === null ? null : { jobId: this.jobId, generation: this.generation };
+  }
+
+  /** Frames and bytes received from each sender (by from_shard) since the assignment changed. */
+  senderStats(): ReadonlyMap<number, Readonly<PeerSenderStats>> {
+    return this.senders;
+  }
+
+  private reset(): void {
     this.deduper.clear();
+    this.senders.clear();
     for (const s of [...this.streams]) {
       this.finish(s, { code: Status.UNAVAILABLE, details: 'peer assignment changed: reconnect' });
     }
@@ -295,6 +359,19 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
   }
 
   private handle(call: grpc.ServerDuplexStream<SpinFrame, SpinAck>): void {
+    if (this.secret !== null) {
+      const given = call.metadata.get(SECRET_METADATA)[0];
+      if (typeof given !== 'string' || !timingSafeEqual(digest(given), this.secret)) {
+        call.emit(
+          'error',
+          new ServerError(
+            Status.UNAUTHENTICATED,
+            'peer stream: missing or wrong cluster secret',
+          ).toServiceError(),
+        );
+        return;
+      }
+    }
     if (this.closing !== null) {
       call.emit(
         'error',
@@ -382,6 +459,12 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
 
   /** null when the frame may be handled, else why not. */
   private check(frame: SpinFrame): ServerError | null {
+    if (this.jobId === null) {
+      return new ServerError(
+        Status.UNAVAILABLE,
+        `spin frame: this worker has no assignment yet (job '${frame.jobId}'): retry`,
+      );
+    }
     if (frame.jobId !== this.jobId) {
       return new ServerError(
         Status.FAILED_PRECONDITION,
@@ -549,6 +632,8 @@ export interface PeerLinkOptions {
   closeGraceMs?: number;
   /** grpc-js channel options, over the link's own (keepalive every 10 s). */
   channelOptions?: grpc.ChannelOptions;
+  /** The cluster secret, sent with every stream (`spinmesh-cluster-secret`). */
+  secret?: string;
 }
 
 /** Counters of a PeerLink since it was made. */
@@ -637,8 +722,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     drainWaits: 0,
     peakInFlight: 0,
   };
-  private readonly opts: Required<Omit<PeerLinkOptions, 'channelOptions'>> & {
+  private readonly opts: Required<Omit<PeerLinkOptions, 'channelOptions' | 'secret'>> & {
     channelOptions: grpc.ChannelOptions;
+    secret: string;
   };
   private linkState: PeerLinkState = 'connecting';
   private failure: PeerLinkError | null = null;
@@ -674,6 +760,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       generation: opts.generation,
       fromShard: opts.fromShard,
       channelOptions: opts.channelOptions ?? {},
+      secret: opts.secret ?? '',
     };
     const o = this.opts;
     if (o.address === '') throw new RangeError('PeerLink: address must be host:port');
@@ -848,6 +935,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       'grpc.keepalive_timeout_ms': 5_000,
       ...this.opts.channelOptions,
     });
+    const metadata = new grpc.Metadata();
+    if (this.opts.secret !== '') metadata.set(SECRET_METADATA, this.opts.secret);
     const call = client.makeBidiStreamRequest<Buffer, SpinAck>(
       PeerServiceService.exchange.path,
       (b: Buffer) => b,
@@ -855,7 +944,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         this.stats.bytesReceived += b.length;
         return SpinAck.decode(b);
       },
-      new grpc.Metadata(),
+      metadata,
     );
     this.client = client;
     this.call = call;

@@ -37,6 +37,13 @@ export enum WorkerState {
   WORKER_STATE_STOPPING = 4,
   /** WORKER_STATE_FAILED - The job failed on this worker (WorkerStatus.error says why); the coordinator reassigns. */
   WORKER_STATE_FAILED = 5,
+  /**
+   * WORKER_STATE_DONE - Every step of the job is done and the shard's final export is on the bus (the checkpoint
+   * at step total_steps; see services/worker/README.md). The worker keeps the job, its peer
+   * links and its recent checkpoints until Stop, so that a peer that fails before finishing can
+   * still be rolled back with it (a newer-generation Assign), and Stop drains its links.
+   */
+  WORKER_STATE_DONE = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -60,6 +67,9 @@ export function workerStateFromJSON(object: any): WorkerState {
     case 5:
     case "WORKER_STATE_FAILED":
       return WorkerState.WORKER_STATE_FAILED;
+    case 6:
+    case "WORKER_STATE_DONE":
+      return WorkerState.WORKER_STATE_DONE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -81,6 +91,8 @@ export function workerStateToJSON(object: WorkerState): string {
       return "WORKER_STATE_STOPPING";
     case WorkerState.WORKER_STATE_FAILED:
       return "WORKER_STATE_FAILED";
+    case WorkerState.WORKER_STATE_DONE:
+      return "WORKER_STATE_DONE";
     case WorkerState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -234,6 +246,35 @@ export interface WorkerStatus {
   framesReceived: number;
   /** Why the job failed, when state is FAILED. */
   error: string;
+  /**
+   * Steps of the whole job (epochs x ceil(rows / batchSize)); 0 while idle or loading. The
+   * shard is done when step reaches it.
+   */
+  totalSteps: number;
+  /** The counters of each peer link since the assignment, by peer shard id. */
+  peers: PeerCounters[];
+}
+
+/** Spin traffic between this worker and one peer, since the assignment. */
+export interface PeerCounters {
+  /** The peer's shard. */
+  shardId: number;
+  /** host:port of its worker. */
+  address: string;
+  /** True while the stream to the peer is open (false while connecting or backing off). */
+  connected: boolean;
+  /** Bytes of spin frames written to the peer (retransmissions included). */
+  bytesSent: number;
+  /** Spin frames sent to the peer (first transmissions only). */
+  framesSent: number;
+  /** Frames sent again after a reconnection. */
+  framesResent: number;
+  /** Reconnections of the stream to the peer. */
+  reconnects: number;
+  /** Bytes of spin frames received from the peer (duplicates included). */
+  bytesReceived: number;
+  /** Spin frames received from the peer (duplicates included). */
+  framesReceived: number;
 }
 
 function createBaseShardAssignment(): ShardAssignment {
@@ -1174,6 +1215,8 @@ function createBaseWorkerStatus(): WorkerStatus {
     framesSent: 0,
     framesReceived: 0,
     error: "",
+    totalSteps: 0,
+    peers: [],
   };
 }
 
@@ -1217,6 +1260,12 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     }
     if (message.error !== "") {
       writer.uint32(106).string(message.error);
+    }
+    if (message.totalSteps !== 0) {
+      writer.uint32(112).uint64(message.totalSteps);
+    }
+    for (const v of message.peers) {
+      PeerCounters.encode(v!, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -1338,6 +1387,22 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
             message.error = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.totalSteps = longToNumber(reader.uint64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.peers.push(PeerCounters.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1397,6 +1462,14 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
         ? globalThis.Number(object.frames_received)
         : 0,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
+      totalSteps: isSet(object.totalSteps)
+        ? globalThis.Number(object.totalSteps)
+        : isSet(object.total_steps)
+        ? globalThis.Number(object.total_steps)
+        : 0,
+      peers: globalThis.Array.isArray(object?.peers)
+        ? object.peers.map((e: any) => PeerCounters.fromJSON(e))
+        : [],
     };
   },
 
@@ -1441,6 +1514,12 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     if (message.error !== "") {
       obj.error = message.error;
     }
+    if (message.totalSteps !== 0) {
+      obj.totalSteps = Math.round(message.totalSteps);
+    }
+    if (message.peers?.length) {
+      obj.peers = message.peers.map((e) => PeerCounters.toJSON(e));
+    }
     return obj;
   },
 
@@ -1464,6 +1543,239 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     message.framesSent = object.framesSent ?? 0;
     message.framesReceived = object.framesReceived ?? 0;
     message.error = object.error ?? "";
+    message.totalSteps = object.totalSteps ?? 0;
+    message.peers = object.peers?.map((e) => PeerCounters.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePeerCounters(): PeerCounters {
+  return {
+    shardId: 0,
+    address: "",
+    connected: false,
+    bytesSent: 0,
+    framesSent: 0,
+    framesResent: 0,
+    reconnects: 0,
+    bytesReceived: 0,
+    framesReceived: 0,
+  };
+}
+
+export const PeerCounters: MessageFns<PeerCounters> = {
+  encode(message: PeerCounters, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shardId !== 0) {
+      writer.uint32(8).uint32(message.shardId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.connected !== false) {
+      writer.uint32(24).bool(message.connected);
+    }
+    if (message.bytesSent !== 0) {
+      writer.uint32(32).uint64(message.bytesSent);
+    }
+    if (message.framesSent !== 0) {
+      writer.uint32(40).uint64(message.framesSent);
+    }
+    if (message.framesResent !== 0) {
+      writer.uint32(48).uint64(message.framesResent);
+    }
+    if (message.reconnects !== 0) {
+      writer.uint32(56).uint64(message.reconnects);
+    }
+    if (message.bytesReceived !== 0) {
+      writer.uint32(64).uint64(message.bytesReceived);
+    }
+    if (message.framesReceived !== 0) {
+      writer.uint32(72).uint64(message.framesReceived);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerCounters {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerCounters();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shardId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.connected = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytesSent = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.framesSent = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.framesResent = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reconnects = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.bytesReceived = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.framesReceived = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PeerCounters {
+    return {
+      shardId: isSet(object.shardId)
+        ? globalThis.Number(object.shardId)
+        : isSet(object.shard_id)
+        ? globalThis.Number(object.shard_id)
+        : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      connected: isSet(object.connected) ? globalThis.Boolean(object.connected) : false,
+      bytesSent: isSet(object.bytesSent)
+        ? globalThis.Number(object.bytesSent)
+        : isSet(object.bytes_sent)
+        ? globalThis.Number(object.bytes_sent)
+        : 0,
+      framesSent: isSet(object.framesSent)
+        ? globalThis.Number(object.framesSent)
+        : isSet(object.frames_sent)
+        ? globalThis.Number(object.frames_sent)
+        : 0,
+      framesResent: isSet(object.framesResent)
+        ? globalThis.Number(object.framesResent)
+        : isSet(object.frames_resent)
+        ? globalThis.Number(object.frames_resent)
+        : 0,
+      reconnects: isSet(object.reconnects) ? globalThis.Number(object.reconnects) : 0,
+      bytesReceived: isSet(object.bytesReceived)
+        ? globalThis.Number(object.bytesReceived)
+        : isSet(object.bytes_received)
+        ? globalThis.Number(object.bytes_received)
+        : 0,
+      framesReceived: isSet(object.framesReceived)
+        ? globalThis.Number(object.framesReceived)
+        : isSet(object.frames_received)
+        ? globalThis.Number(object.frames_received)
+        : 0,
+    };
+  },
+
+  toJSON(message: PeerCounters): unknown {
+    const obj: any = {};
+    if (message.shardId !== 0) {
+      obj.shardId = Math.round(message.shardId);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.connected !== false) {
+      obj.connected = message.connected;
+    }
+    if (message.bytesSent !== 0) {
+      obj.bytesSent = Math.round(message.bytesSent);
+    }
+    if (message.framesSent !== 0) {
+      obj.framesSent = Math.round(message.framesSent);
+    }
+    if (message.framesResent !== 0) {
+      obj.framesResent = Math.round(message.framesResent);
+    }
+    if (message.reconnects !== 0) {
+      obj.reconnects = Math.round(message.reconnects);
+    }
+    if (message.bytesReceived !== 0) {
+      obj.bytesReceived = Math.round(message.bytesReceived);
+    }
+    if (message.framesReceived !== 0) {
+      obj.framesReceived = Math.round(message.framesReceived);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PeerCounters>): PeerCounters {
+    return PeerCounters.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PeerCounters>): PeerCounters {
+    const message = createBasePeerCounters();
+    message.shardId = object.shardId ?? 0;
+    message.address = object.address ?? "";
+    message.connected = object.connected ?? false;
+    message.bytesSent = object.bytesSent ?? 0;
+    message.framesSent = object.framesSent ?? 0;
+    message.framesResent = object.framesResent ?? 0;
+    message.reconnects = object.reconnects ?? 0;
+    message.bytesReceived = object.bytesReceived ?? 0;
+    message.framesReceived = object.framesReceived ?? 0;
     return message;
   },
 };

@@ -1,0 +1,124 @@
+// The coordinator's settings, read once from the environment in main (README.md lists every
+// variable). Defaults first, then validated: a bad value stops the process at start with a
+// message naming the variable.
+import { redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+
+export interface CoordinatorConfig {
+  /**
+   * host:port of the gRPC server (JobService, health, and the bus when it is in-process); port 0
+   * picks a free one (the `listening` log line says which).
+   * @defaultValue '0.0.0.0:7070'
+   */
+  listen: string;
+  /**
+   * The Redis bus's options when REDIS_URL is set; null: an in-process bus, served to the
+   * workers over gRPC on `listen` (they set SPINMESH_BUS_ADDRESS to it). An in-process bus lives
+   * and dies with this process.
+   */
+  redis: RedisBusOptions | null;
+  /**
+   * Shared secret of the cluster: sent to the workers with every WorkerControl call and required
+   * from every caller of the in-process bus (metadata `spinmesh-cluster-secret`). null: none.
+   */
+  clusterSecret: string | null;
+  /**
+   * A worker whose Status calls have failed for this long is declared lost, like one whose bus
+   * registration expired (its heartbeat TTL, which the worker sets).
+   * @defaultValue 10000
+   */
+  heartbeatTimeoutMs: number;
+  /** How often the coordinator looks at its jobs and workers. @defaultValue 500 */
+  pollIntervalMs: number;
+  /** Deadline of each WorkerControl call (Assign, Stop, Status). @defaultValue 5000 */
+  rpcTimeoutMs: number;
+  /** Least time between two progress events of a job. @defaultValue 1000 */
+  progressIntervalMs: number;
+  /**
+   * Reassignments after failures a job may need before the coordinator gives up and fails it
+   * (a shard that fails on every worker would otherwise loop forever).
+   * @defaultValue 20
+   */
+  maxRecoveries: number;
+  /** Kernels for assembling and evaluating models: native, portable or auto. @defaultValue 'auto' */
+  kernels: 'native' | 'portable' | 'auto';
+  /** pino level. @defaultValue 'info' */
+  logLevel: string;
+  /**
+   * Shut down when stdin ends: set by a parent process (the embedded local cluster of
+   * `spinmesh train`) so that the coordinator never outlives it.
+   * @defaultValue false
+   */
+  stopOnStdinClose: boolean;
+}
+
+export const CONFIG_DEFAULTS: Omit<CoordinatorConfig, 'redis' | 'clusterSecret'> = {
+  listen: '0.0.0.0:7070',
+  heartbeatTimeoutMs: 10_000,
+  pollIntervalMs: 500,
+  rpcTimeoutMs: 5_000,
+  progressIntervalMs: 1_000,
+  maxRecoveries: 20,
+  kernels: 'auto',
+  logLevel: 'info',
+  stopOnStdinClose: false,
+};
+
+/** A variable with a bad value. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable} ${message}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads and checks the coordinator's variables. @throws ConfigError naming the variable */
+export function configFromEnv(env: Env = process.env): CoordinatorConfig {
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const int = (name: string, fallback: number, min: number): number => {
+    const v = get(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new ConfigError(name, `must be an integer >= ${min} (got '${v}')`);
+    return n;
+  };
+  const listen = get('SPINMESH_COORDINATOR_LISTEN') ?? CONFIG_DEFAULTS.listen;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(listen))
+    throw new ConfigError('SPINMESH_COORDINATOR_LISTEN', `must be host:port (got '${listen}')`);
+  const kernels = get('SPINMESH_KERNELS') ?? CONFIG_DEFAULTS.kernels;
+  if (kernels !== 'native' && kernels !== 'portable' && kernels !== 'auto')
+    throw new ConfigError(
+      'SPINMESH_KERNELS',
+      `must be native, portable or auto (got '${kernels}')`,
+    );
+  const logLevel = get('SPINMESH_LOG_LEVEL') ?? CONFIG_DEFAULTS.logLevel;
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
+    throw new ConfigError(
+      'SPINMESH_LOG_LEVEL',
+      `must be fatal, error, warn, info, debug, trace or silent (got '${logLevel}')`,
+    );
+  const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
+  if (stdin !== '0' && stdin !== '1')
+    throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
+  return {
+    listen,
+    redis: get('REDIS_URL') === undefined ? null : redisBusOptionsFromEnv(env),
+    clusterSecret: get('SPINMESH_CLUSTER_SECRET') ?? null,
+    heartbeatTimeoutMs: int('SPINMESH_HEARTBEAT_TIMEOUT_MS', CONFIG_DEFAULTS.heartbeatTimeoutMs, 1),
+    pollIntervalMs: int('SPINMESH_COORDINATOR_POLL_MS', CONFIG_DEFAULTS.pollIntervalMs, 10),
+    rpcTimeoutMs: int('SPINMESH_RPC_TIMEOUT_MS', CONFIG_DEFAULTS.rpcTimeoutMs, 1),
+    progressIntervalMs: int('SPINMESH_PROGRESS_INTERVAL_MS', CONFIG_DEFAULTS.progressIntervalMs, 0),
+    maxRecoveries: int('SPINMESH_MAX_RECOVERIES', CONFIG_DEFAULTS.maxRecoveries, 0),
+    kernels,
+    logLevel,
+    stopOnStdinClose: stdin === '1',
+  };
+}

@@ -1,0 +1,825 @@
+// The coordinator's control loop: start queued jobs on idle live workers, watch running jobs
+// (heartbeats, Status calls, progress), reassign every shard from the last common checkpoint
+// when a worker is lost, and assemble, evaluate and store the model when every shard is done.
+// Everything it needs to go on lives on the bus, so a restarted coordinator picks up where the
+// last one stopped without disturbing the workers.
+import type { Logger } from 'pino';
+import {
+  BusError,
+  isTerminalState,
+  type Assignment,
+  type Bus,
+  type JobState as BusJobState,
+  type WorkerInfo,
+} from '@spinmesh/bus';
+import type { Kernels } from '@spinmesh/kernels';
+import {
+  assemble,
+  encodeModel,
+  evaluateNetwork,
+  loadData,
+  type Dataset,
+  type Evaluation,
+} from '@spinmesh/model';
+import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
+
+import { buildAssignment, shardRanges, type PlacedShard } from './assignment.js';
+import { MODEL_SLOT, storeModel } from './model-store.js';
+import { planJob, type JobPlan } from './plan.js';
+import type {
+  EvaluationEvent,
+  JobFields,
+  ProgressEvent,
+  ProgressRecord,
+  StoredJob,
+  WorkersEvent,
+} from './records.js';
+import { busShardState, type ShardStateReader } from './shard-state.js';
+import type { WorkerClients } from './worker-client.js';
+
+export interface CoordinatorOptions {
+  bus: Bus;
+  workers: WorkerClients;
+  /** Kernels for assembling and evaluating finished models. */
+  kernels: Kernels;
+  log: Logger;
+  /** A worker whose Status calls fail for this long is lost. */
+  heartbeatTimeoutMs: number;
+  /** Time between two passes of the control loop. */
+  pollIntervalMs: number;
+  /** Least time between two progress events of a job. */
+  progressIntervalMs: number;
+  /** Reassignments after failures a job may need before it is failed. */
+  maxRecoveries: number;
+  /** How the workers keep their checkpoints and final exports on the bus. */
+  shardState?: ShardStateReader;
+  /** Loads data sets (tests replace it). */
+  loadData?: typeof loadData;
+  now?: () => number;
+}
+
+/** A request the job's state does not allow (cancelling a finished job). */
+export class JobStateError extends Error {
+  override readonly name = 'JobStateError';
+  constructor(
+    readonly jobId: string,
+    readonly state: BusJobState,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Something wrong with one shard's worker, found by monitor(). */
+interface Problem {
+  workerId: string;
+  reason: string;
+  /** The worker is gone or unusable: give its shard to another one. Else it keeps its shard. */
+  replace: boolean;
+  /** Its address, when it is still registered. */
+  address?: string;
+}
+
+/** What the coordinator remembers about a job between passes (rebuilt after a restart). */
+interface Runtime {
+  /** When each worker's Status calls started failing. */
+  failingSince: Map<string, number>;
+  /** Workers whose Assign failed: replaced at the next recovery. */
+  replace: Set<string>;
+  lastProgressKey: string;
+  lastProgressAt: number;
+  lastWaitingKey: string;
+  data?: { train: Dataset; test: Dataset };
+}
+
+/** Idle live workers, in id order, taken as jobs need them during one pass. */
+type Pool = WorkerInfo[];
+
+/** States of a worker that holds a job (and must be stopped when it is not that job's). */
+const STOP_STATES = new Set([
+  WorkerState.WORKER_STATE_LOADING,
+  WorkerState.WORKER_STATE_RUNNING,
+  WorkerState.WORKER_STATE_FAILED,
+  WorkerState.WORKER_STATE_DONE,
+]);
+
+/** The scheduler and failure handler of a cluster. */
+export class Coordinator {
+  private readonly bus: Bus;
+  private readonly opts: CoordinatorOptions;
+  private readonly log: Logger;
+  private readonly shardState: ShardStateReader;
+  private readonly load: typeof loadData;
+  private readonly now: () => number;
+  private readonly runtimes = new Map<string, Runtime>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = true;
+
+  constructor(opts: CoordinatorOptions) {
+    this.opts = opts;
+    this.bus = opts.bus;
+    this.log = opts.log;
+    this.shardState = opts.shardState ?? busShardState;
+    this.load = opts.loadData ?? loadData;
+    this.now = opts.now ?? Date.now;
+  }
+
+  // --- lifetime -------------------------------------------------------------------------------
+
+  /** Starts the control loop (a pass now, then one every pollIntervalMs after the last ended). */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedulePass(0);
+  }
+
+  /** Stops the loop and waits for a pass in progress. Jobs and workers are left as they are. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  private schedulePass(delayMs: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.pass().finally(() => {
+        this.running = null;
+        if (!this.stopped) this.schedulePass(this.opts.pollIntervalMs);
+      });
+    }, delayMs);
+  }
+
+  /** One pass of the loop; errors are logged, never thrown (the next pass tries again). */
+  async pass(): Promise<void> {
+    try {
+      await this.tick();
+    } catch (err) {
+      this.log.warn({ err }, 'control loop pass failed; retrying');
+    }
+  }
+
+  // --- the public API's operations ------------------------------------------------------------
+
+  /**
+   * Validates a spec and stores the job, queued. @throws SpecError naming the field; the bus's
+   * InvalidArgumentError (a bad id) or JobExistsError
+   */
+  async submit(input: unknown, jobId?: string): Promise<StoredJob> {
+    const plan = planJob(input, this.load);
+    const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
+    const fields: JobFields = {
+      name: plan.spec.name,
+      spec: plan.spec,
+      workers: plan.spec.workers,
+      layout: plan.layout,
+      rows: plan.rows,
+      stepsPerEpoch: plan.stepsPerEpoch,
+      totalSteps: plan.totalSteps,
+    };
+    const record = (await this.bus.createJob({ id, ...fields })) as StoredJob;
+    this.runtime(id).data = { train: plan.data, test: this.testData(plan, plan.data) };
+    this.log.info(
+      {
+        jobId: id,
+        name: plan.spec.name,
+        workers: plan.spec.workers,
+        totalSteps: plan.totalSteps,
+        staleness: plan.spec.staleness,
+      },
+      'job submitted',
+    );
+    return record;
+  }
+
+  /** Cancels a queued or running job and stops its workers. @throws JobStateError when final */
+  async cancel(jobId: string): Promise<StoredJob> {
+    const tr = await this.bus.transitionJob(jobId, ['queued', 'running'], 'cancelled', {
+      reason: 'cancelled by a CancelJob call',
+    });
+    if (!tr.ok)
+      throw new JobStateError(
+        jobId,
+        tr.record.state,
+        `job '${jobId}' is ${tr.record.state} already and cannot be cancelled`,
+      );
+    this.log.info({ jobId }, 'job cancelled');
+    await this.stopWorkersOf(jobId);
+    return tr.record as StoredJob;
+  }
+
+  // --- the control loop -----------------------------------------------------------------------
+
+  /** One pass: monitor running jobs (recovering them as needed), then start queued ones. */
+  async tick(): Promise<void> {
+    const live = new Map((await this.bus.listWorkers()).map((w) => [w.id, w]));
+    const running = await this.jobsIn('running');
+    const queued = await this.jobsIn('queued');
+    const assignments = new Map<string, Assignment | null>();
+    const busy = new Set<string>();
+    for (const job of running) {
+      const a = await this.bus.getAssignment(job.id);
+      assignments.set(job.id, a);
+      for (const s of a?.shards ?? []) busy.add(s.workerId);
+    }
+    const pool = await this.idleWorkers(live, busy);
+    for (const job of running) {
+      await this.guard(job, () => this.monitor(job, assignments.get(job.id) ?? null, live, pool));
+    }
+    // First come, first served: once a job has to wait, the ones behind it wait too (a small
+    // job slipping past could keep a large one waiting for ever).
+    let ahead: StoredJob | null = null;
+    for (const job of queued) {
+      const head = ahead;
+      let started = false;
+      await this.guard(job, async () => {
+        started = await this.schedule(job, pool, head);
+      });
+      if (!started) ahead ??= job;
+    }
+    const active = new Set([...running, ...queued].map((j) => j.id));
+    for (const id of this.runtimes.keys()) if (!active.has(id)) this.runtimes.delete(id);
+  }
+
+  private async guard(job: StoredJob, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.log.warn({ jobId: job.id, err }, 'job pass failed; retrying');
+    }
+  }
+
+  private async jobsIn(state: BusJobState): Promise<StoredJob[]> {
+    const out: StoredJob[] = [];
+    let pageToken: string | undefined;
+    for (;;) {
+      const page = await this.bus.listJobs({
+        state,
+        pageSize: 1000,
+        ...(pageToken ? { pageToken } : {}),
+      });
+      out.push(...(page.jobs as StoredJob[]));
+      if (page.nextPageToken === null) return out;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  /**
+   * The live workers that hold no shard of a running job and say they are idle. A worker that
+   * still runs a job it no longer belongs to (cancelled, requeued, reassigned away) is stopped.
+   */
+  private async idleWorkers(live: Map<string, WorkerInfo>, busy: Set<string>): Promise<Pool> {
+    const free = [...live.values()].filter((w) => !busy.has(w.id));
+    const statuses = await Promise.all(
+      free.map((w) => this.opts.workers.status(w.address).catch(() => null)),
+    );
+    const pool: Pool = [];
+    free.forEach((w, i) => {
+      const st = statuses[i];
+      if (!st) return;
+      if (
+        st.state === WorkerState.WORKER_STATE_IDLE ||
+        (st.jobId === '' && st.state !== WorkerState.WORKER_STATE_STOPPING)
+      ) {
+        pool.push(w);
+      } else if (st.jobId !== '' && STOP_STATES.has(st.state)) {
+        this.log.info(
+          { workerId: w.id, jobId: st.jobId, generation: st.generation },
+          'stopping a worker that runs a job it is not assigned to',
+        );
+        void this.opts.workers.stop(w.address, st.jobId).catch(() => undefined);
+      }
+    });
+    return pool.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * A queued job: start it when enough idle workers are live and no job ahead of it waits, else
+   * say what it waits for. @returns whether it started
+   */
+  private async schedule(job: StoredJob, pool: Pool, ahead: StoredJob | null): Promise<boolean> {
+    const K = job.workers ?? 1;
+    const rt = this.runtime(job.id);
+    if (pool.length < K || ahead !== null) {
+      const key = `${K}/${pool.length}/${ahead?.id ?? ''}`;
+      if (key !== rt.lastWaitingKey) {
+        rt.lastWaitingKey = key;
+        const workers = `${K} idle live worker${K === 1 ? '' : 's'} (${pool.length} available)`;
+        await this.event(job.id, {
+          type: 'workers',
+          at: this.now(),
+          kind: 'waiting',
+          generation: 0,
+          needed: K,
+          available: pool.length,
+          message:
+            ahead === null
+              ? `waiting for ${workers}`
+              : `waiting for ${workers} behind job ${ahead.id}, first in the queue`,
+        });
+        this.log.info(
+          { jobId: job.id, needed: K, available: pool.length, ahead: ahead?.id },
+          'job waits for workers',
+        );
+      }
+      return false;
+    }
+    const tr = await this.bus.transitionJob(job.id, ['queued'], 'running', { reason: null });
+    if (!tr.ok) return true;
+    rt.lastWaitingKey = '';
+    const previous = await this.bus.getAssignment(job.id);
+    await this.place(tr.record as StoredJob, previous, new Map(), pool, 'job started');
+    return true;
+  }
+
+  /** A running job: check every shard's worker, aggregate progress, finish or recover. */
+  private async monitor(
+    job: StoredJob,
+    a: Assignment | null,
+    live: Map<string, WorkerInfo>,
+    pool: Pool,
+  ): Promise<void> {
+    const K = job.workers ?? 1;
+    const total = job.totalSteps ?? 0;
+    const rt = this.runtime(job.id);
+    if (!a) {
+      // The coordinator stopped between starting the job and writing its assignment.
+      await this.place(job, null, new Map(), pool, 'job had no assignment');
+      return;
+    }
+    const finished = await this.shardState.finished(this.bus, job.id, K, total);
+    if (finished.size === K) {
+      await this.finish(job, a);
+      return;
+    }
+    const now = this.now();
+    const steps = new Array<number>(K).fill(0);
+    const problems = new Map<number, Problem>();
+    await Promise.all(
+      a.shards.map(async (s) => {
+        const w = s.workerId;
+        if (finished.has(s.shardId)) {
+          steps[s.shardId] = total;
+          return;
+        }
+        const info = live.get(w);
+        if (!info) {
+          problems.set(s.shardId, {
+            workerId: w,
+            reason: 'its bus registration expired (no heartbeat)',
+            replace: true,
+          });
+          return;
+        }
+        if (rt.replace.has(w)) {
+          problems.set(s.shardId, {
+            workerId: w,
+            reason: 'it did not take its assignment',
+            replace: true,
+            address: info.address,
+          });
+          return;
+        }
+        let st: WorkerStatus;
+        try {
+          st = await this.opts.workers.status(info.address);
+          rt.failingSince.delete(w);
+        } catch (err) {
+          const since = rt.failingSince.get(w) ?? now;
+          rt.failingSince.set(w, since);
+          if (now - since >= this.opts.heartbeatTimeoutMs) {
+            problems.set(s.shardId, {
+              workerId: w,
+              reason: `it has not answered Status for ${now - since} ms (${(err as Error).message})`,
+              replace: true,
+              address: info.address,
+            });
+          }
+          steps[s.shardId] = job.progress?.shardSteps?.[s.shardId] ?? 0;
+          return;
+        }
+        if (st.jobId !== job.id || st.generation !== a.generation) {
+          problems.set(s.shardId, {
+            workerId: w,
+            reason:
+              st.jobId === ''
+                ? `it holds no job (expected generation ${a.generation})`
+                : `it holds job ${st.jobId} generation ${st.generation} (expected ${job.id} generation ${a.generation})`,
+            replace: false,
+          });
+          return;
+        }
+        if (st.state === WorkerState.WORKER_STATE_FAILED) {
+          problems.set(s.shardId, {
+            workerId: w,
+            reason: `it failed: ${st.error}`,
+            replace: false,
+          });
+          return;
+        }
+        steps[s.shardId] = st.step;
+      }),
+    );
+    if (problems.size > 0) {
+      await this.recover(job, a, problems, pool);
+      return;
+    }
+    await this.progress(job, steps, a.generation);
+    await this.evaluateDuringTraining(job);
+  }
+
+  /**
+   * Evaluates a running job from its shards' checkpoints when the newest step they all have
+   * crosses a multiple of spec.evaluate.every epochs (the final evaluation comes from the
+   * exports). Best effort: a checkpoint replaced meanwhile just skips it.
+   */
+  private async evaluateDuringTraining(job: StoredJob): Promise<void> {
+    const spec = job.spec!;
+    const every = spec.evaluate.every ?? 1;
+    const perEpoch = Math.max(1, job.stepsPerEpoch ?? 1);
+    const K = job.workers ?? 1;
+    if (every >= spec.epochs) return;
+    const step = await this.shardState.restoreStep(this.bus, job.id, K);
+    if (step === 0 || step % perEpoch !== 0) return;
+    const epoch = step / perEpoch;
+    const last = job.progress?.evaluation?.epoch ?? 0;
+    if (epoch >= spec.epochs || Math.floor(epoch / every) <= Math.floor(last / every)) return;
+    let evaluation: Evaluation;
+    try {
+      const { train, test } = this.dataOf(job);
+      const exports = await this.shardState.checkpointExports(
+        this.bus,
+        {
+          jobId: job.id,
+          spec,
+          layout: job.layout!,
+          totalSteps: job.totalSteps ?? 0,
+          kernels: this.opts.kernels,
+          data: train,
+        },
+        step,
+      );
+      if (!exports) return;
+      const net = assemble(spec.network, this.opts.kernels, exports);
+      evaluation = finite(
+        evaluateNetwork(net, test, spec.evaluate, {
+          seed: spec.seed,
+          train,
+          epoch,
+          dataSpec: spec.data,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof BusError) throw err;
+      this.log.warn({ jobId: job.id, err, step }, 'evaluation from checkpoints failed');
+      return;
+    }
+    const e: EvaluationEvent = { type: 'evaluation', at: this.now(), step, evaluation };
+    await this.event(job.id, e);
+    const current = (await this.bus.getJob(job.id)) as StoredJob | null;
+    if (current?.progress)
+      await this.bus.updateJobProgress(job.id, { ...current.progress, evaluation });
+    this.log.info({ jobId: job.id, epoch, evaluation }, 'evaluated from checkpoints');
+  }
+
+  /** Records and announces progress (at most every progressIntervalMs, and at the end). */
+  private async progress(job: StoredJob, shardSteps: number[], generation: number): Promise<void> {
+    const rt = this.runtime(job.id);
+    const total = job.totalSteps ?? 0;
+    const step = Math.min(...shardSteps);
+    const key = `${generation}:${shardSteps.join(',')}`;
+    const now = this.now();
+    if (key === rt.lastProgressKey) return;
+    if (now - rt.lastProgressAt < this.opts.progressIntervalMs && step < total) return;
+    rt.lastProgressKey = key;
+    rt.lastProgressAt = now;
+    const epoch = Math.floor(step / Math.max(1, job.stepsPerEpoch ?? 1));
+    const previous = job.progress;
+    const restoredFromStep = previous?.restoredFromStep ?? 0;
+    const record: ProgressRecord = {
+      ...previous,
+      step,
+      totalSteps: total,
+      epoch,
+      shardSteps,
+      generation,
+      restoredFromStep,
+      recoveries: previous?.recoveries ?? 0,
+    };
+    await this.bus.updateJobProgress(job.id, record);
+    const e: ProgressEvent = {
+      type: 'progress',
+      at: now,
+      step,
+      totalSteps: total,
+      epoch,
+      shardSteps,
+      restoredFromStep,
+    };
+    await this.event(job.id, e);
+  }
+
+  /** Workers of a running job were lost or went astray: reassign every shard. */
+  private async recover(
+    job: StoredJob,
+    a: Assignment,
+    problems: Map<number, Problem>,
+    pool: Pool,
+  ): Promise<void> {
+    const log = this.log.child({ jobId: job.id });
+    const recoveries = (job.progress?.recoveries ?? 0) + 1;
+    const lines: string[] = [];
+    for (const [shard, p] of [...problems.entries()].sort(([x], [y]) => x - y)) {
+      const message = `shard ${shard}: worker ${p.workerId} ${p.replace ? 'is lost' : 'must start over'}: ${p.reason}`;
+      lines.push(message);
+      log.warn({ shard, workerId: p.workerId, generation: a.generation }, message);
+      await this.event(job.id, {
+        type: 'workers',
+        at: this.now(),
+        kind: 'worker-lost',
+        generation: a.generation,
+        workerId: p.workerId,
+        message,
+      });
+    }
+    const rt = this.runtime(job.id);
+    for (const p of problems.values()) {
+      rt.failingSince.delete(p.workerId);
+      rt.replace.delete(p.workerId);
+      // A replaced worker may still be alive behind a broken link: tell it to stop, if it hears.
+      if (p.replace && p.address !== undefined) {
+        const address = p.address;
+        void this.opts.workers
+          .stop(address, job.id)
+          .catch(() => undefined)
+          .finally(() => this.opts.workers.forget(address));
+      }
+    }
+    if (recoveries > this.opts.maxRecoveries) {
+      await this.fail(
+        job,
+        `gave up after ${this.opts.maxRecoveries} reassignments; last failure: ${lines.join('; ')}`,
+      );
+      return;
+    }
+    const keep = new Map<number, string>();
+    for (const s of a.shards) {
+      const p = problems.get(s.shardId);
+      if (!p || !p.replace) keep.set(s.shardId, s.workerId);
+    }
+    await this.place(job, a, keep, pool, lines.join('; '), recoveries);
+  }
+
+  /**
+   * Gives every shard a worker (the kept ones keep theirs, the others come from the pool),
+   * under a new generation, each restoring the newest step all shards have checkpointed. With
+   * too few workers the job goes back to the queue instead.
+   */
+  private async place(
+    job: StoredJob,
+    previous: Assignment | null,
+    keep: Map<number, string>,
+    pool: Pool,
+    reason: string,
+    recoveries = job.progress?.recoveries ?? 0,
+  ): Promise<void> {
+    const K = job.workers ?? 1;
+    const spec = job.spec!;
+    const layout = job.layout!;
+    const log = this.log.child({ jobId: job.id });
+    const liveById = new Map((await this.bus.listWorkers()).map((w) => [w.id, w]));
+    for (const [shard, w] of keep) if (!liveById.has(w)) keep.delete(shard);
+    const need = K - keep.size;
+    if (pool.length < need) {
+      await this.requeue(job, previous, keep, liveById, need, pool.length, reason);
+      return;
+    }
+    const shards: PlacedShard[] = [];
+    for (let s = 0; s < K; s++) {
+      const kept = keep.get(s);
+      const info = kept !== undefined ? liveById.get(kept)! : pool.shift()!;
+      shards.push({ shardId: s, workerId: info.id, address: info.address });
+    }
+    const generation = (previous?.generation ?? 0) + 1;
+    const restoreFromStep = await this.shardState.restoreStep(this.bus, job.id, K);
+    await this.bus.setAssignment(job.id, {
+      generation,
+      shards: shards.map((p) => ({
+        shardId: p.shardId,
+        workerId: p.workerId,
+        units: shardRanges(spec.network, layout, p.shardId),
+      })),
+    });
+    const progress: ProgressRecord = {
+      step: restoreFromStep,
+      totalSteps: job.totalSteps ?? 0,
+      epoch: Math.floor(restoreFromStep / Math.max(1, job.stepsPerEpoch ?? 1)),
+      shardSteps: new Array<number>(K).fill(restoreFromStep),
+      ...(job.progress?.evaluation ? { evaluation: job.progress.evaluation } : {}),
+      generation,
+      restoredFromStep: restoreFromStep,
+      recoveries,
+    };
+    await this.bus.updateJobProgress(job.id, progress);
+    const message =
+      `generation ${generation}: ` +
+      shards.map((p) => `shard ${p.shardId} on ${p.workerId}`).join(', ') +
+      (restoreFromStep > 0 ? `, restoring step ${restoreFromStep}` : ', from the start') +
+      ` (${reason})`;
+    await this.event(job.id, {
+      type: 'workers',
+      at: this.now(),
+      kind: 'assigned',
+      generation,
+      shards,
+      restoreFromStep,
+      message,
+    });
+    log.info({ generation, restoreFromStep, shards }, 'shards assigned');
+    const rt = this.runtime(job.id);
+    rt.lastProgressKey = '';
+    await Promise.all(
+      shards.map(async (p) => {
+        try {
+          await this.opts.workers.assign(
+            p.address,
+            buildAssignment({
+              jobId: job.id,
+              generation,
+              spec,
+              layout,
+              shards,
+              shardId: p.shardId,
+              restoreFromStep,
+            }),
+          );
+        } catch (err) {
+          rt.replace.add(p.workerId);
+          log.warn({ err, workerId: p.workerId, shard: p.shardId }, 'Assign failed');
+        }
+      }),
+    );
+  }
+
+  /** Too few workers to go on: stop the rest and put the job back in the queue. */
+  private async requeue(
+    job: StoredJob,
+    previous: Assignment | null,
+    keep: Map<number, string>,
+    live: Map<string, WorkerInfo>,
+    need: number,
+    available: number,
+    reason: string,
+  ): Promise<void> {
+    const message =
+      `back to the queue: ${need} shard${need === 1 ? '' : 's'} without a worker and ` +
+      `${available} idle live worker${available === 1 ? '' : 's'} (${reason})`;
+    await this.event(job.id, {
+      type: 'workers',
+      at: this.now(),
+      kind: 'requeued',
+      generation: previous?.generation ?? 0,
+      needed: need,
+      available,
+      message,
+    });
+    const tr = await this.bus.transitionJob(job.id, ['running'], 'queued', { reason: message });
+    this.log.warn({ jobId: job.id }, message);
+    if (!tr.ok) return;
+    for (const w of keep.values()) {
+      const info = live.get(w);
+      if (info) void this.opts.workers.stop(info.address, job.id).catch(() => undefined);
+    }
+  }
+
+  /** Every shard has its final export: assemble, evaluate, store the model, complete the job. */
+  private async finish(job: StoredJob, a: Assignment): Promise<void> {
+    const log = this.log.child({ jobId: job.id });
+    const spec = job.spec!;
+    const total = job.totalSteps ?? 0;
+    let evaluation: Evaluation;
+    let bytes: Uint8Array;
+    try {
+      const exports = await this.shardState.exports(this.bus, job.id, job.workers ?? 1, total);
+      if (!exports) return; // an export went missing under us (a rollback): the next pass sees it
+      const net = assemble(spec.network, this.opts.kernels, exports);
+      const { train, test } = this.dataOf(job);
+      evaluation = finite(
+        evaluateNetwork(net, test, spec.evaluate, {
+          seed: spec.seed,
+          train,
+          epoch: spec.epochs,
+          dataSpec: spec.data,
+        }),
+      );
+      bytes = encodeModel(net, {
+        training: {
+          spec,
+          epoch: spec.epochs,
+          step: total,
+          jobId: job.id,
+          workers: job.workers,
+          generation: a.generation,
+        },
+        meta: { jobId: job.id, assembledFrom: `${job.workers} shards` },
+      });
+    } catch (err) {
+      // The bus being away is worth another try; bytes or a spec that cannot make a model are not.
+      if (err instanceof BusError) throw err;
+      await this.fail(job, `assembling the model failed: ${(err as Error).message}`);
+      return;
+    }
+    await storeModel(this.bus, job.id, total, bytes);
+    const e: EvaluationEvent = { type: 'evaluation', at: this.now(), step: total, evaluation };
+    await this.event(job.id, e);
+    const tr = await this.bus.transitionJob(job.id, ['running'], 'completed', {
+      evaluation,
+      model: { shard: MODEL_SLOT, step: total, bytes: bytes.length },
+    });
+    if (tr.ok) log.info({ evaluation, modelBytes: bytes.length }, 'job completed');
+    await this.stopWorkersOf(job.id);
+  }
+
+  private async fail(job: StoredJob, message: string): Promise<void> {
+    const tr = await this.bus.transitionJob(job.id, ['queued', 'running'], 'failed', {
+      error: message,
+    });
+    if (tr.ok) this.log.error({ jobId: job.id }, `job failed: ${message}`);
+    await this.stopWorkersOf(job.id);
+  }
+
+  /** Stops the workers of a job's assignment (best effort: they may be gone). */
+  private async stopWorkersOf(jobId: string): Promise<void> {
+    const a = await this.bus.getAssignment(jobId);
+    if (!a) return;
+    const live = new Map((await this.bus.listWorkers()).map((w) => [w.id, w]));
+    await Promise.all(
+      a.shards.map(async (s) => {
+        const info = live.get(s.workerId);
+        if (info) await this.opts.workers.stop(info.address, jobId).catch(() => undefined);
+      }),
+    );
+  }
+
+  private async event(
+    jobId: string,
+    e: ProgressEvent | EvaluationEvent | WorkersEvent,
+  ): Promise<void> {
+    await this.bus.appendEvent(jobId, e);
+  }
+
+  private runtime(jobId: string): Runtime {
+    let rt = this.runtimes.get(jobId);
+    if (!rt) {
+      rt = {
+        failingSince: new Map(),
+        replace: new Set(),
+        lastProgressKey: '',
+        lastProgressAt: 0,
+        lastWaitingKey: '',
+      };
+      this.runtimes.set(jobId, rt);
+    }
+    return rt;
+  }
+
+  private dataOf(job: StoredJob): { train: Dataset; test: Dataset } {
+    const rt = this.runtime(job.id);
+    if (!rt.data) {
+      const spec = job.spec!;
+      const train = this.load(spec.data, spec.seed);
+      rt.data = {
+        train,
+        test: spec.evaluate.test ? this.load(spec.evaluate.test, spec.seed) : train,
+      };
+    }
+    return rt.data;
+  }
+
+  private testData(plan: JobPlan, train: Dataset): Dataset {
+    return plan.spec.evaluate.test ? this.load(plan.spec.evaluate.test, plan.spec.seed) : train;
+  }
+
+  /** Whether a job is final (for watchers). */
+  static isFinal(state: BusJobState): boolean {
+    return isTerminalState(state);
+  }
+}
+
+/** A new job id: time-ordered and unique enough (`job-<ms base36>-<random>`). */
+export function newJobId(): string {
+  const rand = Math.floor(Math.random() * 36 ** 6)
+    .toString(36)
+    .padStart(6, '0');
+  return `job-${Date.now().toString(36)}-${rand}`;
+}
+
+/** The evaluation without figures that are not finite numbers (the bus stores JSON only). */
+function finite(e: Evaluation): Evaluation {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e))
+    if (typeof v !== 'number' || Number.isFinite(v)) out[k] = v;
+  return out as unknown as Evaluation;
+}

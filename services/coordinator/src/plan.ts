@@ -1,0 +1,118 @@
+// From a submitted spec to a cluster job: parse (YAML or JSON), validate (the model package's
+// rules plus what a sharded run needs), and partition the units into one shard per worker.
+import { parse as parseYaml } from 'yaml';
+import {
+  SpecError,
+  evenLayout,
+  loadData,
+  shapeNetwork,
+  validateJobSpec,
+  validateLayout,
+  validateTrainOptions,
+  type Dataset,
+  type JobSpec,
+  type ShardLayout,
+} from '@spinmesh/model';
+
+/** A validated job, ready to be stored and scheduled. */
+export interface JobPlan {
+  /** The spec with every default the cluster relies on filled in (`train.statistics`). */
+  spec: JobSpec;
+  /** Shard s owns layout[s]: per layer name, the unit range [start, end). */
+  layout: ShardLayout;
+  /** Rows of the training data. */
+  rows: number;
+  /** Updates per epoch: ceil(rows / batchSize). */
+  stepsPerEpoch: number;
+  /** Updates of the whole job: epochs x stepsPerEpoch. */
+  totalSteps: number;
+}
+
+/** Parses spec text: YAML or JSON (JSON is YAML). @throws SpecError naming `spec` */
+export function parseSpecText(text: string): unknown {
+  if (text.trim() === '')
+    throw new SpecError('spec', 'is empty (send the job spec as YAML or JSON)');
+  try {
+    return parseYaml(text) as unknown;
+  } catch (e) {
+    throw new SpecError(
+      'spec',
+      `is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+}
+
+/**
+ * Validates a spec for the cluster and partitions its network. The training data are loaded
+ * (the coordinator needs their size, and a spec whose data cannot be read is refused before
+ * anything is stored). @throws SpecError naming the field
+ */
+export function planJob(
+  input: unknown,
+  load: typeof loadData = loadData,
+): JobPlan & { data: Dataset } {
+  const validated = validateJobSpec(input);
+  // Workers see their peers' 1-bit spins, never their probabilities: a sharded run can only use
+  // sampled statistics (and so the single-process reference is runJob with the same setting).
+  const statistics = validated.train.statistics ?? 'samples';
+  if (statistics !== 'samples')
+    throw new SpecError(
+      'spec.train.statistics',
+      "must be 'samples' in a cluster job (workers exchange 1-bit spins, not probabilities)",
+    );
+  const spec: JobSpec = { ...validated, train: { ...validated.train, statistics } };
+  const shape = shapeNetwork(spec.network);
+  const train = validateTrainOptions(spec.train, shape);
+  if (train.positive === 'meanfield')
+    throw new SpecError(
+      'spec.train.positive',
+      "'meanfield' cannot run in a cluster job (it would exchange real-valued means); use 'exact' or 'sample'",
+    );
+  let layout: ShardLayout;
+  try {
+    layout = validateLayout(shape, evenLayout(spec.network, spec.workers));
+  } catch (e) {
+    if (e instanceof SpecError)
+      throw new SpecError(
+        'spec.workers',
+        `cannot split this network into ${spec.workers} shards: ${e.message}`,
+      );
+    throw e;
+  }
+  let data: Dataset;
+  try {
+    data = load(spec.data, spec.seed);
+  } catch (e) {
+    if (e instanceof SpecError) throw e;
+    throw new SpecError('spec.data', `cannot be loaded: ${(e as Error).message}`);
+  }
+  const dims = train.visible.reduce((n, v) => n + shape.layers[shape.layerIndex(v)]!.size, 0);
+  if (data.dims !== dims)
+    throw new SpecError(
+      'spec.network',
+      `the visible units (${train.visible.join(', ')}) are ${dims} but the data has ${data.dims} columns`,
+    );
+  if (spec.evaluate.test) {
+    let test: Dataset;
+    try {
+      test = load(spec.evaluate.test, spec.seed);
+    } catch (e) {
+      if (e instanceof SpecError) throw e;
+      throw new SpecError('spec.evaluate.test', `cannot be loaded: ${(e as Error).message}`);
+    }
+    if (test.dims !== data.dims)
+      throw new SpecError(
+        'spec.evaluate.test',
+        `has ${test.dims} columns but the training data has ${data.dims}`,
+      );
+  }
+  const stepsPerEpoch = Math.ceil(data.rows / train.batchSize);
+  return {
+    spec,
+    layout,
+    rows: data.rows,
+    stepsPerEpoch,
+    totalSteps: spec.epochs * stepsPerEpoch,
+    data,
+  };
+}

@@ -1,0 +1,226 @@
+// What the coordinator keeps on the bus for a job (the record's fields and the events it
+// appends), and how both read as JobService messages.
+import type {
+  JobEventRecord,
+  JobRecord,
+  JobState as BusJobState,
+  NewJobEvent,
+} from '@spinmesh/bus';
+import type { Evaluation as ModelEvaluation, JobSpec, ShardLayout } from '@spinmesh/model';
+import {
+  JobState,
+  type Evaluation,
+  type Job,
+  type JobProgress,
+  type WatchJobResponse,
+  type WorkerChange,
+} from '@spinmesh/proto';
+
+/**
+ * The coordinator's fields of a job record (besides the bus's id, state, createdAt,
+ * updatedAt). Written once by SubmitJob, except `progress` (updateJobProgress) and the fields
+ * that transitions patch in (`error`, `evaluation`, `model`, `reason`).
+ */
+export interface JobFields {
+  /** spec.name. */
+  name: string;
+  /** The validated spec, defaults filled in: what every worker reads to build its shard. */
+  spec: JobSpec;
+  /** Number of shards (spec.workers). */
+  workers: number;
+  /** Shard s owns layout[s] (layer name -> [start, end)). */
+  layout: ShardLayout;
+  rows: number;
+  stepsPerEpoch: number;
+  totalSteps: number;
+  progress?: ProgressRecord;
+  /** Why the job failed, or why it went back to the queue. */
+  error?: string;
+  reason?: string;
+  /** The last evaluation. */
+  evaluation?: ModelEvaluation;
+  /** Where the model is, once completed. */
+  model?: ModelRecord;
+}
+
+/** The job's `progress` field: the coordinator's aggregate of the workers' reports. */
+export interface ProgressRecord {
+  /** Steps every shard has completed. */
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  /** Steps per shard, by shard id. */
+  shardSteps: number[];
+  /** The assignment generation the figures belong to. */
+  generation: number;
+  /** The step the shards last restarted from after a failure (0: never). */
+  restoredFromStep: number;
+  /** Reassignments after failures so far. */
+  recoveries: number;
+  /** The last evaluation during training, if any. */
+  evaluation?: ModelEvaluation;
+}
+
+/** Where a completed job's model file is on the bus. */
+export interface ModelRecord {
+  /** The bus checkpoint slot that holds it (see model-store.ts). */
+  shard: number;
+  /** The step it was trained to. */
+  step: number;
+  /** Size of the model file in bytes. */
+  bytes: number;
+}
+
+/** A job record read back with the coordinator's fields typed. */
+export type StoredJob = JobRecord & Partial<JobFields>;
+
+/** Events the coordinator appends to a job's stream, besides the bus's own `state` events. */
+export interface ProgressEvent extends NewJobEvent {
+  type: 'progress';
+  at: number;
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  shardSteps: number[];
+  restoredFromStep: number;
+}
+
+export interface EvaluationEvent extends NewJobEvent {
+  type: 'evaluation';
+  at: number;
+  step: number;
+  evaluation: ModelEvaluation;
+}
+
+export interface WorkersEvent extends NewJobEvent {
+  type: 'workers';
+  at: number;
+  kind: 'assigned' | 'waiting' | 'worker-lost' | 'requeued';
+  generation: number;
+  shards?: { shardId: number; workerId: string; address: string }[];
+  restoreFromStep?: number;
+  needed?: number;
+  available?: number;
+  workerId?: string;
+  message: string;
+}
+
+const STATE: Record<BusJobState, JobState> = {
+  queued: JobState.JOB_STATE_QUEUED,
+  running: JobState.JOB_STATE_RUNNING,
+  completed: JobState.JOB_STATE_COMPLETED,
+  failed: JobState.JOB_STATE_FAILED,
+  cancelled: JobState.JOB_STATE_CANCELLED,
+};
+
+/** A bus job state as the proto enum (UNSPECIFIED for anything else, e.g. null). */
+export function toJobState(s: unknown): JobState {
+  return typeof s === 'string' && s in STATE
+    ? STATE[s as BusJobState]
+    : JobState.JOB_STATE_UNSPECIFIED;
+}
+
+/** A model evaluation as the proto message (absent figures stay absent). */
+export function toEvaluation(e: ModelEvaluation): Evaluation {
+  const out: Evaluation = { epoch: e.epoch };
+  const copy = <K extends keyof Evaluation & keyof ModelEvaluation>(k: K): void => {
+    const v = e[k];
+    if (typeof v === 'number' && Number.isFinite(v)) (out as unknown as Record<K, number>)[k] = v;
+  };
+  copy('exactLogLikelihood');
+  copy('logZ');
+  copy('aisLogLikelihood');
+  copy('aisLow');
+  copy('aisHigh');
+  copy('pseudoLogLikelihood');
+  copy('reconstructionError');
+  copy('probeAccuracy');
+  copy('optimum');
+  return out;
+}
+
+function toProgress(p: ProgressRecord | undefined, totalSteps: number): JobProgress {
+  return {
+    step: p?.step ?? 0,
+    totalSteps: p?.totalSteps ?? totalSteps,
+    epoch: p?.epoch ?? 0,
+    shardSteps: p?.shardSteps ?? [],
+    restoredFromStep: p?.restoredFromStep ?? 0,
+  };
+}
+
+/** A stored job as the Job message. */
+export function toJobMessage(job: StoredJob, generation: number): Job {
+  const state = job.state;
+  const spec = job.spec;
+  const evaluation = job.evaluation ?? job.progress?.evaluation;
+  return {
+    jobId: job.id,
+    name: job.name ?? spec?.name ?? '',
+    state: toJobState(state),
+    specJson: spec === undefined ? '' : JSON.stringify(spec),
+    workers: job.workers ?? 0,
+    createdAtMs: job.createdAt,
+    updatedAtMs: job.updatedAt,
+    progress: toProgress(job.progress, job.totalSteps ?? 0),
+    ...(evaluation ? { evaluation: toEvaluation(evaluation) } : {}),
+    error: job.error ?? (state === 'queued' || state === 'cancelled' ? (job.reason ?? '') : ''),
+    generation,
+    modelBytes: job.model?.bytes ?? 0,
+  };
+}
+
+/** One event of a job's stream as a WatchJob message; `reason` fills a final state's reason. */
+export function toWatchResponse(id: string, e: JobEventRecord, reason = ''): WatchJobResponse {
+  const out: WatchJobResponse = {
+    eventId: id,
+    atMs: Math.max(0, Math.round(e.at)),
+    json: JSON.stringify(e),
+  };
+  const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  switch (e.type) {
+    case 'state':
+      out.state = { from: toJobState(e['from']), to: toJobState(e['to']), reason };
+      break;
+    case 'progress':
+      out.progress = {
+        step: num(e['step']),
+        totalSteps: num(e['totalSteps']),
+        epoch: num(e['epoch']),
+        shardSteps: Array.isArray(e['shardSteps']) ? e['shardSteps'].map(num) : [],
+        restoredFromStep: num(e['restoredFromStep']),
+      };
+      break;
+    case 'evaluation': {
+      const ev = e['evaluation'];
+      if (typeof ev === 'object' && ev !== null && !Array.isArray(ev))
+        out.evaluation = toEvaluation(ev as unknown as ModelEvaluation);
+      break;
+    }
+    case 'workers': {
+      const shards = Array.isArray(e['shards']) ? e['shards'] : [];
+      const w: WorkerChange = {
+        kind: typeof e['kind'] === 'string' ? e['kind'] : '',
+        generation: num(e['generation']),
+        shards: shards.map((s) => {
+          const r = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
+          return {
+            shardId: num(r['shardId']),
+            workerId: typeof r['workerId'] === 'string' ? r['workerId'] : '',
+            address: typeof r['address'] === 'string' ? r['address'] : '',
+          };
+        }),
+        restoreFromStep: num(e['restoreFromStep']),
+        needed: num(e['needed']),
+        available: num(e['available']),
+        workerId: typeof e['workerId'] === 'string' ? e['workerId'] : '',
+        message: typeof e['message'] === 'string' ? e['message'] : '',
+      };
+      out.workers = w;
+      break;
+    }
+    default:
+      break; // only `json`
+  }
+  return out;
+}

@@ -1,0 +1,133 @@
+// The coordinator process put together: the state bus (Redis, or in-process and served to the
+// workers over gRPC), the gRPC server (JobService, health, the bus), the control loop, and an
+// orderly shutdown.
+import * as grpc from '@grpc/grpc-js';
+import { BUS_SERVER_OPTIONS, MemoryBus, RedisBus, serveBus, type Bus } from '@spinmesh/bus';
+import { loadKernels, type Kernels } from '@spinmesh/kernels';
+import {
+  OVERALL_HEALTH,
+  ServiceNames,
+  ServingStatus,
+  addHealthService,
+  type HealthReporter,
+} from '@spinmesh/proto';
+
+import type { CoordinatorConfig } from './config.js';
+import { Coordinator } from './coordinator.js';
+import { addJobService, type JobServiceHandle } from './job-service.js';
+import type { Logger } from './log.js';
+import { WorkerClients } from './worker-client.js';
+
+/** A running coordinator. */
+export interface CoordinatorServer {
+  /** host:port the gRPC server listens on (the port picked when the config said 0). */
+  readonly address: string;
+  readonly bus: Bus;
+  readonly coordinator: Coordinator;
+  /** Stops the loop, ends watch streams, stops the server and closes the bus. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options besides the config (tests pass a bus or kernels of their own). */
+export interface StartOptions {
+  /** Use this bus instead of the one the config says (the caller closes it). */
+  bus?: Bus;
+  kernels?: Kernels;
+}
+
+/** Starts a coordinator as the config says. */
+export async function startCoordinator(
+  config: CoordinatorConfig,
+  log: Logger,
+  options: StartOptions = {},
+): Promise<CoordinatorServer> {
+  const ownBus = options.bus === undefined;
+  const bus: Bus =
+    options.bus ??
+    (config.redis
+      ? await RedisBus.connect({
+          ...config.redis,
+          connectionName: 'spinmesh-coordinator',
+          onError: (err) => log.warn({ err }, 'redis connection error'),
+        })
+      : new MemoryBus());
+  const inProcessBus = options.bus === undefined && config.redis === null;
+  const kernels = options.kernels ?? loadKernels(config.kernels);
+  const workers = new WorkerClients({
+    clusterSecret: config.clusterSecret,
+    timeoutMs: config.rpcTimeoutMs,
+  });
+  const coordinator = new Coordinator({
+    bus,
+    workers,
+    kernels,
+    log,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    pollIntervalMs: config.pollIntervalMs,
+    progressIntervalMs: config.progressIntervalMs,
+    maxRecoveries: config.maxRecoveries,
+  });
+
+  const server = new grpc.Server(BUS_SERVER_OPTIONS);
+  const health: HealthReporter = addHealthService(server, {
+    [ServiceNames.jobs]: ServingStatus.SERVING,
+    ...(inProcessBus ? { [ServiceNames.bus]: ServingStatus.SERVING } : {}),
+  });
+  const jobs: JobServiceHandle = addJobService(server, { bus, coordinator, log });
+  if (inProcessBus) {
+    serveBus(server, bus, {
+      ...(config.clusterSecret !== null ? { secret: config.clusterSecret } : {}),
+      onError: (err, method) => log.warn({ err, method }, 'bus call failed'),
+    });
+  }
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+
+  // The health of the whole server follows the bus: NOT_SERVING while it does not answer.
+  const healthTimer = setInterval(() => {
+    bus.ping().then(
+      () => health.setStatus(OVERALL_HEALTH, ServingStatus.SERVING),
+      () => health.setStatus(OVERALL_HEALTH, ServingStatus.NOT_SERVING),
+    );
+  }, 5000);
+  healthTimer.unref();
+
+  coordinator.start();
+  log.info(
+    { address, bus: inProcessBus ? 'in-process (served over gRPC)' : ownBus ? 'redis' : 'given' },
+    'listening',
+  );
+
+  let closing: Promise<void> | null = null;
+  return {
+    address,
+    bus,
+    coordinator,
+    close() {
+      closing ??= (async () => {
+        clearInterval(healthTimer);
+        health.shutdown();
+        jobs.close();
+        await coordinator.stop();
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 5000);
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        workers.close();
+        if (ownBus) await bus.close();
+      })();
+      return closing;
+    },
+  };
+}

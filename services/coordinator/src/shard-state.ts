@@ -1,0 +1,102 @@
+// How the coordinator reads what the workers leave on the bus: their shard checkpoints (to pick
+// the step every shard restarts from after a failure) and their final exports (to assemble the
+// model). The layout of those bytes and slots is the worker's (services/worker/src/protocol.ts);
+// this file only reads it with the worker's own functions, so the two cannot drift apart.
+import type { Bus } from '@spinmesh/bus';
+import type { Kernels } from '@spinmesh/kernels';
+import {
+  ShardTrainer,
+  type Dataset,
+  type JobSpec,
+  type ShardExport,
+  type ShardLayout,
+} from '@spinmesh/model';
+import {
+  checkpointSlots,
+  commonCheckpointStep,
+  exportSlot,
+  readShardExports,
+} from '@spinmesh/worker';
+
+/** What reading a job's checkpoints as parameters needs to know about it. */
+export interface CheckpointContext {
+  jobId: string;
+  spec: JobSpec;
+  layout: ShardLayout;
+  totalSteps: number;
+  kernels: Kernels;
+  /** The training data (a shard trainer is built on it to read its checkpoint). */
+  data: Dataset;
+}
+
+/** Reads the workers' checkpoints and exports of a job. */
+export interface ShardStateReader {
+  /** The shards whose final export (at `totalSteps`) is on the bus. */
+  finished(bus: Bus, jobId: string, shards: number, totalSteps: number): Promise<Set<number>>;
+  /** Every shard's final export, or null while one is missing. @throws Error when unreadable */
+  exports(
+    bus: Bus,
+    jobId: string,
+    shards: number,
+    totalSteps: number,
+  ): Promise<ShardExport[] | null>;
+  /**
+   * The newest step of which every shard has a checkpoint on the bus (the consistency rule of
+   * packages/model/SHARDING.md: recovery restores every shard from that one step); 0 when there
+   * is none, so the job starts again from its initial parameters.
+   */
+  restoreStep(bus: Bus, jobId: string, shards: number): Promise<number>;
+  /**
+   * Every shard's owned parameters at checkpoint step `step` (for evaluating a job while it
+   * trains), or null when some shard has no checkpoint of that step (any more).
+   * @throws SpecError or FormatError when a checkpoint does not fit the job
+   */
+  checkpointExports(bus: Bus, ctx: CheckpointContext, step: number): Promise<ShardExport[] | null>;
+}
+
+/** The reader for the workers of services/worker. */
+export const busShardState: ShardStateReader = {
+  async finished(bus, jobId, shards, totalSteps) {
+    const list = await bus.listCheckpoints(jobId);
+    const out = new Set<number>();
+    for (let s = 0; s < shards; s++) {
+      const slot = exportSlot(s);
+      if (list.some((c) => c.shardId === slot && c.step === totalSteps)) out.add(s);
+    }
+    return out;
+  },
+
+  exports(bus, jobId, shards, totalSteps) {
+    return readShardExports(bus, jobId, shards, totalSteps);
+  },
+
+  async restoreStep(bus, jobId, shards) {
+    return commonCheckpointStep(await bus.listCheckpoints(jobId), shards);
+  },
+
+  async checkpointExports(bus, ctx, step) {
+    const out: ShardExport[] = [];
+    for (let s = 0; s < ctx.layout.length; s++) {
+      let bytes: Uint8Array | null = null;
+      for (const slot of checkpointSlots(s)) {
+        const c = await bus.getCheckpoint(ctx.jobId, slot);
+        if (c !== null && c.step === step) bytes = c.data;
+      }
+      if (bytes === null) return null;
+      // A shard trainer of the same job reads its own checkpoint format (a restore replaces
+      // every parameter it was built with).
+      const trainer = new ShardTrainer({
+        network: ctx.spec.network,
+        train: { statistics: 'samples', ...ctx.spec.train },
+        layout: ctx.layout,
+        shard: s,
+        kernels: ctx.kernels,
+        data: { x: ctx.data.x, rows: ctx.data.rows },
+        steps: ctx.totalSteps,
+      });
+      trainer.restore(bytes);
+      out.push(trainer.exportBlocks());
+    }
+    return out;
+  },
+};

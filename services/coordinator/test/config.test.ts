@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { CONFIG_DEFAULTS, ConfigError, configFromEnv } from '../src/config.js';
+
+describe('configFromEnv', () => {
+  it('has documented defaults and an in-process bus without REDIS_URL', () => {
+    const c = configFromEnv({});
+    expect(c).toEqual({ ...CONFIG_DEFAULTS, redis: null, clusterSecret: null });
+  });
+
+  it('reads every variable', () => {
+    const c = configFromEnv({
+      SPINMESH_COORDINATOR_LISTEN: '127.0.0.1:0',
+      REDIS_URL: 'redis://127.0.0.1:6390',
+      SPINMESH_REDIS_PREFIX: 'p1',
+      SPINMESH_CLUSTER_SECRET: 's3cret',
+      SPINMESH_HEARTBEAT_TIMEOUT_MS: '1500',
+      SPINMESH_COORDINATOR_POLL_MS: '50',
+      SPINMESH_RPC_TIMEOUT_MS: '700',
+      SPINMESH_PROGRESS_INTERVAL_MS: '0',
+      SPINMESH_MAX_RECOVERIES: '3',
+      SPINMESH_KERNELS: 'portable',
+      SPINMESH_LOG_LEVEL: 'warn',
+      SPINMESH_STOP_ON_STDIN_CLOSE: '1',
+    });
+    expect(c).toEqual({
+      listen: '127.0.0.1:0',
+      redis: { url: 'redis://127.0.0.1:6390', prefix: 'p1' },
+      clusterSecret: 's3cret',
+      heartbeatTimeoutMs: 1500,
+      pollIntervalMs: 50,
+      rpcTimeoutMs: 700,
+      progressIntervalMs: 0,
+      maxRecoveries: 3,
+      kernels: 'portable',
+      logLevel: 'warn',
+      stopOnStdinClose: true,
+    });
+  });
+
+  it.each([
+    ['SPINMESH_COORDINATOR_LISTEN', 'localhost'],
+    ['SPINMESH_HEARTBEAT_TIMEOUT_MS', '0'],
+    ['SPINMESH_COORDINATOR_POLL_MS', 'fast'],
+    ['SPINMESH_KERNELS', 'gpu'],
+    ['SPINMESH_LOG_LEVEL', 'loud'],
+    ['SPINMESH_STOP_ON_STDIN_CLOSE', 'yes'],
+  ])('refuses a bad %s, naming it', (name, value) => {
+    expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
+    expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));
+  });
+});

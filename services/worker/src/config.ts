@@ -1,0 +1,182 @@
+// The worker's settings, read once from the environment in main (README.md lists every
+// variable). Defaults first, then validated: a bad value stops the process at start with a
+// message naming the variable.
+import { hostname } from 'node:os';
+
+import { redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+
+/** Where the worker's state bus is. */
+export type BusConfig =
+  /** Redis (REDIS_URL and the bus's other REDIS_* variables). */
+  | { kind: 'redis'; options: RedisBusOptions }
+  /** A coordinator's in-process bus served over gRPC (SPINMESH_BUS_ADDRESS). */
+  | { kind: 'remote'; address: string };
+
+export interface WorkerConfig {
+  /**
+   * The worker's id in the bus's membership: 1-128 characters of [A-Za-z0-9._-].
+   * @defaultValue `<hostname>-<pid>` (characters outside that set become '-')
+   */
+  workerId: string;
+  /**
+   * host:port the gRPC server (PeerService, WorkerControl, health) binds; port 0 picks a free
+   * one (the `listening` log line and the bus registration say which).
+   * @defaultValue '127.0.0.1:0'
+   */
+  listen: string;
+  /**
+   * host:port that peers and the coordinator use to reach this worker, as registered on the
+   * bus. null: the bound address, with the host name instead of a wildcard host (0.0.0.0, ::).
+   */
+  advertise: string | null;
+  /** The state bus. @defaultValue Redis at redis://127.0.0.1:6379 */
+  bus: BusConfig;
+  /**
+   * The cluster secret: required from callers of WorkerControl and PeerService and sent to peers
+   * and to a remote bus (metadata `spinmesh-cluster-secret`). null: none.
+   */
+  clusterSecret: string | null;
+  /** Kernels: native, portable or auto. @defaultValue 'auto' */
+  kernels: 'native' | 'portable' | 'auto';
+  /**
+   * BLAS threads of the native kernels, also announced as the worker's cores. One per worker by
+   * default: a cluster scales out with processes, and shards of one job must use the same
+   * thread count for their replicas to stay bit-identical under OpenBLAS.
+   * @defaultValue 1
+   */
+  blasThreads: number;
+  /** Interval of the membership heartbeat, in ms; the registration lives 3 of them. @defaultValue 1000 */
+  heartbeatMs: number;
+  /**
+   * Debug setting for straggler experiments: a factor >= 1; the worker sleeps (factor - 1) x the
+   * time it spent computing after each slice of its sampling loop, so it runs `factor` times
+   * slower. @defaultValue 1 (no slowdown)
+   */
+  debugSlowdown: number;
+  /**
+   * Longest a graceful stop (Stop with checkpoint, SIGTERM) may take to reach its checkpoint
+   * and deliver its last spins, in ms; past it the worker stops at once, keeping the last
+   * checkpoint it wrote. @defaultValue 8000 (under Docker's 10 s stop grace)
+   */
+  drainMs: number;
+  /** Least time between two progress reports (events and spin snapshots), in ms. @defaultValue 1000 */
+  progressMs: number;
+  /** pino level. @defaultValue 'info' */
+  logLevel: string;
+  /**
+   * Shut down (as on SIGTERM) when stdin ends: set by a parent process (the embedded local
+   * cluster) so that the worker never outlives it. @defaultValue false
+   */
+  stopOnStdinClose: boolean;
+}
+
+export const CONFIG_DEFAULTS = {
+  listen: '127.0.0.1:0',
+  kernels: 'auto',
+  blasThreads: 1,
+  heartbeatMs: 1000,
+  debugSlowdown: 1,
+  drainMs: 8000,
+  progressMs: 1000,
+  logLevel: 'info',
+} as const;
+
+/** A variable with a bad value. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable} ${message}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** `<hostname>-<pid>`, made a valid bus id. */
+export function defaultWorkerId(host = hostname(), pid = process.pid): string {
+  const clean = host.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return `${clean.slice(0, 100) || 'worker'}-${pid}`;
+}
+
+/** Reads and checks the worker's variables. @throws ConfigError naming the variable */
+export function configFromEnv(env: Env = process.env): WorkerConfig {
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const int = (name: string, fallback: number, min: number): number => {
+    const v = get(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new ConfigError(name, `must be an integer >= ${min} (got '${v}')`);
+    return n;
+  };
+  const hostPort = (name: string): string | undefined => {
+    const v = get(name);
+    if (v !== undefined && !HOST_PORT.test(v))
+      throw new ConfigError(name, `must be host:port (got '${v}')`);
+    return v;
+  };
+
+  const workerId = get('SPINMESH_WORKER_ID') ?? defaultWorkerId();
+  if (!ID.test(workerId))
+    throw new ConfigError(
+      'SPINMESH_WORKER_ID',
+      `must be 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit (got '${workerId}')`,
+    );
+  const listen = hostPort('SPINMESH_WORKER_LISTEN') ?? CONFIG_DEFAULTS.listen;
+  const advertise = hostPort('SPINMESH_WORKER_ADVERTISE') ?? null;
+  if (advertise !== null && /:0$/.test(advertise))
+    throw new ConfigError(
+      'SPINMESH_WORKER_ADVERTISE',
+      `must name a real port (got '${advertise}')`,
+    );
+  const busAddress = hostPort('SPINMESH_BUS_ADDRESS');
+  const bus: BusConfig =
+    busAddress !== undefined
+      ? { kind: 'remote', address: busAddress }
+      : { kind: 'redis', options: redisBusOptionsFromEnv(env) };
+  const kernels = get('SPINMESH_KERNELS') ?? CONFIG_DEFAULTS.kernels;
+  if (kernels !== 'native' && kernels !== 'portable' && kernels !== 'auto')
+    throw new ConfigError(
+      'SPINMESH_KERNELS',
+      `must be native, portable or auto (got '${kernels}')`,
+    );
+  const slowdownText = get('SPINMESH_DEBUG_SLOWDOWN');
+  const debugSlowdown = slowdownText === undefined ? 1 : Number(slowdownText);
+  if (!(Number.isFinite(debugSlowdown) && debugSlowdown >= 1 && debugSlowdown <= 1000))
+    throw new ConfigError(
+      'SPINMESH_DEBUG_SLOWDOWN',
+      `must be a number from 1 to 1000 (got '${slowdownText}')`,
+    );
+  const logLevel = get('SPINMESH_LOG_LEVEL') ?? CONFIG_DEFAULTS.logLevel;
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
+    throw new ConfigError(
+      'SPINMESH_LOG_LEVEL',
+      `must be fatal, error, warn, info, debug, trace or silent (got '${logLevel}')`,
+    );
+  const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
+  if (stdin !== '0' && stdin !== '1')
+    throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
+  return {
+    workerId,
+    listen,
+    advertise,
+    bus,
+    clusterSecret: get('SPINMESH_CLUSTER_SECRET') ?? null,
+    kernels,
+    blasThreads: int('OPENBLAS_NUM_THREADS', CONFIG_DEFAULTS.blasThreads, 1),
+    heartbeatMs: int('SPINMESH_HEARTBEAT_MS', CONFIG_DEFAULTS.heartbeatMs, 10),
+    debugSlowdown,
+    drainMs: int('SPINMESH_WORKER_DRAIN_MS', CONFIG_DEFAULTS.drainMs, 0),
+    progressMs: int('SPINMESH_PROGRESS_MS', CONFIG_DEFAULTS.progressMs, 0),
+    logLevel,
+    stopOnStdinClose: stdin === '1',
+  };
+}

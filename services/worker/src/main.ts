@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// The worker process: reads its configuration from the environment (README.md lists every
+// variable), connects to the state bus, serves PeerService, WorkerControl and health on one port,
+// and trains the shards the coordinator assigns until SIGTERM or SIGINT, which drain it (finish
+// the checkpoint interval, checkpoint, close links, leave the membership) and exit 0.
+// Exit codes: 0 after a drained shutdown, 1 when it cannot start or fails, 2 for a bad setting.
+import { loadKernels } from '@spinmesh/kernels';
+import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
+
+import { ConfigError, configFromEnv, type WorkerConfig } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { Worker } from './worker.js';
+
+async function connectBus(config: WorkerConfig): Promise<Bus> {
+  if (config.bus.kind === 'remote') {
+    return RemoteBus.connect({
+      address: config.bus.address,
+      ...(config.clusterSecret !== null ? { secret: config.clusterSecret } : {}),
+    });
+  }
+  return RedisBus.connect(config.bus.options);
+}
+
+async function main(): Promise<void> {
+  let config: WorkerConfig;
+  try {
+    config = configFromEnv();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    createLogger('unknown', 'info').fatal({ variable: err.variable }, err.message);
+    process.exit(2);
+  }
+  const log: Logger = createLogger(config.workerId, config.logLevel);
+  let bus: Bus | null = null;
+  let worker: Worker | null = null;
+  let exiting = false;
+  const shutdown = async (why: string): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    log.info({ reason: why }, 'stopping');
+    try {
+      await worker?.shutdown();
+      await bus?.close();
+      process.exit(0);
+    } catch (err) {
+      log.error({ err: String(err) }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  if (config.stopOnStdinClose) {
+    process.stdin.on('end', () => void shutdown('stdin closed'));
+    process.stdin.on('error', () => void shutdown('stdin closed'));
+    process.stdin.resume();
+  }
+  try {
+    const kernels = loadKernels(config.kernels, { threads: config.blasThreads });
+    bus = await connectBus(config);
+    log.info(
+      {
+        bus: config.bus.kind === 'remote' ? `grpc://${config.bus.address}` : 'redis',
+        kernels: kernels.describe(),
+        slowdown: config.debugSlowdown,
+      },
+      'starting',
+    );
+    worker = await Worker.start({
+      id: config.workerId,
+      listen: config.listen,
+      advertise: config.advertise,
+      bus,
+      kernels,
+      log,
+      clusterSecret: config.clusterSecret,
+      heartbeatMs: config.heartbeatMs,
+      debugSlowdown: config.debugSlowdown,
+      drainMs: config.drainMs,
+      progressMs: config.progressMs,
+      cores: config.blasThreads,
+    });
+    if (exiting) await worker.shutdown();
+  } catch (err) {
+    log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
+    await bus?.close().catch(() => {});
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,646 @@
+// One generation of one shard on this worker: loads the job and the shard's parameters (fresh,
+// or from a checkpoint on the bus), connects to the peers, and runs the sampling loop: draw as
+// far as the received spins allow, send the new spins, wait for the next frame when blocked,
+// checkpoint at every multiple of checkpoint_every_steps, report progress, and write the
+// shard's final export when the job's steps are done.
+import { setImmediate as yieldNow, setTimeout as sleep } from 'node:timers/promises';
+
+import * as grpc from '@grpc/grpc-js';
+import { BusError, JobNotFoundError, type Bus } from '@spinmesh/bus';
+import type { Kernels } from '@spinmesh/kernels';
+import {
+  FormatError,
+  SpecError,
+  ShardTrainer,
+  loadData,
+  type AdvanceResult,
+  type ShardStats,
+  type SpinMessage,
+} from '@spinmesh/model';
+import {
+  ServerError,
+  type PeerCounters,
+  type ShardAssignment,
+  type SpinFrame,
+  type StalenessSummary,
+} from '@spinmesh/proto';
+
+import {
+  JobLoadError,
+  jobParameterSource,
+  loadShardJob,
+  trainerStaleness,
+  type ShardJob,
+} from './job.js';
+import type { Logger } from './log.js';
+import { PeerLink, PeerLinkError, type PeerServer, type SpinBlock } from './peers.js';
+import {
+  ShardEvents,
+  checkpointSlots,
+  encodeShardExport,
+  exportSlot,
+  isShardExport,
+  slotFor,
+} from './protocol.js';
+
+const Status = grpc.status;
+
+/** Longest stretch of drawing between two looks at the event loop (frames, RPCs, timers), ms. */
+const SLICE_MS = 5;
+
+export type RunState = 'loading' | 'running' | 'stopping' | 'done' | 'failed' | 'stopped';
+
+/** What a run needs from its worker. */
+export interface RunDeps {
+  workerId: string;
+  bus: Bus;
+  kernels: Kernels;
+  log: Logger;
+  peerServer: PeerServer;
+  secret: string | null;
+  /** SPINMESH_DEBUG_SLOWDOWN. */
+  slowdown: number;
+  /** Longest graceful stop, in ms. */
+  drainMs: number;
+  /** Least time between two progress reports, in ms. */
+  progressMs: number;
+  /** Data loader (tests may count calls). @defaultValue loadData */
+  loadData?: typeof loadData;
+}
+
+/** What Stop answers. */
+export interface StopResult {
+  step: number;
+  checkpointStep: number;
+}
+
+/** One shard of one job under one assignment generation. */
+export class ShardRun {
+  readonly jobId: string;
+  readonly generation: number;
+  readonly shardId: number;
+  readonly assignment: ShardAssignment;
+  private runState: RunState = 'loading';
+  private failure = '';
+  private trainer: ShardTrainer | null = null;
+  private job: ShardJob | null = null;
+  private readonly deps: RunDeps;
+  private readonly log: Logger;
+  private readonly links = new Map<number, PeerLink>();
+  /** Frames that arrived before the trainer was built. */
+  private early: SpinFrame[] = [];
+  /** Frames handed to the trainer so far; the loop waits for this to change. */
+  private delivered = 0;
+  private wakers: (() => void)[] = [];
+  private aborted = false;
+  private stopping: { checkpoint: boolean } | null = null;
+  private drainTimer: NodeJS.Timeout | null = null;
+  private lastCheckpoint = 0;
+  private lastReport = 0;
+  private reporting = false;
+  private baseline: ShardStats | null = null;
+  /** The newest model-phase spins of each owned layer, for the bus's spin snapshot. */
+  private snapshot: { step: number; blocks: Map<number, Uint8Array> } = {
+    step: -1,
+    blocks: new Map(),
+  };
+  private main: Promise<void> = Promise.resolve();
+  private stopResult: Promise<StopResult> | null = null;
+
+  constructor(assignment: ShardAssignment, deps: RunDeps) {
+    this.assignment = assignment;
+    this.jobId = assignment.jobId;
+    this.generation = assignment.generation;
+    this.shardId = assignment.shardId;
+    this.deps = deps;
+    this.log = deps.log.child({
+      job: assignment.jobId,
+      shard: assignment.shardId,
+      generation: assignment.generation,
+    });
+  }
+
+  get state(): RunState {
+    return this.runState;
+  }
+
+  get error(): string {
+    return this.failure;
+  }
+
+  /** Updates applied so far (the last step completed). */
+  get step(): number {
+    return this.trainer?.position.applied ?? 0;
+  }
+
+  get totalSteps(): number {
+    return this.job?.totalSteps ?? 0;
+  }
+
+  get checkpointStep(): number {
+    return this.lastCheckpoint;
+  }
+
+  /** Starts loading and then the loop, in the background. */
+  start(): void {
+    this.main = this.execute();
+  }
+
+  /** A frame of this run's job and generation (PeerServer checked both). */
+  onFrame(frame: SpinFrame): void {
+    if (this.trainer === null) {
+      if (this.runState === 'loading') this.early.push(frame);
+      return;
+    }
+    this.deliver(this.trainer, frame);
+  }
+
+  private deliver(tr: ShardTrainer, f: SpinFrame): void {
+    try {
+      tr.receive(f.fromShard, f.step, f.phase, f.layer, f.packed);
+    } catch (err) {
+      if (err instanceof SpecError) throw new ServerError(Status.INVALID_ARGUMENT, err.message);
+      throw err;
+    }
+    this.delivered++;
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.wakers;
+    this.wakers = [];
+    for (const f of w) f();
+  }
+
+  // --- life cycle -------------------------------------------------------------------------------
+
+  private async execute(): Promise<void> {
+    try {
+      await this.load();
+      if (this.aborted) return;
+      this.runState = 'running';
+      this.log.info(
+        { step: this.step, totalSteps: this.totalSteps, peers: this.links.size },
+        'shard running',
+      );
+      await this.loop();
+    } catch (err) {
+      if (this.aborted) return;
+      await this.fail(err);
+    }
+  }
+
+  private async load(): Promise<void> {
+    const { bus, kernels } = this.deps;
+    const a = this.assignment;
+    const record = await bus.getJob(a.jobId);
+    if (record === null) throw new JobLoadError(`job '${a.jobId}' is not on the bus`);
+    const busAssignment = record['layout'] === undefined ? await bus.getAssignment(a.jobId) : null;
+    const job = loadShardJob(record, a, busAssignment, this.deps.loadData);
+    const tr = new ShardTrainer({
+      network: job.spec.network,
+      train: { statistics: 'samples', ...job.spec.train },
+      layout: job.layout,
+      shard: a.shardId,
+      kernels,
+      data: { x: job.data.x, rows: job.data.rows },
+      steps: job.totalSteps,
+      staleness: trainerStaleness(a.staleness),
+      checkpointEvery: a.checkpointEverySteps,
+      params: jobParameterSource(job.spec, job.data, kernels),
+    });
+    if (a.restoreFromStep > 0) await this.restore(tr, a.restoreFromStep);
+    if (this.aborted) return;
+    for (const p of a.peers) {
+      const link = new PeerLink({
+        address: p.address,
+        jobId: a.jobId,
+        generation: a.generation,
+        fromShard: a.shardId,
+        maxBackoffMs: 1000,
+        ...(this.deps.secret !== null ? { secret: this.deps.secret } : {}),
+      });
+      link.on('fail', (err) => {
+        if (!this.aborted)
+          this.log.warn(
+            { peer: p.shardId, address: p.address, err: err.message },
+            'peer link failed',
+          );
+      });
+      this.links.set(p.shardId, link);
+    }
+    this.job = job;
+    this.baseline = tr.stats();
+    this.trainer = tr;
+    this.lastReport = Date.now();
+    const early = this.early;
+    this.early = [];
+    for (const f of early) {
+      try {
+        this.deliver(tr, f);
+      } catch (err) {
+        // Acknowledged already, so the sender cannot be told: drop it, say so.
+        this.log.warn({ peer: f.fromShard, err: String(err) }, 'dropped a malformed early frame');
+      }
+    }
+  }
+
+  private async restore(tr: ShardTrainer, step: number): Promise<void> {
+    const { bus } = this.deps;
+    const current = await bus.listCheckpoints(this.jobId);
+    const slots = checkpointSlots(this.shardId);
+    const slot = slots.find((s) => current.some((c) => c.shardId === s && c.step === step));
+    if (slot === undefined) {
+      const have = current.filter((c) => slots.includes(c.shardId)).map((c) => c.step);
+      throw new JobLoadError(
+        `restore_from_step ${step}: shard ${this.shardId} has no checkpoint of that step on the bus ` +
+          `(it has ${have.length > 0 ? have.sort((x, y) => x - y).join(', ') : 'none'})`,
+      );
+    }
+    const c = await bus.getCheckpoint(this.jobId, slot);
+    if (c === null || c.step !== step)
+      throw new JobLoadError(
+        `restore_from_step ${step}: shard ${this.shardId}'s checkpoint was replaced while read`,
+      );
+    if (isShardExport(c.data))
+      throw new JobLoadError(`restore_from_step ${step}: slot ${slot} holds an export`);
+    tr.restore(c.data);
+    this.lastCheckpoint = step;
+    this.log.info({ step, slot, bytes: c.data.length }, 'restored from checkpoint');
+  }
+
+  private async loop(): Promise<void> {
+    const tr = this.trainer!;
+    const P = tr.plan.stages.length;
+    for (;;) {
+      if (this.aborted) return;
+      const stop = this.stopping;
+      // Nothing learnt since the last checkpoint: stop here (it is the checkpoint).
+      if (stop !== null && (!stop.checkpoint || this.step === this.lastCheckpoint)) return;
+      // A stop without periodic checkpoints checkpoints the next step boundary instead.
+      const boundary = stop !== null && tr.checkpointEvery === 0;
+      if (boundary && tr.quiescent) {
+        await this.writeCheckpoint(tr, tr.position.step);
+        return;
+      }
+      const seen = this.delivered;
+      const t0 = performance.now();
+      let spent = 0;
+      let r: AdvanceResult;
+      do {
+        // A stage at a time, its spins out at once: peers wait for them.
+        const stage = tr.position.stage;
+        const t = performance.now();
+        r = tr.advance({ stages: boundary ? (stage === 0 ? 0 : P - stage) : 1 });
+        spent += performance.now() - t;
+        await this.send(tr.outgoing());
+      } while (
+        !boundary &&
+        r.state === 'budget' &&
+        !this.aborted &&
+        performance.now() - t0 < SLICE_MS
+      );
+      if (this.deps.slowdown > 1 && spent > 0) await sleep((this.deps.slowdown - 1) * spent);
+      this.report(false);
+      if (this.aborted) return;
+      switch (r.state) {
+        case 'budget':
+          // At a boundary with an update that still needs spins: wait for them.
+          if (boundary && tr.position.stage === 0 && !tr.quiescent) await this.waitFrames(seen);
+          // Otherwise let frames, RPCs and timers in before the next slice.
+          else await yieldNow();
+          break;
+        case 'waiting':
+          await this.waitFrames(seen);
+          break;
+        case 'checkpoint':
+          await this.writeCheckpoint(tr, r.step);
+          break;
+        case 'done':
+          await this.finishJob(tr);
+          return;
+      }
+    }
+  }
+
+  /** Resolves once a frame was delivered after `seen`, or the run is told to end. */
+  private async waitFrames(seen: number): Promise<void> {
+    if (this.delivered !== seen || this.aborted) return;
+    await new Promise<void>((resolve) => this.wakers.push(resolve));
+  }
+
+  private async send(msgs: SpinMessage[]): Promise<void> {
+    if (msgs.length === 0) return;
+    const tr = this.trainer!;
+    const job = this.job!;
+    const own = job.layout[this.shardId]!;
+    const names = job.spec.network.layers.map((l) => l.name);
+    for (const m of msgs) {
+      const stage = tr.plan.stages[m.stage]!;
+      const range = own[names[m.layer]!]!;
+      const rows =
+        stage.phase === 'positive' || tr.options.negative === 'cd'
+          ? batchRows(m.step, tr.options.batchSize, tr.stepsPerEpoch, job.data.rows)
+          : tr.options.chains;
+      if (stage.phase === 'negative') this.noteSpins(m);
+      const block: SpinBlock = {
+        step: m.step,
+        phase: m.stage,
+        layer: m.layer,
+        unitStart: range[0],
+        unitCount: range[1] - range[0],
+        chains: rows,
+        packed: m.packed,
+      };
+      for (const to of m.to) {
+        const link = this.links.get(to);
+        if (link === undefined)
+          throw new JobLoadError(
+            `shard ${this.shardId} sends spins of layer ${names[m.layer]} to shard ${to}, ` +
+              'which the assignment does not list among its peers',
+          );
+        try {
+          await link.send(block);
+        } catch (err) {
+          if (this.aborted) return;
+          if (err instanceof PeerLinkError && err.code === Status.FAILED_PRECONDITION) {
+            // The peer works under a newer generation (or another job): this one is over, and
+            // the coordinator's next Assign replaces it. Wait for that.
+            this.log.warn(
+              { peer: to, err: err.message },
+              'peer refused our spins: waiting for reassignment',
+            );
+            while (!this.aborted && this.stopping === null) await this.waitFrames(this.delivered);
+            return;
+          }
+          throw err;
+        }
+      }
+    }
+  }
+
+  private noteSpins(m: SpinMessage): void {
+    const s = this.snapshot;
+    if (m.step > s.step) {
+      s.step = m.step;
+      s.blocks.clear();
+    }
+    if (m.step === s.step) s.blocks.set(m.layer, m.packed);
+  }
+
+  private async writeCheckpoint(tr: ShardTrainer, step: number): Promise<void> {
+    const { bus } = this.deps;
+    const bytes = tr.checkpoint();
+    const slot = slotFor(this.shardId, step, await bus.listCheckpoints(this.jobId));
+    const ok = await bus.putCheckpoint(this.jobId, slot, step, bytes);
+    if (!ok) {
+      this.log.warn({ step, slot }, 'checkpoint refused: its slot holds a later step');
+      return;
+    }
+    this.lastCheckpoint = step;
+    this.log.debug({ step, slot, bytes: bytes.length }, 'checkpoint written');
+    await this.event(ShardEvents.checkpoint, { step, slot, bytes: bytes.length });
+  }
+
+  private async finishJob(tr: ShardTrainer): Promise<void> {
+    const { bus } = this.deps;
+    const step = tr.position.applied;
+    const bytes = encodeShardExport(tr.exportBlocks());
+    const slot = exportSlot(this.shardId);
+    await bus.putCheckpoint(this.jobId, slot, step, bytes);
+    this.runState = 'done';
+    this.report(true);
+    this.log.info({ step, slot, bytes: bytes.length }, 'shard done: final export written');
+    await this.event(ShardEvents.done, { step, slot, bytes: bytes.length });
+  }
+
+  private async fail(err: unknown): Promise<void> {
+    const known =
+      err instanceof JobLoadError ||
+      err instanceof SpecError ||
+      err instanceof FormatError ||
+      err instanceof BusError;
+    this.failure = known ? (err as Error).message : `internal error: ${String(err)}`;
+    this.runState = 'failed';
+    this.log.error({ err: known ? this.failure : err }, 'shard failed');
+    this.wake();
+    await this.closeLinks(0);
+    await this.event(ShardEvents.failed, { error: this.failure }).catch(() => {});
+  }
+
+  /** Appends one of this shard's events to the job's stream. */
+  private async event(type: string, fields: Record<string, unknown>): Promise<void> {
+    await this.deps.bus.appendEvent(this.jobId, {
+      type,
+      at: Date.now(),
+      worker: this.deps.workerId,
+      shard: this.shardId,
+      generation: this.generation,
+      ...fields,
+    });
+  }
+
+  /** Progress event and spin snapshot, at most every progressMs (or now, when forced). */
+  private report(force: boolean): void {
+    const now = Date.now();
+    if (this.reporting || (!force && now - this.lastReport < this.deps.progressMs)) return;
+    const tr = this.trainer;
+    if (tr === null) return;
+    this.lastReport = now;
+    this.reporting = true;
+    const step = tr.position.applied;
+    const s = this.counters();
+    const snap = this.snapshot;
+    const spins =
+      snap.step >= 0
+        ? Buffer.concat([...snap.blocks.entries()].sort((x, y) => x[0] - y[0]).map((e) => e[1]))
+        : null;
+    const work = async (): Promise<void> => {
+      await this.event(ShardEvents.progress, {
+        step,
+        totalSteps: this.totalSteps,
+        checkpointStep: this.lastCheckpoint,
+        staleness: {
+          count: s.staleness.count,
+          sumSteps: s.staleness.sumSteps,
+          maxSteps: s.staleness.maxSteps,
+        },
+        bytesSent: s.bytesSent,
+        bytesReceived: s.bytesReceived,
+        framesSent: s.framesSent,
+        framesReceived: s.framesReceived,
+      });
+      if (spins !== null) await this.deps.bus.putSpins(this.jobId, this.shardId, snap.step, spins);
+    };
+    void work()
+      .catch((err: unknown) => {
+        if (err instanceof JobNotFoundError && !this.aborted) {
+          this.log.warn('job deleted from the bus: stopping the shard');
+          this.aborted = true;
+          this.failure = 'the job was deleted';
+          this.runState = 'failed';
+          this.wake();
+          void this.closeLinks(0);
+        } else if (!this.aborted) {
+          this.log.warn({ err: String(err) }, 'progress report failed');
+        }
+      })
+      .finally(() => {
+        this.reporting = false;
+      });
+  }
+
+  // --- stopping ---------------------------------------------------------------------------------
+
+  /**
+   * Ends the run at once (a newer generation replaces it, or the worker stops it without a
+   * checkpoint): no checkpoint, links closed, frames in flight dropped.
+   */
+  async abort(): Promise<void> {
+    if (this.aborted) {
+      await this.main;
+      return;
+    }
+    this.aborted = true;
+    this.clearDrain();
+    this.wake();
+    await this.closeLinks(0);
+    await this.main;
+    if (this.runState !== 'failed') this.runState = 'stopped';
+  }
+
+  /**
+   * Stops the run. With `checkpoint`, it goes on to the next checkpoint step (the next multiple
+   * of checkpoint_every_steps, so that every shard has that step; the next step boundary when
+   * there are no periodic checkpoints), writes it and delivers its last spins to its peers,
+   * within `drainMs` (past it, it stops where it is, keeping its last checkpoint). Right after a
+   * checkpoint it stops at once. Without, it stops at once.
+   */
+  stop(checkpoint: boolean, drainMs = this.deps.drainMs): Promise<StopResult> {
+    this.stopResult ??= this.doStop(checkpoint, drainMs);
+    return this.stopResult;
+  }
+
+  private async doStop(checkpoint: boolean, drainMs: number): Promise<StopResult> {
+    const wasDone = this.runState === 'done';
+    const live = this.runState === 'running' || wasDone;
+    if (!checkpoint || !live) {
+      await this.abort();
+      return this.stopped(checkpoint);
+    }
+    const until = Date.now() + drainMs;
+    this.runState = 'stopping';
+    this.stopping = { checkpoint: true };
+    this.drainTimer = setTimeout(() => {
+      this.log.warn({ drainMs }, 'stop: drain time is up, stopping where the shard is');
+      this.aborted = true;
+      this.wake();
+      void this.closeLinks(0);
+    }, drainMs);
+    this.wake();
+    await this.main;
+    // Deliver what the peers still need of our spins, in the time left.
+    await this.closeLinks(Math.max(0, until - Date.now()));
+    this.clearDrain();
+    this.aborted = true;
+    // (The loop may have failed meanwhile.)
+    if ((this.runState as RunState) !== 'failed') this.runState = 'stopped';
+    return this.stopped(checkpoint);
+  }
+
+  private async stopped(checkpoint: boolean): Promise<StopResult> {
+    const res = { step: this.step, checkpointStep: checkpoint ? this.lastCheckpoint : 0 };
+    this.log.info(res, 'shard stopped');
+    await this.event(ShardEvents.stopped, res).catch(() => {});
+    return res;
+  }
+
+  private clearDrain(): void {
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+  }
+
+  /** Flushes the links for up to `graceMs` (0: not at all), then closes them. */
+  private async closeLinks(graceMs: number): Promise<void> {
+    const links = [...this.links.values()];
+    if (graceMs > 0 && links.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(links.map((l) => l.flush())),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    await Promise.all(links.map((l) => l.close()));
+  }
+
+  // --- status -----------------------------------------------------------------------------------
+
+  /** Traffic and staleness since the assignment. */
+  counters(): {
+    staleness: StalenessSummary;
+    bytesSent: number;
+    bytesReceived: number;
+    framesSent: number;
+    framesReceived: number;
+    peers: PeerCounters[];
+  } {
+    const received = this.deps.peerServer.senderStats();
+    const peers: PeerCounters[] = this.assignment.peers.map((p) => {
+      const l = this.links.get(p.shardId);
+      const r = received.get(p.shardId);
+      return {
+        shardId: p.shardId,
+        address: p.address,
+        connected: l?.state === 'open',
+        bytesSent: l?.stats.bytesSent ?? 0,
+        framesSent: l?.stats.framesSent ?? 0,
+        framesResent: l?.stats.framesResent ?? 0,
+        reconnects: l?.stats.reconnects ?? 0,
+        bytesReceived: r?.bytesReceived ?? 0,
+        framesReceived: r?.framesReceived ?? 0,
+      };
+    });
+    const sum = (k: keyof PeerCounters): number => peers.reduce((n, p) => n + (p[k] as number), 0);
+    return {
+      staleness: this.staleness(),
+      bytesSent: sum('bytesSent'),
+      bytesReceived: sum('bytesReceived'),
+      framesSent: sum('framesSent'),
+      framesReceived: sum('framesReceived'),
+      peers,
+    };
+  }
+
+  private staleness(): StalenessSummary {
+    const tr = this.trainer;
+    const out: StalenessSummary = { count: 0, sumSteps: 0, maxSteps: 0, buckets: [] };
+    if (tr === null) return out;
+    const now = tr.stats().spinStaleness;
+    const base = this.baseline?.spinStaleness ?? [];
+    const hist = now.map((v, d) => v - (base[d] ?? 0));
+    hist.forEach((n, d) => {
+      out.count += n;
+      out.sumSteps += n * d;
+      if (n > 0) out.maxSteps = d;
+    });
+    let cum = 0;
+    let next = 0;
+    for (let le = 0; ; le = le === 0 ? 1 : le * 2) {
+      for (; next <= le && next < hist.length; next++) cum += hist[next]!;
+      out.buckets.push({ leSteps: le, count: cum });
+      if (le >= out.maxSteps) break;
+    }
+    return out;
+  }
+}
+
+/** Rows of step `step`'s minibatch (the last one of an epoch may be short). */
+export function batchRows(
+  step: number,
+  batch: number,
+  stepsPerEpoch: number,
+  rows: number,
+): number {
+  return Math.min(batch, rows - (step % stepsPerEpoch) * batch);
+}

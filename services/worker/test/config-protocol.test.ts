@@ -1,0 +1,181 @@
+// The worker's environment (defaults, every variable, errors naming the variable) and the bus
+// protocol it shares with the coordinator (checkpoint slots, the common step, export encoding).
+import { describe, expect, it } from 'vitest';
+import type { CheckpointInfo } from '@spinmesh/bus';
+
+import {
+  ConfigError,
+  EXPORT_SLOT_BASE,
+  PREVIOUS_SLOT_BASE,
+  checkpointSlots,
+  commonCheckpointStep,
+  configFromEnv,
+  decodeShardExport,
+  defaultWorkerId,
+  encodeShardExport,
+  isShardExport,
+  slotFor,
+} from '../src/index.js';
+
+describe('configFromEnv', () => {
+  it('has defaults for everything', () => {
+    const c = configFromEnv({});
+    expect(c).toMatchObject({
+      listen: '127.0.0.1:0',
+      advertise: null,
+      bus: { kind: 'redis', options: {} },
+      clusterSecret: null,
+      kernels: 'auto',
+      blasThreads: 1,
+      heartbeatMs: 1000,
+      debugSlowdown: 1,
+      drainMs: 8000,
+      progressMs: 1000,
+      logLevel: 'info',
+      stopOnStdinClose: false,
+    });
+    expect(c.workerId).toBe(defaultWorkerId());
+    expect(defaultWorkerId('my host.local', 42)).toBe('my-host.local-42');
+  });
+
+  it('reads every variable', () => {
+    const c = configFromEnv({
+      SPINMESH_WORKER_ID: 'w-7',
+      SPINMESH_WORKER_LISTEN: '0.0.0.0:7100',
+      SPINMESH_WORKER_ADVERTISE: 'worker-7:7100',
+      SPINMESH_BUS_ADDRESS: 'coordinator:7070',
+      REDIS_URL: 'redis://ignored:6379',
+      SPINMESH_CLUSTER_SECRET: 's',
+      SPINMESH_KERNELS: 'portable',
+      OPENBLAS_NUM_THREADS: '2',
+      SPINMESH_HEARTBEAT_MS: '250',
+      SPINMESH_DEBUG_SLOWDOWN: '2.5',
+      SPINMESH_WORKER_DRAIN_MS: '100',
+      SPINMESH_PROGRESS_MS: '0',
+      SPINMESH_LOG_LEVEL: 'debug',
+      SPINMESH_STOP_ON_STDIN_CLOSE: '1',
+    });
+    expect(c).toEqual({
+      workerId: 'w-7',
+      listen: '0.0.0.0:7100',
+      advertise: 'worker-7:7100',
+      bus: { kind: 'remote', address: 'coordinator:7070' },
+      clusterSecret: 's',
+      kernels: 'portable',
+      blasThreads: 2,
+      heartbeatMs: 250,
+      debugSlowdown: 2.5,
+      drainMs: 100,
+      progressMs: 0,
+      logLevel: 'debug',
+      stopOnStdinClose: true,
+    });
+    const r = configFromEnv({ REDIS_URL: 'redis://r:1', SPINMESH_REDIS_PREFIX: 'p' });
+    expect(r.bus).toEqual({ kind: 'redis', options: { url: 'redis://r:1', prefix: 'p' } });
+  });
+
+  it('refuses bad values, naming the variable', () => {
+    const bad: [Record<string, string>, string][] = [
+      [{ SPINMESH_WORKER_ID: 'a:b' }, 'SPINMESH_WORKER_ID'],
+      [{ SPINMESH_WORKER_LISTEN: 'nohost' }, 'SPINMESH_WORKER_LISTEN'],
+      [{ SPINMESH_WORKER_ADVERTISE: 'h:0' }, 'SPINMESH_WORKER_ADVERTISE'],
+      [{ SPINMESH_BUS_ADDRESS: 'x' }, 'SPINMESH_BUS_ADDRESS'],
+      [{ SPINMESH_KERNELS: 'gpu' }, 'SPINMESH_KERNELS'],
+      [{ OPENBLAS_NUM_THREADS: '0' }, 'OPENBLAS_NUM_THREADS'],
+      [{ SPINMESH_HEARTBEAT_MS: '5' }, 'SPINMESH_HEARTBEAT_MS'],
+      [{ SPINMESH_DEBUG_SLOWDOWN: '0.5' }, 'SPINMESH_DEBUG_SLOWDOWN'],
+      [{ SPINMESH_WORKER_DRAIN_MS: '-1' }, 'SPINMESH_WORKER_DRAIN_MS'],
+      [{ SPINMESH_LOG_LEVEL: 'loud' }, 'SPINMESH_LOG_LEVEL'],
+      [{ SPINMESH_STOP_ON_STDIN_CLOSE: 'yes' }, 'SPINMESH_STOP_ON_STDIN_CLOSE'],
+    ];
+    for (const [env, variable] of bad) {
+      let err: unknown;
+      try {
+        configFromEnv(env);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe(variable);
+      expect((err as ConfigError).message.startsWith(variable)).toBe(true);
+    }
+  });
+});
+
+describe('bus protocol', () => {
+  const info = (shardId: number, step: number): CheckpointInfo => ({
+    shardId,
+    step,
+    bytes: 1,
+    createdAt: 1,
+  });
+
+  it('keeps the two newest checkpoints of a shard in its two slots', () => {
+    expect(checkpointSlots(3)).toEqual([3, PREVIOUS_SLOT_BASE + 3]);
+    const list: CheckpointInfo[] = [];
+    const write = (shard: number, step: number): number => {
+      const slot = slotFor(shard, step, list);
+      const i = list.findIndex((c) => c.shardId === slot);
+      if (i >= 0) list.splice(i, 1);
+      list.push(info(slot, step));
+      return slot;
+    };
+    expect(write(1, 10)).toBe(1);
+    expect(write(1, 20)).toBe(PREVIOUS_SLOT_BASE + 1);
+    expect(write(1, 30)).toBe(1); // replaces 10
+    expect(write(1, 40)).toBe(PREVIOUS_SLOT_BASE + 1); // replaces 20
+    // After a rollback to 30, rewriting 40 replaces the old 40, not 30.
+    expect(write(1, 40)).toBe(PREVIOUS_SLOT_BASE + 1);
+    expect(list.map((c) => c.step).sort()).toEqual([30, 40]);
+  });
+
+  it('finds the newest step every shard has a checkpoint of', () => {
+    const P = PREVIOUS_SLOT_BASE;
+    expect(commonCheckpointStep([], 2)).toBe(0);
+    // shard 0 is one interval ahead of shard 1, which died before writing 40
+    const list = [info(0, 40), info(P, 30), info(1, 20), info(P + 1, 30)];
+    expect(commonCheckpointStep(list, 2)).toBe(30);
+    // a shard without any checkpoint: start again from 0
+    expect(commonCheckpointStep(list, 3)).toBe(0);
+    // exports and other slots do not count
+    expect(
+      commonCheckpointStep([...list, info(EXPORT_SLOT_BASE, 90), info(2_000_000_000, 90)], 2),
+    ).toBe(30);
+  });
+
+  it('encodes a shard export and decodes it exactly', () => {
+    const e = {
+      shard: 2,
+      step: 120,
+      blocks: [
+        {
+          name: 'v.bias',
+          rows: [0, 1] as const,
+          cols: [3, 8] as const,
+          data: Float32Array.from([1, -2.5, 3e-8, -0, 7]),
+        },
+        {
+          name: 'v-h.weights',
+          rows: [3, 5] as const,
+          cols: [0, 3] as const,
+          data: Float32Array.from([0.1, 0.2, 0.3, -0.4, Number.MIN_VALUE, 6]),
+        },
+      ],
+    };
+    const bytes = encodeShardExport(e);
+    expect(isShardExport(bytes)).toBe(true);
+    expect(isShardExport(new TextEncoder().encode('SMSHARD1xxxxxxxx'))).toBe(false);
+    const back = decodeShardExport(bytes.slice());
+    expect(back.shard).toBe(2);
+    expect(back.step).toBe(120);
+    expect(back.blocks.map((b) => [b.name, b.rows, b.cols])).toEqual(
+      e.blocks.map((b) => [b.name, [...b.rows], [...b.cols]]),
+    );
+    back.blocks.forEach((b, i) => {
+      expect(
+        Buffer.compare(Buffer.from(b.data.buffer), Buffer.from(e.blocks[i]!.data.buffer)),
+      ).toBe(0);
+    });
+    expect(() => decodeShardExport(bytes.subarray(0, 40))).toThrow(/truncated/);
+  });
+});

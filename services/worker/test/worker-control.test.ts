@@ -1,0 +1,217 @@
+// WorkerControl in one process (a Worker on real gRPC, an in-process MemoryBus): the answers to
+// good and bad calls, the cluster secret, health, a one-shard job against the single-process
+// trainer, and the failures a worker reports instead of crashing.
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBus } from '@spinmesh/bus';
+import {
+  HealthClient,
+  ServiceNames,
+  ServingStatus,
+  WorkerState,
+  type ShardAssignment,
+} from '@spinmesh/proto';
+
+import { Worker, silentLogger, ShardEvents, exportSlot } from '../src/index.js';
+import {
+  Control,
+  assembleFromBus,
+  assignments,
+  basSpec,
+  compare,
+  createJob,
+  events,
+  portable,
+  singleProcessReference,
+  until,
+  waitDone,
+} from './cluster-helpers.js';
+
+const SECRET = 'in-process';
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function startWorker(
+  id = 'w1',
+  bus = new MemoryBus(),
+): Promise<{ w: Worker; bus: MemoryBus; control: Control }> {
+  const w = await Worker.start({
+    id,
+    listen: '127.0.0.1:0',
+    bus,
+    kernels: portable,
+    log: silentLogger(),
+    clusterSecret: SECRET,
+    heartbeatMs: 100,
+    progressMs: 50,
+  });
+  const control = new Control(SECRET);
+  cleanups.push(
+    () => w.shutdown(),
+    () => control.close(),
+  );
+  return { w, bus, control };
+}
+
+async function code(p: Promise<unknown>): Promise<{ code: number; details: string } | null> {
+  return p.then(
+    () => null,
+    (e: grpc.ServiceError) => ({ code: e.code, details: e.details }),
+  );
+}
+
+describe('Worker (in process)', () => {
+  it('registers with a TTL, serves health, and leaves the membership on shutdown', async () => {
+    const { w, bus } = await startWorker('w-reg');
+    const [info] = await bus.listWorkers();
+    expect(info).toMatchObject({ id: 'w-reg', address: w.address, cores: 1 });
+    expect(info!.meta).toMatchObject({ service: 'worker', pid: process.pid });
+    const health = new HealthClient(w.address, grpc.credentials.createInsecure());
+    cleanups.push(() => health.close());
+    for (const service of ['', ServiceNames.peer, ServiceNames.workerControl]) {
+      const r = await new Promise<{ status: ServingStatus }>((resolve, reject) =>
+        health.check({ service }, (e, res) => (e ? reject(e) : resolve(res))),
+      );
+      expect(r.status).toBe(ServingStatus.SERVING);
+    }
+    await w.shutdown();
+    expect(await bus.listWorkers()).toEqual([]);
+  });
+
+  it('refuses callers without the cluster secret', async () => {
+    const { w } = await startWorker();
+    const stranger = new Control('wrong');
+    cleanups.push(() => stranger.close());
+    const err = await code(stranger.status(w.address));
+    expect(err?.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+
+  it('refuses malformed assignments with INVALID_ARGUMENT naming the field', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'j', basSpec(1), 2);
+    const [good] = assignments(job, [w.address, '127.0.0.1:1'], 1, { checkpointEvery: 0 });
+    const cases: [Partial<ShardAssignment>, RegExp][] = [
+      [{ jobId: 'no good' }, /^assignment.job_id must be/],
+      [{ generation: 0 }, /^assignment.generation must be >= 1/],
+      [{ shardId: 5 }, /^assignment.shard_id must be < shard_count 2 \(got 5\)/],
+      [{ units: [] }, /^assignment.units must list the units/],
+      [{ units: [{ layer: 0, start: 3, end: 3 }] }, /^assignment.units\[0\].end must be > start/],
+      [
+        { units: [{ layer: 9, start: 0, end: 3 }] },
+        /^assignment.units\[0\].layer must be a layer index/,
+      ],
+      [
+        { peers: [{ shardId: 1, address: 'nowhere', units: [] }] },
+        /^assignment.peers\[0\].address must be host:port/,
+      ],
+      [
+        { peers: [{ shardId: 0, address: 'a:1', units: [] }] },
+        /^assignment.peers\[0\].shard_id is this shard/,
+      ],
+    ];
+    for (const [patch, msg] of cases) {
+      const err = await code(control.assign(w.address, { ...good!, ...patch }));
+      expect(err?.code, JSON.stringify(patch)).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err?.details).toMatch(msg);
+    }
+    expect((await control.status(w.address)).state).toBe(WorkerState.WORKER_STATE_IDLE);
+  });
+
+  it('trains a one-shard job to the single-process result, then holds it until Stop', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'solo', basSpec(10), 1);
+    const [a] = assignments(job, [w.address], 1, { checkpointEvery: 7 });
+    expect(await control.assign(w.address, a!)).toEqual({
+      workerId: 'w1',
+      jobId: 'solo',
+      generation: 1,
+    });
+    // The same assignment again is accepted as it is; another one of the same generation is not.
+    expect((await control.assign(w.address, a!)).generation).toBe(1);
+    const [st] = await waitDone(control, [w.address], 20_000);
+    expect(st).toMatchObject({ jobId: 'solo', step: job.totalSteps, checkpointStep: 28 });
+    expect(compare(await assembleFromBus(bus, job), singleProcessReference(job))).toEqual({
+      identical: true,
+      maxDiff: 0,
+    });
+    expect((await bus.getCheckpoint('solo', exportSlot(0)))!.step).toBe(job.totalSteps);
+    const types = (await events(bus, 'solo')).map((e) => e.event.type);
+    expect(types).toContain(ShardEvents.checkpoint);
+    expect(types).toContain(ShardEvents.done);
+
+    const other = await code(control.assign(w.address, { ...a!, jobId: 'other' }));
+    expect(other?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(other?.details).toMatch(/holds job 'solo'.*stop it first/);
+    const same = await code(control.assign(w.address, { ...a!, checkpointEverySteps: 3 }));
+    expect(same?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    // Stopping another job is a no-op that tells the current state; stopping this one makes the worker idle.
+    expect(await control.stop(w.address, 'other', true)).toEqual({
+      step: job.totalSteps,
+      checkpointStep: 0,
+    });
+    expect(await control.stop(w.address, 'solo', true)).toEqual({
+      step: job.totalSteps,
+      checkpointStep: 28,
+    });
+    expect((await control.status(w.address)).state).toBe(WorkerState.WORKER_STATE_IDLE);
+  });
+
+  it('rejects an older generation, and reports a job it cannot load as FAILED', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'g', basSpec(1000), 1);
+    const [a] = assignments(job, [w.address], 3, { checkpointEvery: 0 });
+    await control.assign(w.address, a!);
+    const old = await code(control.assign(w.address, { ...a!, generation: 2 }));
+    expect(old?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(old?.details).toMatch(/older than the generation 3/);
+    // A newer generation asks for a checkpoint that does not exist: FAILED, with the reason.
+    await control.assign(w.address, { ...a!, generation: 4, restoreFromStep: 50 });
+    await until(
+      async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_FAILED,
+      10_000,
+      'FAILED',
+    );
+    expect((await control.status(w.address)).error).toMatch(
+      /restore_from_step 50: shard 0 has no checkpoint of that step on the bus \(it has none\)/,
+    );
+    await control.stop(w.address, 'g', false);
+
+    await control.assign(w.address, { ...a!, jobId: 'missing', generation: 1 });
+    await until(
+      async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_FAILED,
+      10_000,
+      'FAILED',
+    );
+    expect((await control.status(w.address)).error).toBe("job 'missing' is not on the bus");
+    const failed = (await events(bus, 'g')).filter((e) => e.event.type === ShardEvents.failed);
+    expect(failed).toHaveLength(1);
+  });
+
+  it('stops a running shard without a checkpoint at once', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'long', basSpec(100_000), 1);
+    const [a] = assignments(job, [w.address], 1, { checkpointEvery: 0 });
+    await control.assign(w.address, a!);
+    await until(async () => (await control.status(w.address)).step > 10, 10_000, 'steps');
+    const t0 = Date.now();
+    const r = await control.stop(w.address, 'long', false);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(r.step).toBeGreaterThan(10);
+    expect(r.checkpointStep).toBe(0);
+    expect(await bus.listCheckpoints('long')).toEqual([]);
+  });
+
+  it('stops with a checkpoint at the next step boundary when there are no periodic ones', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'b', basSpec(100_000), 1);
+    const [a] = assignments(job, [w.address], 1, { checkpointEvery: 0 });
+    await control.assign(w.address, a!);
+    await until(async () => (await control.status(w.address)).step > 10, 10_000, 'steps');
+    const r = await control.stop(w.address, 'b', true);
+    expect(r.checkpointStep).toBe(r.step);
+    const list = await bus.listCheckpoints('b');
+    expect(list.map((c) => c.step)).toEqual([r.step]);
+  });
+});
