@@ -470,8 +470,18 @@ static void pack_spins(int64_t n, const float *x, uint8_t *out) {
   }
 }
 
+/* Branch-free, a byte at a time, so the inner loop vectorises: off + (1 - off) * bit is exactly
+ * 1 or off for off in {0, -1}. */
 static void unpack_spins(int64_t n, const uint8_t *packed, float off, float *x) {
-  for (int64_t i = 0; i < n; i++) x[i] = (packed[i >> 3] >> (i & 7)) & 1u ? 1.0f : off;
+  const float span = 1.0f - off;
+  const int64_t whole = n >> 3;
+  for (int64_t b = 0; b < whole; b++) {
+    const uint32_t v = packed[b];
+    float *o = x + (b << 3);
+    for (int k = 0; k < 8; k++) o[k] = off + span * (float)((v >> k) & 1u);
+  }
+  for (int64_t i = whole << 3; i < n; i++)
+    x[i] = off + span * (float)((packed[i >> 3] >> (i & 7)) & 1u);
 }
 
 #endif
