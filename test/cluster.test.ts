@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { readModel, type LocalCluster } from '@spinmesh/coordinator';
 import { JobState, type WatchJobResponse } from '@spinmesh/proto';
-import { startRedisServer, type RedisServer } from '../packages/bus/test/redis-server.js';
+import { startRedisServer, type RedisServer } from './support/redis-server.js';
 import {
   COMPLETED,
   Jobs,

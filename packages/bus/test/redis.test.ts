@@ -13,7 +13,7 @@ import {
 } from '@spinmesh/bus';
 import { makeTestCertificates } from './certs.js';
 import { runBusContract } from './contract.js';
-import { startRedisServer, type RedisServer } from './redis-server.js';
+import { startRedisServer, type RedisServer } from '../../../test/support/redis-server.js';
 
 let server: RedisServer | undefined;
 let admin: Redis | undefined;

@@ -19,7 +19,7 @@ import {
   singleProcessReference,
   waitDone,
 } from './cluster-helpers.js';
-import { startRedis, type RedisServer } from './redis.js';
+import { startRedisServer, type RedisServer } from '../../../test/support/redis-server.js';
 
 const PREFIX = `wtest-${process.pid}`;
 let redis: RedisServer;
@@ -32,7 +32,7 @@ beforeAll(async () => {
     cwd: root,
     stdio: 'inherit',
   });
-  redis = await startRedis();
+  redis = await startRedisServer();
   bus = await RedisBus.connect({ url: redis.url, prefix: PREFIX });
   procs = new WorkerProcs({ REDIS_URL: redis.url, SPINMESH_REDIS_PREFIX: PREFIX });
   control = new Control('');
