@@ -287,16 +287,22 @@ export class ShardRun {
       const t0 = performance.now();
       let spent = 0;
       let r: AdvanceResult;
+      let sent = 0;
       do {
         // A stage at a time, its spins out at once: peers wait for them.
         const stage = tr.position.stage;
         const t = performance.now();
         r = tr.advance({ stages: boundary ? (stage === 0 ? 0 : P - stage) : 1 });
         spent += performance.now() - t;
-        await this.send(tr.outgoing());
+        const out = tr.outgoing();
+        sent = out.length;
+        await this.send(out);
+        // Frames written to a stream leave the process only when the event loop turns, so
+        // computing on after a send would hold back the spins the peers are waiting for.
       } while (
         !boundary &&
         r.state === 'budget' &&
+        sent === 0 &&
         !this.aborted &&
         performance.now() - t0 < SLICE_MS
       );
