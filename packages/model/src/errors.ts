@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 // Errors a user can cause. Each names the field or file at fault, so a service can turn it into
 // INVALID_ARGUMENT without guessing.
 
@@ -20,5 +22,17 @@ export class FormatError extends Error {
     message: string,
   ) {
     super(`${file}: ${message}`);
+  }
+}
+
+/** The bytes of a file the user named. @throws FormatError naming the file when it cannot be read. */
+export function readUserFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new FormatError(
+      path,
+      `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
 }

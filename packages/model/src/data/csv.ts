@@ -1,8 +1,7 @@
 // Numeric CSV: one row per line, every cell a finite decimal number, except an optional header
 // row and an optional integer label column. Cells may be wrapped in double quotes; quoted
 // delimiters and embedded newlines are not supported (numeric data never needs them).
-import { readFileSync } from 'node:fs';
-import { FormatError } from '../errors.js';
+import { FormatError, readUserFile } from '../errors.js';
 import type { Dataset } from './dataset.js';
 
 export type CsvDelimiter = ',' | ';' | '\t';
@@ -150,14 +149,5 @@ export function parseCsv(text: string, opts: CsvOptions = {}, file = '<text>'): 
 
 /** Reads a numeric CSV file. @throws FormatError naming the file, line and column at fault. */
 export function readCsv(path: string, opts: CsvOptions = {}): CsvDataset {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new FormatError(
-      path,
-      `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-  return parseCsv(text, opts, path);
+  return parseCsv(readUserFile(path).toString('utf8'), opts, path);
 }

@@ -3,9 +3,9 @@
 //   then d big-endian uint32 sizes; then the elements, big-endian, last index fastest.
 // Files are often distributed gzipped; a gzip stream is recognised by its magic bytes rather
 // than the file name, so renamed files still load.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { FormatError } from '../errors.js';
+import { FormatError, readUserFile } from '../errors.js';
 
 /** IDX element types by name, with their type codes. */
 export const IdxType = {
@@ -146,15 +146,7 @@ export function decodeIdx(bytes: Uint8Array, file = '<buffer>'): IdxArray {
 
 /** Reads an IDX file (gzipped or raw). @throws FormatError naming the file. */
 export function readIdx(path: string): IdxArray {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new FormatError(
-      path,
-      `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
+  const bytes = readUserFile(path);
   return decodeIdx(bytes, path);
 }
 

@@ -29,19 +29,11 @@
 // Compatibility: a reader refuses versions it does not know rather than guessing. Adding
 // optional header fields does not change the version; changing the layout or the meaning of
 // an existing field does.
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { Kernels } from '@spinmesh/kernels';
-import { FormatError, SpecError } from '../errors.js';
+import { FormatError, SpecError, readUserFile } from '../errors.js';
 import { Network, validateNetworkSpec, type NetworkSpec } from '../network.js';
 
 /** The 8 magic bytes at the start of every model file. */
@@ -352,14 +344,6 @@ export function saveModel(path: string, network: Network, extra: ModelExtras = {
 
 /** Reads a model file. @throws FormatError naming the file. */
 export function loadModel(path: string, kernels: Kernels): LoadedModel {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new FormatError(
-      path,
-      `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
+  const bytes = readUserFile(path);
   return decodeModel(bytes, kernels, path);
 }

@@ -8,7 +8,7 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernels } from '@spinmesh/kernels';
-import { FormatError, SpecError } from '../errors.js';
+import { FormatError, SpecError, readUserFile } from '../errors.js';
 import { Network, type NetworkSpec } from '../network.js';
 
 export type NpyData = Float32Array | Float64Array | Int32Array | Uint8Array;
@@ -271,15 +271,7 @@ export function writeNpy(path: string, data: NpyData, shape: readonly number[]):
 
 /** Reads a .npy file. @throws FormatError naming the file. */
 export function readNpy(path: string, opts: ReadNpyOptions = {}): NpyArray {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new FormatError(
-      path,
-      `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
+  const bytes = readUserFile(path);
   return decodeNpy(bytes, path, opts);
 }
 
