@@ -500,6 +500,32 @@ export interface ChainOptions {
   init?: ChainInit;
 }
 
+/**
+ * out[j] = the bias that gives one free unit of `type` the mean means[j] (logit for Bernoulli,
+ * atanh for Ising, the mean itself for Gaussian), clipped away from the saturated ends.
+ * @throws SpecError at `path` when the lengths differ.
+ */
+export function biasForMeans(
+  type: UnitType,
+  means: ArrayLike<number>,
+  out: Float32Array,
+  path: string,
+): void {
+  const n = out.length;
+  if (means.length !== n) throw new SpecError(path, `must hold ${n} values`);
+  for (let j = 0; j < n; j++) {
+    const m = means[j]!;
+    if (type === UnitType.Bernoulli) {
+      const p = Math.min(Math.max(m, 1e-7), 1 - 1e-7);
+      out[j] = Math.log(p / (1 - p));
+    } else if (type === UnitType.Ising) {
+      out[j] = Math.atanh(Math.min(Math.max(m, -1 + 1e-7), 1 - 1e-7));
+    } else {
+      out[j] = m;
+    }
+  }
+}
+
 /** States of `count` chains, e.g. the fantasy particles of persistent contrastive divergence. */
 export class PersistentChains {
   readonly state: State;
@@ -545,19 +571,7 @@ export class PersistentChains {
       const field = k.alloc(this.count * n);
       const means = typeof init === 'object' ? init.means[l.name] : undefined;
       if (means) {
-        if (means.length !== n)
-          throw new SpecError(`chains.init.means.${l.name}`, `must hold ${n} values`);
-        for (let j = 0; j < n; j++) {
-          const m = means[j]!;
-          if (l.type === UnitType.Bernoulli) {
-            const p = Math.min(Math.max(m, 1e-7), 1 - 1e-7);
-            bias[j] = Math.log(p / (1 - p));
-          } else if (l.type === UnitType.Ising) {
-            bias[j] = Math.atanh(Math.min(Math.max(m, -1 + 1e-7), 1 - 1e-7));
-          } else {
-            bias[j] = m;
-          }
-        }
+        biasForMeans(l.type, means, bias, `chains.init.means.${l.name}`);
       } else if (init === 'biases') {
         k.download(net.biases[l.index]!);
         bias.set(net.biases[l.index]!);

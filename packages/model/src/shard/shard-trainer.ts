@@ -65,7 +65,7 @@ import { epochOrder } from '../data/dataset.js';
 import { FormatError, SpecError } from '../errors.js';
 import type { InitOptions, Network, NetworkSpec } from '../network.js';
 import { learningRateAt } from '../schedule.js';
-import { Streams } from '../sampler.js';
+import { Streams, biasForMeans } from '../sampler.js';
 import { type ResolvedTrainOptions, type TrainOptions, validateTrainOptions } from '../train.js';
 import { type CodecArray, decodeContainer, encodeContainer } from './codec.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
@@ -571,19 +571,7 @@ export class ShardTrainer {
       const field = k.alloc(C * n);
       const means = typeof init === 'object' ? init.means[l.name] : undefined;
       if (means) {
-        if (means.length !== n)
-          throw new SpecError(`chains.init.means.${l.name}`, `must hold ${n} values`);
-        for (let j = 0; j < n; j++) {
-          const m = means[j]!;
-          if (l.type === UnitType.Bernoulli) {
-            const p = Math.min(Math.max(m, 1e-7), 1 - 1e-7);
-            bias[j] = Math.log(p / (1 - p));
-          } else if (l.type === UnitType.Ising) {
-            bias[j] = Math.atanh(Math.min(Math.max(m, -1 + 1e-7), 1 - 1e-7));
-          } else {
-            bias[j] = m;
-          }
-        }
+        biasForMeans(l.type, means, bias, `chains.init.means.${l.name}`);
       } else if (init === 'biases') {
         src.bias(l.index, 0, n, bias);
       }
