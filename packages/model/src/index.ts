@@ -9,6 +9,7 @@ export * from './data/bas.js';
 export * from './data/csv.js';
 export * from './io/npy.js';
 export * from './io/modelfile.js';
+export * from './io/png.js';
 export * from './hopfield.js';
 export * from './sampler.js';
 export * from './train.js';
