@@ -220,7 +220,10 @@ function train(p: Parsed, json: boolean): number | Promise<number> {
     ...(resume ? { resume: { network: resume.network, state: resume.state } } : {}),
     afterEpoch: (epoch, network, trainer) => {
       if (epoch % every === 0 || epoch === spec.epochs)
-        saveModel(out, network, { training: { spec, epoch }, state: trainer.state() });
+        saveModel(out, network, {
+          training: { spec, epoch },
+          ...(trainer ? { state: trainer.state() } : {}),
+        });
     },
   });
   const last = result.evaluations[result.evaluations.length - 1];

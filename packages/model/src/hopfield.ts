@@ -16,14 +16,20 @@ export function createHopfield(n: number, kernels: Kernels): Network {
   return new Network(hopfieldSpec(n), kernels);
 }
 
+/** Whether `network` is a Hopfield network: a single lateral ising layer and no connections. */
+export function isHopfield(network: Network): boolean {
+  const l = network.layers[0]!;
+  return (
+    network.layers.length === 1 &&
+    network.connections.length === 0 &&
+    l.lateral &&
+    l.type === UnitType.Ising
+  );
+}
+
 function hopfieldLayer(network: Network): { n: number; L: Float32Array; b: Float32Array } {
   const l = network.layers[0]!;
-  if (
-    network.layers.length !== 1 ||
-    network.connections.length !== 0 ||
-    !l.lateral ||
-    l.type !== UnitType.Ising
-  ) {
+  if (!isHopfield(network)) {
     throw new SpecError(
       'network',
       'must be a Hopfield network: a single lateral ising layer and no connections',

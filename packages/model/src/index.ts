@@ -20,4 +20,5 @@ export * from './eval/pseudo.js';
 export * from './eval/recon.js';
 export * from './eval/probe.js';
 export * from './job.js';
+export * from './serve.js';
 export * from './shard/index.js';

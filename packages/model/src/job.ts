@@ -1,6 +1,6 @@
 // Training job specs (what a user writes in YAML or JSON) and the single-process runner that
 // executes one. The cluster runs the same spec shard by shard; this runner is its reference.
-import type { Kernels } from '@spinmesh/kernels';
+import { philoxW0, seedHalves, wordToUniform, type Kernels } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import {
   Network,
@@ -20,6 +20,8 @@ import { aisLogLikelihood } from './eval/ais.js';
 import { pseudoLogLikelihood } from './eval/pseudo.js';
 import { reconstructionError } from './eval/recon.js';
 import { hiddenFeatures, probeAccuracy, trainProbe } from './eval/probe.js';
+import { hopfieldSpec, isHopfield, recall, storeHebbian } from './hopfield.js';
+import { GibbsSampler } from './sampler.js';
 
 /** Where training (or test) data comes from. */
 export type DataSpec =
@@ -43,6 +45,16 @@ export type DataSpec =
       label?: string | number;
       binarize?: BinarizeMode;
       threshold?: number;
+    }
+  | {
+      /** Independent random binary patterns: each unit is 1 with probability p, else 0. */
+      kind: 'random';
+      rows: number;
+      dims: number;
+      /** @defaultValue 0.5 */
+      p?: number;
+      /** @defaultValue the job's seed */
+      seed?: number;
     };
 
 export interface EvaluateSpec {
@@ -62,12 +74,28 @@ export interface EvaluateSpec {
   test?: DataSpec;
   /** Evaluate on at most this many rows (the first ones). */
   limit?: number;
+  /**
+   * Recall accuracy: each row, with a fraction `flip` of its units flipped, is the cue for
+   * greedy pattern completion; the figure is the fraction of units restored. Hebbian jobs
+   * default to { flip: 0.1 }. @defaultValue false
+   */
+  recall?: false | { flip?: number; sweeps?: number };
 }
+
+/** The learning rule of a job. */
+export type JobRule = 'boltzmann' | 'hebbian';
 
 export interface JobSpec {
   name: string;
   /** @defaultValue 0 */
   seed: number;
+  /**
+   * 'boltzmann': the Boltzmann learning rule as `train` says, over `epochs` passes.
+   * 'hebbian': Hopfield storage in one look (L = (1/n) sum_p p p^T): the network must be a
+   * Hopfield network (one lateral ising layer, e.g. `network: { hopfield: 100 }`), `train` is
+   * not used and `epochs` is 1. @defaultValue 'boltzmann'
+   */
+  rule: JobRule;
   network: NetworkSpec;
   data: DataSpec;
   epochs: number;
@@ -155,6 +183,22 @@ function validateData(d: unknown, path: string): DataSpec {
       if (d['labels'] !== undefined) out.labels = str(d['labels'], `${path}.labels`);
       return out;
     }
+    case 'random': {
+      onlyKeys(d, ['kind', 'rows', 'dims', 'p', 'seed'], path);
+      const rows = int(d['rows'], `${path}.rows`, 1, 1_000_000);
+      const dims = int(d['dims'], `${path}.dims`, 1, 1 << 20);
+      if (rows * dims > 1 << 28)
+        throw new SpecError(path, `rows x dims must be at most ${1 << 28} (got ${rows * dims})`);
+      const out: DataSpec = { kind: 'random', rows, dims };
+      if (d['p'] !== undefined) {
+        const q = d['p'];
+        if (typeof q !== 'number' || !(q >= 0 && q <= 1))
+          throw new SpecError(`${path}.p`, 'must be a number in [0, 1]');
+        out.p = q;
+      }
+      if (d['seed'] !== undefined) out.seed = int(d['seed'], `${path}.seed`, 0, 2 ** 53 - 1);
+      return out;
+    }
     case 'csv': {
       onlyKeys(d, ['kind', 'path', 'label', 'binarize', 'threshold'], path);
       const out: DataSpec = { kind: 'csv', path: str(d['path'], `${path}.path`), ...bin() };
@@ -167,11 +211,18 @@ function validateData(d: unknown, path: string): DataSpec {
       return out;
     }
     default:
-      throw new SpecError(`${path}.kind`, "must be one of 'bas', 'fashion-mnist', 'idx', 'csv'");
+      throw new SpecError(
+        `${path}.kind`,
+        "must be one of 'bas', 'fashion-mnist', 'idx', 'csv', 'random'",
+      );
   }
 }
 
 function validateNetwork(n: unknown, path: string): NetworkSpec {
+  if (isRecord(n) && 'hopfield' in n) {
+    onlyKeys(n, ['hopfield'], path);
+    return hopfieldSpec(int(n['hopfield'], `${path}.hopfield`, 1, 1 << 16));
+  }
   if (isRecord(n) && 'rbm' in n) {
     onlyKeys(n, ['rbm'], path);
     const r = n['rbm'];
@@ -200,6 +251,7 @@ export function validateJobSpec(input: unknown): JobSpec {
     [
       'name',
       'seed',
+      'rule',
       'network',
       'data',
       'epochs',
@@ -214,6 +266,9 @@ export function validateJobSpec(input: unknown): JobSpec {
   );
   const name = input['name'] === undefined ? 'job' : str(input['name'], `${p}.name`);
   const seed = input['seed'] === undefined ? 0 : int(input['seed'], `${p}.seed`, 0, 2 ** 53 - 1);
+  const rule = input['rule'] ?? 'boltzmann';
+  if (rule !== 'boltzmann' && rule !== 'hebbian')
+    throw new SpecError(`${p}.rule`, "must be 'boltzmann' or 'hebbian'");
   if (input['network'] === undefined) throw new SpecError(`${p}.network`, 'is required');
   const network = validateNetwork(input['network'], `${p}.network`);
   if (input['data'] === undefined) throw new SpecError(`${p}.data`, 'is required');
@@ -222,13 +277,25 @@ export function validateJobSpec(input: unknown): JobSpec {
   const trainIn = input['train'] ?? {};
   if (!isRecord(trainIn)) throw new SpecError(`${p}.train`, 'must be an object');
   const train = { ...trainIn, seed: trainIn['seed'] ?? seed } as TrainOptions;
-  // Checked now against the network, so a bad option fails before any data is loaded.
-  try {
-    validateTrainOptions(train, new Network(network, NULL_KERNELS));
-  } catch (e) {
-    if (e instanceof SpecError && !e.field.startsWith('spec.'))
-      throw new SpecError(`${p}.${e.field}`, e.message.slice(e.field.length + 1));
-    throw e;
+  if (rule === 'hebbian') {
+    if (!isHopfield(new Network(network, NULL_KERNELS)))
+      throw new SpecError(
+        `${p}.network`,
+        "must be a Hopfield network for rule 'hebbian' (one lateral ising layer and no connections: { hopfield: n })",
+      );
+    if (Object.keys(trainIn).length > 0)
+      throw new SpecError(`${p}.train`, "is not used by rule 'hebbian' (storage is one look)");
+    if (epochs !== 1)
+      throw new SpecError(`${p}.epochs`, "must be 1 for rule 'hebbian' (storage is one look)");
+  } else {
+    // Checked now against the network, so a bad option fails before any data is loaded.
+    try {
+      validateTrainOptions(train, new Network(network, NULL_KERNELS));
+    } catch (e) {
+      if (e instanceof SpecError && !e.field.startsWith('spec.'))
+        throw new SpecError(`${p}.${e.field}`, e.message.slice(e.field.length + 1));
+      throw e;
+    }
   }
   const initIn = input['init'] ?? {};
   if (!isRecord(initIn)) throw new SpecError(`${p}.init`, 'must be an object');
@@ -248,8 +315,16 @@ export function validateJobSpec(input: unknown): JobSpec {
   const ev = input['evaluate'] ?? {};
   if (!isRecord(ev)) throw new SpecError(`${p}.evaluate`, 'must be an object');
   const ep = `${p}.evaluate`;
-  onlyKeys(ev, ['every', 'exact', 'ais', 'pseudo', 'recon', 'probe', 'test', 'limit'], ep);
+  onlyKeys(
+    ev,
+    ['every', 'exact', 'ais', 'pseudo', 'recon', 'probe', 'test', 'limit', 'recall'],
+    ep,
+  );
   const evaluate: EvaluateSpec = { every: int(ev['every'] ?? 1, `${ep}.every`, 1) };
+  if (rule === 'hebbian') {
+    evaluate.recon = false;
+    evaluate.recall = { flip: 0.1 };
+  }
   for (const k of ['pseudo', 'recon', 'probe'] as const) {
     if (ev[k] !== undefined && typeof ev[k] !== 'boolean')
       throw new SpecError(`${ep}.${k}`, 'must be a boolean');
@@ -269,6 +344,24 @@ export function validateJobSpec(input: unknown): JobSpec {
     if (a['steps'] !== undefined) ais.steps = int(a['steps'], `${ep}.ais.steps`, 10, 10_000_000);
     evaluate.ais = ais;
   }
+  if (ev['recall'] !== undefined && ev['recall'] !== true) {
+    const r = ev['recall'];
+    if (r === false) evaluate.recall = false;
+    else {
+      if (!isRecord(r))
+        throw new SpecError(`${ep}.recall`, 'must be false, true or { flip, sweeps }');
+      onlyKeys(r, ['flip', 'sweeps'], `${ep}.recall`);
+      const rec: { flip?: number; sweeps?: number } = {};
+      if (r['flip'] !== undefined) {
+        const f = r['flip'];
+        if (typeof f !== 'number' || !(f >= 0 && f <= 0.5))
+          throw new SpecError(`${ep}.recall.flip`, 'must be a number in [0, 0.5]');
+        rec.flip = f;
+      }
+      if (r['sweeps'] !== undefined) rec.sweeps = int(r['sweeps'], `${ep}.recall.sweeps`, 1, 1e6);
+      evaluate.recall = rec;
+    }
+  } else if (ev['recall'] === true) evaluate.recall = {};
   if (ev['test'] !== undefined) evaluate.test = validateData(ev['test'], `${ep}.test`);
   if (ev['limit'] !== undefined) evaluate.limit = int(ev['limit'], `${ep}.limit`, 1);
   const workers = int(input['workers'] ?? 1, `${p}.workers`, 1, 0xffff);
@@ -285,9 +378,12 @@ export function validateJobSpec(input: unknown): JobSpec {
     `${p}.checkpointEverySteps`,
     0,
   );
+  if (rule === 'hebbian' && workers !== 1)
+    throw new SpecError(`${p}.workers`, "must be 1 for rule 'hebbian' (storage is one look)");
   return {
     name,
     seed,
+    rule,
     network,
     data,
     epochs,
@@ -319,9 +415,77 @@ export function loadData(d: DataSpec, seed = 0): Dataset {
     case 'csv':
       ds = readCsv(d.path, d.label === undefined ? {} : { label: d.label });
       break;
+    case 'random':
+      return randomPatterns(d.rows, d.dims, d.p ?? 0.5, d.seed ?? seed);
   }
   const mode = d.binarize ?? (d.kind === 'fashion-mnist' ? 'threshold' : 'none');
   return mode === 'none' ? ds : binarize(ds, mode, d.threshold ?? 0.5, seed);
+}
+
+// Stream words of the random patterns and of the recall cues' flips; arbitrary, fixed.
+const STREAM_PATTERNS = 0x524e4450; // 'RNDP'
+const STREAM_FLIPS = 0x464c4950; // 'FLIP'
+
+/** rows x dims independent {0,1} units, each 1 with probability p; draws keyed by (seed, row, unit). */
+export function randomPatterns(rows: number, dims: number, p: number, seed: number): Dataset {
+  const { seedLo, seedHi } = seedHalves(seed);
+  const x = new Float32Array(rows * dims);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < dims; j++)
+      x[r * dims + j] =
+        wordToUniform(philoxW0(j, r, 0, STREAM_PATTERNS, seedLo, seedHi)) < p ? 1 : 0;
+  return { x, rows, dims, name: `random ${rows}x${dims} p=${p}` };
+}
+
+/**
+ * Fraction of units restored when each row, with round(flip x dims) of its units flipped (a
+ * seeded choice per row), cues greedy completion with nothing clamped.
+ */
+export function recallAccuracy(
+  net: Network,
+  data: Dataset,
+  rows: number,
+  opts: { flip?: number; sweeps?: number; seed?: number } = {},
+): number {
+  const n = data.dims;
+  const flips = Math.round((opts.flip ?? 0.1) * n);
+  const { seedLo, seedHi } = seedHalves(opts.seed ?? 0);
+  const hop = isHopfield(net);
+  let right = 0;
+  for (let r = 0; r < rows; r++) {
+    const target = data.x.subarray(r * n, (r + 1) * n);
+    const cue = Float32Array.from(target, (v) => (hop ? (v > 0 ? 1 : -1) : v));
+    // A seeded partial Fisher-Yates shuffle picks the units to flip.
+    const idx = Uint32Array.from({ length: n }, (_, i) => i);
+    for (let i = 0; i < flips; i++) {
+      const j =
+        i + Math.floor(wordToUniform(philoxW0(i, r, 0, STREAM_FLIPS, seedLo, seedHi)) * (n - i));
+      const t = idx[i]!;
+      idx[i] = idx[j]!;
+      idx[j] = t;
+      const u = idx[i]!;
+      cue[u] = hop ? -cue[u]! : 1 - cue[u]!;
+    }
+    const state = hop
+      ? recall(net, cue, { sweeps: opts.sweeps ?? 100 }).state
+      : greedyBinary(net, cue, opts.sweeps ?? 100);
+    for (let j = 0; j < n; j++) {
+      const want = hop ? (target[j]! > 0 ? 1 : -1) : target[j]!;
+      if (state[j] === want) right++;
+    }
+  }
+  return right / (rows * n);
+}
+
+/** Greedy settling of a general binary network from `cue` with nothing clamped (visible layer 0). */
+function greedyBinary(net: Network, cue: Float32Array, sweeps: number): Float32Array {
+  const state = net.allocState(1);
+  state[0]!.set(cue);
+  net.kernels.upload(state[0]!);
+  const sampler = new GibbsSampler(net, { beta: 1e6 });
+  sampler.run(state, 1, sweeps);
+  net.kernels.download(state[0]!);
+  return state[0]!;
 }
 
 export interface Evaluation {
@@ -334,6 +498,8 @@ export interface Evaluation {
   pseudoLogLikelihood?: number;
   reconstructionError?: number;
   probeAccuracy?: number;
+  /** Fraction of units restored from corrupted cues (evaluate.recall). */
+  recallAccuracy?: number;
   /** For bars-and-stripes: the best possible average log-likelihood, -log(#patterns). */
   optimum?: number;
 }
@@ -345,7 +511,8 @@ export type JobEvent =
 
 export interface JobResult {
   network: Network;
-  trainer: Trainer;
+  /** null for rule 'hebbian' (nothing to resume). */
+  trainer: Trainer | null;
   epochs: EpochStats[];
   evaluations: Evaluation[];
 }
@@ -401,6 +568,8 @@ export function evaluateNetwork(
     const fte = hiddenFeatures(net, data.x, rows, { visible });
     out.probeAccuracy = probeAccuracy(probe, fte, rows, data.labels.subarray(0, rows));
   }
+  if (ev.recall)
+    out.recallAccuracy = recallAccuracy(net, data, rows, { ...ev.recall, seed: opts.seed ?? 0 });
   if (opts.dataSpec?.kind === 'bas') out.optimum = basLogLikelihoodOptimum(opts.dataSpec.size);
   return out;
 }
@@ -409,8 +578,8 @@ export interface RunJobOptions {
   onEvent?: (e: JobEvent) => void;
   /** Continue from a saved model (its parameters and training state); same network spec. */
   resume?: { network: Network; state: Record<string, StateArray> };
-  /** Called after each epoch (checkpointing). */
-  afterEpoch?: (epoch: number, network: Network, trainer: Trainer) => void;
+  /** Called after each epoch (checkpointing); trainer is null for rule 'hebbian'. */
+  afterEpoch?: (epoch: number, network: Network, trainer: Trainer | null) => void;
 }
 
 /** Runs a job in this process: load data, build the network, train, evaluate on schedule. */
@@ -435,9 +604,6 @@ export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {
       'spec.network',
       `visible layer '${vis.name}' has ${vis.size} units but the data has ${data.dims} columns`,
     );
-  const trainer = new Trainer(net, spec.train);
-  if (opts.resume) trainer.restoreState(opts.resume.state);
-  else if (spec.init.visibleBiasFromData ?? true) initVisibleBias(net, columnMeans(data));
   const test = spec.evaluate.test ? loadData(spec.evaluate.test, spec.seed) : data;
   if (test.dims !== data.dims)
     throw new SpecError(
@@ -451,6 +617,23 @@ export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {
     rows: data.rows,
     dims: data.dims,
   });
+  if (spec.rule === 'hebbian') {
+    if (opts.resume)
+      throw new SpecError('spec.rule', "'hebbian' stores in one look: nothing to resume");
+    storeHebbian(net, data.x, data.rows);
+    const ev = evaluateNetwork(net, test, spec.evaluate, {
+      seed: spec.seed,
+      train: data,
+      epoch: 1,
+      dataSpec: spec.data,
+    });
+    onEvent({ type: 'evaluation', evaluation: ev });
+    opts.afterEpoch?.(1, net, null);
+    return { network: net, trainer: null, epochs: [], evaluations: [ev] };
+  }
+  const trainer = new Trainer(net, spec.train);
+  if (opts.resume) trainer.restoreState(opts.resume.state);
+  else if (spec.init.visibleBiasFromData ?? true) initVisibleBias(net, columnMeans(data));
   const epochs: EpochStats[] = [];
   const evaluations: Evaluation[] = [];
   const every = spec.evaluate.every ?? 1;
