@@ -156,6 +156,7 @@ function describeEvaluation(e: Evaluation): string {
   if (e.pseudoLogLikelihood !== undefined) parts.push(`pseudo-LL ${fmt(e.pseudoLogLikelihood)}`);
   if (e.reconstructionError !== undefined) parts.push(`recon ${fmt(e.reconstructionError)}`);
   if (e.probeAccuracy !== undefined) parts.push(`probe acc ${fmt(e.probeAccuracy)}`);
+  if (e.recallAccuracy !== undefined) parts.push(`recall acc ${fmt(e.recallAccuracy)}`);
   return parts.join('  ');
 }
 

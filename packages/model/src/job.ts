@@ -283,7 +283,8 @@ export function validateJobSpec(input: unknown): JobSpec {
         `${p}.network`,
         "must be a Hopfield network for rule 'hebbian' (one lateral ising layer and no connections: { hopfield: n })",
       );
-    if (Object.keys(trainIn).length > 0)
+    // (A validated spec carries train.seed: validation must accept its own output.)
+    if (Object.keys(trainIn).some((k) => k !== 'seed'))
       throw new SpecError(`${p}.train`, "is not used by rule 'hebbian' (storage is one look)");
     if (epochs !== 1)
       throw new SpecError(`${p}.epochs`, "must be 1 for rule 'hebbian' (storage is one look)");
