@@ -146,7 +146,8 @@ function str(v: unknown, path: string): string {
 
 const BINARIZE: BinarizeMode[] = ['threshold', 'none', 'bernoulli'];
 
-function validateData(d: unknown, path: string): DataSpec {
+/** Checks a data spec from untrusted input. @throws SpecError naming the field under `path` */
+export function validateData(d: unknown, path: string): DataSpec {
   if (!isRecord(d)) throw new SpecError(path, 'must be an object with a kind');
   const bin = (): { binarize?: BinarizeMode; threshold?: number } => {
     const out: { binarize?: BinarizeMode; threshold?: number } = {};

@@ -47,6 +47,8 @@ export {
   SubmitJobResponse,
   GetJobRequest,
   GetJobResponse,
+  ListJobsRequest,
+  ListJobsResponse,
   WatchJobRequest,
   WatchJobResponse,
   Job,
@@ -61,6 +63,24 @@ export {
   JobServiceClient,
   type JobServiceServer,
 } from './gen/spinmesh/v1/jobs.js';
+
+export {
+  ModelFormat,
+  modelFormatFromJSON,
+  modelFormatToJSON,
+  GetModelRequest,
+  ModelChunk,
+  Patterns,
+  SampleRequest,
+  SampleResponse,
+  CompleteRequest,
+  CompleteResponse,
+  EvaluateRequest,
+  EvaluateResponse,
+  ModelServiceService,
+  ModelServiceClient,
+  type ModelServiceServer,
+} from './gen/spinmesh/v1/models.js';
 
 export {
   BusCall,
@@ -84,6 +104,8 @@ export { type MessageFns, type DeepPartial } from './gen/spinmesh/v1/common.js';
 
 export { addHealthService, OVERALL_HEALTH, ServingStatus, type HealthReporter } from './health.js';
 export { ServerError, toServiceError } from './server-error.js';
+export { addReflectionService, DESCRIPTOR_SET_URL } from './reflection.js';
+export { AUTHORIZATION, bearerToken, tokenInterceptor, tokenMetadata } from './auth.js';
 
 /**
  * ShardAssignment.staleness meaning "no bound": a worker never waits for its peers' spins
@@ -96,6 +118,7 @@ export const ServiceNames = {
   peer: 'spinmesh.v1.PeerService',
   workerControl: 'spinmesh.v1.WorkerControl',
   jobs: 'spinmesh.v1.JobService',
+  models: 'spinmesh.v1.ModelService',
   bus: 'spinmesh.v1.BusService',
   health: 'grpc.health.v1.Health',
 } as const;

@@ -42,6 +42,16 @@ describe('generated code', () => {
     }
   });
 
+  it('ships the descriptor set that `npm run generate` builds (server reflection reads it)', () => {
+    const out = join(tmp, 'spinmesh.binpb');
+    execFileSync(buf, ['build', '--output', out], { cwd: root, stdio: 'pipe' });
+    const committed = readFileSync(join(root, 'packages/proto/descriptors/spinmesh.binpb'));
+    expect(
+      committed.equals(readFileSync(out)),
+      'packages/proto/descriptors/spinmesh.binpb is out of date with proto/: run npm run generate',
+    ).toBe(true);
+  });
+
   it('comes from proto files that pass buf lint', () => {
     execFileSync(buf, ['lint'], { cwd: root, stdio: 'pipe' });
   });

@@ -39,6 +39,22 @@ export interface CoordinatorConfig {
    * @defaultValue 20
    */
   maxRecoveries: number;
+  /**
+   * The token every client of JobService, ModelService and reflection must send (metadata
+   * `authorization: Bearer <token>`); the health service stays open for probes. null: no token.
+   */
+  apiToken: string | null;
+  /** TLS of the gRPC server: PEM files of its certificate and key; null: plaintext. */
+  tls: { certFile: string; keyFile: string } | null;
+  /** Model operations (Sample, Complete, Evaluate) running at once, one thread each. @defaultValue 2 */
+  modelOpsMax: number;
+  /**
+   * Largest gRPC message in bytes, received (a job spec, Complete's cues) or answered (samples,
+   * completions). @defaultValue 67108864 (64 MiB)
+   */
+  maxMessageBytes: number;
+  /** Most unit updates one model request may ask for (chains x sweeps x units). @defaultValue 1e10 */
+  maxUnitUpdates: number;
   /** Kernels for assembling and evaluating models: native, portable or auto. @defaultValue 'auto' */
   kernels: 'native' | 'portable' | 'auto';
   /** pino level. @defaultValue 'info' */
@@ -51,13 +67,19 @@ export interface CoordinatorConfig {
   stopOnStdinClose: boolean;
 }
 
-export const CONFIG_DEFAULTS: Omit<CoordinatorConfig, 'redis' | 'clusterSecret'> = {
+export const CONFIG_DEFAULTS: Omit<
+  CoordinatorConfig,
+  'redis' | 'clusterSecret' | 'apiToken' | 'tls'
+> = {
   listen: '0.0.0.0:7070',
   heartbeatTimeoutMs: 10_000,
   pollIntervalMs: 500,
   rpcTimeoutMs: 5_000,
   progressIntervalMs: 1_000,
   maxRecoveries: 20,
+  modelOpsMax: 2,
+  maxMessageBytes: 64 << 20,
+  maxUnitUpdates: 1e10,
   kernels: 'auto',
   logLevel: 'info',
   stopOnStdinClose: false,
@@ -108,6 +130,13 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
   const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
   if (stdin !== '0' && stdin !== '1')
     throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
+  const certFile = get('SPINMESH_TLS_CERT');
+  const keyFile = get('SPINMESH_TLS_KEY');
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new ConfigError(
+      certFile === undefined ? 'SPINMESH_TLS_CERT' : 'SPINMESH_TLS_KEY',
+      'must be set too: TLS needs both SPINMESH_TLS_CERT and SPINMESH_TLS_KEY',
+    );
   return {
     listen,
     redis: get('REDIS_URL') === undefined ? null : redisBusOptionsFromEnv(env),
@@ -117,6 +146,11 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     rpcTimeoutMs: int('SPINMESH_RPC_TIMEOUT_MS', CONFIG_DEFAULTS.rpcTimeoutMs, 1),
     progressIntervalMs: int('SPINMESH_PROGRESS_INTERVAL_MS', CONFIG_DEFAULTS.progressIntervalMs, 0),
     maxRecoveries: int('SPINMESH_MAX_RECOVERIES', CONFIG_DEFAULTS.maxRecoveries, 0),
+    apiToken: get('SPINMESH_API_TOKEN') ?? null,
+    tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : null,
+    modelOpsMax: int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),
+    maxMessageBytes: int('SPINMESH_MAX_MESSAGE_BYTES', CONFIG_DEFAULTS.maxMessageBytes, 1 << 20),
+    maxUnitUpdates: int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),
     kernels,
     logLevel,
     stopOnStdinClose: stdin === '1',

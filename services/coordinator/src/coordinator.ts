@@ -15,9 +15,11 @@ import {
 import type { Kernels } from '@spinmesh/kernels';
 import {
   assemble,
+  createHopfield,
   encodeModel,
   evaluateNetwork,
   loadData,
+  storeHebbian,
   type Dataset,
   type Evaluation,
 } from '@spinmesh/model';
@@ -300,6 +302,10 @@ export class Coordinator {
    * say what it waits for. @returns whether it started
    */
   private async schedule(job: StoredJob, pool: Pool, ahead: StoredJob | null): Promise<boolean> {
+    if (job.spec?.rule === 'hebbian') {
+      await this.storeInOneLook(job);
+      return true;
+    }
     const K = job.workers ?? 1;
     const rt = this.runtime(job.id);
     if (pool.length < K || ahead !== null) {
@@ -740,6 +746,56 @@ export class Coordinator {
     });
     if (tr.ok) log.info({ evaluation, modelBytes: bytes.length }, 'job completed');
     await this.stopWorkersOf(job.id);
+  }
+
+  /**
+   * A 'hebbian' job: the coordinator stores the patterns itself (one GEMM; no workers, no
+   * sampling), evaluates, stores the model and completes the job.
+   */
+  private async storeInOneLook(job: StoredJob): Promise<void> {
+    const tr = await this.bus.transitionJob(job.id, ['queued'], 'running', { reason: null });
+    if (!tr.ok) return;
+    const spec = job.spec!;
+    let evaluation: Evaluation;
+    let bytes: Uint8Array;
+    try {
+      const { train, test } = this.dataOf(job);
+      const net = createHopfield(spec.network.layers[0]!.size, this.opts.kernels);
+      storeHebbian(net, train.x, train.rows);
+      evaluation = finite(
+        evaluateNetwork(net, test, spec.evaluate, {
+          seed: spec.seed,
+          train,
+          epoch: 1,
+          dataSpec: spec.data,
+        }),
+      );
+      bytes = encodeModel(net, {
+        training: { spec, epoch: 1, step: 1, jobId: job.id, workers: 0 },
+        meta: { jobId: job.id, storedBy: 'coordinator (hebbian, one look)' },
+      });
+    } catch (err) {
+      if (err instanceof BusError) throw err;
+      await this.fail(job, `storing the patterns failed: ${(err as Error).message}`);
+      return;
+    }
+    await storeModel(this.bus, job.id, 1, bytes);
+    await this.bus.updateJobProgress(job.id, {
+      step: 1,
+      totalSteps: 1,
+      epoch: 1,
+      shardSteps: [1],
+      generation: 0,
+      restoredFromStep: 0,
+      recoveries: 0,
+    } satisfies ProgressRecord);
+    await this.event(job.id, { type: 'evaluation', at: this.now(), step: 1, evaluation });
+    const done = await this.bus.transitionJob(job.id, ['running'], 'completed', {
+      evaluation,
+      model: { shard: MODEL_SLOT, step: 1, bytes: bytes.length },
+    });
+    if (done.ok)
+      this.log.info({ jobId: job.id, evaluation, modelBytes: bytes.length }, 'job completed');
   }
 
   private async fail(job: StoredJob, message: string): Promise<void> {

@@ -3,30 +3,37 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
-  BusClosedError,
-  BusConnectionError,
-  InvalidArgumentError,
-  JobExistsError,
-  JobNotFoundError,
-  RemoteBusError,
   isTerminalState,
   type Bus,
   type JobEventRecord,
+  type JobState as BusJobState,
 } from '@spinmesh/bus';
-import { FormatError, SpecError } from '@spinmesh/model';
 import {
   JobServiceService,
+  JobState,
   ServerError,
   toServiceError,
   type JobServiceServer,
   type WatchJobResponse,
 } from '@spinmesh/proto';
 
-import { JobStateError, type Coordinator } from './coordinator.js';
+import type { Coordinator } from './coordinator.js';
+import { requireId, toStatusError, unary, writeMessage } from './handlers.js';
 import { parseSpecText } from './plan.js';
 import { toJobMessage, toWatchResponse, type StoredJob } from './records.js';
 
 const Status = grpc.status;
+
+const BUS_STATES: Partial<Record<JobState, BusJobState>> = {
+  [JobState.JOB_STATE_QUEUED]: 'queued',
+  [JobState.JOB_STATE_RUNNING]: 'running',
+  [JobState.JOB_STATE_COMPLETED]: 'completed',
+  [JobState.JOB_STATE_FAILED]: 'failed',
+  [JobState.JOB_STATE_CANCELLED]: 'cancelled',
+};
+
+/** Longest job spec accepted (1 MiB of text). */
+const MAX_SPEC_CHARS = 1 << 20;
 
 /** What the bus accepts as a job id. */
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -42,33 +49,6 @@ export interface JobServiceOptions {
 /** A JobService handle: add it to a server; close() ends the watch streams (at shutdown). */
 export interface JobServiceHandle {
   close(): void;
-}
-
-/** The status and message for what a handler threw. */
-function toStatusError(err: unknown, what: string, log: Logger): ServerError {
-  if (err instanceof ServerError) return err;
-  if (err instanceof SpecError) return new ServerError(Status.INVALID_ARGUMENT, err.message);
-  if (err instanceof FormatError) return new ServerError(Status.INVALID_ARGUMENT, err.message);
-  if (err instanceof InvalidArgumentError)
-    return new ServerError(Status.INVALID_ARGUMENT, err.message);
-  if (err instanceof JobNotFoundError) return new ServerError(Status.NOT_FOUND, err.message);
-  if (err instanceof JobExistsError) return new ServerError(Status.ALREADY_EXISTS, err.message);
-  if (err instanceof JobStateError) return new ServerError(Status.FAILED_PRECONDITION, err.message);
-  if (
-    err instanceof BusConnectionError ||
-    err instanceof BusClosedError ||
-    err instanceof RemoteBusError
-  ) {
-    log.warn({ err }, `${what}: state bus unavailable`);
-    return new ServerError(Status.UNAVAILABLE, `${what} failed: the state bus is unavailable`);
-  }
-  log.warn({ err }, `${what} failed`);
-  return new ServerError(Status.INTERNAL, `${what} failed`);
-}
-
-function requireId(id: string): string {
-  if (id === '') throw new ServerError(Status.INVALID_ARGUMENT, 'job_id must not be empty');
-  return id;
 }
 
 /** Adds JobService to `server`. */
@@ -88,33 +68,83 @@ export function addJobService(server: grpc.Server, opts: JobServiceOptions): Job
     return job;
   };
 
-  const unary =
-    <Req, Res>(what: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
-    (call, callback) => {
-      fn(call.request).then(
-        (res) => callback(null, res),
-        (err: unknown) => callback(toServiceError(toStatusError(err, what, log), what), null),
-      );
-    };
-
   const impl: JobServiceServer = {
-    submitJob: unary('SubmitJob', async (req) => {
+    submitJob: unary(log, 'SubmitJob', async (req) => {
       if (req.jobId !== '' && !JOB_ID.test(req.jobId))
         throw new ServerError(
           Status.INVALID_ARGUMENT,
           `job_id must be 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit (got '${req.jobId.slice(0, 40)}')`,
+        );
+      if (req.spec.length > MAX_SPEC_CHARS)
+        throw new ServerError(
+          Status.RESOURCE_EXHAUSTED,
+          `spec is ${req.spec.length} characters, more than the ${MAX_SPEC_CHARS} a job spec may have (data go in files the spec names, not in the spec)`,
         );
       const input = parseSpecText(req.spec);
       const job = await coordinator.submit(input, req.jobId);
       return { job: toJobMessage(job, 0) };
     }),
 
-    getJob: unary('GetJob', async (req) => {
+    getJob: unary(log, 'GetJob', async (req) => {
       const job = await getJob(req.jobId);
       return { job: toJobMessage(job, await generationOf(job.id)) };
     }),
 
-    cancelJob: unary('CancelJob', async (req) => {
+    listJobs: unary(log, 'ListJobs', async (req) => {
+      if (req.pageSize > 1000)
+        throw new ServerError(
+          Status.INVALID_ARGUMENT,
+          `page_size must be at most 1000 (got ${req.pageSize})`,
+        );
+      const states: (BusJobState | undefined)[] = req.states.length === 0 ? [undefined] : [];
+      for (const [i, st] of req.states.entries()) {
+        const name = BUS_STATES[st];
+        if (name === undefined)
+          throw new ServerError(
+            Status.INVALID_ARGUMENT,
+            `states[${i}] must be one of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED (got ${st})`,
+          );
+        if (!states.includes(name)) states.push(name);
+      }
+      // The token is '<index into states>.<the bus's token>' (empty: that state from its start).
+      let at = 0;
+      let busToken: string | undefined;
+      if (req.pageToken !== '') {
+        const m = /^(\d+)\.(.*)$/.exec(req.pageToken);
+        if (!m || Number(m[1]) >= states.length)
+          throw new ServerError(
+            Status.INVALID_ARGUMENT,
+            'page_token is not a token of this listing (pass next_page_token as it came, with the same states)',
+          );
+        at = Number(m[1]);
+        busToken = m[2] === '' ? undefined : m[2];
+      }
+      const pageSize = req.pageSize === 0 ? 100 : req.pageSize;
+      const jobs: StoredJob[] = [];
+      let next = '';
+      while (at < states.length && jobs.length < pageSize) {
+        const state = states[at];
+        const page = await bus.listJobs({
+          pageSize: pageSize - jobs.length,
+          ...(state ? { state } : {}),
+          ...(busToken !== undefined ? { pageToken: busToken } : {}),
+        });
+        jobs.push(...(page.jobs as StoredJob[]));
+        if (page.nextPageToken !== null) {
+          busToken = page.nextPageToken;
+          next = `${at}.${busToken}`;
+          if (jobs.length >= pageSize) break;
+        } else {
+          busToken = undefined;
+          at++;
+          next = at < states.length ? `${at}.` : '';
+        }
+      }
+      const generations = await Promise.all(jobs.map((j) => generationOf(j.id)));
+      return { jobs: jobs.map((j, i) => toJobMessage(j, generations[i]!)), nextPageToken: next };
+    }),
+
+    cancelJob: unary(log, 'CancelJob', async (req) => {
       await getJob(req.jobId);
       const job = await coordinator.cancel(req.jobId);
       return { job: toJobMessage(job, await generationOf(job.id)) };
@@ -133,21 +163,7 @@ export function addJobService(server: grpc.Server, opts: JobServiceOptions): Job
       };
       watchers.add(finish);
       call.on('cancelled', () => finish());
-      // Waits for the client to take what was written (a cancelled call resolves it too).
-      const write = (msg: WatchJobResponse): Promise<void> =>
-        new Promise((resolve) => {
-          if (call.write(msg)) {
-            resolve();
-            return;
-          }
-          const go = (): void => {
-            call.off('drain', go);
-            call.off('cancelled', go);
-            resolve();
-          };
-          call.on('drain', go);
-          call.on('cancelled', go);
-        });
+      const write = (msg: WatchJobResponse): Promise<void> => writeMessage(call, msg);
       const run = async (): Promise<void> => {
         await getJob(id);
         let after: string | undefined = call.request.afterEventId || undefined;

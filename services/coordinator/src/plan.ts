@@ -52,6 +52,7 @@ export function planJob(
   load: typeof loadData = loadData,
 ): JobPlan & { data: Dataset } {
   const validated = validateJobSpec(input);
+  if (validated.rule === 'hebbian') return planOneLook(validated, load);
   // Workers see their peers' 1-bit spins, never their probabilities: a sharded run can only use
   // sampled statistics (and so the single-process reference is runJob with the same setting).
   const statistics = validated.train.statistics ?? 'samples';
@@ -115,4 +116,27 @@ export function planJob(
     totalSteps: spec.epochs * stepsPerEpoch,
     data,
   };
+}
+
+/**
+ * A job of rule 'hebbian' (Hopfield storage in one look): one step, no workers. The coordinator
+ * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
+ * with no sampling loop to distribute.
+ */
+function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Dataset } {
+  let data: Dataset;
+  try {
+    data = load(spec.data, spec.seed);
+  } catch (e) {
+    if (e instanceof SpecError) throw e;
+    throw new SpecError('spec.data', `cannot be loaded: ${(e as Error).message}`);
+  }
+  const n = spec.network.layers[0]!.size;
+  if (data.dims !== n)
+    throw new SpecError(
+      'spec.network',
+      `the Hopfield network has ${n} units but the data has ${data.dims} columns`,
+    );
+  const layout: ShardLayout = [{ [spec.network.layers[0]!.name]: [0, n] }];
+  return { spec, layout, rows: data.rows, stepsPerEpoch: 1, totalSteps: 1, data };
 }

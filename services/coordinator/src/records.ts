@@ -135,6 +135,7 @@ export function toEvaluation(e: ModelEvaluation): Evaluation {
   copy('pseudoLogLikelihood');
   copy('reconstructionError');
   copy('probeAccuracy');
+  copy('recallAccuracy');
   copy('optimum');
   return out;
 }

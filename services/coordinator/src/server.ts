@@ -1,6 +1,7 @@
 // The coordinator process put together: the state bus (Redis, or in-process and served to the
 // workers over gRPC), the gRPC server (JobService, health, the bus), the control loop, and an
 // orderly shutdown.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { BUS_SERVER_OPTIONS, MemoryBus, RedisBus, serveBus, type Bus } from '@spinmesh/bus';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
@@ -9,12 +10,16 @@ import {
   ServiceNames,
   ServingStatus,
   addHealthService,
+  addReflectionService,
+  tokenInterceptor,
   type HealthReporter,
 } from '@spinmesh/proto';
 
 import type { CoordinatorConfig } from './config.js';
 import { Coordinator } from './coordinator.js';
 import { addJobService, type JobServiceHandle } from './job-service.js';
+import { addModelService } from './model-service.js';
+import { ModelRunner } from './model-runner.js';
 import type { Logger } from './log.js';
 import { WorkerClients } from './worker-client.js';
 
@@ -68,12 +73,44 @@ export async function startCoordinator(
     maxRecoveries: config.maxRecoveries,
   });
 
-  const server = new grpc.Server(BUS_SERVER_OPTIONS);
+  // The in-process bus carries checkpoints: its messages may be far larger than the API's.
+  const server = new grpc.Server({
+    ...(inProcessBus
+      ? BUS_SERVER_OPTIONS
+      : {
+          'grpc.max_receive_message_length': config.maxMessageBytes,
+          'grpc.max_send_message_length': config.maxMessageBytes,
+        }),
+    // The bus checks the cluster secret itself; health stays open for probes.
+    ...(config.apiToken !== null
+      ? {
+          interceptors: [
+            tokenInterceptor(config.apiToken, [ServiceNames.health, ServiceNames.bus]),
+          ],
+        }
+      : {}),
+  });
   const health: HealthReporter = addHealthService(server, {
     [ServiceNames.jobs]: ServingStatus.SERVING,
+    [ServiceNames.models]: ServingStatus.SERVING,
     ...(inProcessBus ? { [ServiceNames.bus]: ServingStatus.SERVING } : {}),
   });
   const jobs: JobServiceHandle = addJobService(server, { bus, coordinator, log });
+  const runner = new ModelRunner({ kernels: config.kernels, maxConcurrent: config.modelOpsMax });
+  addModelService(server, {
+    bus,
+    runner,
+    kernels,
+    log,
+    maxMessageBytes: config.maxMessageBytes,
+    maxUnitUpdates: config.maxUnitUpdates,
+  });
+  addReflectionService(server, [
+    ServiceNames.jobs,
+    ServiceNames.models,
+    ServiceNames.health,
+    ...(inProcessBus ? [ServiceNames.bus] : []),
+  ]);
   if (inProcessBus) {
     serveBus(server, bus, {
       ...(config.clusterSecret !== null ? { secret: config.clusterSecret } : {}),
@@ -81,7 +118,7 @@ export async function startCoordinator(
     });
   }
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(config.listen, serverCredentials(config), (err, p) =>
       err ? reject(err) : resolve(p),
     );
   });
@@ -113,6 +150,7 @@ export async function startCoordinator(
         clearInterval(healthTimer);
         health.shutdown();
         jobs.close();
+        await runner.close();
         await coordinator.stop();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
@@ -130,4 +168,24 @@ export async function startCoordinator(
       return closing;
     },
   };
+}
+
+/** Plaintext, or TLS from the config's PEM files. @throws Error naming the file that cannot be read */
+function serverCredentials(config: CoordinatorConfig): grpc.ServerCredentials {
+  if (!config.tls) return grpc.ServerCredentials.createInsecure();
+  const read = (file: string, variable: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(
+        `${variable}: ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
+    }
+  };
+  return grpc.ServerCredentials.createSsl(null, [
+    {
+      cert_chain: read(config.tls.certFile, 'SPINMESH_TLS_CERT'),
+      private_key: read(config.tls.keyFile, 'SPINMESH_TLS_KEY'),
+    },
+  ]);
 }

@@ -4,7 +4,13 @@ import { CONFIG_DEFAULTS, ConfigError, configFromEnv } from '../src/config.js';
 describe('configFromEnv', () => {
   it('has documented defaults and an in-process bus without REDIS_URL', () => {
     const c = configFromEnv({});
-    expect(c).toEqual({ ...CONFIG_DEFAULTS, redis: null, clusterSecret: null });
+    expect(c).toEqual({
+      ...CONFIG_DEFAULTS,
+      redis: null,
+      clusterSecret: null,
+      apiToken: null,
+      tls: null,
+    });
   });
 
   it('reads every variable', () => {
@@ -21,6 +27,12 @@ describe('configFromEnv', () => {
       SPINMESH_KERNELS: 'portable',
       SPINMESH_LOG_LEVEL: 'warn',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
+      SPINMESH_API_TOKEN: 'tok',
+      SPINMESH_TLS_CERT: '/etc/spinmesh/cert.pem',
+      SPINMESH_TLS_KEY: '/etc/spinmesh/key.pem',
+      SPINMESH_MODEL_OPS_MAX: '3',
+      SPINMESH_MAX_MESSAGE_BYTES: '2097152',
+      SPINMESH_MAX_UNIT_UPDATES: '1000000',
     });
     expect(c).toEqual({
       listen: '127.0.0.1:0',
@@ -31,6 +43,11 @@ describe('configFromEnv', () => {
       rpcTimeoutMs: 700,
       progressIntervalMs: 0,
       maxRecoveries: 3,
+      apiToken: 'tok',
+      tls: { certFile: '/etc/spinmesh/cert.pem', keyFile: '/etc/spinmesh/key.pem' },
+      modelOpsMax: 3,
+      maxMessageBytes: 2097152,
+      maxUnitUpdates: 1000000,
       kernels: 'portable',
       logLevel: 'warn',
       stopOnStdinClose: true,
@@ -44,8 +61,19 @@ describe('configFromEnv', () => {
     ['SPINMESH_KERNELS', 'gpu'],
     ['SPINMESH_LOG_LEVEL', 'loud'],
     ['SPINMESH_STOP_ON_STDIN_CLOSE', 'yes'],
+    ['SPINMESH_MODEL_OPS_MAX', '0'],
+    ['SPINMESH_MAX_MESSAGE_BYTES', '1000'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));
+  });
+
+  it('needs both TLS files, naming the missing one', () => {
+    expect(() => configFromEnv({ SPINMESH_TLS_CERT: '/c.pem' })).toThrow(
+      /^SPINMESH_TLS_KEY must be set too/,
+    );
+    expect(() => configFromEnv({ SPINMESH_TLS_KEY: '/k.pem' })).toThrow(
+      /^SPINMESH_TLS_CERT must be set too/,
+    );
   });
 });

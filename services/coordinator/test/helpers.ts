@@ -25,6 +25,8 @@ export function testConfig(extra: Partial<CoordinatorConfig> = {}): CoordinatorC
     listen: '127.0.0.1:0',
     redis: null,
     clusterSecret: null,
+    apiToken: null,
+    tls: null,
     pollIntervalMs: 50,
     progressIntervalMs: 0,
     ...extra,

@@ -290,19 +290,29 @@ export interface NpyManifest {
  */
 export function exportNpyDir(network: Network, dir: string): void {
   mkdirSync(dir, { recursive: true });
+  for (const f of npyFiles(network)) writeFileSync(join(dir, f.file), f.bytes);
+}
+
+/** The files exportNpyDir writes, in memory: one .npy per parameter, then manifest.json. */
+export function npyFiles(network: Network): { file: string; bytes: Uint8Array }[] {
   const manifest: NpyManifest = {
     format: 'spinmesh-npy',
     version: 1,
     network: network.spec,
     arrays: [],
   };
+  const out: { file: string; bytes: Uint8Array }[] = [];
   for (const p of network.parameters()) {
     network.kernels.download(p.data);
     const file = `${p.name}.npy`;
-    writeNpy(join(dir, file), p.data, p.shape);
+    out.push({ file, bytes: encodeNpy(p.data, p.shape) });
     manifest.arrays.push({ name: p.name, file, shape: p.shape, dtype: '<f4' });
   }
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  out.push({
+    file: 'manifest.json',
+    bytes: Buffer.from(JSON.stringify(manifest, null, 2) + '\n'),
+  });
+  return out;
 }
 
 /**

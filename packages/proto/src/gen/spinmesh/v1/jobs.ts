@@ -120,6 +120,25 @@ export interface GetJobResponse {
   job?: Job | undefined;
 }
 
+export interface ListJobsRequest {
+  /** Most jobs in one page, 0-1000; 0 means 100. */
+  pageSize: number;
+  /** ListJobsResponse.next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
+  /**
+   * Only jobs in one of these states; empty: every state. With more than one state the pages
+   * go through the states in the order given.
+   */
+  states: JobState[];
+}
+
+export interface ListJobsResponse {
+  /** The jobs of this page, oldest first. */
+  jobs: Job[];
+  /** Pass as page_token for the next page; empty when this is the last. */
+  nextPageToken: string;
+}
+
 export interface WatchJobRequest {
   /** The job's id. */
   jobId: string;
@@ -258,7 +277,14 @@ export interface Evaluation {
     | number
     | undefined;
   /** The best possible average log-likelihood, where known (bars-and-stripes: -log #patterns). */
-  optimum?: number | undefined;
+  optimum?:
+    | number
+    | undefined;
+  /**
+   * Fraction of units restored by greedy completion from cues with a fraction of their units
+   * flipped (evaluate.recall; Hopfield memories).
+   */
+  recallAccuracy?: number | undefined;
 }
 
 /** A change of the workers that hold a job's shards. */
@@ -594,6 +620,218 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
   fromPartial(object: DeepPartial<GetJobResponse>): GetJobResponse {
     const message = createBaseGetJobResponse();
     message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
+    return message;
+  },
+};
+
+function createBaseListJobsRequest(): ListJobsRequest {
+  return { pageSize: 0, pageToken: "", states: [] };
+}
+
+export const ListJobsRequest: MessageFns<ListJobsRequest> = {
+  encode(message: ListJobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.states.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.states) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListJobsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListJobsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.states.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.states.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListJobsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      states: globalThis.Array.isArray(object?.states) ? object.states.map((e: any) => jobStateFromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListJobsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.states?.length) {
+      obj.states = message.states.map((e) => jobStateToJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListJobsRequest>): ListJobsRequest {
+    return ListJobsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListJobsRequest>): ListJobsRequest {
+    const message = createBaseListJobsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.states = object.states?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListJobsResponse(): ListJobsResponse {
+  return { jobs: [], nextPageToken: "" };
+}
+
+export const ListJobsResponse: MessageFns<ListJobsResponse> = {
+  encode(message: ListJobsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.jobs) {
+      Job.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListJobsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListJobsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobs.push(Job.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListJobsResponse {
+    return {
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => Job.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListJobsResponse): unknown {
+    const obj: any = {};
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => Job.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListJobsResponse>): ListJobsResponse {
+    return ListJobsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListJobsResponse>): ListJobsResponse {
+    const message = createBaseListJobsResponse();
+    message.jobs = object.jobs?.map((e) => Job.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -1434,6 +1672,7 @@ function createBaseEvaluation(): Evaluation {
     reconstructionError: undefined,
     probeAccuracy: undefined,
     optimum: undefined,
+    recallAccuracy: undefined,
   };
 }
 
@@ -1468,6 +1707,9 @@ export const Evaluation: MessageFns<Evaluation> = {
     }
     if (message.optimum !== undefined) {
       writer.uint32(81).double(message.optimum);
+    }
+    if (message.recallAccuracy !== undefined) {
+      writer.uint32(89).double(message.recallAccuracy);
     }
     return writer;
   },
@@ -1565,6 +1807,14 @@ export const Evaluation: MessageFns<Evaluation> = {
             message.optimum = reader.double();
             continue;
           }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.recallAccuracy = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1621,6 +1871,11 @@ export const Evaluation: MessageFns<Evaluation> = {
         ? globalThis.Number(object.probe_accuracy)
         : undefined,
       optimum: isSet(object.optimum) ? globalThis.Number(object.optimum) : undefined,
+      recallAccuracy: isSet(object.recallAccuracy)
+        ? globalThis.Number(object.recallAccuracy)
+        : isSet(object.recall_accuracy)
+        ? globalThis.Number(object.recall_accuracy)
+        : undefined,
     };
   },
 
@@ -1656,6 +1911,9 @@ export const Evaluation: MessageFns<Evaluation> = {
     if (message.optimum !== undefined) {
       obj.optimum = floatToJson(message.optimum);
     }
+    if (message.recallAccuracy !== undefined) {
+      obj.recallAccuracy = floatToJson(message.recallAccuracy);
+    }
     return obj;
   },
 
@@ -1674,6 +1932,7 @@ export const Evaluation: MessageFns<Evaluation> = {
     message.reconstructionError = object.reconstructionError ?? undefined;
     message.probeAccuracy = object.probeAccuracy ?? undefined;
     message.optimum = object.optimum ?? undefined;
+    message.recallAccuracy = object.recallAccuracy ?? undefined;
     return message;
   },
 };
@@ -2157,6 +2416,16 @@ export const JobServiceService = {
     responseSerialize: (value: GetJobResponse): Buffer => Buffer.from(GetJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetJobResponse => GetJobResponse.decode(value),
   },
+  /** The jobs, oldest first, a page at a time; optionally only those in some states. */
+  listJobs: {
+    path: "/spinmesh.v1.JobService/ListJobs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListJobsRequest): Buffer => Buffer.from(ListJobsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListJobsRequest => ListJobsRequest.decode(value),
+    responseSerialize: (value: ListJobsResponse): Buffer => Buffer.from(ListJobsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListJobsResponse => ListJobsResponse.decode(value),
+  },
   /**
    * The job's events, oldest first: a late watcher gets the whole history first, then the new
    * events as they happen. The stream ends after the event that moves the job into a final
@@ -2196,6 +2465,8 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   submitJob: handleUnaryCall<SubmitJobRequest, SubmitJobResponse>;
   /** The job's current record. */
   getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
+  /** The jobs, oldest first, a page at a time; optionally only those in some states. */
+  listJobs: handleUnaryCall<ListJobsRequest, ListJobsResponse>;
   /**
    * The job's events, oldest first: a late watcher gets the whole history first, then the new
    * events as they happen. The stream ends after the event that moves the job into a final
@@ -2246,6 +2517,22 @@ export interface JobServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetJobResponse) => void,
+  ): ClientUnaryCall;
+  /** The jobs, oldest first, a page at a time; optionally only those in some states. */
+  listJobs(
+    request: ListJobsRequest,
+    callback: (error: ServiceError | null, response: ListJobsResponse) => void,
+  ): ClientUnaryCall;
+  listJobs(
+    request: ListJobsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListJobsResponse) => void,
+  ): ClientUnaryCall;
+  listJobs(
+    request: ListJobsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListJobsResponse) => void,
   ): ClientUnaryCall;
   /**
    * The job's events, oldest first: a late watcher gets the whole history first, then the new

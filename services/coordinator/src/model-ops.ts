@@ -1,0 +1,65 @@
+// The work of ModelService's Sample, Complete and Evaluate: pure functions of a model file and
+// a request, run on a worker thread (model-thread.ts) so that a long evaluation never stalls
+// the coordinator's control loop, and can be stopped when its caller goes away.
+import type { Kernels } from '@spinmesh/kernels';
+import {
+  completePattern,
+  decodeModel,
+  evaluateNetwork,
+  loadData,
+  sampleNetwork,
+  type CompleteOptions,
+  type CompleteResult,
+  type DataSpec,
+  type EvaluateSpec,
+  type Evaluation,
+  type JobSpec,
+  type SampleOptions,
+  type SampleResult,
+} from '@spinmesh/model';
+
+export type ModelOp =
+  | { kind: 'sample'; model: Uint8Array; options: SampleOptions }
+  | { kind: 'complete'; model: Uint8Array; options: CompleteOptions }
+  | {
+      kind: 'evaluate';
+      model: Uint8Array;
+      /** The job's spec (its data and evaluation data). */
+      spec: JobSpec;
+      /** The data to evaluate on; null: the job's evaluation data. */
+      data: DataSpec | null;
+      evaluate: EvaluateSpec;
+      seed: number;
+    };
+
+export type ModelOpResult =
+  | { kind: 'sample'; result: SampleResult }
+  | { kind: 'complete'; result: CompleteResult }
+  | { kind: 'evaluate'; result: { evaluation: Evaluation; rows: number } };
+
+/** Runs one operation. @throws SpecError or FormatError for a request the model cannot serve */
+export function runModelOp(op: ModelOp, kernels: Kernels): ModelOpResult {
+  const { network } = decodeModel(op.model, kernels, 'the job model');
+  switch (op.kind) {
+    case 'sample':
+      return { kind: 'sample', result: sampleNetwork(network, op.options) };
+    case 'complete':
+      return { kind: 'complete', result: completePattern(network, op.options) };
+    case 'evaluate': {
+      const spec = op.spec;
+      const dataSpec = op.data ?? spec.evaluate.test ?? spec.data;
+      const data = loadData(dataSpec, spec.seed);
+      const train = op.evaluate.probe ? loadData(spec.data, spec.seed) : data;
+      const evaluation = evaluateNetwork(network, data, op.evaluate, {
+        seed: op.seed,
+        train,
+        epoch: spec.epochs,
+        dataSpec,
+      });
+      return {
+        kind: 'evaluate',
+        result: { evaluation, rows: Math.min(data.rows, op.evaluate.limit ?? data.rows) },
+      };
+    }
+  }
+}

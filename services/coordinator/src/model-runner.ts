@@ -1,0 +1,107 @@
+// Runs model operations on worker threads, at most `maxConcurrent` at a time: one thread per
+// operation, terminated when the caller's deadline passes or the caller goes away.
+import { Worker } from 'node:worker_threads';
+import * as grpc from '@grpc/grpc-js';
+import { ServerError } from '@spinmesh/proto';
+import type { ModelOp, ModelOpResult } from './model-ops.js';
+
+/** What a thread posts back. */
+export type ThreadReply = { ok: ModelOpResult } | { error: { user: boolean; message: string } };
+
+/**
+ * The thread's script: next to this module in dist/; from the TypeScript sources (the tests),
+ * the built copy in dist/ (`npm run build` makes it).
+ */
+const THREAD_URL = import.meta.url.endsWith('.ts')
+  ? new URL('../dist/model-thread.js', import.meta.url)
+  : new URL('./model-thread.js', import.meta.url);
+
+export interface ModelRunnerOptions {
+  kernels: 'native' | 'portable' | 'auto';
+  /** Operations running at once; more are refused with RESOURCE_EXHAUSTED. */
+  maxConcurrent: number;
+}
+
+export class ModelRunner {
+  private running = 0;
+  private readonly threads = new Set<Worker>();
+
+  constructor(private readonly opts: ModelRunnerOptions) {}
+
+  /** Operations running now. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /**
+   * Runs `op` on a thread of its own. Rejects with a ServerError: RESOURCE_EXHAUSTED when
+   * maxConcurrent run already, DEADLINE_EXCEEDED or CANCELLED when stopped, INVALID_ARGUMENT
+   * for a request the model cannot serve.
+   */
+  run(
+    op: ModelOp,
+    what: string,
+    call: grpc.ServerUnaryCall<unknown, unknown>,
+  ): Promise<ModelOpResult> {
+    if (this.running >= this.opts.maxConcurrent)
+      return Promise.reject(
+        new ServerError(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `${what}: ${this.running} model operations are running, the most this coordinator runs at once (SPINMESH_MODEL_OPS_MAX); try again later`,
+        ),
+      );
+    this.running++;
+    return new Promise<ModelOpResult>((resolve, reject) => {
+      const thread = new Worker(THREAD_URL, { workerData: { kernels: this.opts.kernels } });
+      this.threads.add(thread);
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        this.running--;
+        this.threads.delete(thread);
+        clearTimeout(timer);
+        call.off('cancelled', onCancel);
+        fn();
+        void thread.terminate();
+      };
+      const deadline = call.getDeadline();
+      const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline - Date.now();
+      const timer = setTimeout(
+        () =>
+          settle(() =>
+            reject(
+              new ServerError(
+                grpc.status.DEADLINE_EXCEEDED,
+                `${what}: the deadline passed before the work was done; it was stopped`,
+              ),
+            ),
+          ),
+        Number.isFinite(ms) ? Math.max(0, Math.min(ms, 2 ** 31 - 1)) : 2 ** 31 - 1,
+      );
+      const onCancel = (): void =>
+        settle(() =>
+          reject(new ServerError(grpc.status.CANCELLED, `${what}: the caller cancelled the call`)),
+        );
+      call.on('cancelled', onCancel);
+      thread.once('message', (reply: ThreadReply) =>
+        settle(() => {
+          if ('ok' in reply) resolve(reply.ok);
+          else if (reply.error.user)
+            reject(new ServerError(grpc.status.INVALID_ARGUMENT, reply.error.message));
+          else reject(new Error(reply.error.message));
+        }),
+      );
+      thread.once('error', (err) => settle(() => reject(err)));
+      thread.once('exit', (code) =>
+        settle(() => reject(new Error(`model operation thread exited with code ${code}`))),
+      );
+      thread.postMessage(op);
+    });
+  }
+
+  /** Stops every running operation (at shutdown). */
+  async close(): Promise<void> {
+    await Promise.all([...this.threads].map((t) => t.terminate()));
+  }
+}
