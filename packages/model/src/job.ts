@@ -243,10 +243,21 @@ function validateNetwork(n: unknown, path: string): NetworkSpec {
   return validateNetworkSpec(n, path);
 }
 
+/**
+ * A field given as null (`epochs:` with nothing after it in YAML) is a mistake, not a request for
+ * the default: it is refused, naming the field.
+ */
+function rejectNulls(v: unknown, path: string): void {
+  if (v === null) throw new SpecError(path, 'is null: give it a value or leave it out');
+  if (Array.isArray(v)) v.forEach((x, i) => rejectNulls(x, `${path}[${i}]`));
+  else if (isRecord(v)) for (const [k, x] of Object.entries(v)) rejectNulls(x, `${path}.${k}`);
+}
+
 /** Checks a job spec from untrusted input (parsed YAML or JSON). @throws SpecError naming the field */
 export function validateJobSpec(input: unknown): JobSpec {
   const p = 'spec';
   if (!isRecord(input)) throw new SpecError(p, 'must be an object');
+  rejectNulls(input, p);
   onlyKeys(
     input,
     [
