@@ -566,7 +566,9 @@ export function evaluateNetwork(
     out.aisHigh = r.logLikelihoodHigh;
   }
   if (ev.pseudo) out.pseudoLogLikelihood = pseudoLogLikelihood(net, data.x, rows, { visible });
-  if (ev.recon ?? true)
+  // By default only where it is defined: mean-field reconstruction needs a visible layer without
+  // lateral weights.
+  if (ev.recon ?? !net.layers[0]!.lateral)
     out.reconstructionError = reconstructionError(net, data.x, rows, { visible });
   if (ev.probe) {
     const train = opts.train;
