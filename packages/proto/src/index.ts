@@ -106,6 +106,14 @@ export { addHealthService, OVERALL_HEALTH, ServingStatus, type HealthReporter } 
 export { ServerError, toServiceError } from './server-error.js';
 export { addReflectionService, DESCRIPTOR_SET_URL } from './reflection.js';
 export { AUTHORIZATION, bearerToken, tokenInterceptor, tokenMetadata } from './auth.js';
+export {
+  PLAINTEXT,
+  TlsConfigError,
+  channelCredentials,
+  serverCredentials,
+  tlsFromEnv,
+  type TlsConfig,
+} from './tls.js';
 
 /**
  * ShardAssignment.staleness meaning "no bound": a worker never waits for its peers' spins
