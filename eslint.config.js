@@ -137,23 +137,16 @@ export default tseslint.config(
     },
   },
   {
-    // The worker may use kernels, model, bus and proto; nothing above it (client, coordinator).
-    files: ['services/worker/**/*.ts'],
+    // telemetry (metrics of the services, their health probe) depends on proto only.
+    files: ['packages/telemetry/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
             {
-              group: [
-                '@spinmesh/*',
-                '!@spinmesh/kernels',
-                '!@spinmesh/model',
-                '!@spinmesh/bus',
-                '!@spinmesh/proto',
-                '!@spinmesh/worker',
-              ],
-              message: 'worker depends only on kernels, model, bus and proto.',
+              group: ['@spinmesh/*', '!@spinmesh/telemetry', '!@spinmesh/proto'],
+              message: 'telemetry depends on no other spinmesh package than proto.',
             },
             {
               group: ['@spinmesh/*/*'],
@@ -170,8 +163,44 @@ export default tseslint.config(
     },
   },
   {
-    // The coordinator may use kernels, model, bus and proto, and the worker's public entry for
-    // the layout of what workers leave on the bus (its protocol); nothing above it (client).
+    // The worker may use kernels, model, bus, proto and telemetry; nothing above it (client,
+    // coordinator).
+    files: ['services/worker/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '@spinmesh/*',
+                '!@spinmesh/kernels',
+                '!@spinmesh/model',
+                '!@spinmesh/bus',
+                '!@spinmesh/proto',
+                '!@spinmesh/telemetry',
+                '!@spinmesh/worker',
+              ],
+              message: 'worker depends only on kernels, model, bus, proto and telemetry.',
+            },
+            {
+              group: ['@spinmesh/*/*'],
+              message:
+                'Import a package through its public entry (@spinmesh/<name>), not its files.',
+            },
+            {
+              group: ['../../packages/*', '../../../packages/*', '**/packages/*/src/**'],
+              message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The coordinator may use kernels, model, bus, proto and telemetry, and the worker's public
+    // entry for the layout of what workers leave on the bus (its protocol); nothing above it
+    // (client).
     files: ['services/coordinator/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -185,10 +214,12 @@ export default tseslint.config(
                 '!@spinmesh/model',
                 '!@spinmesh/bus',
                 '!@spinmesh/proto',
+                '!@spinmesh/telemetry',
                 '!@spinmesh/worker',
                 '!@spinmesh/coordinator',
               ],
-              message: 'coordinator depends only on kernels, model, bus, proto and worker.',
+              message:
+                'coordinator depends only on kernels, model, bus, proto, telemetry and worker.',
             },
             {
               group: ['@spinmesh/*/*'],

@@ -10,6 +10,7 @@ export default defineConfig({
       '@spinmesh/kernels': src('kernels'),
       '@spinmesh/model': src('model'),
       '@spinmesh/proto': src('proto'),
+      '@spinmesh/telemetry': src('telemetry'),
       '@spinmesh/worker': fileURLToPath(new URL('./services/worker/src/index.ts', import.meta.url)),
       '@spinmesh/coordinator': fileURLToPath(
         new URL('./services/coordinator/src/index.ts', import.meta.url),

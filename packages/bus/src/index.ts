@@ -17,6 +17,7 @@ export {
   RedisBus,
   redisBusOptionsFromEnv,
   REDIS_BUS_DEFAULTS,
+  REDIS_ENV_VARS,
   type RedisBusOptions,
   type RedisTlsOptions,
 } from './redis.js';

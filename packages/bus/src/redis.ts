@@ -172,6 +172,15 @@ export const REDIS_BUS_DEFAULTS = {
   connectionName: 'spinmesh-bus',
 } as const;
 
+/** The variables redisBusOptionsFromEnv reads (services list them with their own). */
+export const REDIS_ENV_VARS = [
+  'REDIS_URL',
+  'REDIS_USERNAME',
+  'REDIS_PASSWORD',
+  'REDIS_TLS_CA',
+  'SPINMESH_REDIS_PREFIX',
+] as const;
+
 /**
  * Reads the bus's settings from the environment:
  * - `REDIS_URL`: `redis://` or `rediss://` URL (default `redis://127.0.0.1:6379`)

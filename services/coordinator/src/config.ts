@@ -1,7 +1,7 @@
 // The coordinator's settings, read once from the environment in main (README.md lists every
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
-import { redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 
 export interface CoordinatorConfig {
   /**
@@ -55,6 +55,13 @@ export interface CoordinatorConfig {
   maxMessageBytes: number;
   /** Most unit updates one model request may ask for (chains x sweeps x units). @defaultValue 1e10 */
   maxUnitUpdates: number;
+  /**
+   * host:port of the HTTP endpoint of the coordinator's Prometheus metrics (/metrics) and
+   * liveness (/healthz); port 0 picks a free one (the `metrics listening` log line says which).
+   * null (the value `off`): no endpoint.
+   * @defaultValue '127.0.0.1:0' (local clusters never collide; containers set 0.0.0.0:9464)
+   */
+  metricsListen: string | null;
   /** Kernels for assembling and evaluating models: native, portable or auto. @defaultValue 'auto' */
   kernels: 'native' | 'portable' | 'auto';
   /** pino level. @defaultValue 'info' */
@@ -80,10 +87,33 @@ export const CONFIG_DEFAULTS: Omit<
   modelOpsMax: 2,
   maxMessageBytes: 64 << 20,
   maxUnitUpdates: 1e10,
+  metricsListen: '127.0.0.1:0',
   kernels: 'auto',
   logLevel: 'info',
   stopOnStdinClose: false,
 };
+
+/** Every variable configFromEnv reads (the deployment's test holds compose files to it). */
+export const COORDINATOR_ENV_VARS = [
+  'SPINMESH_COORDINATOR_LISTEN',
+  ...REDIS_ENV_VARS,
+  'SPINMESH_CLUSTER_SECRET',
+  'SPINMESH_HEARTBEAT_TIMEOUT_MS',
+  'SPINMESH_COORDINATOR_POLL_MS',
+  'SPINMESH_RPC_TIMEOUT_MS',
+  'SPINMESH_PROGRESS_INTERVAL_MS',
+  'SPINMESH_MAX_RECOVERIES',
+  'SPINMESH_API_TOKEN',
+  'SPINMESH_TLS_CERT',
+  'SPINMESH_TLS_KEY',
+  'SPINMESH_MODEL_OPS_MAX',
+  'SPINMESH_MAX_MESSAGE_BYTES',
+  'SPINMESH_MAX_UNIT_UPDATES',
+  'SPINMESH_METRICS_LISTEN',
+  'SPINMESH_KERNELS',
+  'SPINMESH_LOG_LEVEL',
+  'SPINMESH_STOP_ON_STDIN_CLOSE',
+] as const;
 
 /** A variable with a bad value. */
 export class ConfigError extends Error {
@@ -137,6 +167,9 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
       certFile === undefined ? 'SPINMESH_TLS_CERT' : 'SPINMESH_TLS_KEY',
       'must be set too: TLS needs both SPINMESH_TLS_CERT and SPINMESH_TLS_KEY',
     );
+  const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen ?? 'off';
+  if (metrics !== 'off' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(metrics))
+    throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);
   return {
     listen,
     redis: get('REDIS_URL') === undefined ? null : redisBusOptionsFromEnv(env),
@@ -151,6 +184,7 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     modelOpsMax: int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),
     maxMessageBytes: int('SPINMESH_MAX_MESSAGE_BYTES', CONFIG_DEFAULTS.maxMessageBytes, 1 << 20),
     maxUnitUpdates: int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),
+    metricsListen: metrics === 'off' ? null : metrics,
     kernels,
     logLevel,
     stopOnStdinClose: stdin === '1',

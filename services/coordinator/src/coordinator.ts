@@ -24,6 +24,7 @@ import {
   type Evaluation,
 } from '@spinmesh/model';
 import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
+import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import { buildAssignment, shardRanges, type PlacedShard } from './assignment.js';
 import { MODEL_SLOT, storeModel } from './model-store.js';
@@ -58,6 +59,8 @@ export interface CoordinatorOptions {
   /** Loads data sets (tests replace it). */
   loadData?: typeof loadData;
   now?: () => number;
+  /** Metrics to feed: submissions, progress, recoveries, evaluations (jobs, workers: on demand). */
+  metrics?: CoordinatorMetrics;
 }
 
 /** A request the job's state does not allow (cancelling a finished job). */
@@ -182,6 +185,7 @@ export class Coordinator {
       totalSteps: plan.totalSteps,
     };
     const record = (await this.bus.createJob({ id, ...fields })) as StoredJob;
+    this.opts.metrics?.jobSubmitted();
     this.runtime(id).data = { train: plan.data, test: this.testData(plan, plan.data) };
     this.log.info(
       {
@@ -453,6 +457,7 @@ export class Coordinator {
     const last = job.progress?.evaluation?.epoch ?? 0;
     if (epoch >= spec.epochs || Math.floor(epoch / every) <= Math.floor(last / every)) return;
     let evaluation: Evaluation;
+    const t0 = performance.now();
     try {
       const { train, test } = this.dataOf(job);
       const exports = await this.shardState.checkpointExports(
@@ -482,6 +487,7 @@ export class Coordinator {
       this.log.warn({ jobId: job.id, err, step }, 'evaluation from checkpoints failed');
       return;
     }
+    this.opts.metrics?.evaluation(job.id, evaluation, (performance.now() - t0) / 1000);
     const e: EvaluationEvent = { type: 'evaluation', at: this.now(), step, evaluation };
     await this.event(job.id, e);
     const current = (await this.bus.getJob(job.id)) as StoredJob | null;
@@ -515,6 +521,7 @@ export class Coordinator {
       recoveries: previous?.recoveries ?? 0,
     };
     await this.bus.updateJobProgress(job.id, record);
+    this.opts.metrics?.jobProgress(job.id, { step, totalSteps: total, epoch, generation });
     const e: ProgressEvent = {
       type: 'progress',
       at: now,
@@ -575,6 +582,7 @@ export class Coordinator {
       const p = problems.get(s.shardId);
       if (!p || !p.replace) keep.set(s.shardId, s.workerId);
     }
+    this.opts.metrics?.jobRecovered();
     await this.place(job, a, keep, pool, lines.join('; '), recoveries);
   }
 
@@ -629,6 +637,7 @@ export class Coordinator {
       recoveries,
     };
     await this.bus.updateJobProgress(job.id, progress);
+    this.opts.metrics?.jobProgress(job.id, progress);
     const message =
       `generation ${generation}: ` +
       shards.map((p) => `shard ${p.shardId} on ${p.workerId}`).join(', ') +
@@ -707,6 +716,8 @@ export class Coordinator {
     const total = job.totalSteps ?? 0;
     let evaluation: Evaluation;
     let bytes: Uint8Array;
+    let seconds: number;
+    const t0 = performance.now();
     try {
       const exports = await this.shardState.exports(this.bus, job.id, job.workers ?? 1, total);
       if (!exports) return; // an export went missing under us (a rollback): the next pass sees it
@@ -720,6 +731,7 @@ export class Coordinator {
           dataSpec: spec.data,
         }),
       );
+      seconds = (performance.now() - t0) / 1000;
       bytes = encodeModel(net, {
         training: {
           spec,
@@ -738,6 +750,13 @@ export class Coordinator {
       return;
     }
     await storeModel(this.bus, job.id, total, bytes);
+    this.opts.metrics?.evaluation(job.id, evaluation, seconds);
+    this.opts.metrics?.jobProgress(job.id, {
+      step: total,
+      totalSteps: total,
+      epoch: spec.epochs,
+      generation: a.generation,
+    });
     const e: EvaluationEvent = { type: 'evaluation', at: this.now(), step: total, evaluation };
     await this.event(job.id, e);
     const tr = await this.bus.transitionJob(job.id, ['running'], 'completed', {
@@ -758,6 +777,8 @@ export class Coordinator {
     const spec = job.spec!;
     let evaluation: Evaluation;
     let bytes: Uint8Array;
+    let seconds: number;
+    const t0 = performance.now();
     try {
       const { train, test } = this.dataOf(job);
       const net = createHopfield(spec.network.layers[0]!.size, this.opts.kernels);
@@ -770,6 +791,7 @@ export class Coordinator {
           dataSpec: spec.data,
         }),
       );
+      seconds = (performance.now() - t0) / 1000;
       bytes = encodeModel(net, {
         training: { spec, epoch: 1, step: 1, jobId: job.id, workers: 0 },
         meta: { jobId: job.id, storedBy: 'coordinator (hebbian, one look)' },
@@ -780,6 +802,8 @@ export class Coordinator {
       return;
     }
     await storeModel(this.bus, job.id, 1, bytes);
+    this.opts.metrics?.evaluation(job.id, evaluation, seconds);
+    this.opts.metrics?.jobProgress(job.id, { step: 1, totalSteps: 1, epoch: 1, generation: 0 });
     await this.bus.updateJobProgress(job.id, {
       step: 1,
       totalSteps: 1,
@@ -804,6 +828,21 @@ export class Coordinator {
     });
     if (tr.ok) this.log.error({ jobId: job.id }, `job failed: ${message}`);
     await this.stopWorkersOf(job.id);
+  }
+
+  /** Counts jobs by state and live workers into the metrics (before a scrape). */
+  async refreshMetrics(): Promise<void> {
+    const m = this.opts.metrics;
+    if (!m) return;
+    const counts: Record<string, number> = {};
+    let pageToken: string | null = null;
+    do {
+      const page = await this.bus.listJobs({ pageSize: 1000, ...(pageToken ? { pageToken } : {}) });
+      for (const j of page.jobs) counts[j.state] = (counts[j.state] ?? 0) + 1;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== null);
+    m.setJobCounts(counts);
+    m.setWorkersAlive((await this.bus.listWorkers()).length);
   }
 
   /** Stops the workers of a job's assignment (best effort: they may be gone). */

@@ -1,6 +1,12 @@
 // Public entry of @spinmesh/coordinator: the coordinator as a library (tests, the embedded
 // local cluster) and the helpers clients need to read its results. The process is main.ts.
-export { configFromEnv, ConfigError, CONFIG_DEFAULTS, type CoordinatorConfig } from './config.js';
+export {
+  configFromEnv,
+  ConfigError,
+  CONFIG_DEFAULTS,
+  COORDINATOR_ENV_VARS,
+  type CoordinatorConfig,
+} from './config.js';
 export { Coordinator, JobStateError, newJobId, type CoordinatorOptions } from './coordinator.js';
 export { startCoordinator, type CoordinatorServer, type StartOptions } from './server.js';
 export { addJobService, type JobServiceHandle, type JobServiceOptions } from './job-service.js';

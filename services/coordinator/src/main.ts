@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The coordinator process: `node services/coordinator/dist/main.js`. Reads its environment
 // (README.md lists every variable), serves until SIGTERM or SIGINT, then shuts down in order.
+import { CoordinatorMetrics, startMetricsServer } from '@spinmesh/telemetry';
+
 import { ConfigError, configFromEnv, type CoordinatorConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startCoordinator } from './server.js';
@@ -17,13 +19,24 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const server = await startCoordinator(config, log);
+  const metrics = new CoordinatorMetrics();
+  const server = await startCoordinator(config, log, { metrics });
+  const metricsServer =
+    config.metricsListen === null
+      ? null
+      : await startMetricsServer({
+          registry: metrics.registry,
+          listen: config.metricsListen,
+          beforeScrape: () => server.coordinator.refreshMetrics(),
+          onError: (err) => log.warn({ err }, 'metrics endpoint error'),
+        });
+  if (metricsServer !== null) log.info({ address: metricsServer.address }, 'metrics listening');
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, 'shutting down');
-    server.close().then(
+    Promise.all([server.close(), metricsServer?.close()]).then(
       () => {
         log.info('stopped');
         process.exit(0);

@@ -14,6 +14,7 @@ import {
   tokenInterceptor,
   type HealthReporter,
 } from '@spinmesh/proto';
+import { withRpcMetrics, type CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import type { CoordinatorConfig } from './config.js';
 import { Coordinator } from './coordinator.js';
@@ -38,6 +39,8 @@ export interface StartOptions {
   /** Use this bus instead of the one the config says (the caller closes it). */
   bus?: Bus;
   kernels?: Kernels;
+  /** Metrics to feed (RPCs, jobs, evaluations); main serves them on /metrics. */
+  metrics?: CoordinatorMetrics;
 }
 
 /** Starts a coordinator as the config says. */
@@ -71,10 +74,11 @@ export async function startCoordinator(
     pollIntervalMs: config.pollIntervalMs,
     progressIntervalMs: config.progressIntervalMs,
     maxRecoveries: config.maxRecoveries,
+    metrics: options.metrics,
   });
 
   // The in-process bus carries checkpoints: its messages may be far larger than the API's.
-  const server = new grpc.Server({
+  const serverOptions: grpc.ServerOptions = {
     ...(inProcessBus
       ? BUS_SERVER_OPTIONS
       : {
@@ -89,7 +93,8 @@ export async function startCoordinator(
           ],
         }
       : {}),
-  });
+  };
+  const server = new grpc.Server(withRpcMetrics(options.metrics?.rpc, serverOptions));
   const health: HealthReporter = addHealthService(server, {
     [ServiceNames.jobs]: ServingStatus.SERVING,
     [ServiceNames.models]: ServingStatus.SERVING,

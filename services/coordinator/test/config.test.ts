@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { CONFIG_DEFAULTS, ConfigError, configFromEnv } from '../src/config.js';
+import {
+  CONFIG_DEFAULTS,
+  COORDINATOR_ENV_VARS,
+  ConfigError,
+  configFromEnv,
+} from '../src/config.js';
 
 describe('configFromEnv', () => {
   it('has documented defaults and an in-process bus without REDIS_URL', () => {
@@ -33,6 +38,7 @@ describe('configFromEnv', () => {
       SPINMESH_MODEL_OPS_MAX: '3',
       SPINMESH_MAX_MESSAGE_BYTES: '2097152',
       SPINMESH_MAX_UNIT_UPDATES: '1000000',
+      SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
     });
     expect(c).toEqual({
       listen: '127.0.0.1:0',
@@ -48,6 +54,7 @@ describe('configFromEnv', () => {
       modelOpsMax: 3,
       maxMessageBytes: 2097152,
       maxUnitUpdates: 1000000,
+      metricsListen: '0.0.0.0:9464',
       kernels: 'portable',
       logLevel: 'warn',
       stopOnStdinClose: true,
@@ -63,6 +70,7 @@ describe('configFromEnv', () => {
     ['SPINMESH_STOP_ON_STDIN_CLOSE', 'yes'],
     ['SPINMESH_MODEL_OPS_MAX', '0'],
     ['SPINMESH_MAX_MESSAGE_BYTES', '1000'],
+    ['SPINMESH_METRICS_LISTEN', '9464'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));
@@ -75,5 +83,25 @@ describe('configFromEnv', () => {
     expect(() => configFromEnv({ SPINMESH_TLS_KEY: '/k.pem' })).toThrow(
       /^SPINMESH_TLS_CERT must be set too/,
     );
+  });
+
+  it('turns the metrics endpoint off', () => {
+    expect(configFromEnv({ SPINMESH_METRICS_LISTEN: 'off' }).metricsListen).toBeNull();
+  });
+
+  it('lists every variable it reads in COORDINATOR_ENV_VARS', () => {
+    const read = new Set<string>();
+    const record = (values: Record<string, string>): Record<string, string | undefined> =>
+      new Proxy(values, {
+        get: (target, name) => {
+          if (typeof name === 'string') read.add(name);
+          return typeof name === 'string' ? target[name] : undefined;
+        },
+      });
+    configFromEnv(record({}));
+    configFromEnv(record({ REDIS_URL: 'redis://r:1' }));
+    const listed: readonly string[] = COORDINATOR_ENV_VARS;
+    expect([...read].filter((v) => !listed.includes(v))).toEqual([]);
+    expect(read.size).toBe(listed.length);
   });
 });

@@ -3,7 +3,7 @@
 // message naming the variable.
 import { hostname } from 'node:os';
 
-import { redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 
 /** Where the worker's state bus is. */
 export type BusConfig =
@@ -61,6 +61,14 @@ export interface WorkerConfig {
   drainMs: number;
   /** Least time between two progress reports (events and spin snapshots), in ms. @defaultValue 1000 */
   progressMs: number;
+  /**
+   * host:port of the HTTP endpoint of the worker's Prometheus metrics (/metrics) and liveness
+   * (/healthz); port 0 picks a free one (the `metrics listening` log line and the bus
+   * registration's `meta.metrics` say which). null (the value `off`): no endpoint.
+   * @defaultValue '127.0.0.1:0' (several workers on one machine never collide; containers set
+   * 0.0.0.0:9464)
+   */
+  metricsListen: string | null;
   /** pino level. @defaultValue 'info' */
   logLevel: string;
   /**
@@ -78,8 +86,28 @@ export const CONFIG_DEFAULTS = {
   debugSlowdown: 1,
   drainMs: 8000,
   progressMs: 1000,
+  metricsListen: '127.0.0.1:0',
   logLevel: 'info',
 } as const;
+
+/** Every variable configFromEnv reads (the deployment's test holds compose files to it). */
+export const WORKER_ENV_VARS = [
+  'SPINMESH_WORKER_ID',
+  'SPINMESH_WORKER_LISTEN',
+  'SPINMESH_WORKER_ADVERTISE',
+  'SPINMESH_BUS_ADDRESS',
+  ...REDIS_ENV_VARS,
+  'SPINMESH_CLUSTER_SECRET',
+  'SPINMESH_KERNELS',
+  'OPENBLAS_NUM_THREADS',
+  'SPINMESH_HEARTBEAT_MS',
+  'SPINMESH_DEBUG_SLOWDOWN',
+  'SPINMESH_WORKER_DRAIN_MS',
+  'SPINMESH_PROGRESS_MS',
+  'SPINMESH_METRICS_LISTEN',
+  'SPINMESH_LOG_LEVEL',
+  'SPINMESH_STOP_ON_STDIN_CLOSE',
+] as const;
 
 /** A variable with a bad value. */
 export class ConfigError extends Error {
@@ -164,6 +192,9 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
   const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
   if (stdin !== '0' && stdin !== '1')
     throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
+  const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen;
+  if (metrics !== 'off' && !HOST_PORT.test(metrics))
+    throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);
   return {
     workerId,
     listen,
@@ -176,6 +207,7 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
     debugSlowdown,
     drainMs: int('SPINMESH_WORKER_DRAIN_MS', CONFIG_DEFAULTS.drainMs, 0),
     progressMs: int('SPINMESH_PROGRESS_MS', CONFIG_DEFAULTS.progressMs, 0),
+    metricsListen: metrics === 'off' ? null : metrics,
     logLevel,
     stopOnStdinClose: stdin === '1',
   };

@@ -9,6 +9,7 @@ export {
   defaultWorkerId,
   ConfigError,
   CONFIG_DEFAULTS,
+  WORKER_ENV_VARS,
   type WorkerConfig,
   type BusConfig,
 } from './config.js';

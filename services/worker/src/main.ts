@@ -6,6 +6,7 @@
 // Exit codes: 0 after a drained shutdown, 1 when it cannot start or fails, 2 for a bad setting.
 import { loadKernels } from '@spinmesh/kernels';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
+import { WorkerMetrics, startMetricsServer, type MetricsServer } from '@spinmesh/telemetry';
 
 import { ConfigError, configFromEnv, type WorkerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   const log: Logger = createLogger(config.workerId, config.logLevel);
   let bus: Bus | null = null;
   let worker: Worker | null = null;
+  let metricsServer: MetricsServer | null = null;
   let exiting = false;
   const shutdown = async (why: string): Promise<void> => {
     if (exiting) return;
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
     log.info({ reason: why }, 'stopping');
     try {
       await worker?.shutdown();
+      await metricsServer?.close();
       await bus?.close();
       process.exit(0);
     } catch (err) {
@@ -65,6 +68,16 @@ async function main(): Promise<void> {
       },
       'starting',
     );
+    const metrics = new WorkerMetrics();
+    if (config.metricsListen !== null) {
+      metricsServer = await startMetricsServer({
+        registry: metrics.registry,
+        listen: config.metricsListen,
+        beforeScrape: () => worker?.refreshMetrics(),
+        onError: (err) => log.warn({ err: String(err) }, 'metrics endpoint error'),
+      });
+      log.info({ address: metricsServer.address }, 'metrics listening');
+    }
     worker = await Worker.start({
       id: config.workerId,
       listen: config.listen,
@@ -78,10 +91,13 @@ async function main(): Promise<void> {
       drainMs: config.drainMs,
       progressMs: config.progressMs,
       cores: config.blasThreads,
+      metrics,
+      ...(metricsServer !== null ? { meta: { metrics: metricsServer.address } } : {}),
     });
     if (exiting) await worker.shutdown();
   } catch (err) {
     log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
+    await metricsServer?.close();
     await bus?.close().catch(() => {});
     process.exit(1);
   }

@@ -24,6 +24,7 @@ import {
   type SpinFrame,
   type StalenessSummary,
 } from '@spinmesh/proto';
+import type { ShardSample, WorkerMetrics } from '@spinmesh/telemetry';
 
 import {
   JobLoadError,
@@ -66,6 +67,8 @@ export interface RunDeps {
   progressMs: number;
   /** Data loader (tests may count calls). @defaultValue loadData */
   loadData?: typeof loadData;
+  /** Takes the shard's figures with every progress report. */
+  metrics?: WorkerMetrics;
 }
 
 /** What Stop answers. */
@@ -96,6 +99,8 @@ export class ShardRun {
   private stopping: { checkpoint: boolean } | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
   private lastCheckpoint = 0;
+  /** When the newest checkpoint was written or restored (ms since the epoch). */
+  private checkpointAtMs: number | null = null;
   private lastReport = 0;
   private reporting = false;
   private baseline: ShardStats | null = null;
@@ -232,6 +237,7 @@ export class ShardRun {
     this.job = job;
     this.baseline = tr.stats();
     this.trainer = tr;
+    tr.monitorNextUpdate();
     this.lastReport = Date.now();
     const early = this.early;
     this.early = [];
@@ -266,6 +272,7 @@ export class ShardRun {
       throw new JobLoadError(`restore_from_step ${step}: slot ${slot} holds an export`);
     tr.restore(c.data);
     this.lastCheckpoint = step;
+    this.checkpointAtMs = Date.now();
     this.log.info({ step, slot, bytes: c.data.length }, 'restored from checkpoint');
   }
 
@@ -404,6 +411,7 @@ export class ShardRun {
       return;
     }
     this.lastCheckpoint = step;
+    this.checkpointAtMs = Date.now();
     this.log.debug({ step, slot, bytes: bytes.length }, 'checkpoint written');
     await this.event(ShardEvents.checkpoint, { step, slot, bytes: bytes.length });
   }
@@ -453,6 +461,7 @@ export class ShardRun {
     const tr = this.trainer;
     if (tr === null) return;
     this.lastReport = now;
+    this.deps.metrics?.observeShard(this, this.metricsSample());
     this.reporting = true;
     const step = tr.position.applied;
     const s = this.counters();
@@ -615,6 +624,48 @@ export class ShardRun {
       framesSent: sum('framesSent'),
       framesReceived: sum('framesReceived'),
       peers,
+    };
+  }
+
+  /**
+   * The shard's figures since the assignment, for the metrics (counts since this run started,
+   * whatever the checkpoint it restored), and a request to the trainer to measure its next
+   * update, which the next sample reports.
+   */
+  metricsSample(): ShardSample {
+    const tr = this.trainer;
+    const now = tr?.stats() ?? null;
+    const base = this.baseline;
+    const since = (k: 'spinUpdates' | 'sweeps' | 'updatesApplied'): number =>
+      now !== null && base !== null ? now[k] - base[k] : 0;
+    const u = tr?.lastUpdateStats ?? null;
+    tr?.monitorNextUpdate();
+    return {
+      jobId: this.jobId,
+      shard: this.shardId,
+      step: this.step,
+      totalSteps: this.totalSteps,
+      checkpointStep: this.lastCheckpoint,
+      checkpointAtMs: this.checkpointAtMs,
+      spinUpdates: since('spinUpdates'),
+      sweeps: since('sweeps'),
+      weightUpdates: since('updatesApplied'),
+      staleness: now?.spinStaleness.map((n, d) => n - (base?.spinStaleness[d] ?? 0)) ?? [],
+      peers: this.counters().peers.map((p) => ({
+        peer: p.shardId,
+        bytesSent: p.bytesSent,
+        bytesReceived: p.bytesReceived,
+        messagesSent: p.framesSent,
+        messagesReceived: p.framesReceived,
+        messagesResent: p.framesResent,
+        reconnects: p.reconnects,
+      })),
+      update: u && {
+        updateNorm: u.updateNorm,
+        learningRate: u.learningRate,
+        dataCorrelation: u.dataCorrelation,
+        modelCorrelation: u.modelCorrelation,
+      },
     };
   }
 

@@ -22,6 +22,7 @@ import {
   type WorkerControlServer,
   type WorkerStatus,
 } from '@spinmesh/proto';
+import { withRpcMetrics, type WorkerMetrics } from '@spinmesh/telemetry';
 
 import type { Logger } from './log.js';
 import { PeerServer, SECRET_METADATA } from './peers.js';
@@ -59,6 +60,8 @@ export interface WorkerOptions {
   cores?: number;
   /** Extra facts for the bus registration. */
   meta?: JsonObject;
+  /** Metrics to feed: RPCs (a server interceptor), the shard's figures, the worker's state. */
+  metrics?: WorkerMetrics;
 }
 
 const STATES: Record<RunState, WorkerState> = {
@@ -98,10 +101,12 @@ export class Worker {
     this.log = opts.log;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
     this.secret = opts.clusterSecret ? digest(opts.clusterSecret) : null;
-    this.server = new grpc.Server({
-      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-    });
+    this.server = new grpc.Server(
+      withRpcMetrics(opts.metrics?.rpc, {
+        'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+        'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      }),
+    );
     this.health = addHealthService(this.server, {
       [ServiceNames.peer]: ServingStatus.SERVING,
       [ServiceNames.workerControl]: ServingStatus.SERVING,
@@ -271,6 +276,7 @@ export class Worker {
           'new assignment generation: rolling back',
         );
         await cur.abort();
+        this.observe(cur);
       }
       this.peers.setAssignment(a.jobId, a.generation);
       const run = new ShardRun(a, {
@@ -283,6 +289,7 @@ export class Worker {
         slowdown: this.opts.debugSlowdown ?? 1,
         drainMs: this.opts.drainMs ?? 8000,
         progressMs: this.opts.progressMs ?? 1000,
+        metrics: this.opts.metrics,
       });
       this.run = run;
       run.start();
@@ -319,6 +326,7 @@ export class Worker {
 
   private release(run: ShardRun): void {
     if (this.run !== run) return;
+    this.observe(run);
     this.run = null;
     this.peers.clearAssignment();
   }
@@ -361,6 +369,19 @@ export class Worker {
       totalSteps: r.totalSteps,
       peers: c.peers,
     };
+  }
+
+  /** Brings the metrics up to date (before a scrape): the shard's figures, the worker's state. */
+  refreshMetrics(): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    const r = this.run;
+    if (r !== null) this.observe(r);
+    m.setState(r === null || r.state === 'stopped' ? 'idle' : r.state);
+  }
+
+  private observe(run: ShardRun): void {
+    this.opts.metrics?.observeShard(run, run.metricsSample());
   }
 
   /** Routes a peer's frame to the run of its job and generation. */

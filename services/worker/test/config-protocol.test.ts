@@ -10,6 +10,7 @@ import {
   checkpointSlots,
   commonCheckpointStep,
   configFromEnv,
+  WORKER_ENV_VARS,
   decodeShardExport,
   defaultWorkerId,
   encodeShardExport,
@@ -31,6 +32,7 @@ describe('configFromEnv', () => {
       debugSlowdown: 1,
       drainMs: 8000,
       progressMs: 1000,
+      metricsListen: '127.0.0.1:0',
       logLevel: 'info',
       stopOnStdinClose: false,
     });
@@ -52,6 +54,7 @@ describe('configFromEnv', () => {
       SPINMESH_DEBUG_SLOWDOWN: '2.5',
       SPINMESH_WORKER_DRAIN_MS: '100',
       SPINMESH_PROGRESS_MS: '0',
+      SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
       SPINMESH_LOG_LEVEL: 'debug',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
     });
@@ -67,11 +70,27 @@ describe('configFromEnv', () => {
       debugSlowdown: 2.5,
       drainMs: 100,
       progressMs: 0,
+      metricsListen: '0.0.0.0:9464',
       logLevel: 'debug',
       stopOnStdinClose: true,
     });
     const r = configFromEnv({ REDIS_URL: 'redis://r:1', SPINMESH_REDIS_PREFIX: 'p' });
     expect(r.bus).toEqual({ kind: 'redis', options: { url: 'redis://r:1', prefix: 'p' } });
+    expect(configFromEnv({ SPINMESH_METRICS_LISTEN: 'off' }).metricsListen).toBeNull();
+  });
+
+  it('lists every variable it reads in WORKER_ENV_VARS', () => {
+    const read = new Set<string>();
+    const env = new Proxy({} as Record<string, string | undefined>, {
+      get: (_, name) => {
+        if (typeof name === 'string') read.add(name);
+        return undefined;
+      },
+    });
+    configFromEnv(env);
+    const listed: readonly string[] = WORKER_ENV_VARS;
+    expect([...read].filter((v) => !listed.includes(v))).toEqual([]);
+    expect(read.size).toBe(listed.length);
   });
 
   it('refuses bad values, naming the variable', () => {
@@ -87,6 +106,7 @@ describe('configFromEnv', () => {
       [{ SPINMESH_WORKER_DRAIN_MS: '-1' }, 'SPINMESH_WORKER_DRAIN_MS'],
       [{ SPINMESH_LOG_LEVEL: 'loud' }, 'SPINMESH_LOG_LEVEL'],
       [{ SPINMESH_STOP_ON_STDIN_CLOSE: 'yes' }, 'SPINMESH_STOP_ON_STDIN_CLOSE'],
+      [{ SPINMESH_METRICS_LISTEN: '9464' }, 'SPINMESH_METRICS_LISTEN'],
     ];
     for (const [env, variable] of bad) {
       let err: unknown;

@@ -149,12 +149,35 @@ export interface ShardStats {
   /** weightLag[d]: stages drawn with the updates of the last d steps not yet applied. */
   weightLag: number[];
   stagesDrawn: number;
+  /** Units drawn: rows x own units of every layer drawn (one spin update each). */
+  spinUpdates: number;
+  /** Gibbs sweeps completed, positive phase included (whether or not this shard drew in them). */
+  sweeps: number;
   updatesApplied: number;
   messagesSent: number;
   /** Payload bytes sent, counted once per recipient. */
   bytesSent: number;
   messagesReceived: number;
   bytesReceived: number;
+}
+
+/**
+ * One update measured on request (monitorNextUpdate), over the weights and laterals this shard
+ * owns: those it exports, so the figures of all shards make up the whole network's (the norms
+ * add in squares, the means weighted by owned weights).
+ */
+export interface ShardUpdateStats {
+  /** The update's step. */
+  step: number;
+  learningRate: number;
+  /** Euclidean norm of the change of the owned weights and laterals (momentum, decay included). */
+  updateNorm: number;
+  /** Owned weights and laterals (off-diagonal) the figures are over; 0: NaN means. */
+  weights: number;
+  /** Mean over the owned weights of <x_i x_j> over the data-phase rows (states, not centred). */
+  dataCorrelation: number;
+  /** The same over the model-phase rows. */
+  modelCorrelation: number;
 }
 
 interface Slab {
@@ -314,8 +337,12 @@ export class ShardTrainer {
   private readonly orders = new Map<number, Uint32Array>();
   private spinHist: number[] = [0];
   private lagHist: number[] = [0];
+  private monitorNext = false;
+  private monitored: ShardUpdateStats | null = null;
   private counters = {
     stagesDrawn: 0,
+    spinUpdates: 0,
+    sweeps: 0,
     updatesApplied: 0,
     messagesSent: 0,
     bytesSent: 0,
@@ -896,6 +923,9 @@ export class ShardTrainer {
       for (const l of st.layers) if (this.own[l]) this.drawLayer(l, X, rows, t, p);
       this.counters.stagesDrawn++;
     }
+    const next = this.plan.stages[p + 1];
+    if (next === undefined || next.phase !== st.phase || next.sweep !== st.sweep)
+      this.counters.sweeps++;
     this.p++;
     if (this.p === this.P) {
       this.savePending(t);
@@ -928,6 +958,7 @@ export class ShardTrainer {
     const n = layer.size;
     const [a, b] = this.own[l]!;
     const w = b - a;
+    this.counters.spinUpdates += rows * w;
     const f = this.fieldBuf[l]!;
     let beta = 0;
     for (const c of net.connections) {
@@ -1105,6 +1136,8 @@ export class ShardTrainer {
     const lr = learningRateAt(o.learningRate, o.schedule, u);
     const centring = o.centring;
     const total = R + C;
+    const monitor = this.monitorNext ? this.correlations(u, lr, R, C) : null;
+    this.monitorNext = false;
     // 1. centre and scale the stacked statistics; bias gradients of own units
     for (const l of net.layers) {
       const i = l.index;
@@ -1272,6 +1305,7 @@ export class ShardTrainer {
       if (Lm) step(Lm, this.latVel[l.index]!, this.latGrad[l.index]!, true);
     }
     for (const h of this.held) if (h) for (const s of h.slabs) step(s.data, s.vel, s.grad, true);
+    if (monitor) this.monitored = { ...monitor, updateNorm: this.ownedUpdateNorm(lr) };
     // 5. offsets (own units and replicas alike): running means of the data phase
     if (centring) {
       const nu = o.centringRate;
@@ -1389,6 +1423,131 @@ export class ShardTrainer {
       }
     }
     return out;
+  }
+
+  /**
+   * Measures the next update applied (lastUpdateStats). Costs about one pass over the shard's
+   * states and owned weights, so callers ask for one update in many (a worker: one a report).
+   */
+  monitorNextUpdate(): void {
+    this.monitorNext = true;
+  }
+
+  /** The last update measured since monitorNextUpdate(), or null. */
+  get lastUpdateStats(): ShardUpdateStats | null {
+    return this.monitored;
+  }
+
+  /** <x_i x_j> means over the owned weights, from the raw stacked states (before centring). */
+  private correlations(
+    step: number,
+    learningRate: number,
+    R: number,
+    C: number,
+  ): Omit<ShardUpdateStats, 'updateNorm'> {
+    const k = this.kernels;
+    let weights = 0;
+    let data = 0;
+    let model = 0;
+    // Sum over rows r of (sum_i x_ri)(sum_j x_rj), i over rows r0..r1 of S, j over c0..c1 of U.
+    const blockSum = (
+      S: Float32Array,
+      ldS: number,
+      r0: number,
+      r1: number,
+      U: Float32Array,
+      ldU: number,
+      c0: number,
+      c1: number,
+      row0: number,
+      rows: number,
+    ): number => {
+      let s = 0;
+      for (let r = row0; r < row0 + rows; r++) {
+        let a = 0;
+        let b = 0;
+        for (let i = r0; i < r1; i++) a += S[r * ldS + i]!;
+        for (let j = c0; j < c1; j++) b += U[r * ldU + j]!;
+        s += a * b;
+      }
+      return s;
+    };
+    for (const h of this.held) {
+      if (!h) continue;
+      const S = this.primary[h.from]!;
+      const U = this.primary[h.to]!;
+      k.download(S);
+      k.download(U);
+      for (const t of h.tiles) {
+        if (t.a !== this.shard) continue;
+        weights += (t.r1 - t.r0) * (t.c1 - t.c0);
+        data += blockSum(S, h.nf, t.r0, t.r1, U, h.nt, t.c0, t.c1, 0, R) / R;
+        model += blockSum(S, h.nf, t.r0, t.r1, U, h.nt, t.c0, t.c1, R, C) / C;
+      }
+    }
+    for (const l of this.net.layers) {
+      if (!this.lateral[l.index] || !this.own[l.index]) continue;
+      const n = l.size;
+      const X = this.primary[l.index]!;
+      k.download(X);
+      // sum over i != j of x_ri x_rj = (sum_i x_ri)^2 - sum_i x_ri^2
+      const offDiagonal = (row0: number, rows: number): number => {
+        let s = 0;
+        for (let r = row0; r < row0 + rows; r++) {
+          let a = 0;
+          let q = 0;
+          for (let i = 0; i < n; i++) {
+            const x = X[r * n + i]!;
+            a += x;
+            q += x * x;
+          }
+          s += a * a - q;
+        }
+        return s;
+      };
+      weights += n * (n - 1);
+      data += offDiagonal(0, R) / R;
+      model += offDiagonal(R, C) / C;
+    }
+    return {
+      step,
+      learningRate,
+      weights,
+      dataCorrelation: weights > 0 ? data / weights : NaN,
+      modelCorrelation: weights > 0 ? model / weights : NaN,
+    };
+  }
+
+  /** Norm of the change the update just applied to the owned weights and laterals. */
+  private ownedUpdateNorm(lr: number): number {
+    const k = this.kernels;
+    const m = this.options.momentum;
+    let sq = 0;
+    // The change is the velocity with momentum, else lr x the gradient (decay included).
+    const add = (x: Float32Array, off: number, rows: number, w: number, ld: number): void => {
+      k.download(x);
+      let s = 0;
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < w; j++) {
+          const v = x[off + i * ld + j]!;
+          s += v * v;
+        }
+      sq += m > 0 ? s : lr * lr * s;
+    };
+    for (const h of this.held) {
+      if (!h) continue;
+      for (const t of h.tiles) {
+        if (t.a !== this.shard) continue;
+        const d = t.dests[0]!;
+        add(m > 0 ? d.slab.vel : d.slab.grad, d.off, t.r1 - t.r0, t.c1 - t.c0, d.slab.ld);
+      }
+    }
+    for (const l of this.net.layers) {
+      if (!this.lateral[l.index] || !this.own[l.index]) continue;
+      const n = l.size;
+      add(m > 0 ? this.latVel[l.index]! : this.latGrad[l.index]!, 0, n, n, n);
+    }
+    return Math.sqrt(sq);
   }
 
   /** Copies of the staleness histograms and traffic counters. */
