@@ -1,44 +1,40 @@
 #!/usr/bin/env node
-// The `spinmesh` command line. Exit codes: 0 done, 1 failed while running, 2 bad usage or input
-// (a spec, option or file the user gave; the message names what is wrong), 130 / 143 a cluster
-// run interrupted by SIGINT / SIGTERM (after stopping every process it started).
-import { readFileSync, writeFileSync } from 'node:fs';
-import { basename } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { parse as parseYaml } from 'yaml';
-import { RedisBus, RemoteBus, redisBusOptionsFromEnv, type Bus } from '@spinmesh/bus';
-import { LocalCluster, planJob, readModel } from '@spinmesh/coordinator';
-import { loadKernels, type Kernels } from '@spinmesh/kernels';
+// The `spinmesh` command line: the dispatcher. Parses the arguments, runs the command
+// (commands/), and turns what it threw into a message and an exit code (errors.ts, ExitCode).
+import { parseArgs, type Args } from './args.js';
+import { TRAIN_OPTIONS, train } from './commands/train.js';
+import { exportNpy, importNpy, info } from './commands/local.js';
 import {
-  FormatError,
-  SpecError,
-  evaluateNetwork,
-  exportNpyDir,
-  importNpyDir,
-  loadData,
-  loadModel,
-  runJob,
-  saveModel,
-  validateJobSpec,
-  type DataSpec,
-  type EvaluateSpec,
-  type Evaluation,
-  type JobEvent,
-  type JobSpec,
-} from '@spinmesh/model';
+  CANCEL_OPTIONS,
+  LIST_OPTIONS,
+  PULL_OPTIONS,
+  SUBMIT_OPTIONS,
+  WATCH_OPTIONS,
+  cancel,
+  list,
+  pull,
+  submit,
+  watch,
+} from './commands/remote.js';
 import {
-  JobServiceClient,
-  JobState,
-  type Evaluation as EvaluationMessage,
-  type Job,
-  type WatchJobResponse,
-} from '@spinmesh/proto';
+  COMPLETE_OPTIONS,
+  EVAL_OPTIONS,
+  FILTERS_OPTIONS,
+  SAMPLE_OPTIONS,
+  complete,
+  evaluate,
+  filters,
+  sample,
+} from './commands/model.js';
+import { Context, DEFAULT_ADDRESS } from './context.js';
+import { ExitCode, InterruptedError, UsageError, exitCodeOf, isKnownError } from './errors.js';
+import { Output } from './output.js';
 
-const USAGE = `spinmesh: train and evaluate Boltzmann machines with local learning rules
+const USAGE = `spinmesh: train, run and use Boltzmann machines with local learning rules
 
 usage: spinmesh <command> [options]
 
-commands:
+in this process (no coordinator needed):
   train <spec.yaml|json>      run a training job and save the model: in this process, or, when
                               --workers is given or the spec has a cluster field (workers,
                               staleness, checkpointEverySteps), on an embedded local cluster (a
@@ -50,476 +46,154 @@ commands:
                               process only)
       --epochs <n>            override spec.epochs
       --workers <n>           override spec.workers and run on the embedded local cluster
-  eval <model> <data>         evaluate a model file on data; <data> is one of
-                              bas:<n> | fashion-mnist:<train|test>[:<limit>] | idx:<images>[,<labels>]
-                              | csv:<path>; options --exact --ais[=runs,steps] --pseudo --recon
-                              --probe (probe trains on fashion-mnist:train) --binarize=<threshold|none>
   info <model>                print a model file's spec and training state
   export-npy <model> <dir>    write each parameter array as <dir>/<name>.npy (+ manifest.json)
   import-npy <dir> <model>    build a model file from arrays written by export-npy (or by hand)
 
+jobs on a coordinator (--address):
+  submit <spec.yaml|json>     queue a job; prints its id
+      --id <id>               the job's id (default: the coordinator makes one up)
+      --epochs <n>, --workers <n>   override the spec's fields
+      --watch                 then follow it, as watch does
+  watch <job>                 follow a job to its end: a progress bar on a terminal (plain lines
+                              otherwise), evaluations, state and worker changes; exit code 1
+                              when it failed or was cancelled
+  list                        the jobs, oldest first, one page (the next page's token on stderr)
+      --state <s>             only jobs in this state (queued, running, completed, failed,
+                              cancelled); repeat it or separate with commas for several
+      --page-size <n>         jobs per page, 1-1000 (default 100)
+      --page-token <t>        the page after the one that gave this token
+      --all                   every page
+  cancel <job>                cancel a queued or running job (exit code 1 when it is final)
+  pull <job>                  download a completed job's model (sizes checked)
+      --out <file>            the model file (default: <job name>.smm, as the server names it)
+      --npy <dir>             instead, its arrays as <dir>/<name>.npy + manifest.json
+
+using a trained model: a completed job's (--job <id>, on the coordinator) or a model file's
+(--model <file>, in this process); the same seed gives the same answer either way:
+  sample --png <file>         samples drawn by block Gibbs sampling, as a grid of images
+      --count <n>             samples (default 64)
+      --sweeps <n>            Gibbs sweeps from the start state (default 1000)
+      --temperature <T>       sample p(x)^(1/T), T > 0 (default 1)
+      --seed <s>              seed of the draws (default 0)
+      --states                draw the sampled states (default: their probabilities / means)
+      --csv <file>            also (or instead) the values, one sample per line
+  filters --png <file>        the receptive fields (weights) of the hidden units, one tile each,
+                              each tile scaled to its own largest |weight| (0 is mid-grey)
+      --count <n>             fields (default 100, at most the hidden layer's size)
+  complete --png <file>       complete partial patterns; the image has one row per cue:
+                              [original |] cue | completion | [sweeps of the trajectory]
+      cues from the job's evaluation data (read on this machine; default) or --data:
+      --count <n>             rows (default 8), from --offset <k> (default 0)
+      --hide <half>           hide bottom|top|left|right|none of each image (default bottom);
+                              the rest is clamped
+      --flip <p>              flip a fraction p of the shown units (then nothing is clamped)
+      or from a file:
+      --cue-rows <file.csv>   one cue per line, a value per unit; '?' or empty: unknown
+      --sweeps <n>            most sweeps (default 50); --temperature <T> (0 = greedy; default
+                              0 for a Hopfield memory, 1 otherwise); --seed <s>
+      --trajectory [n]        also n frames of the settling, evenly spaced (default 8)
+      --csv <file>            also (or instead) the completed values, one row per line
+  eval [<model>] [<data>]     evaluate: a model file, or --job / --model; the data as
+                              bas:<n> | fashion-mnist:<train|test>[:<limit>] | idx:<images>[,<labels>]
+                              | csv:<path> | a data spec in YAML ('{kind: bas, size: 4}'), as
+                              <data> or --data (default: the job's evaluation data; for a job,
+                              paths are read on the coordinator)
+      --exact --pseudo --recon --probe
+      --ais [runs[,steps]]    AIS log-likelihood (default 100 runs, 14500 temperatures)
+      --recall-flip <p>       recall accuracy from cues with a fraction p of the units flipped
+      --limit <n>             at most n rows; --seed <s>; --binarize threshold|none|bernoulli
+                              (default: recall 0.1 for a Hopfield memory, recon otherwise)
+  image options: --scale <n> (pixels per unit; default: tiles of about 20 pixels), --cols <n>
+  (tiles per row), --layer <name> (default: the first layer)
+
 global options:
-  --kernels <native|portable|auto>   dense kernels (default: env SPINMESH_KERNELS or auto)
-  --json                             machine-readable output: one JSON object per line
-  -h, --help                         this text
+  --address <host:port>   the coordinator (default: env SPINMESH_ADDRESS or ${DEFAULT_ADDRESS})
+  --token <token>         API token, sent as 'authorization: Bearer <token>' (env SPINMESH_TOKEN)
+  --tls                   TLS, checking the server against the system's CAs
+  --tls-ca <file>         TLS, checking the server against this CA (PEM; env SPINMESH_TLS_CA)
+  --deadline <seconds>    give up a call (a whole watch or download) after this long
+  --kernels <native|portable|auto>   dense kernels here (default: env SPINMESH_KERNELS or auto)
+  --json                  machine-readable output: one JSON object per line on stdout
+  -h, --help              this text
 
-exit codes: 0 success, 1 failure while running, 2 bad usage, spec or input file, 130 / 143
-interrupted (SIGINT / SIGTERM)`;
+exit codes:
+  0    success
+  1    failure: the job failed or was cancelled (watch, train), the job's state does not allow
+       the request (cancelling a finished job, the model of a job not completed), a server error
+  2    bad usage, spec, option or input file, or a request the server calls invalid
+  3    no such job
+  4    the coordinator is unreachable or unavailable, or the deadline passed
+  5    the token is missing or not valid
+  130  interrupted (Ctrl-C; 143 for SIGTERM); every process the command started is stopped`;
 
-class UsageError extends Error {}
-
-interface Parsed {
-  positional: string[];
-  flags: Map<string, string | true>;
+interface Command {
+  run(ctx: Context): number | Promise<number>;
+  options: readonly string[];
+  /** Most positional arguments. */
+  args: number;
 }
 
-function parseArgs(argv: string[]): Parsed {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  const takesValue = new Set(['out', 'resume', 'epochs', 'workers', 'kernels', 'binarize']);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-h') flags.set('help', true);
-    else if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-      if (eq >= 0) flags.set(name, a.slice(eq + 1));
-      else if (takesValue.has(name)) {
-        const v = argv[++i];
-        if (v === undefined) throw new UsageError(`--${name} needs a value`);
-        flags.set(name, v);
-      } else flags.set(name, true);
-    } else positional.push(a);
-  }
-  return { positional, flags };
-}
+const COMMANDS: Readonly<Record<string, Command>> = {
+  train: { run: train, options: TRAIN_OPTIONS, args: 1 },
+  info: { run: info, options: [], args: 1 },
+  'export-npy': { run: exportNpy, options: [], args: 2 },
+  'import-npy': { run: importNpy, options: [], args: 2 },
+  submit: { run: submit, options: SUBMIT_OPTIONS, args: 1 },
+  watch: { run: watch, options: WATCH_OPTIONS, args: 1 },
+  list: { run: list, options: LIST_OPTIONS, args: 0 },
+  cancel: { run: cancel, options: CANCEL_OPTIONS, args: 1 },
+  pull: { run: pull, options: PULL_OPTIONS, args: 1 },
+  sample: { run: sample, options: SAMPLE_OPTIONS, args: 0 },
+  filters: { run: filters, options: FILTERS_OPTIONS, args: 0 },
+  complete: { run: complete, options: COMPLETE_OPTIONS, args: 0 },
+  eval: { run: evaluate, options: EVAL_OPTIONS, args: 2 },
+};
 
-function readSpec(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read spec ${path}: ${(e as Error).message}`);
-  }
-  try {
-    return /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
-  } catch (e) {
-    throw new FormatError(
-      path,
-      `is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(e as Error).message}`,
-    );
-  }
-}
-
-function parseData(arg: string, binarize?: string): DataSpec {
-  const [kind, ...rest] = arg.split(':');
-  const value = rest.join(':');
-  const bin = binarize === undefined ? {} : { binarize: binarize as 'threshold' | 'none' };
-  switch (kind) {
-    case 'bas':
-      return { kind: 'bas', size: Number(value || 4) };
-    case 'fashion-mnist': {
-      const [split, limit] = value.split(':');
-      const d: DataSpec = {
-        kind: 'fashion-mnist',
-        split: (split || 'test') as 'train' | 'test',
-        ...bin,
-      };
-      if (limit) d.limit = Number(limit);
-      return d;
-    }
-    case 'idx': {
-      const [images, labels] = value.split(',');
-      if (!images) throw new UsageError('idx:<images>[,<labels>] needs a path');
-      return labels ? { kind: 'idx', images, labels, ...bin } : { kind: 'idx', images, ...bin };
-    }
-    case 'csv':
-      if (!value) throw new UsageError('csv:<path> needs a path');
-      return { kind: 'csv', path: value, ...bin };
-    default:
-      throw new UsageError(
-        `unknown data '${arg}' (bas:<n>, fashion-mnist:<split>, idx:<path>, csv:<path>)`,
-      );
-  }
-}
-
-function fmt(n: number | undefined, digits = 4): string {
-  return n === undefined ? '-' : n.toFixed(digits);
-}
-
-function describeEvaluation(e: Evaluation): string {
-  const parts: string[] = [];
-  if (e.exactLogLikelihood !== undefined) parts.push(`exact LL ${fmt(e.exactLogLikelihood)}`);
-  if (e.optimum !== undefined) parts.push(`(optimum ${fmt(e.optimum)})`);
-  if (e.aisLogLikelihood !== undefined)
-    parts.push(`AIS LL ${fmt(e.aisLogLikelihood)} [${fmt(e.aisLow)}, ${fmt(e.aisHigh)}]`);
-  if (e.pseudoLogLikelihood !== undefined) parts.push(`pseudo-LL ${fmt(e.pseudoLogLikelihood)}`);
-  if (e.reconstructionError !== undefined) parts.push(`recon ${fmt(e.reconstructionError)}`);
-  if (e.probeAccuracy !== undefined) parts.push(`probe acc ${fmt(e.probeAccuracy)}`);
-  if (e.recallAccuracy !== undefined) parts.push(`recall acc ${fmt(e.recallAccuracy)}`);
-  return parts.join('  ');
-}
-
-function kernelsFrom(flags: Parsed['flags'], json: boolean): Kernels {
-  const choice = flags.get('kernels');
-  if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
-    throw new UsageError('--kernels must be native, portable or auto');
-  const k = loadKernels(choice);
-  if (!json) process.stderr.write(`kernels: ${k.describe()}\n`);
-  return k;
-}
-
-/** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
-const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
-
-function train(p: Parsed, json: boolean): number | Promise<number> {
-  const specPath = p.positional[1];
-  if (!specPath) throw new UsageError('train needs a spec file');
-  const raw = readSpec(specPath) as Record<string, unknown>;
-  for (const [flag, field] of [
-    ['epochs', 'epochs'],
-    ['workers', 'workers'],
-  ] as const) {
-    const v = p.flags.get(flag);
-    if (typeof v !== 'string') continue;
-    if (typeof raw !== 'object' || raw === null) throw new SpecError('spec', 'must be an object');
-    raw[field] = Number(v);
-  }
-  const spec = validateJobSpec(raw);
-  if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
-    if (p.flags.has('resume'))
-      throw new UsageError('--resume runs in this process only: drop the cluster fields');
-    return trainOnCluster(p, json, raw, spec);
-  }
-  const kernels = kernelsFrom(p.flags, json);
-  const out =
-    typeof p.flags.get('out') === 'string' ? (p.flags.get('out') as string) : `${spec.name}.smm`;
-  const resumePath = p.flags.get('resume');
-  const resume = typeof resumePath === 'string' ? loadModel(resumePath, kernels) : undefined;
-  let lastPrint = 0;
-  const emit = (e: JobEvent): void => {
-    if (json) {
-      process.stdout.write(`${JSON.stringify(e)}\n`);
-      return;
-    }
-    if (e.type === 'start')
-      process.stderr.write(`job ${e.name}: ${e.rows} rows x ${e.dims} columns\n`);
-    else if (e.type === 'epoch') {
-      // Fast jobs run thousands of epochs a second: report at most once a second.
-      const now = Date.now();
-      if (now - lastPrint < 1000 && e.stats.epoch + 1 !== spec.epochs) return;
-      lastPrint = now;
-      process.stderr.write(
-        `epoch ${e.stats.epoch + 1}/${spec.epochs}  ${e.stats.seconds.toFixed(2)} s  recon ${fmt(e.stats.reconstructionError)}  |dW| ${e.stats.updateNorm.toExponential(2)}\n`,
-      );
-    } else
-      process.stdout.write(`epoch ${e.evaluation.epoch}: ${describeEvaluation(e.evaluation)}\n`);
-  };
-  const every = spec.evaluate.every ?? 1;
-  const result = runJob(spec, kernels, {
-    onEvent: emit,
-    ...(resume ? { resume: { network: resume.network, state: resume.state } } : {}),
-    afterEpoch: (epoch, network, trainer) => {
-      if (epoch % every === 0 || epoch === spec.epochs)
-        saveModel(out, network, {
-          training: { spec, epoch },
-          ...(trainer ? { state: trainer.state() } : {}),
-        });
-    },
-  });
-  const last = result.evaluations[result.evaluations.length - 1];
-  if (json)
-    process.stdout.write(`${JSON.stringify({ type: 'done', model: out, evaluation: last })}\n`);
-  else process.stderr.write(`model written to ${out}\n`);
-  return 0;
-}
-
-/** A job that ended without a model (failed or cancelled on the cluster). */
-class JobFailedError extends Error {}
-
-/** The user interrupted a cluster run (Ctrl-C) or it was told to stop. */
-class InterruptedError extends Error {
-  constructor(readonly signal: NodeJS.Signals) {
-    super(`interrupted (${signal})`);
-  }
-}
-
-/** An evaluation message as the model package's Evaluation (what the in-process path prints). */
-function fromMessage(e: EvaluationMessage): Evaluation {
-  const out: Evaluation = { epoch: e.epoch };
-  for (const [k, v] of Object.entries(e))
-    if (k !== 'epoch' && typeof v === 'number') (out as unknown as Record<string, number>)[k] = v;
-  return out;
-}
-
-/**
- * `train` on the embedded local cluster: starts a coordinator and spec.workers worker processes,
- * submits the job, prints its progress and evaluations, writes the model file, and stops every
- * process it started (also on Ctrl-C and on errors).
- */
-async function trainOnCluster(
-  p: Parsed,
-  json: boolean,
-  raw: Record<string, unknown>,
-  spec: JobSpec,
-): Promise<number> {
-  const choice = p.flags.get('kernels');
-  if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
-    throw new UsageError('--kernels must be native, portable or auto');
-  // The cluster's own rules (sampled statistics, a network that splits into the shards, data
-  // that load) are checked here too, before any process starts.
-  planJob(raw);
-  const out =
-    typeof p.flags.get('out') === 'string' ? (p.flags.get('out') as string) : `${spec.name}.smm`;
-  const say = (line: string): void => {
-    if (!json) process.stderr.write(`${line}\n`);
-  };
-  const emit = (o: Record<string, unknown>): void => {
-    if (json) process.stdout.write(`${JSON.stringify(o)}\n`);
-  };
-  // The first reason to give up (a child died, a signal), set from event handlers.
-  const trouble: { first: Error | null } = { first: null };
-  let abort: (err: Error) => void = () => undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    abort = (err) => {
-      trouble.first ??= err;
-      reject(err);
-    };
-  });
-  aborted.catch(() => undefined);
-  const cluster = await LocalCluster.start({
-    workers: spec.workers,
-    ...(typeof choice === 'string' ? { kernels: choice } : {}),
-    onExit: (name, code, signal) =>
-      abort(new Error(`${name} exited unexpectedly (${signal ?? `code ${code}`})`)),
-  });
-  const onSignal = (signal: NodeJS.Signals): void => {
-    say(`spinmesh: ${signal}: stopping the local cluster`);
-    abort(new InterruptedError(signal));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const client = new JobServiceClient(cluster.address, grpc.credentials.createInsecure());
-  let bus: Bus | null = null;
-  try {
-    say(
-      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'}, ` +
-        (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
-    );
-    const submitted = await Promise.race([submitJob(client, JSON.stringify(raw)), aborted]);
-    const jobId = submitted.jobId;
-    const total = submitted.progress?.totalSteps ?? 0;
-    say(
-      `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
-    );
-    emit({ type: 'start', name: spec.name, jobId, workers: spec.workers, totalSteps: total });
-    let lastPrint = 0;
-    let last: Evaluation | undefined;
-    const final = await Promise.race([
-      watchJob(client, jobId, (e) => {
-        if (e.progress) {
-          const pr = e.progress;
-          emit({ type: 'progress', step: pr.step, totalSteps: pr.totalSteps, epoch: pr.epoch });
-          const now = Date.now();
-          if (now - lastPrint < 1000 && pr.step !== pr.totalSteps) return;
-          lastPrint = now;
-          say(`epoch ${pr.epoch}/${spec.epochs}  step ${pr.step}/${pr.totalSteps}`);
-        } else if (e.evaluation) {
-          last = fromMessage(e.evaluation);
-          if (json) emit({ type: 'evaluation', evaluation: last });
-          else process.stdout.write(`epoch ${last.epoch}: ${describeEvaluation(last)}\n`);
-        } else if (e.workers) {
-          if (e.workers.kind !== 'waiting' || e.workers.available > 0) say(e.workers.message);
-          emit({
-            type: 'workers',
-            kind: e.workers.kind,
-            generation: e.workers.generation,
-            message: e.workers.message,
-          });
-        } else if (e.state) {
-          emit({ type: 'state', to: JobState[e.state.to], reason: e.state.reason });
-        }
-      }),
-      aborted,
-    ]);
-    if (final.state !== JobState.JOB_STATE_COMPLETED)
-      throw new JobFailedError(
-        `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
-      );
-    bus = cluster.redis
-      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
-      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
-    const model = await readModel(bus, jobId);
-    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
-    writeFileSync(out, model.bytes);
-    if (cluster.redis) await bus.deleteJob(jobId);
-    if (json)
-      process.stdout.write(
-        `${JSON.stringify({ type: 'done', model: out, jobId, evaluation: last })}\n`,
-      );
-    else process.stderr.write(`model written to ${out}\n`);
-    return 0;
-  } catch (err) {
-    // A process that died on its own: show what the processes said last.
-    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
-      process.stderr.write(`${cluster.tails()}\n`);
-    throw err;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    client.close();
-    await bus?.close();
-    await cluster.stop();
-  }
-}
-
-function submitJob(client: JobServiceClient, spec: string): Promise<Job> {
-  return new Promise((resolve, reject) => {
-    client.submitJob({ spec, jobId: '' }, (err, res) => {
-      if (err) {
-        // The coordinator checks more than the local validation (the cluster's own rules).
-        if (err.code === grpc.status.INVALID_ARGUMENT)
-          reject(new SpecError('spec', err.details.replace(/^spec /, '')));
-        else reject(new Error(`SubmitJob failed: ${err.details}`));
-      } else if (!res.job) reject(new Error('SubmitJob returned no job'));
-      else resolve(res.job);
-    });
-  });
-}
-
-/** Follows a job's events until it is final; resolves with the final job record. */
-function watchJob(
-  client: JobServiceClient,
-  jobId: string,
-  onEvent: (e: WatchJobResponse) => void,
-): Promise<Job> {
-  return new Promise((resolve, reject) => {
-    const stream = client.watchJob({ jobId, afterEventId: '' });
-    stream.on('data', (e: WatchJobResponse) => onEvent(e));
-    stream.on('error', (err: grpc.ServiceError) =>
-      reject(new Error(`WatchJob failed: ${err.details}`)),
-    );
-    stream.on('end', () => {
-      try {
-        client.getJob({ jobId }, (err, res) => {
-          if (err) reject(new Error(`GetJob failed: ${err.details}`));
-          else if (!res.job) reject(new Error('GetJob returned no job'));
-          else resolve(res.job);
-        });
-      } catch (err) {
-        reject(err as Error); // the client was closed meanwhile (the run was given up)
-      }
-    });
-  });
-}
-
-function evaluate(p: Parsed, json: boolean): void {
-  const [, modelPath, dataArg] = p.positional;
-  if (!modelPath || !dataArg) throw new UsageError('eval needs <model> <data>');
-  const kernels = kernelsFrom(p.flags, json);
-  const { network } = loadModel(modelPath, kernels);
-  const bin = p.flags.get('binarize');
-  const dataSpec = parseData(dataArg, typeof bin === 'string' ? bin : undefined);
-  const data = loadData(dataSpec);
-  const ais = p.flags.get('ais');
-  const ev: EvaluateSpec = {
-    exact: p.flags.has('exact') ? true : false,
-    pseudo: p.flags.has('pseudo'),
-    recon: p.flags.has('recon') || p.flags.size === 0,
-    probe: p.flags.has('probe'),
-  };
-  if (ais !== undefined) {
-    const [runs, steps] = typeof ais === 'string' ? ais.split(',').map(Number) : [];
-    ev.ais = { ...(runs ? { runs } : {}), ...(steps ? { steps } : {}) };
-  }
-  if (!ev.exact && !ev.ais && !ev.pseudo && !ev.probe) ev.recon = true;
-  const train = ev.probe
-    ? loadData({
-        kind: 'fashion-mnist',
-        split: 'train',
-        ...(typeof bin === 'string' ? { binarize: bin as 'none' } : {}),
-      })
-    : undefined;
-  const result = evaluateNetwork(network, data, ev, { ...(train ? { train } : {}), dataSpec });
-  if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
-  else
-    process.stdout.write(`${basename(modelPath)} on ${dataArg}: ${describeEvaluation(result)}\n`);
-}
-
-function info(p: Parsed): void {
-  const modelPath = p.positional[1];
-  if (!modelPath) throw new UsageError('info needs <model>');
-  const m = loadModel(modelPath, loadKernels('portable'));
-  const arrays = m.network.parameters().map((a) => `${a.name} [${a.shape.join('x')}]`);
-  process.stdout.write(
-    `${JSON.stringify({ created: m.created, network: m.network.spec, parameters: arrays, state: Object.keys(m.state), training: m.training, meta: m.meta }, null, 2)}\n`,
-  );
-}
-
-function main(argv: string[]): number | Promise<number> {
-  const p = parseArgs(argv);
-  const json = p.flags.has('json');
-  const cmd = p.positional[0];
-  if (p.flags.has('help') || !cmd) {
-    process.stdout.write(`${USAGE}\n`);
-    return cmd || p.flags.has('help') ? 0 : 2;
-  }
-  switch (cmd) {
-    case 'train':
-      return train(p, json);
-    case 'eval':
-      evaluate(p, json);
-      return 0;
-    case 'info':
-      info(p);
-      return 0;
-    case 'export-npy': {
-      const [, model, dir] = p.positional;
-      if (!model || !dir) throw new UsageError('export-npy needs <model> <dir>');
-      exportNpyDir(loadModel(model, loadKernels('portable')).network, dir);
-      process.stderr.write(`arrays written to ${dir}\n`);
-      return 0;
-    }
-    case 'import-npy': {
-      const [, dir, model] = p.positional;
-      if (!dir || !model) throw new UsageError('import-npy needs <dir> <model>');
-      saveModel(model, importNpyDir(dir, loadKernels('portable')), { meta: { importedFrom: dir } });
-      process.stderr.write(`model written to ${model}\n`);
-      return 0;
-    }
-    default:
-      throw new UsageError(`unknown command '${cmd}' (spinmesh --help lists them)`);
-  }
-}
-
-function fail(e: unknown): void {
-  if (e instanceof UsageError || e instanceof SpecError || e instanceof FormatError) {
-    process.stderr.write(`spinmesh: ${e.message}\n`);
-    process.exitCode = 2;
-  } else if (e instanceof InterruptedError) {
-    process.stderr.write(`spinmesh: ${e.message}: every process of the local cluster stopped\n`);
-    process.exitCode = e.signal === 'SIGINT' ? 130 : 143;
-  } else if (e instanceof JobFailedError) {
-    process.stderr.write(`spinmesh: ${e.message}\n`);
-    process.exitCode = 1;
-  } else {
+function report(e: unknown, ctx: Context | null): number {
+  // Interrupted: the calls in flight fail as cancelled; the interruption is what happened.
+  const err =
+    ctx?.interrupted && !(e instanceof InterruptedError)
+      ? new InterruptedError(ctx.interrupted)
+      : e;
+  if (!isKnownError(err))
+    // Not one of ours: a bug or an environment problem; the stack says where.
     process.stderr.write(
-      `spinmesh: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+      `spinmesh: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
     );
-    process.exitCode = 1;
+  else process.stderr.write(`spinmesh: ${(err as Error).message}\n`);
+  return exitCodeOf(err);
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let ctx: Context | null = null;
+  try {
+    const args: Args = parseArgs(argv);
+    const out = new Output(args.has('json'));
+    const name = args.command;
+    if (args.has('help') || name === undefined) {
+      process.stdout.write(`${USAGE}\n`);
+      return name !== undefined || args.has('help') ? ExitCode.ok : ExitCode.usage;
+    }
+    const command = COMMANDS[name];
+    if (!command)
+      return report(new UsageError(`unknown command '${name}' (spinmesh --help lists them)`), null);
+    args.check(name, command.options, command.args);
+    ctx = new Context(args, out);
+    const code = await command.run(ctx);
+    return ctx.interrupted ? report(new InterruptedError(ctx.interrupted), ctx) : code;
+  } catch (e) {
+    return report(e, ctx);
+  } finally {
+    ctx?.close();
   }
 }
 
-try {
-  const code = main(process.argv.slice(2));
-  if (typeof code === 'number') process.exitCode = code;
-  else
-    code.then(
-      (c) => {
-        process.exitCode = c;
-      },
-      (e: unknown) => fail(e),
-    );
-} catch (e) {
-  fail(e);
-}
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.exitCode = report(e, null);
+  },
+);

@@ -1,0 +1,167 @@
+// `spinmesh train`: a job in this process (runJob, the model file written after every
+// evaluation, --resume), or on the embedded local cluster (a coordinator and one worker
+// process per shard over loopback gRPC) when --workers or the spec's cluster fields say so.
+import { writeFileSync } from 'node:fs';
+import { RedisBus, RemoteBus, redisBusOptionsFromEnv, type Bus } from '@spinmesh/bus';
+import { LocalCluster, planJob, readModel } from '@spinmesh/coordinator';
+import {
+  loadModel,
+  runJob,
+  saveModel,
+  validateJobSpec,
+  type JobEvent,
+  type JobSpec,
+} from '@spinmesh/model';
+import { JobState } from '@spinmesh/proto';
+import { SpinmeshClient } from '../client.js';
+import type { Context } from '../context.js';
+import { InterruptedError, JobFailedError, UsageError } from '../errors.js';
+import { followJob } from '../follow.js';
+import { describeEvaluation, fmt } from '../output.js';
+import { applyOverrides, parseSpecFile } from '../spec-file.js';
+
+/** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
+const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
+
+export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers'];
+
+export function train(ctx: Context): number | Promise<number> {
+  const { args, out } = ctx;
+  const specPath = args.positional[1];
+  if (!specPath) throw new UsageError('train needs a spec file');
+  const raw = parseSpecFile(specPath) as Record<string, unknown>;
+  applyOverrides(raw, args);
+  const spec = validateJobSpec(raw);
+  if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
+    if (args.has('resume'))
+      throw new UsageError('--resume runs in this process only: drop the cluster fields');
+    return trainOnCluster(ctx, raw, spec);
+  }
+  const kernels = ctx.kernels();
+  const file = args.str('out') ?? `${spec.name}.smm`;
+  const resumePath = args.str('resume');
+  const resume = resumePath !== undefined ? loadModel(resumePath, kernels) : undefined;
+  let lastPrint = 0;
+  const emit = (e: JobEvent): void => {
+    if (out.json) {
+      out.emit(e);
+      return;
+    }
+    if (e.type === 'start') out.say(`job ${e.name}: ${e.rows} rows x ${e.dims} columns`);
+    else if (e.type === 'epoch') {
+      // Fast jobs run thousands of epochs a second: report at most once a second.
+      const now = Date.now();
+      if (now - lastPrint < 1000 && e.stats.epoch + 1 !== spec.epochs) return;
+      lastPrint = now;
+      out.say(
+        `epoch ${e.stats.epoch + 1}/${spec.epochs}  ${e.stats.seconds.toFixed(2)} s  recon ${fmt(e.stats.reconstructionError)}  |dW| ${e.stats.updateNorm.toExponential(2)}`,
+      );
+    } else out.print(`epoch ${e.evaluation.epoch}: ${describeEvaluation(e.evaluation)}`);
+  };
+  const every = spec.evaluate.every ?? 1;
+  const result = runJob(spec, kernels, {
+    onEvent: emit,
+    ...(resume ? { resume: { network: resume.network, state: resume.state } } : {}),
+    afterEpoch: (epoch, network, trainer) => {
+      if (epoch % every === 0 || epoch === spec.epochs)
+        saveModel(file, network, {
+          training: { spec, epoch },
+          ...(trainer ? { state: trainer.state() } : {}),
+        });
+    },
+  });
+  const last = result.evaluations[result.evaluations.length - 1];
+  out.emit({ type: 'done', model: file, evaluation: last });
+  out.say(`model written to ${file}`);
+  return 0;
+}
+
+/**
+ * `train` on the embedded local cluster: starts a coordinator and spec.workers worker processes,
+ * submits the job, prints its progress and evaluations, writes the model file, and stops every
+ * process it started (also on Ctrl-C and on errors).
+ */
+async function trainOnCluster(
+  ctx: Context,
+  raw: Record<string, unknown>,
+  spec: JobSpec,
+): Promise<number> {
+  const { args, out } = ctx;
+  const choice = args.str('kernels');
+  if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
+    throw new UsageError('--kernels must be native, portable or auto');
+  // The cluster's own rules (sampled statistics, a network that splits into the shards, data
+  // that load) are checked here too, before any process starts.
+  planJob(raw);
+  const file = args.str('out') ?? `${spec.name}.smm`;
+  // The first reason to give up (a child died, a signal), set from event handlers.
+  const trouble: { first: Error | null } = { first: null };
+  let abort: (err: Error) => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    abort = (err) => {
+      trouble.first ??= err;
+      reject(err);
+    };
+  });
+  aborted.catch(() => undefined);
+  const cluster = await LocalCluster.start({
+    workers: spec.workers,
+    ...(choice !== undefined ? { kernels: choice } : {}),
+    onExit: (name, code, signal) =>
+      abort(new Error(`${name} exited unexpectedly (${signal ?? `code ${code}`})`)),
+  });
+  const stopListening = ctx.onInterrupt((signal) => {
+    out.say(`spinmesh: ${signal}: stopping the local cluster`);
+    abort(
+      new InterruptedError(
+        signal,
+        `interrupted (${signal}): every process of the local cluster stopped`,
+      ),
+    );
+  });
+  const client = new SpinmeshClient({ address: cluster.address });
+  let bus: Bus | null = null;
+  try {
+    out.say(
+      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'}, ` +
+        (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
+    );
+    const submitted = await Promise.race([client.submitJob(JSON.stringify(raw)), aborted]);
+    const jobId = submitted.jobId;
+    const total = submitted.progress?.totalSteps ?? 0;
+    out.say(
+      `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
+    );
+    out.emit({ type: 'start', name: spec.name, jobId, workers: spec.workers, totalSteps: total });
+    const { job: final, evaluation } = await Promise.race([
+      followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
+      aborted,
+    ]);
+    if (final.state !== JobState.JOB_STATE_COMPLETED)
+      throw new JobFailedError(
+        `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
+      );
+    bus = cluster.redis
+      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
+      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+    const model = await readModel(bus, jobId);
+    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
+    writeFileSync(file, model.bytes);
+    if (cluster.redis) await bus.deleteJob(jobId);
+    out.emit({ type: 'done', model: file, jobId, evaluation });
+    out.say(`model written to ${file}`);
+    return 0;
+  } catch (err) {
+    // A process that died on its own: show what the processes said last.
+    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
+      process.stderr.write(`${cluster.tails()}\n`);
+    // Interrupted: the calls in flight fail as cancelled; the interruption is what happened.
+    if (trouble.first instanceof InterruptedError) throw trouble.first;
+    throw err;
+  } finally {
+    stopListening();
+    client.close();
+    await bus?.close();
+    await cluster.stop();
+  }
+}

@@ -1,0 +1,198 @@
+// Following a job as it runs (WatchJob): a progress bar on a terminal, plain lines otherwise,
+// JSON lines with --json; evaluations, state and worker changes as they happen. Used by
+// `watch`, `submit --watch` and `train` on the embedded cluster.
+import * as grpc from '@grpc/grpc-js';
+import type { Evaluation } from '@spinmesh/model';
+import { JobState, type Job, type WatchJobResponse } from '@spinmesh/proto';
+import type { SpinmeshClient } from './client.js';
+import { UnavailableError } from './errors.js';
+import { describeEvaluation, fromMessage, isFinal, stateName, type Output } from './output.js';
+
+/** Least time between two redraws of the bar, and between two plain progress lines. */
+const BAR_INTERVAL_MS = 100;
+const LINE_INTERVAL_MS = 1000;
+const BAR_WIDTH = 24;
+
+function seconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 60
+    ? `${s}s`
+    : s < 3600
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/**
+ * The progress of a job: on a terminal, one line of stderr redrawn in place (a bar, the step,
+ * the epoch, the time left); elsewhere `epoch e/E  step s/S` lines, at most one a second.
+ * Other lines go through line(), which keeps the bar below them.
+ */
+export class ProgressLine {
+  private shown = '';
+  private lastDraw = 0;
+  private lastLine = 0;
+  private first: { at: number; step: number } | null = null;
+
+  constructor(
+    private readonly out: Output,
+    /** The job's epochs, when known. */
+    private readonly epochs?: number,
+  ) {}
+
+  private last: { total: number; epoch: number } | null = null;
+
+  /** The job completed: the bar, if one is shown, reaches 100%. */
+  completed(): void {
+    if (this.last !== null && this.shown !== '')
+      this.update(this.last.total, this.last.total, this.epochs ?? this.last.epoch);
+  }
+
+  update(step: number, total: number, epoch: number): void {
+    this.last = { total, epoch };
+    const now = Date.now();
+    const last = step === total;
+    const epochText = `epoch ${epoch}${this.epochs === undefined ? '' : `/${this.epochs}`}`;
+    if (!this.out.tty) {
+      if (now - this.lastLine < LINE_INTERVAL_MS && !last) return;
+      this.lastLine = now;
+      this.out.say(`${epochText}  step ${step}/${total}`);
+      return;
+    }
+    if (this.first === null || step < this.first.step) this.first = { at: now, step };
+    if (now - this.lastDraw < BAR_INTERVAL_MS && !last) return;
+    this.lastDraw = now;
+    const frac = total > 0 ? Math.min(1, step / total) : 0;
+    const filled = Math.round(frac * BAR_WIDTH);
+    const bar = `${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}`;
+    const rate = (step - this.first.step) / Math.max(1, now - this.first.at);
+    const eta = rate > 0 && !last ? `  ${seconds((total - step) / rate)} left` : '';
+    this.draw(
+      `[${bar}] ${(frac * 100).toFixed(1).padStart(5)}%  ${epochText}  step ${step}/${total}${eta}`,
+    );
+  }
+
+  private draw(text: string): void {
+    this.out.raw(`\r\x1b[2K${text}`);
+    this.shown = text;
+  }
+
+  /** A line above the bar: on stderr, or on stdout when `result`. */
+  line(text: string, result = false): void {
+    if (this.out.tty && this.shown !== '') this.out.raw('\r\x1b[2K');
+    if (result) this.out.print(text);
+    else this.out.say(text);
+    if (this.out.tty && this.shown !== '') this.out.raw(this.shown);
+  }
+
+  /** Leaves the bar where it is, ending its line. */
+  end(): void {
+    if (this.out.tty && this.shown !== '') this.out.raw('\n');
+    this.shown = '';
+  }
+}
+
+export interface FollowOptions {
+  /** The job's epochs, for the progress line. */
+  epochs?: number;
+  /** Say nothing about a wait for workers while none is available (the embedded cluster's
+   * workers are starting). @defaultValue false */
+  quietWaiting?: boolean;
+  /** Reconnections after the coordinator went away mid-watch. @defaultValue 5 */
+  retries?: number;
+}
+
+export interface FollowResult {
+  /** The job's record once it is final. */
+  job: Job;
+  /** The last evaluation seen. */
+  evaluation?: Evaluation;
+}
+
+/**
+ * Follows a job until it is final, printing its events: evaluations on stdout, the rest on
+ * stderr, or JSON lines (`progress`, `evaluation`, `workers`, `state`) with --json. A watch
+ * that breaks because the coordinator went away (UNAVAILABLE) resumes after the last event
+ * seen, up to `retries` times.
+ */
+export async function followJob(
+  client: SpinmeshClient,
+  jobId: string,
+  out: Output,
+  opts: FollowOptions = {},
+): Promise<FollowResult> {
+  const progress = new ProgressLine(out, opts.epochs);
+  let after = '';
+  let evaluation: Evaluation | undefined;
+  let lastWorkers = '';
+  const onEvent = (e: WatchJobResponse): void => {
+    after = e.eventId;
+    if (e.progress) {
+      const p = e.progress;
+      out.emit({ type: 'progress', step: p.step, totalSteps: p.totalSteps, epoch: p.epoch });
+      progress.update(p.step, p.totalSteps, p.epoch);
+    } else if (e.evaluation) {
+      evaluation = fromMessage(e.evaluation);
+      out.emit({ type: 'evaluation', evaluation });
+      progress.line(`epoch ${evaluation.epoch}: ${describeEvaluation(evaluation)}`, true);
+    } else if (e.workers) {
+      const w = e.workers;
+      out.emit({
+        type: 'workers',
+        kind: w.kind,
+        generation: w.generation,
+        message: w.message,
+        ...(w.kind === 'waiting' ? { needed: w.needed, available: w.available } : {}),
+        ...(w.workerId ? { workerId: w.workerId } : {}),
+      });
+      const quiet = opts.quietWaiting && w.kind === 'waiting' && w.available === 0;
+      if (!quiet && w.message !== lastWorkers) progress.line(w.message);
+      lastWorkers = w.message;
+    } else if (e.state) {
+      const s = e.state;
+      out.emit({
+        type: 'state',
+        from: stateName(s.from),
+        to: stateName(s.to),
+        ...(s.reason ? { reason: s.reason } : {}),
+      });
+      if (s.to === JobState.JOB_STATE_COMPLETED) progress.completed();
+      const from =
+        s.from === JobState.JOB_STATE_UNSPECIFIED ? '' : `${stateName(s.from).toLowerCase()} -> `;
+      progress.line(
+        `job ${jobId}: ${from}${stateName(s.to).toLowerCase()}${s.reason ? `: ${s.reason}` : ''}`,
+      );
+    }
+  };
+  let retries = opts.retries ?? 5;
+  try {
+    for (;;) {
+      try {
+        await client.watchJob(jobId, onEvent, after);
+      } catch (err) {
+        // DEADLINE_EXCEEDED is the user's --deadline: no retry.
+        if (
+          !(err instanceof UnavailableError && err.code === grpc.status.UNAVAILABLE) ||
+          retries <= 0
+        )
+          throw err;
+        const wait = 500 * 2 ** (5 - Math.min(5, retries));
+        retries--;
+        progress.line(`${err.message}; watching again in ${seconds(wait)}`);
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
+      const job = await client.getJob(jobId);
+      if (isFinal(job.state))
+        return {
+          job,
+          ...(evaluation
+            ? { evaluation }
+            : job.evaluation
+              ? { evaluation: fromMessage(job.evaluation) }
+              : {}),
+        };
+    }
+  } finally {
+    progress.end();
+  }
+}
