@@ -120,8 +120,8 @@ function unary<T>(start: (cb: Callback<T>) => unknown): Promise<T> {
 /** A JobService client with promise methods. */
 export class Jobs {
   readonly client: JobServiceClient;
-  constructor(address: string) {
-    this.client = new JobServiceClient(address, grpc.credentials.createInsecure());
+  constructor(address: string, credentials = grpc.credentials.createInsecure()) {
+    this.client = new JobServiceClient(address, credentials);
   }
 
   async submit(spec: unknown): Promise<Job> {

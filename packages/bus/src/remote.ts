@@ -385,6 +385,8 @@ export interface RemoteBusOptions {
   address: string;
   /** The cluster secret the server wants (sent with every call); unset: none. */
   secret?: string;
+  /** The channel's credentials (TLS). @defaultValue plaintext */
+  credentials?: grpc.ChannelCredentials;
   /**
    * Deadline of each call, in ms; a blocking readEvents gets its blockMs on top.
    * @defaultValue 10000
@@ -419,13 +421,17 @@ export class RemoteBus implements Bus {
       opts.callTimeoutMs === undefined
         ? 10_000
         : checkPositiveInt('callTimeoutMs', opts.callTimeoutMs);
-    this.client = new grpc.Client(opts.address, grpc.credentials.createInsecure(), {
-      'grpc.max_receive_message_length': BUS_MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': BUS_MAX_MESSAGE_BYTES,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-      ...opts.channelOptions,
-    });
+    this.client = new grpc.Client(
+      opts.address,
+      opts.credentials ?? grpc.credentials.createInsecure(),
+      {
+        'grpc.max_receive_message_length': BUS_MAX_MESSAGE_BYTES,
+        'grpc.max_send_message_length': BUS_MAX_MESSAGE_BYTES,
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        ...opts.channelOptions,
+      },
+    );
   }
 
   /** A RemoteBus that has answered one ping (so a wrong address or secret fails here). */

@@ -2,6 +2,7 @@
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+import { TlsConfigError, tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
 
 export interface CoordinatorConfig {
   /**
@@ -44,8 +45,11 @@ export interface CoordinatorConfig {
    * `authorization: Bearer <token>`); the health service stays open for probes. null: no token.
    */
   apiToken: string | null;
-  /** TLS of the gRPC server: PEM files of its certificate and key; null: plaintext. */
-  tls: { certFile: string; keyFile: string } | null;
+  /**
+   * TLS: of the gRPC server (SPINMESH_TLS_CERT and SPINMESH_TLS_KEY) and of the channels to the
+   * workers (SPINMESH_TLS_CA, or SPINMESH_TLS=1 for the system's roots). Plaintext by default.
+   */
+  tls: TlsConfig;
   /** Model operations (Sample, Complete, Evaluate) running at once, one thread each. @defaultValue 2 */
   modelOpsMax: number;
   /**
@@ -106,6 +110,8 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_API_TOKEN',
   'SPINMESH_TLS_CERT',
   'SPINMESH_TLS_KEY',
+  'SPINMESH_TLS_CA',
+  'SPINMESH_TLS',
   'SPINMESH_MODEL_OPS_MAX',
   'SPINMESH_MAX_MESSAGE_BYTES',
   'SPINMESH_MAX_UNIT_UPDATES',
@@ -160,13 +166,14 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
   const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
   if (stdin !== '0' && stdin !== '1')
     throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
-  const certFile = get('SPINMESH_TLS_CERT');
-  const keyFile = get('SPINMESH_TLS_KEY');
-  if ((certFile === undefined) !== (keyFile === undefined))
-    throw new ConfigError(
-      certFile === undefined ? 'SPINMESH_TLS_CERT' : 'SPINMESH_TLS_KEY',
-      'must be set too: TLS needs both SPINMESH_TLS_CERT and SPINMESH_TLS_KEY',
-    );
+  let tls: TlsConfig;
+  try {
+    tls = tlsFromEnv(env);
+  } catch (e) {
+    if (e instanceof TlsConfigError)
+      throw new ConfigError(e.variable, e.message.slice(e.variable.length + 1));
+    throw e;
+  }
   const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen ?? 'off';
   if (metrics !== 'off' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(metrics))
     throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);
@@ -180,7 +187,7 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     progressIntervalMs: int('SPINMESH_PROGRESS_INTERVAL_MS', CONFIG_DEFAULTS.progressIntervalMs, 0),
     maxRecoveries: int('SPINMESH_MAX_RECOVERIES', CONFIG_DEFAULTS.maxRecoveries, 0),
     apiToken: get('SPINMESH_API_TOKEN') ?? null,
-    tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : null,
+    tls,
     modelOpsMax: int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),
     maxMessageBytes: int('SPINMESH_MAX_MESSAGE_BYTES', CONFIG_DEFAULTS.maxMessageBytes, 1 << 20),
     maxUnitUpdates: int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),

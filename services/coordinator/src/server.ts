@@ -1,7 +1,6 @@
 // The coordinator process put together: the state bus (Redis, or in-process and served to the
 // workers over gRPC), the gRPC server (JobService, health, the bus), the control loop, and an
 // orderly shutdown.
-import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { BUS_SERVER_OPTIONS, MemoryBus, RedisBus, serveBus, type Bus } from '@spinmesh/bus';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
@@ -11,6 +10,8 @@ import {
   ServingStatus,
   addHealthService,
   addReflectionService,
+  channelCredentials,
+  serverCredentials,
   tokenInterceptor,
   type HealthReporter,
 } from '@spinmesh/proto';
@@ -63,6 +64,7 @@ export async function startCoordinator(
   const kernels = options.kernels ?? loadKernels(config.kernels);
   const workers = new WorkerClients({
     clusterSecret: config.clusterSecret,
+    credentials: channelCredentials(config.tls),
     timeoutMs: config.rpcTimeoutMs,
   });
   const coordinator = new Coordinator({
@@ -123,7 +125,7 @@ export async function startCoordinator(
     });
   }
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.listen, serverCredentials(config), (err, p) =>
+    server.bindAsync(config.listen, serverCredentials(config.tls), (err, p) =>
       err ? reject(err) : resolve(p),
     );
   });
@@ -173,24 +175,4 @@ export async function startCoordinator(
       return closing;
     },
   };
-}
-
-/** Plaintext, or TLS from the config's PEM files. @throws Error naming the file that cannot be read */
-function serverCredentials(config: CoordinatorConfig): grpc.ServerCredentials {
-  if (!config.tls) return grpc.ServerCredentials.createInsecure();
-  const read = (file: string, variable: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (e) {
-      throw new Error(
-        `${variable}: ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      );
-    }
-  };
-  return grpc.ServerCredentials.createSsl(null, [
-    {
-      cert_chain: read(config.tls.certFile, 'SPINMESH_TLS_CERT'),
-      private_key: read(config.tls.keyFile, 'SPINMESH_TLS_KEY'),
-    },
-  ]);
 }

@@ -28,6 +28,8 @@ export interface WorkerClientsOptions {
   clusterSecret: string | null;
   /** Deadline of each call, in milliseconds. */
   timeoutMs: number;
+  /** The channels' credentials (TLS). @defaultValue plaintext */
+  credentials?: grpc.ChannelCredentials;
 }
 
 /** WorkerControl clients by address. */
@@ -71,11 +73,15 @@ export class WorkerClients {
   ): Promise<T> {
     let client = this.clients.get(address);
     if (!client) {
-      client = new WorkerControlClient(address, grpc.credentials.createInsecure(), {
-        // Fail fast on a dead worker instead of waiting out the reconnection backoff.
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 2000,
-      });
+      client = new WorkerControlClient(
+        address,
+        this.opts.credentials ?? grpc.credentials.createInsecure(),
+        {
+          // Fail fast on a dead worker instead of waiting out the reconnection backoff.
+          'grpc.initial_reconnect_backoff_ms': 200,
+          'grpc.max_reconnect_backoff_ms': 2000,
+        },
+      );
       this.clients.set(address, client);
     }
     const md = new grpc.Metadata();

@@ -14,7 +14,7 @@ describe('configFromEnv', () => {
       redis: null,
       clusterSecret: null,
       apiToken: null,
-      tls: null,
+      tls: { server: null, client: null },
     });
   });
 
@@ -35,6 +35,7 @@ describe('configFromEnv', () => {
       SPINMESH_API_TOKEN: 'tok',
       SPINMESH_TLS_CERT: '/etc/spinmesh/cert.pem',
       SPINMESH_TLS_KEY: '/etc/spinmesh/key.pem',
+      SPINMESH_TLS_CA: '/etc/spinmesh/ca.pem',
       SPINMESH_MODEL_OPS_MAX: '3',
       SPINMESH_MAX_MESSAGE_BYTES: '2097152',
       SPINMESH_MAX_UNIT_UPDATES: '1000000',
@@ -50,7 +51,10 @@ describe('configFromEnv', () => {
       progressIntervalMs: 0,
       maxRecoveries: 3,
       apiToken: 'tok',
-      tls: { certFile: '/etc/spinmesh/cert.pem', keyFile: '/etc/spinmesh/key.pem' },
+      tls: {
+        server: { certFile: '/etc/spinmesh/cert.pem', keyFile: '/etc/spinmesh/key.pem' },
+        client: { caFile: '/etc/spinmesh/ca.pem' },
+      },
       modelOpsMax: 3,
       maxMessageBytes: 2097152,
       maxUnitUpdates: 1000000,

@@ -6,6 +6,7 @@ import { PortableKernels } from '@spinmesh/kernels';
 import {
   HealthClient,
   JobServiceClient,
+  PLAINTEXT,
   type CancelJobResponse,
   type GetJobResponse,
   type HealthCheckResponse,
@@ -26,7 +27,7 @@ export function testConfig(extra: Partial<CoordinatorConfig> = {}): CoordinatorC
     redis: null,
     clusterSecret: null,
     apiToken: null,
-    tls: null,
+    tls: PLAINTEXT,
     pollIntervalMs: 50,
     progressIntervalMs: 0,
     ...extra,

@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+import { TlsConfigError, tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
 
 /** Where the worker's state bus is. */
 export type BusConfig =
@@ -31,6 +32,11 @@ export interface WorkerConfig {
   advertise: string | null;
   /** The state bus. @defaultValue Redis at redis://127.0.0.1:6379 */
   bus: BusConfig;
+  /**
+   * TLS: of the gRPC server (SPINMESH_TLS_CERT and SPINMESH_TLS_KEY) and of the channels to the
+   * peers and a remote bus (SPINMESH_TLS_CA, or SPINMESH_TLS=1 for the system's roots).
+   */
+  tls: TlsConfig;
   /**
    * The cluster secret: required from callers of WorkerControl and PeerService and sent to peers
    * and to a remote bus (metadata `spinmesh-cluster-secret`). null: none.
@@ -98,6 +104,10 @@ export const WORKER_ENV_VARS = [
   'SPINMESH_BUS_ADDRESS',
   ...REDIS_ENV_VARS,
   'SPINMESH_CLUSTER_SECRET',
+  'SPINMESH_TLS_CERT',
+  'SPINMESH_TLS_KEY',
+  'SPINMESH_TLS_CA',
+  'SPINMESH_TLS',
   'SPINMESH_KERNELS',
   'OPENBLAS_NUM_THREADS',
   'SPINMESH_HEARTBEAT_MS',
@@ -192,11 +202,20 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
   const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
   if (stdin !== '0' && stdin !== '1')
     throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
+  let tls: TlsConfig;
+  try {
+    tls = tlsFromEnv(env);
+  } catch (e) {
+    if (e instanceof TlsConfigError)
+      throw new ConfigError(e.variable, e.message.slice(e.variable.length + 1));
+    throw e;
+  }
   const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen;
   if (metrics !== 'off' && !HOST_PORT.test(metrics))
     throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);
   return {
     workerId,
+    tls,
     listen,
     advertise,
     bus,

@@ -6,6 +6,7 @@
 // Exit codes: 0 after a drained shutdown, 1 when it cannot start or fails, 2 for a bad setting.
 import { loadKernels } from '@spinmesh/kernels';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
+import { channelCredentials } from '@spinmesh/proto';
 import { WorkerMetrics, startMetricsServer, type MetricsServer } from '@spinmesh/telemetry';
 
 import { ConfigError, configFromEnv, type WorkerConfig } from './config.js';
@@ -16,6 +17,7 @@ async function connectBus(config: WorkerConfig): Promise<Bus> {
   if (config.bus.kind === 'remote') {
     return RemoteBus.connect({
       address: config.bus.address,
+      credentials: channelCredentials(config.tls),
       ...(config.clusterSecret !== null ? { secret: config.clusterSecret } : {}),
     });
   }
@@ -86,6 +88,7 @@ async function main(): Promise<void> {
       kernels,
       log,
       clusterSecret: config.clusterSecret,
+      tls: config.tls,
       heartbeatMs: config.heartbeatMs,
       debugSlowdown: config.debugSlowdown,
       drainMs: config.drainMs,

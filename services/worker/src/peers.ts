@@ -34,6 +34,8 @@ export type FrameHandler = (frame: SpinFrame) => void | Promise<void>;
 
 /** Options of a PeerServer. */
 export interface PeerServerOptions {
+  /** Credentials of the server start() makes (TLS). @defaultValue plaintext */
+  credentials?: grpc.ServerCredentials;
   /**
    * The job whose frames are accepted (SpinFrame.job_id). Leave it and `generation` out for a
    * server with no assignment yet (a worker without a job): it answers every stream with
@@ -199,8 +201,10 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     const want = opts.address ?? '127.0.0.1:0';
     try {
       const port = await new Promise<number>((resolve, reject) => {
-        server.bindAsync(want, grpc.ServerCredentials.createInsecure(), (err, p) =>
-          err ? reject(err) : resolve(p),
+        server.bindAsync(
+          want,
+          opts.credentials ?? grpc.ServerCredentials.createInsecure(),
+          (err, p) => (err ? reject(err) : resolve(p)),
         );
       });
       ps.boundAddress = want.replace(/:\d+$/, `:${port}`);
@@ -598,6 +602,8 @@ export interface SpinBlock {
 export interface PeerLinkOptions {
   /** host:port of the peer's PeerService. */
   address: string;
+  /** The channel's credentials (TLS). @defaultValue plaintext */
+  credentials?: grpc.ChannelCredentials;
   /** Stamped on every frame: the job, the assignment generation and this shard. */
   jobId: string;
   generation: number;
@@ -722,9 +728,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     drainWaits: 0,
     peakInFlight: 0,
   };
-  private readonly opts: Required<Omit<PeerLinkOptions, 'channelOptions' | 'secret'>> & {
+  private readonly opts: Required<
+    Omit<PeerLinkOptions, 'channelOptions' | 'secret' | 'credentials'>
+  > & {
     channelOptions: grpc.ChannelOptions;
     secret: string;
+    credentials: grpc.ChannelCredentials;
   };
   private linkState: PeerLinkState = 'connecting';
   private failure: PeerLinkError | null = null;
@@ -760,6 +769,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       generation: opts.generation,
       fromShard: opts.fromShard,
       channelOptions: opts.channelOptions ?? {},
+      credentials: opts.credentials ?? grpc.credentials.createInsecure(),
       secret: opts.secret ?? '',
     };
     const o = this.opts;
@@ -929,7 +939,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.opened++ > 0) this.stats.reconnects++;
     // A channel per stream, with its own subchannel: after a failure the next attempt connects
     // afresh now, instead of waiting out grpc-js's own reconnection backoff (1 s and up).
-    const client = new grpc.Client(this.opts.address, grpc.credentials.createInsecure(), {
+    const client = new grpc.Client(this.opts.address, this.opts.credentials, {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,

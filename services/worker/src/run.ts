@@ -59,6 +59,8 @@ export interface RunDeps {
   log: Logger;
   peerServer: PeerServer;
   secret: string | null;
+  /** Credentials of the links to the peers (TLS). */
+  peerCredentials: grpc.ChannelCredentials;
   /** SPINMESH_DEBUG_SLOWDOWN. */
   slowdown: number;
   /** Longest graceful stop, in ms. */
@@ -223,6 +225,7 @@ export class ShardRun {
         generation: a.generation,
         fromShard: a.shardId,
         maxBackoffMs: 1000,
+        credentials: this.deps.peerCredentials,
         ...(this.deps.secret !== null ? { secret: this.deps.secret } : {}),
       });
       link.on('fail', (err) => {

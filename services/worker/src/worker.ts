@@ -12,13 +12,17 @@ import {
   ServingStatus,
   WorkerControlService,
   WorkerState,
+  PLAINTEXT,
   addHealthService,
+  channelCredentials,
+  serverCredentials,
   toServiceError,
   type AssignResponse,
   type HealthReporter,
   type ShardAssignment,
   type SpinFrame,
   type StopResponse,
+  type TlsConfig,
   type WorkerControlServer,
   type WorkerStatus,
 } from '@spinmesh/proto';
@@ -60,6 +64,8 @@ export interface WorkerOptions {
   cores?: number;
   /** Extra facts for the bus registration. */
   meta?: JsonObject;
+  /** TLS of the server and of the links to peers. @defaultValue plaintext */
+  tls?: TlsConfig;
   /** Metrics to feed: RPCs (a server interceptor), the shard's figures, the worker's state. */
   metrics?: WorkerMetrics;
 }
@@ -85,6 +91,7 @@ export class Worker {
   private readonly health: HealthReporter;
   private readonly peers: PeerServer;
   private readonly secret: Buffer | null;
+  private readonly peerCredentials: grpc.ChannelCredentials;
   private readonly heartbeatMs: number;
   private readonly startedAt = Date.now();
   private advertised = '';
@@ -97,6 +104,7 @@ export class Worker {
 
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
+    this.peerCredentials = channelCredentials(opts.tls ?? PLAINTEXT);
     this.id = opts.id;
     this.log = opts.log;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
@@ -139,7 +147,7 @@ export class Worker {
   static async start(opts: WorkerOptions): Promise<Worker> {
     const w = new Worker(opts);
     const port = await new Promise<number>((resolve, reject) =>
-      w.server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      w.server.bindAsync(opts.listen, serverCredentials(opts.tls ?? PLAINTEXT), (err, p) =>
         err ? reject(err) : resolve(p),
       ),
     );
@@ -286,6 +294,7 @@ export class Worker {
         log: this.log,
         peerServer: this.peers,
         secret: this.opts.clusterSecret ?? null,
+        peerCredentials: this.peerCredentials,
         slowdown: this.opts.debugSlowdown ?? 1,
         drainMs: this.opts.drainMs ?? 8000,
         progressMs: this.opts.progressMs ?? 1000,

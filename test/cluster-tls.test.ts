@@ -1,0 +1,76 @@
+// TLS on every gRPC listener and channel of a real local cluster: the coordinator, two workers
+// and the API client all on TLS with a self-signed certificate (made by openssl here); the job
+// completes with the single-process model, and a plaintext client cannot talk to the cluster.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LocalCluster } from '@spinmesh/coordinator';
+import { JobServiceClient, type SubmitJobResponse } from '@spinmesh/proto';
+import { COMPLETED, Jobs, basJob, startCluster } from './cluster-helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'spinmesh-tls-'));
+const cert = join(dir, 'cert.pem');
+const key = join(dir, 'key.pem');
+
+describe('a cluster on TLS', () => {
+  let cluster: LocalCluster;
+
+  beforeAll(async () => {
+    // A self-signed certificate for the loopback address, its own CA.
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=spinmesh-test',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ],
+      { stdio: 'pipe' },
+    );
+    cluster = await startCluster(2, {
+      env: { SPINMESH_TLS_CERT: cert, SPINMESH_TLS_KEY: key, SPINMESH_TLS_CA: cert },
+    });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('trains a job over TLS end to end and refuses plaintext', async () => {
+    const jobs = new Jobs(cluster.address, grpc.credentials.createSsl(readFileSync(cert)));
+    try {
+      const { jobId } = await jobs.submit(basJob(40, { workers: 2 }));
+      const { job } = await jobs.follow(jobId);
+      expect(job.state).toBe(COMPLETED);
+      expect(job.evaluation?.exactLogLikelihood).toBeLessThan(0);
+    } finally {
+      jobs.close();
+    }
+    const plain = new JobServiceClient(cluster.address, grpc.credentials.createInsecure());
+    const err = await new Promise<grpc.ServiceError>((resolve) =>
+      plain.submitJob(
+        { spec: JSON.stringify(basJob(1)), jobId: '' },
+        { deadline: Date.now() + 3000 },
+        (e: grpc.ServiceError | null, _r?: SubmitJobResponse) => resolve(e!),
+      ),
+    );
+    expect([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED]).toContain(err.code);
+    plain.close();
+  });
+});
