@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '@spinmesh/coordinator';
-import { JobServiceClient, type SubmitJobResponse } from '@spinmesh/proto';
+import { JobServiceClient } from '@spinmesh/proto';
 import { COMPLETED, Jobs, basJob, startCluster } from './cluster-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spinmesh-tls-'));
@@ -66,8 +66,9 @@ describe('a cluster on TLS', () => {
     const err = await new Promise<grpc.ServiceError>((resolve) =>
       plain.submitJob(
         { spec: JSON.stringify(basJob(1)), jobId: '' },
+        new grpc.Metadata(),
         { deadline: Date.now() + 3000 },
-        (e: grpc.ServiceError | null, _r?: SubmitJobResponse) => resolve(e!),
+        (e: grpc.ServiceError | null) => resolve(e!),
       ),
     );
     expect([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED]).toContain(err.code);
