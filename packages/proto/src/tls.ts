@@ -29,8 +29,14 @@ export class TlsConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Reads SPINMESH_TLS_CERT, SPINMESH_TLS_KEY, SPINMESH_TLS_CA and SPINMESH_TLS. */
-export function tlsFromEnv(env: Env = process.env): TlsConfig {
+/**
+ * Reads SPINMESH_TLS_CERT, SPINMESH_TLS_KEY, SPINMESH_TLS_CA and SPINMESH_TLS.
+ * @throws what `error` makes of a bad variable (a service's own ConfigError); TlsConfigError by default
+ */
+export function tlsFromEnv(
+  env: Env = process.env,
+  error: (variable: string, message: string) => Error = (v, m) => new TlsConfigError(v, m),
+): TlsConfig {
   const get = (n: string): string | undefined => {
     const v = env[n]?.trim();
     return v === undefined || v === '' ? undefined : v;
@@ -38,13 +44,12 @@ export function tlsFromEnv(env: Env = process.env): TlsConfig {
   const certFile = get('SPINMESH_TLS_CERT');
   const keyFile = get('SPINMESH_TLS_KEY');
   if ((certFile === undefined) !== (keyFile === undefined))
-    throw new TlsConfigError(
+    throw error(
       certFile === undefined ? 'SPINMESH_TLS_CERT' : 'SPINMESH_TLS_KEY',
       'must be set too: TLS needs both SPINMESH_TLS_CERT and SPINMESH_TLS_KEY',
     );
   const flag = get('SPINMESH_TLS') ?? '0';
-  if (flag !== '0' && flag !== '1')
-    throw new TlsConfigError('SPINMESH_TLS', `must be 0 or 1 (got '${flag}')`);
+  if (flag !== '0' && flag !== '1') throw error('SPINMESH_TLS', `must be 0 or 1 (got '${flag}')`);
   const caFile = get('SPINMESH_TLS_CA') ?? null;
   return {
     server: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : null,

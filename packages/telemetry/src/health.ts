@@ -98,3 +98,23 @@ export function ownServerRoots(
     Buffer.from(rootCertificates.join('\n')),
   ]);
 }
+
+/**
+ * The body of a service's container healthcheck: probes its own server at the address `listen()`
+ * returns (its config), over TLS when the service's own certificate says so, prints the answer,
+ * and exits 0 (serving), 1 (not serving or unreachable) or 2 (a bad setting).
+ */
+export async function runHealthcheck(service: string, listen: () => string): Promise<never> {
+  let address: string;
+  let rootCerts: Buffer | undefined;
+  try {
+    address = probeAddress(listen());
+    rootCerts = ownServerRoots();
+  } catch (err) {
+    process.stderr.write(`${service} healthcheck: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const result = await checkHealth(address, rootCerts ? { rootCerts } : {});
+  process.stdout.write(`${address}: ${result.detail}\n`);
+  process.exit(result.serving ? 0 : 1);
+}

@@ -38,6 +38,7 @@ export {
 export {
   checkHealth,
   ownServerRoots,
+  runHealthcheck,
   probeAddress,
   type HealthCheckOptions,
   type HealthCheckResult,

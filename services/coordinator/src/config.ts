@@ -2,7 +2,7 @@
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
-import { TlsConfigError, tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
+import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
 
 export interface CoordinatorConfig {
   /**
@@ -166,14 +166,7 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
   const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
   if (stdin !== '0' && stdin !== '1')
     throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
-  let tls: TlsConfig;
-  try {
-    tls = tlsFromEnv(env);
-  } catch (e) {
-    if (e instanceof TlsConfigError)
-      throw new ConfigError(e.variable, e.message.slice(e.variable.length + 1));
-    throw e;
-  }
+  const tls = tlsFromEnv(env, (variable, message) => new ConfigError(variable, message));
   const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen ?? 'off';
   if (metrics !== 'off' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(metrics))
     throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);

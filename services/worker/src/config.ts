@@ -4,7 +4,7 @@
 import { hostname } from 'node:os';
 
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
-import { TlsConfigError, tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
+import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
 
 /** Where the worker's state bus is. */
 export type BusConfig =
@@ -202,14 +202,7 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
   const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
   if (stdin !== '0' && stdin !== '1')
     throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
-  let tls: TlsConfig;
-  try {
-    tls = tlsFromEnv(env);
-  } catch (e) {
-    if (e instanceof TlsConfigError)
-      throw new ConfigError(e.variable, e.message.slice(e.variable.length + 1));
-    throw e;
-  }
+  const tls = tlsFromEnv(env, (variable, message) => new ConfigError(variable, message));
   const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen;
   if (metrics !== 'off' && !HOST_PORT.test(metrics))
     throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);

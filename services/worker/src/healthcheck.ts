@@ -3,19 +3,8 @@
 // server, at the address SPINMESH_WORKER_LISTEN binds, whether it serves (grpc.health.v1), over
 // TLS when SPINMESH_TLS_CERT and SPINMESH_TLS_KEY are set. Exit code 0: serving; 1: not serving
 // or unreachable; 2: a bad setting (port 0 included: nothing fixed to probe).
-import { checkHealth, ownServerRoots, probeAddress } from '@spinmesh/telemetry';
+import { runHealthcheck } from '@spinmesh/telemetry';
 
 import { configFromEnv } from './config.js';
 
-let address: string;
-let rootCerts: Buffer | undefined;
-try {
-  address = probeAddress(configFromEnv().listen);
-  rootCerts = ownServerRoots();
-} catch (err) {
-  process.stderr.write(`spinmesh-worker healthcheck: ${(err as Error).message}\n`);
-  process.exit(2);
-}
-const result = await checkHealth(address, rootCerts ? { rootCerts } : {});
-process.stdout.write(`${address}: ${result.detail}\n`);
-process.exit(result.serving ? 0 : 1);
+await runHealthcheck('spinmesh-worker', () => configFromEnv().listen);
