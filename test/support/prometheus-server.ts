@@ -1,12 +1,12 @@
 // Starts a real, throw-away Prometheus (Debian's) on a free port of 127.0.0.1 with a given
 // configuration, for tests, and stops it. Its storage lives in a fresh temporary directory,
 // removed on stop. Also: instant queries over its HTTP API.
-import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { accessSync, constants, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { stringify } from 'yaml';
+
+import { freePort, startServerProcess } from './server-process.js';
 
 export interface PrometheusServer {
   /** `http://127.0.0.1:<port>`. */
@@ -56,7 +56,7 @@ async function startOn(bin: string, port: number, config: unknown): Promise<Prom
   const dir = mkdtempSync(join(tmpdir(), 'spinmesh-prometheus-'));
   const configFile = join(dir, 'prometheus.yml');
   writeFileSync(configFile, stringify(config));
-  const child = spawn(
+  const server = startServerProcess(
     bin,
     [
       `--config.file=${configFile}`,
@@ -64,35 +64,17 @@ async function startOn(bin: string, port: number, config: unknown): Promise<Prom
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    dir,
   );
-  let output = '';
-  const keep = (chunk: Buffer): void => {
-    output = (output + chunk.toString()).slice(-4000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const killOnExit = (): void => {
-    child.kill('SIGKILL');
-  };
-  process.once('exit', killOnExit);
-  const stop = async (): Promise<void> => {
-    process.removeListener('exit', killOnExit);
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const { child, stop } = server;
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
+    if (server.exited()) {
       await stop();
-      throw new Error(`prometheus exited during start-up (port ${port}): ${output.trim()}`);
+      throw new Error(
+        `prometheus exited during start-up (port ${port}): ${server.output().trim()}`,
+      );
     }
     const ready = await fetch(`${url}/-/ready`).then(
       (r) => r.ok,
@@ -101,24 +83,11 @@ async function startOn(bin: string, port: number, config: unknown): Promise<Prom
     if (ready) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`prometheus was not ready on port ${port} within 20 s: ${output}`);
+      throw new Error(`prometheus was not ready on port ${port} within 20 s: ${server.output()}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
   return { url, pid: child.pid!, port, stop };
-}
-
-/** A port that was free a moment ago: listen on 0, read the port, close. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** One series of an instant query's vector result. */

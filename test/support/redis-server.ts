@@ -1,11 +1,13 @@
 // Starts a real, throw-away redis-server (Debian's) on a free port of 127.0.0.1 for tests, and
 // stops it. No persistence; its working directory is a fresh temporary one, removed on stop.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer, type Socket } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+
+import { freePort, startServerProcess } from './server-process.js';
 
 export interface RedisServer {
   readonly port: number;
@@ -95,50 +97,16 @@ async function startOn(
     'warning',
   ];
   if (options.password !== undefined) args.push('--requirepass', options.password);
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer): void => {
-    output = (output + chunk.toString()).slice(-4000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const killOnExit = (): void => {
-    child.kill('SIGKILL');
-  };
-  process.once('exit', killOnExit);
-
-  const stop = async (): Promise<void> => {
-    process.removeListener('exit', killOnExit);
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const server = startServerProcess(bin, args, dir);
+  const { child, stop } = server;
 
   try {
-    await waitForPing(port, options.tls !== undefined, child, () => output);
+    await waitForPing(port, options.tls !== undefined, child, server.output);
   } catch (err) {
     await stop();
     throw err;
   }
   return { port, url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`, stop };
-}
-
-/** A port that was free a moment ago: listen on 0, read the port, close. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Polls with a raw PING until the server answers (+PONG, or -NOAUTH when it wants a password). */
