@@ -22,3 +22,4 @@ export * from './eval/probe.js';
 export * from './job.js';
 export * from './serve.js';
 export * from './shard/index.js';
+export * from './dybm/index.js';
