@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { wordFrames } from '@spinmesh/model';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'packages/client/bin/spinmesh.js');
@@ -274,6 +275,59 @@ describe('spinmesh against a coordinator', () => {
     const usage = await spinmesh(['list', '--png', 'x.png']);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/list takes no option --png/);
+  });
+});
+
+describe('sequence jobs (rule stdp)', () => {
+  it('trains the SCIENCE task here and on the coordinator, and continues a cue both ways', async () => {
+    const spec = join(root, 'examples/science.yaml');
+    const local = await spinmesh(['train', spec, '--out', 'science.dybm.json', '--json']);
+    expect(local.code, local.stderr).toBe(0);
+    const done = jsonLines(local.stdout).at(-1)!;
+    expect((done['evaluation'] as { recallExact: number }).recallExact).toBe(1);
+    const sub = await spinmesh(['submit', spec, '--id', 'science', '--watch']);
+    expect(sub.code, sub.stderr).toBe(0);
+    // The first two letters as the cue: the rest of the word follows, from the file and the job.
+    const fromFile = await spinmesh([
+      'generate',
+      '--model',
+      'science.dybm.json',
+      '--cue-word',
+      'SC',
+      '--steps',
+      '35',
+      '--json',
+    ]);
+    const fromJob = await spinmesh([
+      'generate',
+      '--job',
+      'science',
+      '--cue-word',
+      'SC',
+      '--steps',
+      '35',
+      '--json',
+    ]);
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(fromJob.code, fromJob.stderr).toBe(0);
+    const frames = (r: Run): number[] => jsonLines(r.stdout).at(-1)!['frames'] as number[];
+    expect(frames(fromJob)).toEqual(frames(fromFile));
+    const word = wordFrames('SCIENCE');
+    // The cue is 11 frames (the blank column after C is not given): the model supplies it.
+    const rest = word.steps - 11;
+    expect(frames(fromFile).slice(0, rest * 7)).toEqual(Array.from(word.data.subarray(11 * 7)));
+    const text = await spinmesh(['generate', '--model', 'science.dybm.json', '--cue-word', 'SC']);
+    expect(text.stdout.split('\n')[0]).toMatch(/^[.#]+\|[.#]+$/);
+    await spinmesh([
+      'submit',
+      join(root, 'examples/hopfield.yaml'),
+      '--id',
+      'not-a-sequence',
+      '--watch',
+    ]);
+    const wrong = await spinmesh(['generate', '--job', 'not-a-sequence', '--steps', '3']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/not a sequence model/);
   });
 });
 

@@ -52,6 +52,11 @@ export const OPTIONS: Readonly<Record<string, OptionKind>> = {
   hide: 'value',
   flip: 'value',
   trajectory: 'optional',
+  // generate
+  'cue-word': 'value',
+  'cue-csv': 'value',
+  steps: 'value',
+  sample: 'flag',
   // eval
   exact: 'flag',
   ais: 'optional',

@@ -4,6 +4,7 @@
 import { parseArgs, type Args } from './args.js';
 import { TRAIN_OPTIONS, train } from './commands/train.js';
 import { exportNpy, importNpy, info } from './commands/local.js';
+import { GENERATE_OPTIONS, generate } from './commands/sequence.js';
 import {
   CANCEL_OPTIONS,
   LIST_OPTIONS,
@@ -46,6 +47,8 @@ in this process (no coordinator needed):
                               process only)
       --epochs <n>            override spec.epochs
       --workers <n>           override spec.workers and run on the embedded local cluster
+                              a sequence job (rule: stdp) trains its DyBM here and writes
+                              <name>.dybm.json
   info <model>                print a model file's spec and training state
   export-npy <model> <dir>    write each parameter array as <dir>/<name>.npy (+ manifest.json)
   import-npy <dir> <model>    build a model file from arrays written by export-npy (or by hand)
@@ -104,6 +107,13 @@ using a trained model: a completed job's (--job <id>, on the coordinator) or a m
       --recall-flip <p>       recall accuracy from cues with a fraction p of the units flipped
       --limit <n>             at most n rows; --seed <s>; --binarize threshold|none|bernoulli
                               (default: recall 0.1 for a Hopfield memory, recon otherwise)
+  generate                    continue a cue with a sequence model (rule: stdp; --job or --model):
+                              prints cue | generated frames as a picture, one line per unit
+      --cue-word <word>       the cue: a word of the 7-pixel font, read column by column
+      --cue-csv <file>        the cue: one frame per line (default: no cue, a blank past)
+      --steps <n>             frames to generate (default 60)
+      --sample                sample the frames (seeded by --seed) instead of the most likely
+      --csv <file>            also the generated frames, one per line
   image options: --scale <n> (pixels per unit; default: tiles of about 20 pixels), --cols <n>
   (tiles per row), --layer <name> (default: the first layer)
 
@@ -148,6 +158,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   filters: { run: filters, options: FILTERS_OPTIONS, args: 0 },
   complete: { run: complete, options: COMPLETE_OPTIONS, args: 0 },
   eval: { run: evaluate, options: EVAL_OPTIONS, args: 2 },
+  generate: { run: generate, options: GENERATE_OPTIONS, args: 0 },
 };
 
 function report(e: unknown, ctx: Context | null): number {

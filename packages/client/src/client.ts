@@ -11,6 +11,8 @@ import {
   type CompleteResponse,
   type EvaluateRequest,
   type EvaluateResponse,
+  type GenerateRequest,
+  type GenerateResponse,
   type Job,
   type JobState,
   type ModelChunk,
@@ -321,6 +323,13 @@ export class SpinmeshClient {
     };
     return this.unary<CompleteResponse>('Complete', (md, o, cb) =>
       this.models.complete(full, md, o, cb),
+    );
+  }
+
+  generate(req: Partial<GenerateRequest> & { jobId: string }): Promise<GenerateResponse> {
+    const full: GenerateRequest = { steps: 0, sample: false, seed: 0, ...req };
+    return this.unary<GenerateResponse>('Generate', (md, o, cb) =>
+      this.models.generate(full, md, o, cb),
     );
   }
 

@@ -513,6 +513,14 @@ export interface Evaluation {
   probeAccuracy?: number;
   /** Fraction of units restored from corrupted cues (evaluate.recall). */
   recallAccuracy?: number;
+  /** Sequence jobs (rule 'stdp'): fraction of the sequences recalled exactly from their cue. */
+  recallExact?: number;
+  /** Sequence jobs: fraction of the generated frames that are right. */
+  recallFrames?: number;
+  /** Sequence jobs with gaussian units: RMSE of the one-step-ahead predictions. */
+  rmse?: number;
+  /** Sequence jobs: mean log-likelihood per frame under one-step prediction, in nats. */
+  sequenceLogLikelihood?: number;
   /** For bars-and-stripes: the best possible average log-likelihood, -log(#patterns). */
   optimum?: number;
 }

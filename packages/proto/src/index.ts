@@ -77,6 +77,8 @@ export {
   CompleteResponse,
   EvaluateRequest,
   EvaluateResponse,
+  GenerateRequest,
+  GenerateResponse,
   ModelServiceService,
   ModelServiceClient,
   type ModelServiceServer,

@@ -14,12 +14,16 @@ import {
 } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
+  SpecError,
   assemble,
   createHopfield,
   encodeModel,
   evaluateNetwork,
   loadData,
+  loadSequences,
   storeHebbian,
+  validateSequenceJob,
+  type SequenceEvaluation,
   type Dataset,
   type Evaluation,
 } from '@spinmesh/model';
@@ -39,6 +43,7 @@ import type {
 } from './records.js';
 import { busShardState, type ShardStateReader } from './shard-state.js';
 import type { WorkerClients } from './worker-client.js';
+import type { ModelRunner } from './model-runner.js';
 
 export interface CoordinatorOptions {
   bus: Bus;
@@ -58,6 +63,8 @@ export interface CoordinatorOptions {
   shardState?: ShardStateReader;
   /** Loads data sets (tests replace it). */
   loadData?: typeof loadData;
+  /** Runs sequence jobs (rule 'stdp') on threads; without it they are refused at submission. */
+  runner?: ModelRunner;
   now?: () => number;
   /** Metrics to feed: submissions, progress, recoveries, evaluations (jobs, workers: on demand). */
   metrics?: CoordinatorMetrics;
@@ -117,6 +124,8 @@ export class Coordinator {
   private readonly load: typeof loadData;
   private readonly now: () => number;
   private readonly runtimes = new Map<string, Runtime>();
+  /** Sequence jobs training on threads of this coordinator. */
+  private readonly sequenceRuns = new Map<string, { stop: () => void }>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = true;
@@ -173,6 +182,7 @@ export class Coordinator {
    * InvalidArgumentError (a bad id) or JobExistsError
    */
   async submit(input: unknown, jobId?: string): Promise<StoredJob> {
+    if (isSequenceInput(input)) return this.submitSequence(input, jobId);
     const plan = planJob(input, this.load);
     const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
     const fields: JobFields = {
@@ -200,6 +210,26 @@ export class Coordinator {
     return record;
   }
 
+  /** A sequence job (rule 'stdp'): validated (its data loaded) and queued; no shards. */
+  private async submitSequence(input: unknown, jobId?: string): Promise<StoredJob> {
+    if (!this.opts.runner)
+      throw new SpecError('spec.rule', "'stdp' jobs need a coordinator that runs model threads");
+    const spec = validateSequenceJob(input);
+    const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
+    const fields: JobFields = {
+      name: spec.name,
+      sequence: spec,
+      workers: 1,
+      layout: [],
+      rows: loadSequences(spec).length,
+      stepsPerEpoch: 1,
+      totalSteps: spec.epochs,
+    };
+    const record = (await this.bus.createJob({ id, ...fields })) as StoredJob;
+    this.log.info({ jobId: id, name: spec.name, rounds: spec.epochs }, 'sequence job submitted');
+    return record;
+  }
+
   /** Cancels a queued or running job and stops its workers. @throws JobStateError when final */
   async cancel(jobId: string): Promise<StoredJob> {
     const tr = await this.bus.transitionJob(jobId, ['queued', 'running'], 'cancelled', {
@@ -212,6 +242,7 @@ export class Coordinator {
         `job '${jobId}' is ${tr.record.state} already and cannot be cancelled`,
       );
     this.log.info({ jobId }, 'job cancelled');
+    this.sequenceRuns.get(jobId)?.stop();
     await this.stopWorkersOf(jobId);
     return tr.record as StoredJob;
   }
@@ -310,6 +341,11 @@ export class Coordinator {
       await this.storeInOneLook(job);
       return true;
     }
+    if (job.sequence) {
+      const tr = await this.bus.transitionJob(job.id, ['queued'], 'running', { reason: null });
+      if (tr.ok) this.trainSequence(tr.record as StoredJob);
+      return true;
+    }
     const K = job.workers ?? 1;
     const rt = this.runtime(job.id);
     if (pool.length < K || ahead !== null) {
@@ -351,6 +387,11 @@ export class Coordinator {
     live: Map<string, WorkerInfo>,
     pool: Pool,
   ): Promise<void> {
+    if (job.sequence) {
+      // Running, but not on this coordinator's threads: it restarted. Train again from the start.
+      if (!this.sequenceRuns.has(job.id)) this.trainSequence(job);
+      return;
+    }
     const K = job.workers ?? 1;
     const total = job.totalSteps ?? 0;
     const rt = this.runtime(job.id);
@@ -822,6 +863,57 @@ export class Coordinator {
       this.log.info({ jobId: job.id, evaluation, modelBytes: bytes.length }, 'job completed');
   }
 
+  /**
+   * Trains a running sequence job on a thread (the DyBM is small; its sharded protocol is tested
+   * in-process), then stores the model, publishes the evaluation and completes the job.
+   */
+  private trainSequence(job: StoredJob): void {
+    const runner = this.opts.runner!;
+    const spec = job.sequence!;
+    const run = runner.runDetached({ kind: 'train-sequence', spec });
+    this.sequenceRuns.set(job.id, run);
+    this.log.info({ jobId: job.id, rounds: spec.epochs }, 'sequence job training on a thread');
+    const done = async (): Promise<void> => {
+      let out;
+      try {
+        out = await run.result;
+      } catch (err) {
+        const j = await this.bus.getJob(job.id);
+        if (j?.state === 'running')
+          await this.fail(job, `training the sequence job failed: ${(err as Error).message}`);
+        return;
+      }
+      if (out.kind !== 'train-sequence') return;
+      const { model, evaluations } = out.result;
+      const rounds = evaluations.at(-1)?.epoch ?? spec.epochs;
+      for (const e of evaluations) {
+        const evaluation = sequenceEvaluation(e);
+        await this.event(job.id, { type: 'evaluation', at: this.now(), step: e.epoch, evaluation });
+      }
+      await storeModel(this.bus, job.id, rounds, model);
+      await this.bus.updateJobProgress(job.id, {
+        step: rounds,
+        totalSteps: spec.epochs,
+        epoch: rounds,
+        shardSteps: [rounds],
+        generation: 0,
+        restoredFromStep: 0,
+        recoveries: 0,
+      } satisfies ProgressRecord);
+      const last = evaluations.at(-1);
+      const tr = await this.bus.transitionJob(job.id, ['running'], 'completed', {
+        ...(last ? { evaluation: sequenceEvaluation(last) } : {}),
+        model: { shard: MODEL_SLOT, step: rounds, bytes: model.length },
+      });
+      if (tr.ok) this.log.info({ jobId: job.id, rounds, evaluation: last }, 'job completed');
+    };
+    void done()
+      .catch((err: unknown) =>
+        this.log.warn({ jobId: job.id, err }, 'sequence job bookkeeping failed'),
+      )
+      .finally(() => this.sequenceRuns.delete(job.id));
+  }
+
   private async fail(job: StoredJob, message: string): Promise<void> {
     const tr = await this.bus.transitionJob(job.id, ['queued', 'running'], 'failed', {
       error: message,
@@ -916,5 +1008,22 @@ function finite(e: Evaluation): Evaluation {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(e))
     if (typeof v !== 'number' || Number.isFinite(v)) out[k] = v;
+  return out as unknown as Evaluation;
+}
+
+/** Whether a submitted spec is a sequence job (rule 'stdp'). */
+function isSequenceInput(input: unknown): boolean {
+  return (
+    typeof input === 'object' && input !== null && (input as { rule?: unknown }).rule === 'stdp'
+  );
+}
+
+/** A sequence job's figures in the job record's evaluation (the Evaluation message's fields). */
+function sequenceEvaluation(e: SequenceEvaluation): Evaluation {
+  const out: Record<string, number> = { epoch: e.epoch };
+  if (e.recallExact !== undefined) out['recallExact'] = e.recallExact;
+  if (e.recallFrames !== undefined) out['recallFrames'] = e.recallFrames;
+  if (e.rmse !== undefined) out['rmse'] = e.rmse;
+  if (e.logLikelihood !== undefined) out['sequenceLogLikelihood'] = e.logLikelihood;
   return out as unknown as Evaluation;
 }

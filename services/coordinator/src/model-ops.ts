@@ -5,6 +5,10 @@ import type { Kernels } from '@spinmesh/kernels';
 import {
   completePattern,
   decodeModel,
+  decodeSequenceModel,
+  encodeSequenceModel,
+  generateFrom,
+  runSequenceJob,
   evaluateNetwork,
   loadData,
   sampleNetwork,
@@ -16,6 +20,8 @@ import {
   type JobSpec,
   type SampleOptions,
   type SampleResult,
+  type SequenceEvaluation,
+  type SequenceJobSpec,
 } from '@spinmesh/model';
 
 export type ModelOp =
@@ -30,15 +36,47 @@ export type ModelOp =
       data: DataSpec | null;
       evaluate: EvaluateSpec;
       seed: number;
-    };
+    }
+  | {
+      kind: 'generate';
+      model: Uint8Array;
+      cue: Float64Array;
+      cueSteps: number;
+      steps: number;
+      mode: 'mostLikely' | 'sample';
+      seed: number | null;
+    }
+  /** Trains a sequence job (rule 'stdp') from its spec: the model file and the evaluations. */
+  | { kind: 'train-sequence'; spec: SequenceJobSpec };
 
 export type ModelOpResult =
   | { kind: 'sample'; result: SampleResult }
   | { kind: 'complete'; result: CompleteResult }
-  | { kind: 'evaluate'; result: { evaluation: Evaluation; rows: number } };
+  | { kind: 'evaluate'; result: { evaluation: Evaluation; rows: number } }
+  | { kind: 'generate'; result: { frames: Float64Array; units: number } }
+  | {
+      kind: 'train-sequence';
+      result: { model: Uint8Array; evaluations: SequenceEvaluation[] };
+    };
 
 /** Runs one operation. @throws SpecError or FormatError for a request the model cannot serve */
 export function runModelOp(op: ModelOp, kernels: Kernels): ModelOpResult {
+  if (op.kind === 'train-sequence') {
+    const { model, evaluations } = runSequenceJob(op.spec);
+    const last = evaluations.at(-1) ?? null;
+    return {
+      kind: 'train-sequence',
+      result: { model: encodeSequenceModel(model, op.spec, last), evaluations },
+    };
+  }
+  if (op.kind === 'generate') {
+    const { model } = decodeSequenceModel(op.model);
+    const frames = generateFrom(model, op.cue, op.cueSteps, op.steps, {
+      mode: op.mode,
+      ...(op.seed !== null ? { seed: op.seed } : {}),
+    });
+    return { kind: 'generate', result: { frames, units: model.units } };
+  }
   const { network } = decodeModel(op.model, kernels, 'the job model');
   switch (op.kind) {
     case 'sample':

@@ -100,6 +100,37 @@ export class ModelRunner {
     });
   }
 
+  /**
+   * Runs `op` on a thread of its own that no call waits for (training a sequence job): not
+   * counted against maxConcurrent; stop() terminates it (its result then rejects).
+   */
+  runDetached(op: ModelOp): { result: Promise<ModelOpResult>; stop: () => void } {
+    const thread = new Worker(THREAD_URL, { workerData: { kernels: this.opts.kernels } });
+    this.threads.add(thread);
+    const result = new Promise<ModelOpResult>((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        this.threads.delete(thread);
+        fn();
+        void thread.terminate();
+      };
+      thread.once('message', (reply: ThreadReply) =>
+        settle(() => {
+          if ('ok' in reply) resolve(reply.ok);
+          else reject(new Error(reply.error.message));
+        }),
+      );
+      thread.once('error', (err) => settle(() => reject(err)));
+      thread.once('exit', (code) =>
+        settle(() => reject(new Error(`the thread stopped (exit code ${code})`))),
+      );
+    });
+    thread.postMessage(op);
+    return { result, stop: () => void thread.terminate() };
+  }
+
   /** Stops every running operation (at shutdown). */
   async close(): Promise<void> {
     await Promise.all([...this.threads].map((t) => t.terminate()));

@@ -67,13 +67,13 @@ function patterns(rows: number, dims: number, values: Float32Array): Patterns {
 export function addModelService(server: grpc.Server, opts: ModelServiceOptions): void {
   const { bus, runner, log } = opts;
 
-  /** The job, which must be COMPLETED, and its model file. */
-  const modelOf = async (
+  /** The job, which must be COMPLETED, and its model file (either kind). */
+  const anyModelOf = async (
     jobId: string,
-  ): Promise<{ job: StoredJob & { spec: JobSpec }; step: number; bytes: Uint8Array }> => {
+  ): Promise<{ job: StoredJob; step: number; bytes: Uint8Array }> => {
     const job = (await bus.getJob(requireId(jobId))) as StoredJob | null;
     if (!job) throw new ServerError(Status.NOT_FOUND, `job '${jobId}' not found`);
-    if (job.state !== 'completed' || !job.spec)
+    if (job.state !== 'completed' || (!job.spec && !job.sequence))
       throw new ServerError(
         Status.FAILED_PRECONDITION,
         `job '${jobId}' is ${job.state}: it has a model once it is completed`,
@@ -84,7 +84,19 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
         Status.FAILED_PRECONDITION,
         `job '${jobId}' is completed but its model is no longer stored`,
       );
-    return { job: job as StoredJob & { spec: JobSpec }, ...model };
+    return { job, ...model };
+  };
+  /** A Boltzmann model (network); a sequence model is refused, naming the call to use. */
+  const modelOf = async (
+    jobId: string,
+  ): Promise<{ job: StoredJob & { spec: JobSpec }; step: number; bytes: Uint8Array }> => {
+    const m = await anyModelOf(jobId);
+    if (!m.job.spec)
+      throw new ServerError(
+        Status.FAILED_PRECONDITION,
+        `job '${jobId}' holds a sequence model (rule 'stdp'): use Generate (or GetModel)`,
+      );
+    return m as { job: StoredJob & { spec: JobSpec }; step: number; bytes: Uint8Array };
   };
 
   const units = (spec: JobSpec): number => spec.network.layers.reduce((n, l) => n + l.size, 0);
@@ -129,11 +141,17 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
             'format',
             `must be MODEL_FORMAT_SMM or MODEL_FORMAT_NPY (got ${req.format})`,
           );
-        const { job, step, bytes } = await modelOf(req.jobId);
-        const files =
-          req.format === ModelFormat.MODEL_FORMAT_NPY
+        const { job, step, bytes } = await anyModelOf(req.jobId);
+        if (job.sequence && req.format === ModelFormat.MODEL_FORMAT_NPY)
+          throw new ServerError(
+            Status.FAILED_PRECONDITION,
+            `job '${job.id}' holds a sequence model: it comes as one JSON file (MODEL_FORMAT_SMM), not .npy arrays`,
+          );
+        const files = job.sequence
+          ? [{ file: `${job.sequence.name}.dybm.json`, bytes }]
+          : req.format === ModelFormat.MODEL_FORMAT_NPY
             ? npyFiles(decodeModel(bytes, opts.kernels, `model of job '${job.id}'`).network)
-            : [{ file: `${job.spec.name}.smm`, bytes }];
+            : [{ file: `${job.spec!.name}.smm`, bytes }];
         for (const f of files) {
           for (let off = 0; off === 0 || off < f.bytes.length; off += chunk) {
             if (call.cancelled) return;
@@ -244,6 +262,44 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
         sweepsRun: r.sweepsRun,
         converged: r.converged,
         trajectory: (r.trajectory ?? []).map((t) => patterns(r.rows, r.dims, t)),
+      };
+    }),
+
+    generate: unary(log, 'Generate', async (req, call) => {
+      const steps = inRange(req.steps, 'steps', 1, 100_000);
+      const cue = req.cue ?? { rows: 0, dims: 0, values: [] };
+      const { job, bytes } = await anyModelOf(req.jobId);
+      if (!job.sequence)
+        throw new ServerError(
+          Status.FAILED_PRECONDITION,
+          `job '${job.id}' holds a Boltzmann model, not a sequence model: use Sample or Complete`,
+        );
+      const units = job.sequence.network.dybm.units;
+      if (cue.rows > 100_000) throw invalid('cue.rows', 'must be at most 100000 frames');
+      if (cue.rows > 0 && cue.dims !== units)
+        throw invalid('cue.dims', `must be ${units}, the model's units (got ${cue.dims})`);
+      if (cue.values.length !== cue.rows * units)
+        throw invalid(
+          'cue.values',
+          `must hold rows x ${units} = ${cue.rows * units} values (got ${cue.values.length})`,
+        );
+      checkAnswer('Generate', steps * units, 'ask for fewer steps');
+      const out = await runner.run(
+        {
+          kind: 'generate',
+          model: bytes,
+          cue: Float64Array.from(cue.values),
+          cueSteps: cue.rows,
+          steps,
+          mode: req.sample ? 'sample' : 'mostLikely',
+          seed: req.sample ? req.seed : null,
+        },
+        'Generate',
+        call,
+      );
+      if (out.kind !== 'generate') throw new Error('wrong result kind');
+      return {
+        frames: patterns(steps, out.result.units, Float32Array.from(out.result.frames)),
       };
     }),
 

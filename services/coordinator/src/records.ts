@@ -6,7 +6,12 @@ import type {
   JobState as BusJobState,
   NewJobEvent,
 } from '@spinmesh/bus';
-import type { Evaluation as ModelEvaluation, JobSpec, ShardLayout } from '@spinmesh/model';
+import type {
+  Evaluation as ModelEvaluation,
+  JobSpec,
+  SequenceJobSpec,
+  ShardLayout,
+} from '@spinmesh/model';
 import {
   JobState,
   type Evaluation,
@@ -24,8 +29,13 @@ import {
 export interface JobFields {
   /** spec.name. */
   name: string;
-  /** The validated spec, defaults filled in: what every worker reads to build its shard. */
-  spec: JobSpec;
+  /**
+   * The validated spec, defaults filled in: what every worker reads to build its shard. Absent
+   * for a sequence job, whose spec is `sequence`.
+   */
+  spec?: JobSpec;
+  /** A sequence job's spec (rule 'stdp'): trained by the coordinator on a thread. */
+  sequence?: SequenceJobSpec;
   /** Number of shards (spec.workers). */
   workers: number;
   /** Shard s owns layout[s] (layer name -> [start, end)). */
@@ -136,6 +146,10 @@ export function toEvaluation(e: ModelEvaluation): Evaluation {
   copy('reconstructionError');
   copy('probeAccuracy');
   copy('recallAccuracy');
+  copy('recallExact');
+  copy('recallFrames');
+  copy('rmse');
+  copy('sequenceLogLikelihood');
   copy('optimum');
   return out;
 }
@@ -153,7 +167,7 @@ function toProgress(p: ProgressRecord | undefined, totalSteps: number): JobProgr
 /** A stored job as the Job message. */
 export function toJobMessage(job: StoredJob, generation: number): Job {
   const state = job.state;
-  const spec = job.spec;
+  const spec = job.spec ?? job.sequence;
   const evaluation = job.evaluation ?? job.progress?.evaluation;
   return {
     jobId: job.id,

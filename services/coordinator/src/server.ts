@@ -67,7 +67,9 @@ export async function startCoordinator(
     credentials: channelCredentials(config.tls),
     timeoutMs: config.rpcTimeoutMs,
   });
+  const runner = new ModelRunner({ kernels: config.kernels, maxConcurrent: config.modelOpsMax });
   const coordinator = new Coordinator({
+    runner,
     bus,
     workers,
     kernels,
@@ -103,7 +105,6 @@ export async function startCoordinator(
     ...(inProcessBus ? { [ServiceNames.bus]: ServingStatus.SERVING } : {}),
   });
   const jobs: JobServiceHandle = addJobService(server, { bus, coordinator, log });
-  const runner = new ModelRunner({ kernels: config.kernels, maxConcurrent: config.modelOpsMax });
   addModelService(server, {
     bus,
     runner,

@@ -2,12 +2,22 @@
 // Complete (the figure: 10 random 100-unit patterns, cues with 10% of the bits
 // flipped, >= 99% of bits restored), Sample, Evaluate, GetModel in both formats; the errors
 // and limits; the API token; server reflection.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PortableKernels } from '@spinmesh/kernels';
-import { decodeModel, decodeNpy, randomPatterns } from '@spinmesh/model';
+import { parse as parseYaml } from 'yaml';
+import {
+  decodeModel,
+  decodeNpy,
+  decodeSequenceModel,
+  randomPatterns,
+  reverseFrames,
+  wordFrames,
+} from '@spinmesh/model';
 import {
   JobState,
   ModelFormat,
@@ -17,6 +27,7 @@ import {
   tokenMetadata,
   type CompleteResponse,
   type EvaluateResponse,
+  type GenerateResponse,
   type ModelChunk,
   type SampleResponse,
 } from '@spinmesh/proto';
@@ -337,5 +348,86 @@ describe('server reflection', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('a sequence job (rule stdp): the SCIENCE task over the API', () => {
+  let server: CoordinatorServer;
+  let models: ModelServiceClient;
+  const spec = parseYaml(
+    readFileSync(fileURLToPath(new URL('../../../examples/science.yaml', import.meta.url)), 'utf8'),
+  ) as Record<string, unknown>;
+
+  beforeAll(async () => {
+    server = await coordinator();
+    models = new ModelServiceClient(server.address, grpc.credentials.createInsecure());
+    await completed(server, spec, 'science');
+    await completed(server, hopfield, 'memory');
+  }, 60_000);
+  afterAll(async () => {
+    models.close();
+    await server.close();
+  });
+
+  it('trains on a coordinator thread until both sequences are recalled, then continues cues', async () => {
+    const job = await getJob(jobClient(server.address), 'science');
+    expect(job.evaluation?.recallExact).toBe(1);
+    expect(job.progress?.step).toBeLessThan(500);
+    const word = wordFrames('SCIENCE');
+    for (const seq of [word, reverseFrames(word)]) {
+      const cue = Array.from(seq.data.subarray(0, 12 * 7));
+      const res = await unary<GenerateResponse>((cb) =>
+        models.generate(
+          {
+            jobId: 'science',
+            cue: { rows: 12, dims: 7, values: cue },
+            steps: seq.steps - 12,
+            sample: false,
+            seed: 0,
+          },
+          cb,
+        ),
+      );
+      expect(res.frames!.rows).toBe(seq.steps - 12);
+      expect(res.frames!.values).toEqual(Array.from(seq.data.subarray(12 * 7)));
+    }
+    const file = Buffer.concat(
+      (await chunks(models, 'science', ModelFormat.MODEL_FORMAT_SMM)).map((c) => c.data),
+    );
+    expect(decodeSequenceModel(file).file.spec.name).toBe('science');
+  });
+
+  it('tells a sequence model from a Boltzmann one', async () => {
+    const s = await failure(
+      unary((cb) =>
+        models.sample(
+          { jobId: 'science', count: 1, sweeps: 1, temperature: 0, seed: 0, layer: '' },
+          cb,
+        ),
+      ),
+    );
+    expect(s.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(s.details).toMatch(/sequence model .* use Generate/);
+    const g = await failure(
+      unary((cb) => models.generate({ jobId: 'memory', steps: 3, sample: false, seed: 0 }, cb)),
+    );
+    expect(g.code).toBe(grpc.status.FAILED_PRECONDITION);
+    const bad = await failure(
+      unary((cb) =>
+        models.generate(
+          {
+            jobId: 'science',
+            cue: { rows: 1, dims: 6, values: [0, 0, 0, 0, 0, 0] },
+            steps: 3,
+            sample: false,
+            seed: 0,
+          },
+          cb,
+        ),
+      ),
+    );
+    expect(bad.details).toMatch(/^cue.dims must be 7/);
+    const rejected = await failure(submit(jobClient(server.address), { ...spec, workers: 2 }));
+    expect(rejected.details).toMatch(/^spec.workers must be 1/);
   });
 });

@@ -1,12 +1,33 @@
 // Commands on model files that need no coordinator: info, export-npy, import-npy.
 import { loadKernels } from '@spinmesh/kernels';
-import { exportNpyDir, importNpyDir, loadModel, saveModel } from '@spinmesh/model';
+import {
+  decodeSequenceModel,
+  exportNpyDir,
+  importNpyDir,
+  isSequenceModel,
+  loadModel,
+  readUserFile,
+  saveModel,
+} from '@spinmesh/model';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 
 export function info(ctx: Context): number {
   const modelPath = ctx.args.positional[1];
   if (!modelPath) throw new UsageError('info needs <model>');
+  const bytes = readUserFile(modelPath);
+  if (isSequenceModel(bytes)) {
+    const { file, model } = decodeSequenceModel(bytes);
+    const o = {
+      kind: 'sequence model (dynamic Boltzmann machine)',
+      spec: file.spec,
+      units: model.units,
+      synapses: model.synapses().pre.length,
+      evaluation: file.evaluation,
+    };
+    process.stdout.write(`${ctx.out.json ? JSON.stringify(o) : JSON.stringify(o, null, 2)}\n`);
+    return 0;
+  }
   const m = loadModel(modelPath, loadKernels('portable'));
   const arrays = m.network.parameters().map((a) => `${a.name} [${a.shape.join('x')}]`);
   const o = {

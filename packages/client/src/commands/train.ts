@@ -19,6 +19,7 @@ import { InterruptedError, JobFailedError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
 import { describeEvaluation, fmt } from '../output.js';
 import { applyOverrides, parseSpecFile } from '../spec-file.js';
+import { trainSequence } from './sequence.js';
 
 /** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
 const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
@@ -31,6 +32,7 @@ export function train(ctx: Context): number | Promise<number> {
   if (!specPath) throw new UsageError('train needs a spec file');
   const raw = parseSpecFile(specPath) as Record<string, unknown>;
   applyOverrides(raw, args);
+  if (raw['rule'] === 'stdp') return trainSequence(ctx, raw);
   const spec = validateJobSpec(raw);
   if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
     if (args.has('resume'))

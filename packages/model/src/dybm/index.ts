@@ -10,3 +10,4 @@ export * from './shard.js';
 // The plot helper lives with the other writers in io/; it is exported here so that the package
 // entry needs a single line for this module.
 export * from '../io/plot.js';
+export * from './job.js';

@@ -284,7 +284,18 @@ export interface Evaluation {
    * Fraction of units restored by greedy completion from cues with a fraction of their units
    * flipped (evaluate.recall; Hopfield memories).
    */
-  recallAccuracy?: number | undefined;
+  recallAccuracy?:
+    | number
+    | undefined;
+  /**
+   * Sequence jobs (rule 'stdp'): the fraction of the sequences the model recalls exactly from
+   * their cue, the fraction of generated frames that are right, the RMSE of one-step-ahead
+   * predictions (gaussian units), and the mean log-likelihood per frame of one-step prediction.
+   */
+  recallExact?: number | undefined;
+  recallFrames?: number | undefined;
+  rmse?: number | undefined;
+  sequenceLogLikelihood?: number | undefined;
 }
 
 /** A change of the workers that hold a job's shards. */
@@ -1673,6 +1684,10 @@ function createBaseEvaluation(): Evaluation {
     probeAccuracy: undefined,
     optimum: undefined,
     recallAccuracy: undefined,
+    recallExact: undefined,
+    recallFrames: undefined,
+    rmse: undefined,
+    sequenceLogLikelihood: undefined,
   };
 }
 
@@ -1710,6 +1725,18 @@ export const Evaluation: MessageFns<Evaluation> = {
     }
     if (message.recallAccuracy !== undefined) {
       writer.uint32(89).double(message.recallAccuracy);
+    }
+    if (message.recallExact !== undefined) {
+      writer.uint32(97).double(message.recallExact);
+    }
+    if (message.recallFrames !== undefined) {
+      writer.uint32(105).double(message.recallFrames);
+    }
+    if (message.rmse !== undefined) {
+      writer.uint32(113).double(message.rmse);
+    }
+    if (message.sequenceLogLikelihood !== undefined) {
+      writer.uint32(121).double(message.sequenceLogLikelihood);
     }
     return writer;
   },
@@ -1815,6 +1842,38 @@ export const Evaluation: MessageFns<Evaluation> = {
             message.recallAccuracy = reader.double();
             continue;
           }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.recallExact = reader.double();
+            continue;
+          }
+          case 13: {
+            if (tag !== 105) {
+              break;
+            }
+
+            message.recallFrames = reader.double();
+            continue;
+          }
+          case 14: {
+            if (tag !== 113) {
+              break;
+            }
+
+            message.rmse = reader.double();
+            continue;
+          }
+          case 15: {
+            if (tag !== 121) {
+              break;
+            }
+
+            message.sequenceLogLikelihood = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1876,6 +1935,22 @@ export const Evaluation: MessageFns<Evaluation> = {
         : isSet(object.recall_accuracy)
         ? globalThis.Number(object.recall_accuracy)
         : undefined,
+      recallExact: isSet(object.recallExact)
+        ? globalThis.Number(object.recallExact)
+        : isSet(object.recall_exact)
+        ? globalThis.Number(object.recall_exact)
+        : undefined,
+      recallFrames: isSet(object.recallFrames)
+        ? globalThis.Number(object.recallFrames)
+        : isSet(object.recall_frames)
+        ? globalThis.Number(object.recall_frames)
+        : undefined,
+      rmse: isSet(object.rmse) ? globalThis.Number(object.rmse) : undefined,
+      sequenceLogLikelihood: isSet(object.sequenceLogLikelihood)
+        ? globalThis.Number(object.sequenceLogLikelihood)
+        : isSet(object.sequence_log_likelihood)
+        ? globalThis.Number(object.sequence_log_likelihood)
+        : undefined,
     };
   },
 
@@ -1914,6 +1989,18 @@ export const Evaluation: MessageFns<Evaluation> = {
     if (message.recallAccuracy !== undefined) {
       obj.recallAccuracy = floatToJson(message.recallAccuracy);
     }
+    if (message.recallExact !== undefined) {
+      obj.recallExact = floatToJson(message.recallExact);
+    }
+    if (message.recallFrames !== undefined) {
+      obj.recallFrames = floatToJson(message.recallFrames);
+    }
+    if (message.rmse !== undefined) {
+      obj.rmse = floatToJson(message.rmse);
+    }
+    if (message.sequenceLogLikelihood !== undefined) {
+      obj.sequenceLogLikelihood = floatToJson(message.sequenceLogLikelihood);
+    }
     return obj;
   },
 
@@ -1933,6 +2020,10 @@ export const Evaluation: MessageFns<Evaluation> = {
     message.probeAccuracy = object.probeAccuracy ?? undefined;
     message.optimum = object.optimum ?? undefined;
     message.recallAccuracy = object.recallAccuracy ?? undefined;
+    message.recallExact = object.recallExact ?? undefined;
+    message.recallFrames = object.recallFrames ?? undefined;
+    message.rmse = object.rmse ?? undefined;
+    message.sequenceLogLikelihood = object.sequenceLogLikelihood ?? undefined;
     return message;
   },
 };

@@ -202,6 +202,24 @@ export interface EvaluateResponse {
   rows: number;
 }
 
+export interface GenerateRequest {
+  jobId: string;
+  /** The cue: rows = frames (0 allowed: from a blank past), dims = the model's units. */
+  cue?:
+    | Patterns
+    | undefined;
+  /** Frames to generate, 1-100000. */
+  steps: number;
+  /** false: the most likely frame each step; true: sampled frames (seeded). */
+  sample: boolean;
+  seed: number;
+}
+
+export interface GenerateResponse {
+  /** The generated frames: rows = steps, dims = units. */
+  frames?: Patterns | undefined;
+}
+
 function createBaseGetModelRequest(): GetModelRequest {
   return { jobId: "", format: 0, chunkBytes: 0 };
 }
@@ -1502,6 +1520,212 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
   },
 };
 
+function createBaseGenerateRequest(): GenerateRequest {
+  return { jobId: "", cue: undefined, steps: 0, sample: false, seed: 0 };
+}
+
+export const GenerateRequest: MessageFns<GenerateRequest> = {
+  encode(message: GenerateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.cue !== undefined) {
+      Patterns.encode(message.cue, writer.uint32(18).fork()).join();
+    }
+    if (message.steps !== 0) {
+      writer.uint32(24).uint32(message.steps);
+    }
+    if (message.sample !== false) {
+      writer.uint32(32).bool(message.sample);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(40).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cue = Patterns.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.steps = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sample = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerateRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      cue: isSet(object.cue) ? Patterns.fromJSON(object.cue) : undefined,
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+      sample: isSet(object.sample) ? globalThis.Boolean(object.sample) : false,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+    };
+  },
+
+  toJSON(message: GenerateRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.cue !== undefined) {
+      obj.cue = Patterns.toJSON(message.cue);
+    }
+    if (message.steps !== 0) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.sample !== false) {
+      obj.sample = message.sample;
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GenerateRequest>): GenerateRequest {
+    return GenerateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GenerateRequest>): GenerateRequest {
+    const message = createBaseGenerateRequest();
+    message.jobId = object.jobId ?? "";
+    message.cue = (object.cue !== undefined && object.cue !== null) ? Patterns.fromPartial(object.cue) : undefined;
+    message.steps = object.steps ?? 0;
+    message.sample = object.sample ?? false;
+    message.seed = object.seed ?? 0;
+    return message;
+  },
+};
+
+function createBaseGenerateResponse(): GenerateResponse {
+  return { frames: undefined };
+}
+
+export const GenerateResponse: MessageFns<GenerateResponse> = {
+  encode(message: GenerateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.frames !== undefined) {
+      Patterns.encode(message.frames, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.frames = Patterns.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerateResponse {
+    return { frames: isSet(object.frames) ? Patterns.fromJSON(object.frames) : undefined };
+  },
+
+  toJSON(message: GenerateResponse): unknown {
+    const obj: any = {};
+    if (message.frames !== undefined) {
+      obj.frames = Patterns.toJSON(message.frames);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GenerateResponse>): GenerateResponse {
+    return GenerateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GenerateResponse>): GenerateResponse {
+    const message = createBaseGenerateResponse();
+    message.frames = (object.frames !== undefined && object.frames !== null)
+      ? Patterns.fromPartial(object.frames)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * Errors: NOT_FOUND for an unknown job id; FAILED_PRECONDITION while the job has no model (not
  * COMPLETED); INVALID_ARGUMENT naming the field ('count must be ...'); RESOURCE_EXHAUSTED for a
@@ -1558,6 +1782,19 @@ export const ModelServiceService = {
     responseSerialize: (value: EvaluateResponse): Buffer => Buffer.from(EvaluateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): EvaluateResponse => EvaluateResponse.decode(value),
   },
+  /**
+   * Sequence models (rule 'stdp'): forgets the past, reads the cue frames, then generates the
+   * next frames: the continuation of a sequence, or its recall from a partial cue.
+   */
+  generate: {
+    path: "/spinmesh.v1.ModelService/Generate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GenerateRequest): Buffer => Buffer.from(GenerateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GenerateRequest => GenerateRequest.decode(value),
+    responseSerialize: (value: GenerateResponse): Buffer => Buffer.from(GenerateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GenerateResponse => GenerateResponse.decode(value),
+  },
 } as const;
 
 export interface ModelServiceServer extends UntypedServiceImplementation {
@@ -1576,6 +1813,11 @@ export interface ModelServiceServer extends UntypedServiceImplementation {
   complete: handleUnaryCall<CompleteRequest, CompleteResponse>;
   /** Evaluates the model on a data set. */
   evaluate: handleUnaryCall<EvaluateRequest, EvaluateResponse>;
+  /**
+   * Sequence models (rule 'stdp'): forgets the past, reads the cue frames, then generates the
+   * next frames: the continuation of a sequence, or its recall from a partial cue.
+   */
+  generate: handleUnaryCall<GenerateRequest, GenerateResponse>;
 }
 
 export interface ModelServiceClient extends Client {
@@ -1640,6 +1882,25 @@ export interface ModelServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EvaluateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sequence models (rule 'stdp'): forgets the past, reads the cue frames, then generates the
+   * next frames: the continuation of a sequence, or its recall from a partial cue.
+   */
+  generate(
+    request: GenerateRequest,
+    callback: (error: ServiceError | null, response: GenerateResponse) => void,
+  ): ClientUnaryCall;
+  generate(
+    request: GenerateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GenerateResponse) => void,
+  ): ClientUnaryCall;
+  generate(
+    request: GenerateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GenerateResponse) => void,
   ): ClientUnaryCall;
 }
 
