@@ -46,8 +46,17 @@ describe('sequence jobs', () => {
       expect(() => validateSequenceJob({ ...base, ...patch })).toThrow(kind);
       expect(() => validateSequenceJob({ ...base, ...patch })).toThrow(field);
     };
-    bad({ workers: 2 }, /^spec\.workers must be 1/);
-    bad({ staleness: 3 }, /^spec\.staleness/);
+    bad({ workers: 2 }, /^spec\.evaluate\.stopWhenRecalled needs the whole model/);
+    bad({ staleness: 1 }, /^spec\.staleness must be an integer in \[0, 0\]/);
+    bad(
+      { workers: 2, evaluate: { cue: 2 }, network: { dybm: { units: 3, delays: 2 } } },
+      /^spec\.workers must be 1 unless the DyBM has binary units and no LTD/,
+    );
+    // Delays 1 and 2: a spike may not be late at all.
+    bad(
+      { workers: 2, staleness: 1, evaluate: { cue: 2 } },
+      /^spec\.staleness must be an integer in \[0, 0\]/,
+    );
     bad({ epochs: 0 }, /^spec\.epochs/);
     bad({ foo: 1 }, /^spec\.foo is not a known field/);
     bad({ network: { rbm: {} } }, /^spec\.network must be \{ dybm/);

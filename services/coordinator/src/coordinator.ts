@@ -8,6 +8,7 @@ import {
   BusError,
   isTerminalState,
   type Assignment,
+  type UnitRange as BusUnitRange,
   type Bus,
   type JobState as BusJobState,
   type WorkerInfo,
@@ -21,6 +22,14 @@ import {
   evaluateNetwork,
   loadData,
   loadSequences,
+  sequenceJobFrames,
+  sequenceShardUnits,
+  createSequenceModel,
+  evaluateSequences,
+  encodeSequenceModel,
+  DyBM,
+  DyBMShard,
+  type DyBMSnapshot,
   storeHebbian,
   validateSequenceJob,
   type SequenceEvaluation,
@@ -28,9 +37,15 @@ import {
   type Evaluation,
 } from '@spinmesh/model';
 import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
+import { exportSlot } from '@spinmesh/worker';
 import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
-import { buildAssignment, shardRanges, type PlacedShard } from './assignment.js';
+import {
+  buildAssignment,
+  buildSequenceAssignment,
+  shardRanges,
+  type PlacedShard,
+} from './assignment.js';
 import { MODEL_SLOT, storeModel } from './model-store.js';
 import { planJob, type JobPlan } from './plan.js';
 import type {
@@ -212,18 +227,24 @@ export class Coordinator {
 
   /** A sequence job (rule 'stdp'): validated (its data loaded) and queued; no shards. */
   private async submitSequence(input: unknown, jobId?: string): Promise<StoredJob> {
-    if (!this.opts.runner)
-      throw new SpecError('spec.rule', "'stdp' jobs need a coordinator that runs model threads");
     const spec = validateSequenceJob(input);
+    if (spec.workers === 1 && !this.opts.runner)
+      throw new SpecError('spec.rule', "'stdp' jobs need a coordinator that runs model threads");
     const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
+    const seqs = loadSequences(spec);
+    const K = spec.workers;
+    // One worker: rounds on a thread here. More: every frame of every episode on the workers.
+    const frames = sequenceJobFrames(spec, seqs);
     const fields: JobFields = {
       name: spec.name,
       sequence: spec,
-      workers: 1,
-      layout: [],
-      rows: loadSequences(spec).length,
-      stepsPerEpoch: 1,
-      totalSteps: spec.epochs,
+      workers: K,
+      layout: Array.from({ length: K }, (_, s) => ({
+        x: sequenceShardUnits(spec.network.dybm.units, K, s),
+      })),
+      rows: seqs.length,
+      stepsPerEpoch: K === 1 ? 1 : frames / spec.epochs,
+      totalSteps: K === 1 ? spec.epochs : frames,
     };
     const record = (await this.bus.createJob({ id, ...fields })) as StoredJob;
     this.log.info({ jobId: id, name: spec.name, rounds: spec.epochs }, 'sequence job submitted');
@@ -341,7 +362,7 @@ export class Coordinator {
       await this.storeInOneLook(job);
       return true;
     }
-    if (job.sequence) {
+    if (job.sequence && job.workers === 1) {
       const tr = await this.bus.transitionJob(job.id, ['queued'], 'running', { reason: null });
       if (tr.ok) this.trainSequence(tr.record as StoredJob);
       return true;
@@ -387,7 +408,7 @@ export class Coordinator {
     live: Map<string, WorkerInfo>,
     pool: Pool,
   ): Promise<void> {
-    if (job.sequence) {
+    if (job.sequence && job.workers === 1) {
       // Running, but not on this coordinator's threads: it restarted. Train again from the start.
       if (!this.sequenceRuns.has(job.id)) this.trainSequence(job);
       return;
@@ -487,7 +508,8 @@ export class Coordinator {
    * exports). Best effort: a checkpoint replaced meanwhile just skips it.
    */
   private async evaluateDuringTraining(job: StoredJob): Promise<void> {
-    const spec = job.spec!;
+    if (!job.spec) return; // a sequence job: evaluated once its shards are done
+    const spec = job.spec;
     const every = spec.evaluate.every ?? 1;
     const perEpoch = Math.max(1, job.stepsPerEpoch ?? 1);
     const K = job.workers ?? 1;
@@ -641,9 +663,12 @@ export class Coordinator {
     recoveries = job.progress?.recoveries ?? 0,
   ): Promise<void> {
     const K = job.workers ?? 1;
-    const spec = job.spec!;
     const layout = job.layout!;
     const log = this.log.child({ jobId: job.id });
+    const unitsOf = (s: number): BusUnitRange[] =>
+      job.sequence
+        ? [{ layer: 0, start: layout[s]!['x']![0], end: layout[s]!['x']![1] }]
+        : shardRanges(job.spec!.network, layout, s);
     const liveById = new Map((await this.bus.listWorkers()).map((w) => [w.id, w]));
     for (const [shard, w] of keep) if (!liveById.has(w)) keep.delete(shard);
     const need = K - keep.size;
@@ -664,7 +689,7 @@ export class Coordinator {
       shards: shards.map((p) => ({
         shardId: p.shardId,
         workerId: p.workerId,
-        units: shardRanges(spec.network, layout, p.shardId),
+        units: unitsOf(p.shardId),
       })),
     });
     const progress: ProgressRecord = {
@@ -699,17 +724,12 @@ export class Coordinator {
     await Promise.all(
       shards.map(async (p) => {
         try {
+          const args = { jobId: job.id, generation, layout, shards, shardId: p.shardId };
           await this.opts.workers.assign(
             p.address,
-            buildAssignment({
-              jobId: job.id,
-              generation,
-              spec,
-              layout,
-              shards,
-              shardId: p.shardId,
-              restoreFromStep,
-            }),
+            job.sequence
+              ? buildSequenceAssignment({ ...args, spec: job.sequence })
+              : buildAssignment({ ...args, spec: job.spec!, restoreFromStep }),
           );
         } catch (err) {
           rt.replace.add(p.workerId);
@@ -752,6 +772,10 @@ export class Coordinator {
 
   /** Every shard has its final export: assemble, evaluate, store the model, complete the job. */
   private async finish(job: StoredJob, a: Assignment): Promise<void> {
+    if (job.sequence) {
+      await this.finishSequence(job);
+      return;
+    }
     const log = this.log.child({ jobId: job.id });
     const spec = job.spec!;
     const total = job.totalSteps ?? 0;
@@ -861,6 +885,50 @@ export class Coordinator {
     });
     if (done.ok)
       this.log.info({ jobId: job.id, evaluation, modelBytes: bytes.length }, 'job completed');
+  }
+
+  /**
+   * Every shard of a sequence job has written its export: one DyBM from their units, evaluated
+   * (recall, log-likelihood) and stored as the job's model.
+   */
+  private async finishSequence(job: StoredJob): Promise<void> {
+    const spec = job.sequence!;
+    const K = job.workers ?? 1;
+    const total = job.totalSteps ?? 0;
+    const layout = job.layout!;
+    let evaluation: Evaluation;
+    let bytes: Uint8Array;
+    try {
+      const model = createSequenceModel(spec);
+      for (let s = 0; s < K; s++) {
+        const c = await this.bus.getCheckpoint(job.id, exportSlot(s));
+        if (c === null || c.step !== total) return; // not all there yet: the next pass sees it
+        const part = DyBM.fromJSON(
+          JSON.parse(Buffer.from(c.data).toString('utf8')) as DyBMSnapshot,
+        );
+        const [from, to] = layout[s]!['x']!;
+        new DyBMShard(
+          part,
+          Array.from({ length: to - from }, (_, k) => from + k),
+        ).exportInto(model);
+      }
+      const seqs = loadSequences(spec);
+      const e = evaluateSequences(model, seqs, spec.evaluate.cue, spec.epochs);
+      evaluation = sequenceEvaluation(e);
+      bytes = encodeSequenceModel(model, spec, e);
+    } catch (err) {
+      if (err instanceof BusError) throw err;
+      await this.fail(job, `assembling the sequence model failed: ${(err as Error).message}`);
+      return;
+    }
+    await storeModel(this.bus, job.id, total, bytes);
+    await this.event(job.id, { type: 'evaluation', at: this.now(), step: total, evaluation });
+    const tr = await this.bus.transitionJob(job.id, ['running'], 'completed', {
+      evaluation,
+      model: { shard: MODEL_SLOT, step: total, bytes: bytes.length },
+    });
+    if (tr.ok) this.log.info({ jobId: job.id, evaluation }, 'job completed');
+    await this.stopWorkersOf(job.id);
   }
 
   /**

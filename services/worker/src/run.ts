@@ -9,10 +9,18 @@ import * as grpc from '@grpc/grpc-js';
 import { BusError, JobNotFoundError, type Bus } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
+  DyBMShard,
   FormatError,
   SpecError,
   ShardTrainer,
+  createSequenceModel,
+  episodeLength,
   loadData,
+  loadSequences,
+  sequenceJobFrames,
+  validateSequenceJob,
+  type FrameSequence,
+  type SequenceJobSpec,
   type AdvanceResult,
   type ShardStats,
   type SpinMessage,
@@ -88,6 +96,8 @@ export class ShardRun {
   private runState: RunState = 'loading';
   private failure = '';
   private trainer: ShardTrainer | null = null;
+  /** A sequence job's shard (rule 'stdp'), instead of a trainer. */
+  private seq: SequenceShard | null = null;
   private job: ShardJob | null = null;
   private readonly deps: RunDeps;
   private readonly log: Logger;
@@ -137,11 +147,11 @@ export class ShardRun {
 
   /** Updates applied so far (the last step completed). */
   get step(): number {
-    return this.trainer?.position.applied ?? 0;
+    return this.seq?.done ?? this.trainer?.position.applied ?? 0;
   }
 
   get totalSteps(): number {
-    return this.job?.totalSteps ?? 0;
+    return this.seq?.total ?? this.job?.totalSteps ?? 0;
   }
 
   get checkpointStep(): number {
@@ -155,6 +165,12 @@ export class ShardRun {
 
   /** A frame of this run's job and generation (PeerServer checked both). */
   onFrame(frame: SpinFrame): void {
+    if (this.seq !== null) {
+      this.seq.take(frame);
+      this.delivered++;
+      this.wake();
+      return;
+    }
     if (this.trainer === null) {
       if (this.runState === 'loading') this.early.push(frame);
       return;
@@ -190,7 +206,8 @@ export class ShardRun {
         { step: this.step, totalSteps: this.totalSteps, peers: this.links.size },
         'shard running',
       );
-      await this.loop();
+      if (this.seq !== null) await this.sequenceLoop(this.seq);
+      else await this.loop();
     } catch (err) {
       if (this.aborted) return;
       await this.fail(err);
@@ -202,6 +219,10 @@ export class ShardRun {
     const a = this.assignment;
     const record = await bus.getJob(a.jobId);
     if (record === null) throw new JobLoadError(`job '${a.jobId}' is not on the bus`);
+    if (record['sequence'] !== undefined) {
+      this.loadSequence(record['sequence'], a);
+      return;
+    }
     const busAssignment = record['layout'] === undefined ? await bus.getAssignment(a.jobId) : null;
     const job = loadShardJob(record, a, busAssignment, this.deps.loadData);
     const tr = new ShardTrainer({
@@ -218,6 +239,26 @@ export class ShardRun {
     });
     if (a.restoreFromStep > 0) await this.restore(tr, a.restoreFromStep);
     if (this.aborted) return;
+    this.openLinks(a);
+    this.job = job;
+    this.baseline = tr.stats();
+    this.trainer = tr;
+    tr.monitorNextUpdate();
+    this.lastReport = Date.now();
+    const early = this.early;
+    this.early = [];
+    for (const f of early) {
+      try {
+        this.deliver(tr, f);
+      } catch (err) {
+        // Acknowledged already, so the sender cannot be told: drop it, say so.
+        this.log.warn({ peer: f.fromShard, err: String(err) }, 'dropped a malformed early frame');
+      }
+    }
+  }
+
+  /** A link to every peer of the assignment. */
+  private openLinks(a: ShardAssignment): void {
     for (const p of a.peers) {
       const link = new PeerLink({
         address: p.address,
@@ -237,21 +278,94 @@ export class ShardRun {
       });
       this.links.set(p.shardId, link);
     }
-    this.job = job;
-    this.baseline = tr.stats();
-    this.trainer = tr;
-    tr.monitorNextUpdate();
-    this.lastReport = Date.now();
-    const early = this.early;
-    this.early = [];
-    for (const f of early) {
-      try {
-        this.deliver(tr, f);
-      } catch (err) {
-        // Acknowledged already, so the sender cannot be told: drop it, say so.
-        this.log.warn({ peer: f.fromShard, err: String(err) }, 'dropped a malformed early frame');
+  }
+
+  /** A sequence job's shard: its DyBM units, links to every other shard, no checkpoints. */
+  private loadSequence(raw: unknown, a: ShardAssignment): void {
+    const spec = validateSequenceJob(raw);
+    if (a.restoreFromStep > 0)
+      throw new JobLoadError('a sequence job has no checkpoints: restore_from_step must be 0');
+    const r = a.units[0];
+    if (a.units.length !== 1 || r === undefined || r.layer !== 0)
+      throw new JobLoadError('a sequence job shard owns one range of units of layer 0');
+    const seqs = loadSequences(spec);
+    const units = Array.from({ length: r.end - r.start }, (_, k) => r.start + k);
+    const shard = new DyBMShard(createSequenceModel(spec), units);
+    this.openLinks(a);
+    const peers = new Map(
+      a.peers.map((p) => {
+        const u = p.units[0];
+        if (p.units.length !== 1 || u === undefined)
+          throw new JobLoadError(`peer shard ${p.shardId} must own one range of units`);
+        return [p.shardId, u] as const;
+      }),
+    );
+    this.seq = new SequenceShard(spec, seqs, shard, r.start, peers);
+  }
+
+  /**
+   * The sequence loop: every frame of every episode, own units observed from the data, spikes
+   * sent to every peer, peers' spikes used once the staleness allows (what arrived later than
+   * that is waited for), then the local learning rule. Finally the shard's parameters go to its
+   * export slot.
+   */
+  private async sequenceLoop(q: SequenceShard): Promise<void> {
+    const cue = q.spec.evaluate.cue;
+    const s = q.spec.staleness;
+    let g = 0;
+    for (let round = 0; round < q.spec.epochs; round++) {
+      for (const seq of q.seqs) {
+        const L = episodeLength(seq, cue);
+        q.shard.reset();
+        q.episodeStart = g;
+        for (let t = 0; t < L; t++, g++) {
+          if (this.aborted || this.stopping !== null) return;
+          q.shard.predict();
+          const x = q.ownFrame(seq, t % seq.steps);
+          q.shard.observe(x);
+          await this.sendSequence(q, g, x);
+          // Every peer's spikes up to g - s must be in; newer ones are used if they are.
+          while (!q.ready(g - s)) {
+            await this.waitFrames(this.delivered);
+            if (this.aborted) return;
+          }
+          q.deliver(g);
+          q.shard.learn();
+          q.shard.advance();
+          q.done = g + 1;
+          if ((g & 255) === 255) {
+            this.report(false);
+            await yieldNow();
+          }
+        }
       }
     }
+    const bytes = Buffer.from(JSON.stringify(q.exportModel().toJSON()));
+    const slot = exportSlot(this.shardId);
+    await this.deps.bus.putCheckpoint(this.jobId, slot, q.total, bytes);
+    this.runState = 'done';
+    this.log.info(
+      { step: q.total, slot, bytes: bytes.length },
+      'sequence shard done: export written',
+    );
+    await this.event(ShardEvents.done, { step: q.total, slot, bytes: bytes.length });
+  }
+
+  private async sendSequence(q: SequenceShard, g: number, x: Float64Array): Promise<void> {
+    const packed = new Uint8Array(Math.ceil(x.length / 8));
+    x.forEach((v, k) => {
+      if (v !== 0) packed[k >> 3]! |= 1 << (k & 7);
+    });
+    const block: SpinBlock = {
+      step: g,
+      phase: 0,
+      layer: 0,
+      unitStart: q.unitStart,
+      unitCount: x.length,
+      chains: 1,
+      packed,
+    };
+    for (const link of this.links.values()) await link.send(block);
   }
 
   private async restore(tr: ShardTrainer, step: number): Promise<void> {
@@ -703,4 +817,90 @@ export function batchRows(
   rows: number,
 ): number {
   return Math.min(batch, rows - (step % stepsPerEpoch) * batch);
+}
+
+/** A sequence job's shard on this worker and the peers' spikes it has received. */
+class SequenceShard {
+  /** Frames learned so far (the run's step). */
+  done = 0;
+  /** Global frame index of the current episode's first frame. */
+  episodeStart = 0;
+  readonly total: number;
+  /** Per peer, the newest global frame index received (frames come in order on a link). */
+  private readonly latest = new Map<number, number>();
+  /** Received frames not yet handed to the shard, by global frame index. */
+  private readonly buffered = new Map<number, { from: number; x: Float64Array }[]>();
+
+  constructor(
+    readonly spec: SequenceJobSpec,
+    readonly seqs: FrameSequence[],
+    readonly shard: DyBMShard,
+    readonly unitStart: number,
+    private readonly peers: Map<number, { layer: number; start: number; end: number }>,
+  ) {
+    this.total = sequenceJobFrames(spec, seqs);
+    for (const p of peers.keys()) this.latest.set(p, -1);
+  }
+
+  /** The shard's own units' values in frame t of a sequence. */
+  ownFrame(seq: FrameSequence, t: number): Float64Array {
+    const u = this.shard.units;
+    return Float64Array.from(u, (j) => seq.data[t * seq.units + j]!);
+  }
+
+  /** A peer's frame: checked against what the peer owns, kept until its step. */
+  take(f: SpinFrame): void {
+    const range = this.peers.get(f.fromShard);
+    if (range === undefined)
+      throw new ServerError(Status.INVALID_ARGUMENT, `spin frame: shard ${f.fromShard} is no peer`);
+    if (f.unitStart !== range.start || f.unitCount !== range.end - range.start || f.chains !== 1)
+      throw new ServerError(
+        Status.INVALID_ARGUMENT,
+        `spin frame: a sequence shard ${f.fromShard} sends units [${range.start}, ${range.end}) of one chain`,
+      );
+    const x = new Float64Array(f.unitCount);
+    for (let k = 0; k < x.length; k++) x[k] = (f.packed[k >> 3]! >> (k & 7)) & 1;
+    this.latest.set(f.fromShard, Math.max(this.latest.get(f.fromShard)!, f.step));
+    // Spikes of an episode that is over are not needed (the shard forgot that past).
+    if (f.step < this.episodeStart) return;
+    let list = this.buffered.get(f.step);
+    if (!list) this.buffered.set(f.step, (list = []));
+    list.push({ from: f.fromShard, x });
+  }
+
+  /** Whether every peer's spikes up to global frame `g` are in (none needed before the episode). */
+  ready(g: number): boolean {
+    if (g < this.episodeStart) return true;
+    for (const v of this.latest.values()) if (v < g) return false;
+    return true;
+  }
+
+  /** Hands the shard every received frame of this episode up to global frame `g`. */
+  deliver(g: number): void {
+    for (const [step, list] of this.buffered) {
+      if (step < this.episodeStart) {
+        this.buffered.delete(step);
+        continue;
+      }
+      if (step > g) continue;
+      for (const m of list) {
+        const r = this.peers.get(m.from)!;
+        this.shard.receive({
+          kind: 'spikes',
+          t: step - this.episodeStart,
+          units: Int32Array.from({ length: r.end - r.start }, (_, k) => r.start + k),
+          x: m.x,
+          err: new Float64Array(m.x.length),
+        });
+      }
+      this.buffered.delete(step);
+    }
+  }
+
+  /** A DyBM holding this shard's units' parameters (the rest at their initial values). */
+  exportModel(): ReturnType<typeof createSequenceModel> {
+    const model = createSequenceModel(this.spec);
+    this.shard.exportInto(model);
+    return model;
+  }
 }

@@ -6,7 +6,7 @@ import { SpecError } from '../errors.js';
 import { readCsv } from '../data/csv.js';
 import { DyBM, type DyBMSnapshot, type GenerateOptions } from './dybm.js';
 import { FONT_7, recallErrors, wordFrames, type FrameSequence } from './science.js';
-import type { DyBMOptions, DyBMSpec } from './spec.js';
+import { validateDyBMSpec, type DyBMOptions, type DyBMSpec } from './spec.js';
 
 /** Where the sequences come from. */
 export type SequenceData =
@@ -42,8 +42,16 @@ export interface SequenceJobSpec {
      */
     stopWhenRecalled: boolean;
   };
-  /** Shards of the units (one worker each). Sequence jobs run in one process today: 1. */
+  /**
+   * Shards of the units, one worker process each. More than 1 needs binary units without LTD
+   * (`ltdDecays: []`), where only spikes travel; 1 trains on one thread. @defaultValue 1
+   */
   workers: number;
+  /**
+   * How many steps late a peer's spikes may be used (workers > 1): below the smallest delay,
+   * the run equals the single-process one exactly. @defaultValue 0
+   */
+  staleness: number;
 }
 
 /** A sequence job's figures after a round. */
@@ -161,14 +169,22 @@ export function validateSequenceJob(input: unknown): SequenceJobSpec {
     cue: int(evIn['cue'] ?? 1, `${p}.evaluate.cue`, 1, 1_000_000),
     stopWhenRecalled: stop,
   };
-  const workers = int(input['workers'] ?? 1, `${p}.workers`, 1, 0xffff);
-  if (workers !== 1)
-    throw new SpecError(
-      `${p}.workers`,
-      'must be 1: sequence jobs run in one process (the sharded DyBM runs in-process only so far)',
-    );
-  if (input['staleness'] !== undefined && input['staleness'] !== 0)
-    throw new SpecError(`${p}.staleness`, 'must be 0 (or absent) for a sequence job');
+  const resolved = validateDyBMSpec(dybm);
+  const workers = int(input['workers'] ?? 1, `${p}.workers`, 1, resolved.units);
+  if (workers > 1) {
+    if (resolved.ltdDecays.length > 0 || resolved.kind !== 'binary')
+      throw new SpecError(
+        `${p}.workers`,
+        'must be 1 unless the DyBM has binary units and no LTD (network.dybm.ltdDecays: []): only then do the shards exchange nothing but spikes',
+      );
+    if (evaluate.stopWhenRecalled)
+      throw new SpecError(
+        `${p}.evaluate.stopWhenRecalled`,
+        'needs the whole model after every round: not with workers > 1',
+      );
+  }
+  const stMax = workers > 1 ? resolved.minDelay - 1 : 0;
+  const staleness = int(input['staleness'] ?? 0, `${p}.staleness`, 0, stMax);
   const data = validateSequenceData(input['data'], `${p}.data`);
   const spec: SequenceJobSpec = {
     name,
@@ -180,6 +196,7 @@ export function validateSequenceJob(input: unknown): SequenceJobSpec {
     epochs,
     evaluate,
     workers,
+    staleness,
   };
   const seqs = loadSequences(spec);
   for (const [q, s] of seqs.entries()) {
@@ -297,6 +314,21 @@ export function trainRound(model: DyBM, seqs: readonly FrameSequence[], cue: num
     model.train(s.data, s.steps);
     model.train(s.data, Math.min(cue, s.steps));
   }
+}
+
+/** Frames of one episode of a sequence: the sequence, then its first `cue` frames again. */
+export function episodeLength(seq: FrameSequence, cue: number): number {
+  return seq.steps + Math.min(cue, seq.steps);
+}
+
+/** Frames a sequence job learns in all: rounds x the episodes of every sequence. */
+export function sequenceJobFrames(spec: SequenceJobSpec, seqs: readonly FrameSequence[]): number {
+  return spec.epochs * seqs.reduce((n, s) => n + episodeLength(s, spec.evaluate.cue), 0);
+}
+
+/** Shard s's units of K: contiguous ranges as even as can be. */
+export function sequenceShardUnits(units: number, shards: number, s: number): [number, number] {
+  return [Math.floor((s * units) / shards), Math.floor(((s + 1) * units) / shards)];
 }
 
 /** The figures of a model on the sequences (the model itself is not changed). */

@@ -1,0 +1,68 @@
+// A sequence job (rule stdp: a dynamic Boltzmann machine) across worker processes: the shards
+// exchange spikes over gRPC, run up to `staleness` steps apart, and give exactly the model a
+// single process trains, as long as the staleness stays below the smallest conduction delay.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { LocalCluster } from '@spinmesh/coordinator';
+import { decodeSequenceModel, runSequenceJob, type DyBM } from '@spinmesh/model';
+import { ModelFormat, ModelServiceClient, type ModelChunk } from '@spinmesh/proto';
+import { COMPLETED, Jobs, startCluster } from './cluster-helpers.js';
+
+const spec = parse(
+  readFileSync(fileURLToPath(new URL('../examples/science-cluster.yaml', import.meta.url)), 'utf8'),
+) as Record<string, unknown>;
+
+function download(address: string, jobId: string): Promise<Buffer> {
+  const c = new ModelServiceClient(address, grpc.credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    const s = c.getModel({ jobId, format: ModelFormat.MODEL_FORMAT_SMM, chunkBytes: 0 });
+    s.on('data', (m: ModelChunk) => parts.push(Buffer.from(m.data)));
+    s.on('error', reject);
+    s.on('end', () => {
+      c.close();
+      resolve(Buffer.concat(parts));
+    });
+  });
+}
+
+function parameters(m: DyBM): Record<string, number[]> {
+  return Object.fromEntries(m.parameters().map((p) => [p.name, Array.from(p.data)]));
+}
+
+describe('a sequence job on worker processes', () => {
+  let cluster: LocalCluster;
+  beforeAll(async () => {
+    cluster = await startCluster(3);
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('gives the single-process model with 2 and 3 workers below the smallest delay', async () => {
+    const single = runSequenceJob({ ...spec, workers: 1, staleness: 0 });
+    expect(single.evaluations.at(-1)!.recallExact).toBe(1);
+    const jobs = new Jobs(cluster.address);
+    try {
+      for (const [workers, staleness] of [
+        [2, 2],
+        [3, 0],
+        [3, 2],
+      ] as const) {
+        const { jobId } = await jobs.submit({ ...spec, workers, staleness });
+        const { job } = await jobs.follow(jobId);
+        expect(job.state, `${workers} workers, staleness ${staleness}: ${job.error}`).toBe(
+          COMPLETED,
+        );
+        expect(job.evaluation?.recallExact).toBe(1);
+        const { model } = decodeSequenceModel(await download(cluster.address, jobId));
+        expect(parameters(model)).toEqual(parameters(single.model));
+      }
+    } finally {
+      jobs.close();
+    }
+  });
+});
