@@ -60,6 +60,21 @@ describe('a sequence job on worker processes', () => {
         expect(job.evaluation?.recallExact).toBe(1);
         const { model } = decodeSequenceModel(await download(cluster.address, jobId));
         expect(parameters(model)).toEqual(parameters(single.model));
+        // Every shard says how far behind its slowest peer it learned each frame: never more
+        // than the staleness allows.
+        // (A shard appends its event after its export, so the job may complete first.)
+        let done: { type: string; staleness?: Record<string, number> }[] = [];
+        for (let i = 0; i < 50 && done.length < workers; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 100));
+          done = (await jobs.follow(jobId)).events
+            .map((e) => JSON.parse(e.json) as (typeof done)[number])
+            .filter((e) => e.type === 'shard.done');
+        }
+        expect(done).toHaveLength(workers);
+        for (const d of done) {
+          expect(d.staleness!['count']).toBe(job.progress!.totalSteps);
+          expect(d.staleness!['maxSteps']).toBeLessThanOrEqual(staleness);
+        }
       }
     } finally {
       jobs.close();

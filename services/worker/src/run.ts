@@ -329,6 +329,7 @@ export class ShardRun {
             await this.waitFrames(this.delivered);
             if (this.aborted) return;
           }
+          q.noteLead(g);
           q.deliver(g);
           q.shard.learn();
           q.shard.advance();
@@ -342,13 +343,20 @@ export class ShardRun {
     }
     const bytes = Buffer.from(JSON.stringify(q.exportModel().toJSON()));
     const slot = exportSlot(this.shardId);
+    const st = this.staleness();
+    // The event first: the export completes the job, and a watcher's stream ends there.
+    await this.event(ShardEvents.done, {
+      step: q.total,
+      slot,
+      bytes: bytes.length,
+      staleness: { count: st.count, sumSteps: st.sumSteps, maxSteps: st.maxSteps },
+    });
     await this.deps.bus.putCheckpoint(this.jobId, slot, q.total, bytes);
     this.runState = 'done';
     this.log.info(
-      { step: q.total, slot, bytes: bytes.length },
+      { step: q.total, slot, bytes: bytes.length, staleness: st.maxSteps },
       'sequence shard done: export written',
     );
-    await this.event(ShardEvents.done, { step: q.total, slot, bytes: bytes.length });
   }
 
   private async sendSequence(q: SequenceShard, g: number, x: Float64Array): Promise<void> {
@@ -789,10 +797,14 @@ export class ShardRun {
   private staleness(): StalenessSummary {
     const tr = this.trainer;
     const out: StalenessSummary = { count: 0, sumSteps: 0, maxSteps: 0, buckets: [] };
-    if (tr === null) return out;
-    const now = tr.stats().spinStaleness;
-    const base = this.baseline?.spinStaleness ?? [];
-    const hist = now.map((v, d) => v - (base[d] ?? 0));
+    let hist: number[];
+    if (this.seq !== null) hist = Array.from(this.seq.lead, (n) => n ?? 0);
+    else if (tr === null) return out;
+    else {
+      const now = tr.stats().spinStaleness;
+      const base = this.baseline?.spinStaleness ?? [];
+      hist = now.map((v, d) => v - (base[d] ?? 0));
+    }
     hist.forEach((n, d) => {
       out.count += n;
       out.sumSteps += n * d;
@@ -828,6 +840,11 @@ class SequenceShard {
   readonly total: number;
   /** Per peer, the newest global frame index received (frames come in order on a link). */
   private readonly latest = new Map<number, number>();
+  /**
+   * lead[d]: frames learned while the slowest peer's newest spike was d frames behind (the
+   * staleness actually used; d <= spec.staleness).
+   */
+  readonly lead: number[] = [];
   /** Received frames not yet handed to the shard, by global frame index. */
   private readonly buffered = new Map<number, { from: number; x: Float64Array }[]>();
 
@@ -873,6 +890,14 @@ class SequenceShard {
     if (g < this.episodeStart) return true;
     for (const v of this.latest.values()) if (v < g) return false;
     return true;
+  }
+
+  /** Counts how far behind frame `g` the slowest peer's newest spike is (0 when none is needed). */
+  noteLead(g: number): void {
+    let d = 0;
+    if (g - this.episodeStart >= 0)
+      for (const v of this.latest.values()) d = Math.max(d, Math.min(g - v, g - this.episodeStart));
+    this.lead[d] = (this.lead[d] ?? 0) + 1;
   }
 
   /** Hands the shard every received frame of this episode up to global frame `g`. */
