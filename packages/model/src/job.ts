@@ -2,6 +2,7 @@
 // executes one. The cluster runs the same spec shard by shard; this runner is its reference.
 import { philoxW0, seedHalves, wordToUniform, type Kernels } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
+import { intIn as int, isRecord, onlyKeys } from './checks.js';
 import {
   Network,
   rbmSpec,
@@ -120,22 +121,6 @@ export interface JobSpec {
    * start). @defaultValue 100
    */
   checkpointEverySteps: number;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function onlyKeys(o: Record<string, unknown>, allowed: string[], path: string): void {
-  for (const k of Object.keys(o))
-    if (!allowed.includes(k))
-      throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
-}
-
-function int(v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw new SpecError(path, `must be an integer in [${min}, ${max}]`);
-  return v;
 }
 
 function str(v: unknown, path: string): string {

@@ -7,6 +7,7 @@
 // W_c is stored row-major as from.size x to.size; L_l is symmetric with a zero diagonal.
 import { type Kernels, UnitType, UNIT_TYPE_NAMES } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
+import { isRecord } from './checks.js';
 
 export type UnitName = (typeof UNIT_TYPE_NAMES)[number];
 
@@ -53,10 +54,6 @@ export type State = Float32Array[];
 const MAX_UNITS = 1 << 24;
 /** 1 GiB of float32 parameters. */
 const MAX_PARAMETERS = 1 << 28;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], path: string): void {
   for (const k of Object.keys(obj)) {

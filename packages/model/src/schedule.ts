@@ -2,6 +2,7 @@
 // counter) as a pure function of (base rate, schedule, t), so a resumed or sharded run computes
 // the same rate from the step number alone.
 import { SpecError } from './errors.js';
+import { isRecord } from './checks.js';
 
 /**
  * How the learning rate changes with the update step t:
@@ -45,10 +46,6 @@ export function learningRateAt(base: number, schedule: LearningRateSchedule, ste
     case 'inverse':
       return (base * schedule.tau) / (schedule.tau + step);
   }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function positive(v: unknown, path: string): number {

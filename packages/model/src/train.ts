@@ -48,6 +48,7 @@ import type { StateArray } from './io/modelfile.js';
 import type { Network, State } from './network.js';
 import { type ChainInit, GibbsSampler, PersistentChains, Streams } from './sampler.js';
 import { type LearningRateSchedule, learningRateAt, validateSchedule } from './schedule.js';
+import { isRecord } from './checks.js';
 
 export type NegativePhase = 'cd' | 'pcd';
 export type PositivePhase = 'auto' | 'exact' | 'meanfield' | 'sample';
@@ -147,10 +148,6 @@ const OPTION_KEYS = [
   'chainInit',
   'monitorEvery',
 ] as const;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function num(
   o: Record<string, unknown>,

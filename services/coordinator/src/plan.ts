@@ -80,13 +80,7 @@ export function planJob(
       );
     throw e;
   }
-  let data: Dataset;
-  try {
-    data = load(spec.data, spec.seed);
-  } catch (e) {
-    if (e instanceof SpecError) throw e;
-    throw new SpecError('spec.data', `cannot be loaded: ${(e as Error).message}`);
-  }
+  const data = loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const dims = train.visible.reduce((n, v) => n + shape.layers[shape.layerIndex(v)]!.size, 0);
   if (data.dims !== dims)
     throw new SpecError(
@@ -94,13 +88,7 @@ export function planJob(
       `the visible units (${train.visible.join(', ')}) are ${dims} but the data has ${data.dims} columns`,
     );
   if (spec.evaluate.test) {
-    let test: Dataset;
-    try {
-      test = load(spec.evaluate.test, spec.seed);
-    } catch (e) {
-      if (e instanceof SpecError) throw e;
-      throw new SpecError('spec.evaluate.test', `cannot be loaded: ${(e as Error).message}`);
-    }
+    const test = loadOrExplain(load, spec.evaluate.test, spec.seed, 'spec.evaluate.test');
     if (test.dims !== data.dims)
       throw new SpecError(
         'spec.evaluate.test',
@@ -124,13 +112,7 @@ export function planJob(
  * with no sampling loop to distribute.
  */
 function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Dataset } {
-  let data: Dataset;
-  try {
-    data = load(spec.data, spec.seed);
-  } catch (e) {
-    if (e instanceof SpecError) throw e;
-    throw new SpecError('spec.data', `cannot be loaded: ${(e as Error).message}`);
-  }
+  const data = loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const n = spec.network.layers[0]!.size;
   if (data.dims !== n)
     throw new SpecError(
@@ -139,4 +121,19 @@ function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Da
     );
   const layout: ShardLayout = [{ [spec.network.layers[0]!.name]: [0, n] }];
   return { spec, layout, rows: data.rows, stepsPerEpoch: 1, totalSteps: 1, data };
+}
+
+/** Loads a data set a spec names; a failure that is not a SpecError is one naming `field`. */
+function loadOrExplain(
+  load: typeof loadData,
+  d: JobSpec['data'],
+  seed: number,
+  field: string,
+): Dataset {
+  try {
+    return load(d, seed);
+  } catch (e) {
+    if (e instanceof SpecError) throw e;
+    throw new SpecError(field, `cannot be loaded: ${(e as Error).message}`);
+  }
 }

@@ -3,6 +3,7 @@
 // runs in one process (runSequenceJob, `spinmesh train`) and on a coordinator (SubmitJob); the
 // trained model is the DyBM's JSON snapshot, generated from with a cue (generateFrom).
 import { SpecError } from '../errors.js';
+import { intIn as int, isRecord, onlyKeys } from '../checks.js';
 import { readCsv } from '../data/csv.js';
 import { DyBM, type DyBMSnapshot, type GenerateOptions } from './dybm.js';
 import { FONT_7, recallErrors, wordFrames, type FrameSequence } from './science.js';
@@ -65,22 +66,6 @@ export interface SequenceEvaluation {
   rmse?: number;
   /** Mean log-likelihood per frame of the sequences under one-step prediction, in nats. */
   logLikelihood?: number;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function onlyKeys(o: Record<string, unknown>, allowed: string[], path: string): void {
-  for (const k of Object.keys(o))
-    if (!allowed.includes(k))
-      throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
-}
-
-function int(v: unknown, path: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw new SpecError(path, `must be an integer in [${min}, ${max}]`);
-  return v;
 }
 
 const DYBM_KEYS = ['units', 'kind', 'delays', 'delaysPerPair', 'ltpDecays', 'ltdDecays', 'sigma'];

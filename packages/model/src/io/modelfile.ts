@@ -35,6 +35,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Kernels } from '@spinmesh/kernels';
 import { FormatError, SpecError, readUserFile } from '../errors.js';
 import { Network, validateNetworkSpec, type NetworkSpec } from '../network.js';
+import { isRecord } from '../checks.js';
 
 /** The 8 magic bytes at the start of every model file. */
 export const MODEL_FILE_MAGIC = 'SPINMESH';
@@ -156,10 +157,6 @@ export function encodeModel(network: Network, extra: ModelExtras = {}): Uint8Arr
     for (let i = 0; i < data.length; i++) view.setFloat32(at + 4 * i, data[i]!, true);
   }
   return out;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function parseEntry(e: unknown, i: number, fail: (m: string) => never): ModelArrayEntry {

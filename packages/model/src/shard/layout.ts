@@ -3,6 +3,7 @@
 import { type Kernels, UnitType } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
 import { Network, type NetworkSpec } from '../network.js';
+import { isRecord } from '../checks.js';
 
 /** The units one shard owns: per layer name, the half-open range [start, end) of unit indices. */
 export type ShardUnits = Readonly<Record<string, readonly [start: number, end: number]>>;
@@ -40,10 +41,6 @@ const SHAPE_KERNELS: Kernels = {
 /** The network of a spec with empty parameter arrays: layers, connections, colouring only. */
 export function shapeNetwork(spec: NetworkSpec): Network {
   return new Network(spec, SHAPE_KERNELS);
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**
