@@ -946,6 +946,7 @@ export class Coordinator {
       try {
         out = await run.result;
       } catch (err) {
+        if (this.stopped) return; // shutting down: the job stays running for the next coordinator
         const j = await this.bus.getJob(job.id);
         if (j?.state === 'running')
           await this.fail(job, `training the sequence job failed: ${(err as Error).message}`);

@@ -158,8 +158,10 @@ export async function startCoordinator(
         clearInterval(healthTimer);
         health.shutdown();
         jobs.close();
-        await runner.close();
+        // The loop first: a sequence job whose thread the runner then stops stays running, and
+        // the next coordinator trains it again.
         await coordinator.stop();
+        await runner.close();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();

@@ -300,7 +300,19 @@ export class ShardRun {
         return [p.shardId, u] as const;
       }),
     );
-    this.seq = new SequenceShard(spec, seqs, shard, r.start, peers);
+    const q = new SequenceShard(spec, seqs, shard, r.start, peers);
+    this.seq = q;
+    // Frames that came while loading (a peer may start first): acknowledged, so keep them.
+    const early = this.early;
+    this.early = [];
+    for (const f of early) {
+      try {
+        q.take(f);
+        this.delivered++;
+      } catch (err) {
+        this.log.warn({ peer: f.fromShard, err: String(err) }, 'dropped a malformed early frame');
+      }
+    }
   }
 
   /**
@@ -327,7 +339,7 @@ export class ShardRun {
           // Every peer's spikes up to g - s must be in; newer ones are used if they are.
           while (!q.ready(g - s)) {
             await this.waitFrames(this.delivered);
-            if (this.aborted) return;
+            if (this.aborted || this.stopping !== null) return;
           }
           q.noteLead(g);
           q.deliver(g);
