@@ -80,4 +80,32 @@ describe('a sequence job on worker processes', () => {
       jobs.close();
     }
   });
+
+  it('a worker killed with SIGKILL: the job starts again on the spare and ends with the same model', async () => {
+    const long = { ...spec, epochs: 400, evaluate: { every: 400, cue: 12 }, workers: 2 };
+    const single = runSequenceJob({ ...long, workers: 1, staleness: 0 });
+    const jobs = new Jobs(cluster.address);
+    try {
+      const { jobId } = await jobs.submit(long);
+      let victim = '';
+      let killed: Promise<void> | null = null;
+      const { job, events } = await jobs.follow(jobId, (e) => {
+        if (e.workers?.kind === 'assigned' && victim === '')
+          victim = e.workers.shards.find((s) => s.shardId === 1)!.workerId;
+        if (killed || !e.progress || e.progress.step < 2000) return;
+        killed = cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
+      });
+      await killed;
+      expect(killed).not.toBeNull();
+      expect(job.state, job.error).toBe(COMPLETED);
+      expect(events.some((e) => e.workers?.kind === 'worker-lost')).toBe(true);
+      const again = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
+      expect(again.generation).toBeGreaterThanOrEqual(2);
+      expect(again.restoreFromStep).toBe(0);
+      const { model } = decodeSequenceModel(await download(cluster.address, jobId));
+      expect(parameters(model)).toEqual(parameters(single.model));
+    } finally {
+      jobs.close();
+    }
+  });
 });
