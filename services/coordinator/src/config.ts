@@ -2,7 +2,10 @@
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
-import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
+import type { TlsConfig } from '@spinmesh/proto';
+import { ConfigError, EnvReader, HOST_PORT, type Env } from '@spinmesh/worker';
+
+export { ConfigError } from '@spinmesh/worker';
 
 export interface CoordinatorConfig {
   /**
@@ -121,72 +124,42 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
 
-/** A variable with a bad value. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable} ${message}`);
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
 /** Reads and checks the coordinator's variables. @throws ConfigError naming the variable */
 export function configFromEnv(env: Env = process.env): CoordinatorConfig {
-  const get = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === '' ? undefined : v.trim();
-  };
-  const int = (name: string, fallback: number, min: number): number => {
-    const v = get(name);
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < min)
-      throw new ConfigError(name, `must be an integer >= ${min} (got '${v}')`);
-    return n;
-  };
-  const listen = get('SPINMESH_COORDINATOR_LISTEN') ?? CONFIG_DEFAULTS.listen;
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(listen))
+  const r = new EnvReader(env);
+  const listen = r.get('SPINMESH_COORDINATOR_LISTEN') ?? CONFIG_DEFAULTS.listen;
+  if (!HOST_PORT.test(listen))
     throw new ConfigError('SPINMESH_COORDINATOR_LISTEN', `must be host:port (got '${listen}')`);
-  const kernels = get('SPINMESH_KERNELS') ?? CONFIG_DEFAULTS.kernels;
-  if (kernels !== 'native' && kernels !== 'portable' && kernels !== 'auto')
-    throw new ConfigError(
-      'SPINMESH_KERNELS',
-      `must be native, portable or auto (got '${kernels}')`,
-    );
-  const logLevel = get('SPINMESH_LOG_LEVEL') ?? CONFIG_DEFAULTS.logLevel;
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
-    throw new ConfigError(
-      'SPINMESH_LOG_LEVEL',
-      `must be fatal, error, warn, info, debug, trace or silent (got '${logLevel}')`,
-    );
-  const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
-  if (stdin !== '0' && stdin !== '1')
-    throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
-  const tls = tlsFromEnv(env, (variable, message) => new ConfigError(variable, message));
-  const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen ?? 'off';
-  if (metrics !== 'off' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(metrics))
-    throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);
+  const kernels = r.kernels(CONFIG_DEFAULTS.kernels);
+  const logLevel = r.logLevel(CONFIG_DEFAULTS.logLevel);
+  const stopOnStdinClose = r.stopOnStdinClose();
+  const tls = r.tls();
+  const metricsListen = r.metricsListen(CONFIG_DEFAULTS.metricsListen ?? 'off');
   return {
     listen,
-    redis: get('REDIS_URL') === undefined ? null : redisBusOptionsFromEnv(env),
-    clusterSecret: get('SPINMESH_CLUSTER_SECRET') ?? null,
-    heartbeatTimeoutMs: int('SPINMESH_HEARTBEAT_TIMEOUT_MS', CONFIG_DEFAULTS.heartbeatTimeoutMs, 1),
-    pollIntervalMs: int('SPINMESH_COORDINATOR_POLL_MS', CONFIG_DEFAULTS.pollIntervalMs, 10),
-    rpcTimeoutMs: int('SPINMESH_RPC_TIMEOUT_MS', CONFIG_DEFAULTS.rpcTimeoutMs, 1),
-    progressIntervalMs: int('SPINMESH_PROGRESS_INTERVAL_MS', CONFIG_DEFAULTS.progressIntervalMs, 0),
-    maxRecoveries: int('SPINMESH_MAX_RECOVERIES', CONFIG_DEFAULTS.maxRecoveries, 0),
-    apiToken: get('SPINMESH_API_TOKEN') ?? null,
+    redis: r.get('REDIS_URL') === undefined ? null : redisBusOptionsFromEnv(env),
+    clusterSecret: r.get('SPINMESH_CLUSTER_SECRET') ?? null,
+    heartbeatTimeoutMs: r.int(
+      'SPINMESH_HEARTBEAT_TIMEOUT_MS',
+      CONFIG_DEFAULTS.heartbeatTimeoutMs,
+      1,
+    ),
+    pollIntervalMs: r.int('SPINMESH_COORDINATOR_POLL_MS', CONFIG_DEFAULTS.pollIntervalMs, 10),
+    rpcTimeoutMs: r.int('SPINMESH_RPC_TIMEOUT_MS', CONFIG_DEFAULTS.rpcTimeoutMs, 1),
+    progressIntervalMs: r.int(
+      'SPINMESH_PROGRESS_INTERVAL_MS',
+      CONFIG_DEFAULTS.progressIntervalMs,
+      0,
+    ),
+    maxRecoveries: r.int('SPINMESH_MAX_RECOVERIES', CONFIG_DEFAULTS.maxRecoveries, 0),
+    apiToken: r.get('SPINMESH_API_TOKEN') ?? null,
     tls,
-    modelOpsMax: int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),
-    maxMessageBytes: int('SPINMESH_MAX_MESSAGE_BYTES', CONFIG_DEFAULTS.maxMessageBytes, 1 << 20),
-    maxUnitUpdates: int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),
-    metricsListen: metrics === 'off' ? null : metrics,
+    modelOpsMax: r.int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),
+    maxMessageBytes: r.int('SPINMESH_MAX_MESSAGE_BYTES', CONFIG_DEFAULTS.maxMessageBytes, 1 << 20),
+    maxUnitUpdates: r.int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),
+    metricsListen,
     kernels,
     logLevel,
-    stopOnStdinClose: stdin === '1',
+    stopOnStdinClose,
   };
 }

@@ -4,7 +4,10 @@
 import { hostname } from 'node:os';
 
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
-import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
+import type { TlsConfig } from '@spinmesh/proto';
+import { ConfigError, EnvReader, type Env } from './env.js';
+
+export { ConfigError } from './env.js';
 
 /** Where the worker's state bus is. */
 export type BusConfig =
@@ -119,20 +122,6 @@ export const WORKER_ENV_VARS = [
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
 
-/** A variable with a bad value. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable} ${message}`);
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** `<hostname>-<pid>`, made a valid bus id. */
@@ -143,84 +132,52 @@ export function defaultWorkerId(host = hostname(), pid = process.pid): string {
 
 /** Reads and checks the worker's variables. @throws ConfigError naming the variable */
 export function configFromEnv(env: Env = process.env): WorkerConfig {
-  const get = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === '' ? undefined : v.trim();
-  };
-  const int = (name: string, fallback: number, min: number): number => {
-    const v = get(name);
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < min)
-      throw new ConfigError(name, `must be an integer >= ${min} (got '${v}')`);
-    return n;
-  };
-  const hostPort = (name: string): string | undefined => {
-    const v = get(name);
-    if (v !== undefined && !HOST_PORT.test(v))
-      throw new ConfigError(name, `must be host:port (got '${v}')`);
-    return v;
-  };
-
-  const workerId = get('SPINMESH_WORKER_ID') ?? defaultWorkerId();
+  const r = new EnvReader(env);
+  const workerId = r.get('SPINMESH_WORKER_ID') ?? defaultWorkerId();
   if (!ID.test(workerId))
     throw new ConfigError(
       'SPINMESH_WORKER_ID',
       `must be 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit (got '${workerId}')`,
     );
-  const listen = hostPort('SPINMESH_WORKER_LISTEN') ?? CONFIG_DEFAULTS.listen;
-  const advertise = hostPort('SPINMESH_WORKER_ADVERTISE') ?? null;
+  const listen = r.hostPort('SPINMESH_WORKER_LISTEN') ?? CONFIG_DEFAULTS.listen;
+  const advertise = r.hostPort('SPINMESH_WORKER_ADVERTISE') ?? null;
   if (advertise !== null && /:0$/.test(advertise))
     throw new ConfigError(
       'SPINMESH_WORKER_ADVERTISE',
       `must name a real port (got '${advertise}')`,
     );
-  const busAddress = hostPort('SPINMESH_BUS_ADDRESS');
+  const busAddress = r.hostPort('SPINMESH_BUS_ADDRESS');
   const bus: BusConfig =
     busAddress !== undefined
       ? { kind: 'remote', address: busAddress }
       : { kind: 'redis', options: redisBusOptionsFromEnv(env) };
-  const kernels = get('SPINMESH_KERNELS') ?? CONFIG_DEFAULTS.kernels;
-  if (kernels !== 'native' && kernels !== 'portable' && kernels !== 'auto')
-    throw new ConfigError(
-      'SPINMESH_KERNELS',
-      `must be native, portable or auto (got '${kernels}')`,
-    );
-  const slowdownText = get('SPINMESH_DEBUG_SLOWDOWN');
+  const kernels = r.kernels(CONFIG_DEFAULTS.kernels);
+  const slowdownText = r.get('SPINMESH_DEBUG_SLOWDOWN');
   const debugSlowdown = slowdownText === undefined ? 1 : Number(slowdownText);
   if (!(Number.isFinite(debugSlowdown) && debugSlowdown >= 1 && debugSlowdown <= 1000))
     throw new ConfigError(
       'SPINMESH_DEBUG_SLOWDOWN',
       `must be a number from 1 to 1000 (got '${slowdownText}')`,
     );
-  const logLevel = get('SPINMESH_LOG_LEVEL') ?? CONFIG_DEFAULTS.logLevel;
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
-    throw new ConfigError(
-      'SPINMESH_LOG_LEVEL',
-      `must be fatal, error, warn, info, debug, trace or silent (got '${logLevel}')`,
-    );
-  const stdin = get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
-  if (stdin !== '0' && stdin !== '1')
-    throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${stdin}')`);
-  const tls = tlsFromEnv(env, (variable, message) => new ConfigError(variable, message));
-  const metrics = get('SPINMESH_METRICS_LISTEN') ?? CONFIG_DEFAULTS.metricsListen;
-  if (metrics !== 'off' && !HOST_PORT.test(metrics))
-    throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${metrics}')`);
+  const logLevel = r.logLevel(CONFIG_DEFAULTS.logLevel);
+  const stopOnStdinClose = r.stopOnStdinClose();
+  const tls = r.tls();
+  const metricsListen = r.metricsListen(CONFIG_DEFAULTS.metricsListen ?? 'off');
   return {
     workerId,
     tls,
     listen,
     advertise,
     bus,
-    clusterSecret: get('SPINMESH_CLUSTER_SECRET') ?? null,
+    clusterSecret: r.get('SPINMESH_CLUSTER_SECRET') ?? null,
     kernels,
-    blasThreads: int('OPENBLAS_NUM_THREADS', CONFIG_DEFAULTS.blasThreads, 1),
-    heartbeatMs: int('SPINMESH_HEARTBEAT_MS', CONFIG_DEFAULTS.heartbeatMs, 10),
+    blasThreads: r.int('OPENBLAS_NUM_THREADS', CONFIG_DEFAULTS.blasThreads, 1),
+    heartbeatMs: r.int('SPINMESH_HEARTBEAT_MS', CONFIG_DEFAULTS.heartbeatMs, 10),
     debugSlowdown,
-    drainMs: int('SPINMESH_WORKER_DRAIN_MS', CONFIG_DEFAULTS.drainMs, 0),
-    progressMs: int('SPINMESH_PROGRESS_MS', CONFIG_DEFAULTS.progressMs, 0),
-    metricsListen: metrics === 'off' ? null : metrics,
+    drainMs: r.int('SPINMESH_WORKER_DRAIN_MS', CONFIG_DEFAULTS.drainMs, 0),
+    progressMs: r.int('SPINMESH_PROGRESS_MS', CONFIG_DEFAULTS.progressMs, 0),
+    metricsListen,
     logLevel,
-    stopOnStdinClose: stdin === '1',
+    stopOnStdinClose,
   };
 }

@@ -7,12 +7,12 @@ export { ShardRun, batchRows, type RunState, type RunDeps, type StopResult } fro
 export {
   configFromEnv,
   defaultWorkerId,
-  ConfigError,
   CONFIG_DEFAULTS,
   WORKER_ENV_VARS,
   type WorkerConfig,
   type BusConfig,
 } from './config.js';
+export { ConfigError, EnvReader, HOST_PORT, type Env } from './env.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export {
   loadShardJob,

@@ -1,0 +1,90 @@
+// Reading a service's settings from the environment: the checks the worker and the coordinator
+// share (each failure a ConfigError naming the variable). The coordinator imports it from here.
+import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
+
+/** A variable with a bad value. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable} ${message}`);
+  }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** host:port, with a bracketed IPv6 host allowed. */
+export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** The readers of one environment. */
+export class EnvReader {
+  constructor(private readonly env: Env) {}
+
+  /** The trimmed value; undefined when unset or blank. */
+  get(name: string): string | undefined {
+    const v = this.env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  }
+
+  /** An integer >= min, or the fallback when unset. */
+  int(name: string, fallback: number, min: number): number {
+    const v = this.get(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new ConfigError(name, `must be an integer >= ${min} (got '${v}')`);
+    return n;
+  }
+
+  /** A host:port, or undefined when unset. */
+  hostPort(name: string): string | undefined {
+    const v = this.get(name);
+    if (v !== undefined && !HOST_PORT.test(v))
+      throw new ConfigError(name, `must be host:port (got '${v}')`);
+    return v;
+  }
+
+  /** SPINMESH_KERNELS. */
+  kernels(fallback: 'native' | 'portable' | 'auto'): 'native' | 'portable' | 'auto' {
+    const k = this.get('SPINMESH_KERNELS') ?? fallback;
+    if (k !== 'native' && k !== 'portable' && k !== 'auto')
+      throw new ConfigError('SPINMESH_KERNELS', `must be native, portable or auto (got '${k}')`);
+    return k;
+  }
+
+  /** SPINMESH_LOG_LEVEL. */
+  logLevel(fallback: string): string {
+    const l = this.get('SPINMESH_LOG_LEVEL') ?? fallback;
+    if (!LOG_LEVELS.includes(l))
+      throw new ConfigError(
+        'SPINMESH_LOG_LEVEL',
+        `must be fatal, error, warn, info, debug, trace or silent (got '${l}')`,
+      );
+    return l;
+  }
+
+  /** SPINMESH_STOP_ON_STDIN_CLOSE (0 or 1). */
+  stopOnStdinClose(): boolean {
+    const s = this.get('SPINMESH_STOP_ON_STDIN_CLOSE') ?? '0';
+    if (s !== '0' && s !== '1')
+      throw new ConfigError('SPINMESH_STOP_ON_STDIN_CLOSE', `must be 0 or 1 (got '${s}')`);
+    return s === '1';
+  }
+
+  /** SPINMESH_METRICS_LISTEN: host:port, or null for 'off'. */
+  metricsListen(fallback: string): string | null {
+    const m = this.get('SPINMESH_METRICS_LISTEN') ?? fallback;
+    if (m !== 'off' && !HOST_PORT.test(m))
+      throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${m}')`);
+    return m === 'off' ? null : m;
+  }
+
+  /** SPINMESH_TLS_CERT, SPINMESH_TLS_KEY, SPINMESH_TLS_CA, SPINMESH_TLS. */
+  tls(): TlsConfig {
+    return tlsFromEnv(this.env, (variable, message) => new ConfigError(variable, message));
+  }
+}
