@@ -11,26 +11,9 @@ import { loadFashionMnist } from '../src/data/fashion.js';
 import { Network, rbmSpec, type NetworkSpec, type State } from '../src/network.js';
 import { exactLogZ, exactLogLikelihood } from '../src/eval/exact.js';
 import { ais, aisLogLikelihood, defaultAisBetas, reverseAis } from '../src/eval/ais.js';
+import { rng, randomNet } from './nets.js';
 
 const portable = new PortableKernels();
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomNet(spec: NetworkSpec, k: Kernels, seed: number, std = 0.5, bs = 0.5): Network {
-  const net = Network.create(spec, k, { seed, weightStd: std });
-  const r = rng(seed + 1);
-  for (const b of net.biases) for (let j = 0; j < b.length; j++) b[j] = (2 * r() - 1) * bs;
-  return net;
-}
 
 const sig = (a: number): number => 1 / (1 + Math.exp(-a));
 const softplus = (a: number): number =>

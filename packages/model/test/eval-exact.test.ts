@@ -1,30 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { PortableKernels, loadKernels, type Kernels } from '@spinmesh/kernels';
+import { PortableKernels, loadKernels } from '@spinmesh/kernels';
 import { SpecError } from '../src/errors.js';
 import { Network, rbmSpec, type NetworkSpec } from '../src/network.js';
 import { enumerationPlan, exactLogLikelihood, exactLogZ, freeEnergy } from '../src/eval/exact.js';
+import { randomNet } from './nets.js';
 
 const portable = new PortableKernels();
-
-/** Small deterministic PRNG for test parameters (not the model's generator). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A network with weights ~ N(0, std^2), biases ~ U(-bs, bs), laterals symmetric. */
-function randomNet(spec: NetworkSpec, k: Kernels, seed: number, std = 0.5, bs = 0.5): Network {
-  const net = Network.create(spec, k, { seed, weightStd: std });
-  const r = rng(seed + 1);
-  for (const b of net.biases) for (let j = 0; j < b.length; j++) b[j] = (2 * r() - 1) * bs;
-  return net;
-}
 
 /**
  * log Z by enumerating every joint state of all (non-Gaussian) units and calling

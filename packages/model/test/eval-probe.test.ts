@@ -5,19 +5,9 @@ import { SpecError } from '../src/errors.js';
 import { Network, rbmSpec } from '../src/network.js';
 import { hiddenFeatures, probeAccuracy, probePredict, trainProbe } from '../src/eval/probe.js';
 import { loadFashionMnist } from '../src/data/fashion.js';
+import { rng } from './nets.js';
 
 const portable = new PortableKernels();
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 4 classes: well-separated blobs in the first 2 of `dims` dimensions, noise elsewhere. */
 function blobs(rows: number, dims: number, seed: number): { x: Float32Array; y: Int32Array } {

@@ -4,26 +4,13 @@ import { SpecError } from '../src/errors.js';
 import { Network, rbmSpec, type NetworkSpec } from '../src/network.js';
 import { pseudoLogLikelihood } from '../src/eval/pseudo.js';
 import { reconstructionError } from '../src/eval/recon.js';
+import { rng, randomNet as randomTestNet } from './nets.js';
+
+/** This file's networks: weights ~ N(0, 0.6^2) by default. */
+const randomNet = (spec: NetworkSpec, k: Kernels, seed: number, std = 0.6, bs = 0.5): Network =>
+  randomTestNet(spec, k, seed, std, bs);
 
 const portable = new PortableKernels();
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomNet(spec: NetworkSpec, k: Kernels, seed: number, std = 0.6, bs = 0.5): Network {
-  const net = Network.create(spec, k, { seed, weightStd: std });
-  const r = rng(seed + 1);
-  for (const b of net.biases) for (let j = 0; j < b.length; j++) b[j] = (2 * r() - 1) * bs;
-  return net;
-}
 
 const lse = (a: number, b: number): number =>
   Math.max(a, b) + Math.log1p(Math.exp(-Math.abs(a - b)));
