@@ -48,10 +48,10 @@ export function jobClient(address: string): JobServiceClient {
   return new JobServiceClient(address, grpc.credentials.createInsecure());
 }
 
-type Callback<T> = (err: grpc.ServiceError | null, res: T | undefined) => void;
+export type Callback<T> = (err: grpc.ServiceError | null, res: T | undefined) => void;
 
 /** A unary call as a promise; rejects with the ServiceError. */
-function unary<T>(start: (cb: Callback<T>) => unknown): Promise<T> {
+export function unary<T>(start: (cb: Callback<T>) => unknown): Promise<T> {
   return new Promise((resolve, reject) => {
     start((err, res) => (err ? reject(err) : resolve(res!)));
   });

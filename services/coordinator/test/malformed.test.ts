@@ -12,7 +12,7 @@ import {
   type ListJobsResponse,
 } from '@spinmesh/proto';
 import type { CoordinatorServer } from '../src/server.js';
-import { coordinator, healthOf, submit } from './helpers.js';
+import { coordinator, healthOf, submit, unary } from './helpers.js';
 
 const S = grpc.status;
 
@@ -49,13 +49,6 @@ interface Case {
   call: () => Promise<unknown>;
   code: grpc.status;
   message: RegExp;
-}
-
-type Callback<T> = (err: grpc.ServiceError | null, res: T | undefined) => void;
-function unary<T>(start: (cb: Callback<T>) => unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    start((err, res) => (err ? reject(err) : resolve(res!)));
-  });
 }
 
 function field(path: string): RegExp {

@@ -32,7 +32,7 @@ import {
   type SampleResponse,
 } from '@spinmesh/proto';
 import type { CoordinatorServer } from '../src/server.js';
-import { coordinator, failure, getJob, healthOf, jobClient, submit } from './helpers.js';
+import { coordinator, failure, getJob, healthOf, jobClient, submit, unary } from './helpers.js';
 
 const hopfield = {
   name: 'memory',
@@ -41,13 +41,6 @@ const hopfield = {
   network: { hopfield: 100 },
   data: { kind: 'random', rows: 10, dims: 100 },
 };
-
-type Callback<T> = (err: grpc.ServiceError | null, res: T | undefined) => void;
-function unary<T>(start: (cb: Callback<T>) => unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    start((err, res) => (err ? reject(err) : resolve(res!)));
-  });
-}
 
 function chunks(c: ModelServiceClient, jobId: string, format: ModelFormat, chunkBytes = 0) {
   return new Promise<ModelChunk[]>((resolve, reject) => {
