@@ -51,58 +51,41 @@ export class ModelRunner {
         ),
       );
     this.running++;
-    return new Promise<ModelOpResult>((resolve, reject) => {
-      const thread = new Worker(THREAD_URL, { workerData: { kernels: this.opts.kernels } });
-      this.threads.add(thread);
-      let settled = false;
-      const settle = (fn: () => void): void => {
-        if (settled) return;
-        settled = true;
-        this.running--;
-        this.threads.delete(thread);
-        clearTimeout(timer);
-        call.off('cancelled', onCancel);
-        fn();
-        void thread.terminate();
-      };
+    const { result, stop } = this.runDetached(op);
+    let timer: NodeJS.Timeout | undefined;
+    let onCancel: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
       const deadline = call.getDeadline();
       const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline - Date.now();
-      const timer = setTimeout(
-        () =>
-          settle(() =>
-            reject(
-              new ServerError(
-                grpc.status.DEADLINE_EXCEEDED,
-                `${what}: the deadline passed before the work was done; it was stopped`,
-              ),
+      timer = setTimeout(
+        () => {
+          stop();
+          reject(
+            new ServerError(
+              grpc.status.DEADLINE_EXCEEDED,
+              `${what}: the deadline passed before the work was done; it was stopped`,
             ),
-          ),
+          );
+        },
         Number.isFinite(ms) ? Math.max(0, Math.min(ms, 2 ** 31 - 1)) : 2 ** 31 - 1,
       );
-      const onCancel = (): void =>
-        settle(() =>
-          reject(new ServerError(grpc.status.CANCELLED, `${what}: the caller cancelled the call`)),
-        );
+      onCancel = () => {
+        stop();
+        reject(new ServerError(grpc.status.CANCELLED, `${what}: the caller cancelled the call`));
+      };
       call.on('cancelled', onCancel);
-      thread.once('message', (reply: ThreadReply) =>
-        settle(() => {
-          if ('ok' in reply) resolve(reply.ok);
-          else if (reply.error.user)
-            reject(new ServerError(grpc.status.INVALID_ARGUMENT, reply.error.message));
-          else reject(new Error(reply.error.message));
-        }),
-      );
-      thread.once('error', (err) => settle(() => reject(err)));
-      thread.once('exit', (code) =>
-        settle(() => reject(new Error(`model operation thread exited with code ${code}`))),
-      );
-      thread.postMessage(op);
+    });
+    return Promise.race([result, stopped]).finally(() => {
+      this.running--;
+      clearTimeout(timer);
+      call.off('cancelled', onCancel!);
     });
   }
 
   /**
-   * Runs `op` on a thread of its own that no call waits for (training a sequence job): not
-   * counted against maxConcurrent; stop() terminates it (its result then rejects).
+   * Runs `op` on a thread of its own that no call waits for (training a sequence job, or the
+   * body of run()): not counted against maxConcurrent; stop() terminates it (its result then
+   * rejects). A request the model cannot serve rejects with INVALID_ARGUMENT.
    */
   runDetached(op: ModelOp): { result: Promise<ModelOpResult>; stop: () => void } {
     const thread = new Worker(THREAD_URL, { workerData: { kernels: this.opts.kernels } });
@@ -119,6 +102,8 @@ export class ModelRunner {
       thread.once('message', (reply: ThreadReply) =>
         settle(() => {
           if ('ok' in reply) resolve(reply.ok);
+          else if (reply.error.user)
+            reject(new ServerError(grpc.status.INVALID_ARGUMENT, reply.error.message));
           else reject(new Error(reply.error.message));
         }),
       );
@@ -127,6 +112,8 @@ export class ModelRunner {
         settle(() => reject(new Error(`the thread stopped (exit code ${code})`))),
       );
     });
+    // A stopped run's rejection is the caller's to see, or nobody's (run() raced it).
+    result.catch(() => undefined);
     thread.postMessage(op);
     return { result, stop: () => void thread.terminate() };
   }
