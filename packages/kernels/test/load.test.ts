@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { NativeKernels, PortableKernels, loadKernels, nativeAvailable } from '../src/index.js';
@@ -70,5 +71,19 @@ describe('loadKernels', () => {
     } finally {
       new NativeKernels({ threads: before });
     }
+  });
+});
+
+describe('the native addon', () => {
+  // The native variants of other tests skip where the addon is absent; where OpenBLAS's headers
+  // are installed (as scripts/setup.sh does, so on CI) its absence is a broken build, not a skip.
+  const headers = ['/usr/include/x86_64-linux-gnu/cblas.h', '/usr/include/cblas.h'].find((f) =>
+    existsSync(f),
+  );
+  it.runIf(headers !== undefined)('is built wherever OpenBLAS is installed', () => {
+    const a = nativeAvailable();
+    expect(a.ok, `${headers} exists but the addon is not loaded: ${a.ok ? '' : a.reason}`).toBe(
+      true,
+    );
   });
 });
