@@ -28,6 +28,7 @@ describe('generated messages', () => {
       packed: Buffer.from(Array.from({ length: 2000 }, (_, i) => (i * 37) & 255)),
       values: Buffer.alloc(0),
       seq: 123_456,
+      reads: [1, 0, -1, 0, 3, 2 ** 40 + 5],
     };
     const back = SpinFrame.decode(SpinFrame.encode(frame).finish());
     expect(back).toEqual(frame);

@@ -596,6 +596,8 @@ export interface SpinBlock {
   packed?: Uint8Array;
   /** Gaussian units: chains x unitCount little-endian float32. */
   values?: Uint8Array;
+  /** SpinFrame.reads: (layer, shard, stamp) triples (asynchronous persistent chains). */
+  reads?: readonly number[];
 }
 
 /** Options of a PeerLink. */
@@ -840,6 +842,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       packed,
       values,
       seq: this.nextSeq,
+      reads: block.reads ? [...block.reads] : [],
     };
     try {
       checkFrameShape(frame);

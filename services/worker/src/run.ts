@@ -180,7 +180,14 @@ export class ShardRun {
 
   private deliver(tr: ShardTrainer, f: SpinFrame): void {
     try {
-      tr.receive(f.fromShard, f.step, f.phase, f.layer, f.packed);
+      tr.receive(
+        f.fromShard,
+        f.step,
+        f.phase,
+        f.layer,
+        f.packed,
+        f.reads.length > 0 ? f.reads : undefined,
+      );
     } catch (err) {
       if (err instanceof SpecError) throw new ServerError(Status.INVALID_ARGUMENT, err.message);
       throw err;
@@ -501,6 +508,7 @@ export class ShardRun {
         unitCount: range[1] - range[0],
         chains: rows,
         packed: m.packed,
+        reads: m.reads,
       };
       for (const to of m.to) {
         const link = this.links.get(to);

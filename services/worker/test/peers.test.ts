@@ -288,6 +288,7 @@ describe('PeerLink -> PeerServer', () => {
         packed: Buffer.alloc(2), // needs 3
         values: Buffer.alloc(0),
         seq: 1,
+        reads: [],
       });
       const st = await status;
       expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);

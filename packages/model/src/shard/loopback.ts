@@ -186,7 +186,7 @@ export class LoopbackCluster {
       this.traffic.dropped++;
       return;
     }
-    tr.receive(msg.from, msg.step, msg.stage, msg.layer, msg.packed);
+    tr.receive(msg.from, msg.step, msg.stage, msg.layer, msg.packed, msg.reads);
   }
 
   /** Drops a shard (a crashed worker) and every message in flight to it. */

@@ -45,10 +45,17 @@
 // the same chain when the newer has not arrived; the age in steps is ceil(stage lag / stages
 // per step), at most s. States that belong to the current batch (positive phase; CD chains,
 // which start from the batch) are always the exact ones: an older batch's rows would be a
-// different data point. A stale read changes only which spins are drawn, never the update
-// arithmetic, so replicas stay identical. Staleness 0 reproduces Trainer with statistics
-// 'samples' bit for bit (portable kernels; see SHARDING.md for OpenBLAS). stats() counts the
-// staleness of every read and the weight lag of every stage (histograms).
+// different data point. Staleness 0 reproduces Trainer with statistics 'samples' bit for bit
+// (portable kernels; see SHARDING.md for OpenBLAS). stats() counts the staleness of every read
+// and the weight lag of every stage (histograms).
+//
+// Pairing (persistent chains, s > 0). The final draw of a layer l at step t records the stamp
+// sigma of every peer state it read and sends the stamps with its spins (SpinMessage.reads). In
+// the update of step t, a cross tile whose other side e was drawn before l in the last sweep
+// pairs l's final states with e's states at sigma, those l was drawn from, not with e's newer
+// final states, which l never saw (such pairs are decorrelated and the cross weights run away).
+// Both holders build the same rows (the reader from its inbox, e's owner from its own history,
+// both checkpointed), so replicas stay identical; at staleness 0 sigma is always lockstep's.
 //
 // Checkpoints. A checkpoint is taken at a step boundary T with every update < T applied and
 // nothing of step T drawn (with checkpointEvery, advance() stops there until checkpoint() is
@@ -115,6 +122,12 @@ export interface SpinMessage {
   stage: number;
   layer: number;
   packed: Uint8Array;
+  /**
+   * Asynchronous persistent chains only, on the last negative stage of a layer: the peer states
+   * the draw read, as triples (layer, shard, stamp = step * stages + stage; -1: the initial
+   * chains). The holders of a tile pair these spins with exactly those states (see "Pairing").
+   */
+  reads?: readonly number[];
 }
 
 /** Which spins a shard waits for. */
@@ -159,6 +172,8 @@ export interface ShardStats {
   bytesSent: number;
   messagesReceived: number;
   bytesReceived: number;
+  /** Tile updates whose model-phase pairs used an older peer state than lockstep would. */
+  stalePairings: number;
 }
 
 /**
@@ -198,6 +213,25 @@ interface Tile {
   c0: number;
   c1: number;
   dests: { slab: Slab; off: number }[];
+  /** Pairing (asynchronous persistent chains, a != b): which side was drawn first, else null. */
+  pair: Pairing | null;
+}
+
+/**
+ * The two sides of a cross-shard tile in the last model-phase sweep: layer `e` (units of shard
+ * eShard) was drawn before layer `l` (units of shard lShard), so l's final draw read e's states.
+ */
+interface Pairing {
+  e: number;
+  eShard: number;
+  /** Whether e is the tile's `from` side (rows), else its `to` side (columns). */
+  eIsFrom: boolean;
+  e0: number;
+  e1: number;
+  l: number;
+  lShard: number;
+  /** The stamp of e's states the last applied update paired with (-Infinity: none yet). */
+  sigma: number;
 }
 
 interface View {
@@ -261,6 +295,16 @@ function copyRows(
       for (let j = 0; j < w; j++) dst[d + j] = src[so + j]!;
     }
   }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((s, b) => s + b.length, 0));
+  let off = 0;
+  for (const b of parts) {
+    all.set(b, off);
+    off += b.length;
+  }
+  return all;
 }
 
 function checkSteps(v: unknown, path: string, allowInfinity: boolean): number {
@@ -348,7 +392,19 @@ export class ShardTrainer {
     bytesSent: 0,
     messagesReceived: 0,
     bytesReceived: 0,
+    stalePairings: 0,
   };
+  /** Pairing is on: persistent chains, staleness > 0, more than one shard. */
+  private readonly pairing: boolean;
+  /** Pairing: this shard's own model-phase states by stamp, per layer (packed). */
+  private readonly ownHist: (Map<number, Uint8Array> | null)[];
+  /** Pairing: per unapplied step, the peer regions (layer * shards + shard) its final draws read. */
+  private readonly ownReads = new Map<number, Map<number, number>>();
+  /** Pairing: the reads peers reported with their final draws, by (step, layer, shard). */
+  private readonly peerReads = new Map<number, readonly number[]>();
+  /** Pairing: states of region idx at stamps >= keepFrom[idx] may still be paired with. */
+  private readonly keepFrom: Float64Array;
+  private readonly pairBuf: Float32Array;
 
   constructor(opts: ShardTrainerOptions) {
     const net = shapeNetwork(opts.network);
@@ -400,6 +456,7 @@ export class ShardTrainer {
     this.B = o.batchSize;
     this.Cn = this.cd ? o.batchSize : o.chains;
     this.stepsPerEpoch = Math.ceil(data.rows / o.batchSize);
+    this.pairing = !this.cd && this.staleness > 0 && this.layout.length > 1;
 
     // ownership
     const S = this.shard;
@@ -449,6 +506,7 @@ export class ShardTrainer {
     let maxW = 1;
     for (const rs of this.ranges) for (const r of rs) maxW = Math.max(maxW, r.b - r.a);
     this.unpackBuf = k.alloc(rowsMax * maxW);
+    this.pairBuf = k.alloc(this.pairing ? (this.B + this.Cn) * maxW : 0);
     this.seen = new Uint8Array(L);
 
     // parameters
@@ -499,6 +557,81 @@ export class ShardTrainer {
         if (r.shard !== S) this.inbox[l.index * this.shards + r.shard] = new Map();
     }
     if (!this.cd) this.initChains(src);
+    this.keepFrom = new Float64Array(L * this.shards).fill(Infinity);
+    const firstSide = new Set<number>();
+    for (const h of this.held)
+      for (const t of h?.tiles ?? []) if (t.pair?.eShard === S) firstSide.add(t.pair.e);
+    this.ownHist = net.layers.map((l) => (firstSide.has(l.index) ? new Map() : null));
+    if (this.pairing) this.keepChainStates(-1);
+    this.updateKeepFrom();
+  }
+
+  /** The pairings of the tiles this shard holds, in a fixed order. */
+  private pairings(): Pairing[] {
+    const out: Pairing[] = [];
+    for (const h of this.held) for (const t of h?.tiles ?? []) if (t.pair) out.push(t.pair);
+    return out;
+  }
+
+  /** Pairing: the oldest stamp of each region a paired tile may still read (its last sigma). */
+  private updateKeepFrom(): void {
+    this.keepFrom.fill(Infinity);
+    for (const q of this.pairings()) {
+      const idx = q.e * this.shards + q.eShard;
+      this.keepFrom[idx] = Math.min(this.keepFrom[idx]!, q.sigma);
+    }
+  }
+
+  /** Which side of a cross-shard tile (from-range ra, to-range rb) the last sweep draws first. */
+  private pairingOf(from: number, ra: Range, to: number, rb: Range): Pairing {
+    const last = this.plan.lastNegative;
+    const eIsFrom = last[from]! < last[to]!;
+    const [e, re, l, rl] = eIsFrom ? [from, ra, to, rb] : [to, rb, from, ra];
+    return {
+      e,
+      eShard: re.shard,
+      eIsFrom,
+      e0: re.a,
+      e1: re.b,
+      l,
+      lShard: rl.shard,
+      sigma: -Infinity,
+    };
+  }
+
+  /**
+   * Pairing: the chain states as they are now, packed like messages: this shard's own (drawn in
+   * the last sweep of step `step`; -1: the initial chains) and its replicas of its peers' (at
+   * their versions).
+   */
+  private keepChainStates(step: number): void {
+    const k = this.kernels;
+    const C = this.Cn;
+    const packRegion = (l: number, a: number, b: number): Uint8Array => {
+      const n = this.net.layers[l]!.size;
+      const w = b - a;
+      const X = this.negX[l]!;
+      k.download(X);
+      copyRows(C, w, X, a, n, this.unpackBuf, 0, w);
+      k.upload(this.unpackBuf);
+      const packed = new Uint8Array(Math.ceil((C * w) / 8));
+      k.packSpins(C * w, this.unpackBuf, packed);
+      return packed;
+    };
+    for (const l of this.net.layers) {
+      const r = this.own[l.index];
+      const hist = this.ownHist[l.index];
+      const last = this.plan.lastNegative[l.index]!;
+      if (r && hist)
+        hist.set(step < 0 ? -1 : step * this.P + last, packRegion(l.index, r[0], r[1]));
+      for (const rg of this.ranges[l.index]!) {
+        const idx = l.index * this.shards + rg.shard;
+        const box = this.inbox[idx];
+        const g = this.ver[NEG][idx]!;
+        if (box && rg.shard !== this.shard && Number.isFinite(g))
+          box.set(g, packRegion(l.index, rg.a, rg.b));
+      }
+    }
   }
 
   /** Row slab, column slab or the full matrix of a connection, and the tiles in them. */
@@ -542,6 +675,7 @@ export class ShardTrainer {
           c0: rb.a,
           c1: rb.b,
           dests: [],
+          pair: this.pairing && ra.shard !== rb.shard ? this.pairingOf(from, ra, to, rb) : null,
         };
         for (const s of slabs) {
           const rows = s.data.length / s.ld;
@@ -732,7 +866,14 @@ export class ShardTrainer {
    * duplicate) and were dropped. @throws SpecError when the message cannot be meant for this
    * shard (wrong sender, layer, stage or size)
    */
-  receive(from: number, step: number, stage: number, layer: number, packed: Uint8Array): boolean {
+  receive(
+    from: number,
+    step: number,
+    stage: number,
+    layer: number,
+    packed: Uint8Array,
+    reads?: readonly number[],
+  ): boolean {
     if (!Number.isInteger(from) || from < 0 || from >= this.shards || from === this.shard)
       throw new SpecError('receive.from', `must be a peer shard index, got ${from}`);
     if (!Number.isInteger(stage) || stage < 0 || stage >= this.P)
@@ -753,9 +894,22 @@ export class ShardTrainer {
     const bytes = Math.ceil((rows * (r.b - r.a)) / 8);
     if (packed.length !== bytes)
       throw new SpecError('receive.packed', `must hold ${bytes} bytes, got ${packed.length}`);
+    const paired = this.pairing && stage === this.plan.lastNegative[layer];
+    if (paired) {
+      if (
+        !reads ||
+        reads.length % 3 !== 0 ||
+        !reads.every((x, i) => Number.isInteger(x) && (i % 3 === 2 ? x >= -1 : x >= 0))
+      )
+        throw new SpecError(
+          'receive.reads',
+          'must list (layer, shard, stamp) triples: the states the final draw of an asynchronous persistent chain read',
+        );
+    }
     const g = step * this.P + stage;
     if (box.has(g) || this.obsolete(layer * this.shards + from, g)) return false;
     box.set(g, packed.slice());
+    if (paired) this.peerReads.set((step * this.L + layer) * this.shards + from, reads!.slice());
     this.counters.messagesReceived++;
     this.counters.bytesReceived += packed.length;
     return true;
@@ -765,11 +919,21 @@ export class ShardTrainer {
   private obsolete(idx: number, g: number): boolean {
     const step = Math.floor(g / this.P);
     if (step >= this.applied) return false;
+    if (g < 0) return !(g >= this.keepFrom[idx]!); // the initial chains (pairing only)
     const batch = this.cd || this.plan.stages[g % this.P]!.phase === 'positive';
-    return batch ? step < this.t : g <= this.ver[NEG][idx]!;
+    if (batch) return step < this.t;
+    return g <= this.ver[NEG][idx]! && !(g >= this.keepFrom[idx]!);
   }
 
   private prune(): void {
+    if (this.pairing) {
+      this.updateKeepFrom();
+      this.ownHist.forEach((hist, l) => {
+        if (!hist) return;
+        const keep = this.keepFrom[l * this.shards + this.shard]!;
+        for (const g of hist.keys()) if (!(g >= keep)) hist.delete(g);
+      });
+    }
     this.inbox.forEach((box, idx) => {
       if (!box) return;
       for (const g of box.keys()) if (this.obsolete(idx, g)) box.delete(g);
@@ -1017,9 +1181,34 @@ export class ShardTrainer {
     if (to.length === 0) return;
     const packed = new Uint8Array(Math.ceil((rows * w) / 8));
     k.packSpins(rows * w, spins, packed);
-    this.outbox.push({ from: this.shard, to, step: t, stage: p, layer: l, packed });
+    const g = t * this.P + p;
+    const negative = this.plan.stages[p]!.phase === 'negative';
+    if (negative) this.ownHist[l]?.set(g, packed);
+    const reads = negative && p === this.plan.lastNegative[l] ? this.recordReads(l, t) : undefined;
+    this.outbox.push({ from: this.shard, to, step: t, stage: p, layer: l, packed, reads });
     this.counters.messagesSent++;
     this.counters.bytesSent += packed.length * to.length;
+  }
+
+  /**
+   * Pairing: the stamps of the peer states the final draw of layer l at step t read, kept for
+   * the update of step t and returned as (layer, shard, stamp) triples for the message.
+   */
+  private recordReads(l: number, t: number): number[] | undefined {
+    if (!this.pairing) return undefined;
+    let mine = this.ownReads.get(t);
+    if (!mine) this.ownReads.set(t, (mine = new Map()));
+    const reads: number[] = [];
+    for (const m of this.nbrs[l]!) {
+      for (const r of this.ranges[m]!) {
+        if (r.shard === this.shard) continue;
+        const idx = m * this.shards + r.shard;
+        const g = this.ver[NEG][idx]!;
+        mine.set(l * this.L * this.shards + idx, g);
+        reads.push(m, r.shard, g);
+      }
+    }
+    return reads;
   }
 
   /** Keeps this shard's own final states of step t until its update is applied. */
@@ -1118,6 +1307,12 @@ export class ShardTrainer {
       }
     }
     this.update(u, R, C);
+    if (this.pairing) {
+      this.ownReads.delete(u);
+      const perStep = this.L * this.shards;
+      for (const key of this.peerReads.keys())
+        if (Math.floor(key / perStep) <= u) this.peerReads.delete(key);
+    }
     this.pending.delete(u);
     this.pool.push(pend);
     this.applied = u + 1;
@@ -1197,21 +1392,14 @@ export class ShardTrainer {
         const w = tile.c1 - tile.c0;
         const direct = tile.dests.length === 1 && tile.dests[0]!.slab.ld === w;
         const out = direct ? tile.dests[0]!.slab.grad.subarray(tile.dests[0]!.off) : this.tileBuf;
-        k.sgemm(
-          true,
-          false,
-          m,
-          w,
-          total,
-          1,
-          S.subarray(tile.r0),
-          h.nf,
-          U.subarray(tile.c0),
-          h.nt,
-          0,
-          out,
-          w,
-        );
+        let rows = S.subarray(tile.r0);
+        let ldRows = h.nf;
+        let cols = U.subarray(tile.c0);
+        let ldCols = h.nt;
+        const paired = tile.pair ? this.pairedSide(u, tile.pair, R, C) : null;
+        if (paired && tile.pair!.eIsFrom) [rows, ldRows] = [paired, m];
+        else if (paired) [cols, ldCols] = [paired, w];
+        k.sgemm(true, false, m, w, total, 1, rows, ldRows, cols, ldCols, 0, out, w);
         if (direct) continue;
         k.download(out);
         for (const d of tile.dests) {
@@ -1313,6 +1501,53 @@ export class ShardTrainer {
         if (this.relevant[l.index])
           k.axpby(l.size, nu, this.bmean[l.index]!, 1 - nu, this.offsets[l.index]!);
     }
+  }
+
+  /**
+   * Pairing: the stacked operand of a tile's first-drawn side e when the final draw of its other
+   * side read e's states at an older stamp than lockstep's (else null: the stacked layer as it
+   * is). Rows: the data phase as stacked, then e's states at that stamp, centred and scaled as
+   * the stacked layer is. Both holders of the tile build the same operand.
+   */
+  private pairedSide(u: number, q: Pairing, R: number, C: number): Float32Array | null {
+    const k = this.kernels;
+    const exact = u * this.P + this.plan.lastNegative[q.e]!;
+    const eIdx = q.e * this.shards + q.eShard;
+    let sigma = NaN;
+    if (q.lShard === this.shard) {
+      sigma = this.ownReads.get(u)?.get(q.l * this.L * this.shards + eIdx) ?? NaN;
+    } else {
+      const reads = this.peerReads.get((u * this.L + q.l) * this.shards + q.lShard) ?? [];
+      for (let i = 0; i < reads.length; i += 3)
+        if (reads[i] === q.e && reads[i + 1] === q.eShard) sigma = reads[i + 2]!;
+    }
+    const packed =
+      sigma === exact
+        ? null
+        : q.eShard === this.shard
+          ? this.ownHist[q.e]?.get(sigma)
+          : this.inbox[eIdx]?.get(sigma);
+    if (Number.isNaN(sigma) || packed === undefined)
+      throw new Error(
+        `shard ${this.shard}, update ${u}: the states of layer ${q.e} (shard ${q.eShard}) that the ` +
+          `final draw of layer ${q.l} (shard ${q.lShard}) read are unknown (a protocol bug)`,
+      );
+    q.sigma = sigma;
+    if (packed === null) return null;
+    this.counters.stalePairings++;
+    const n = this.net.layers[q.e]!.size;
+    const w = q.e1 - q.e0;
+    const stacked = q.eIsFrom ? this.primary[q.e]! : (this.secondary[q.e] ?? this.primary[q.e]!);
+    const buf = this.pairBuf;
+    k.download(stacked);
+    k.download(buf);
+    copyRows(R, w, stacked, q.e0, n, buf, 0, w);
+    k.upload(buf);
+    const neg = buf.subarray(R * w, (R + C) * w);
+    k.unpackSpins(C * w, packed, this.off[q.e]!, neg);
+    const mu = this.options.centring ? this.offsets[q.e]!.subarray(q.e0, q.e1) : null;
+    k.shiftScaleRows(C, w, neg, w, mu, q.eIsFrom ? -1 / C : 1);
+    return buf;
   }
 
   /**
@@ -1610,13 +1845,22 @@ export class ShardTrainer {
         parts.push(bytes);
       }
     });
-    const all = new Uint8Array(parts.reduce((s, b) => s + b.length, 0));
-    let off = 0;
-    for (const b of parts) {
-      all.set(b, off);
-      off += b.length;
+    arrays.push(['inbox.index', Float64Array.from(index)], ['inbox.bytes', concat(parts)]);
+    if (this.pairing) {
+      const hIndex: number[] = [];
+      const hParts: Uint8Array[] = [];
+      this.ownHist.forEach((hist, l) => {
+        for (const [g, bytes] of hist ?? []) {
+          hIndex.push(l, g, bytes.length);
+          hParts.push(bytes);
+        }
+      });
+      arrays.push(
+        ['pairing.hist.index', Float64Array.from(hIndex)],
+        ['pairing.hist.bytes', concat(hParts)],
+        ['pairing.sigma', Float64Array.from(this.pairings().map((q) => q.sigma))],
+      );
     }
-    arrays.push(['inbox.index', Float64Array.from(index)], ['inbox.bytes', all]);
     arrays.push(
       ['stats.spin', Float64Array.from(this.spinHist)],
       ['stats.lag', Float64Array.from(this.lagHist)],
@@ -1626,6 +1870,44 @@ export class ShardTrainer {
       { format: 1, ...this.identity(), step: this.t, counters: this.counters },
       arrays,
     );
+  }
+
+  /**
+   * Pairing after a restore: the own states peers may still pair with and each tile's last
+   * pairing, as checkpointed (the inbox holds the peers' states); a checkpoint of a lockstep run
+   * (no pairing arrays) needs only the chain states, at their lockstep stamps.
+   */
+  private restorePairing(arrays: Map<string, CodecArray>, step: number): void {
+    for (const hist of this.ownHist) hist?.clear();
+    const index = arrays.get('pairing.hist.index');
+    const bytes = arrays.get('pairing.hist.bytes');
+    const sigma = arrays.get('pairing.sigma');
+    const pairs = this.pairings();
+    if (index !== undefined || bytes !== undefined || sigma !== undefined) {
+      if (
+        !(index instanceof Float64Array) ||
+        !(bytes instanceof Uint8Array) ||
+        !(sigma instanceof Float64Array) ||
+        sigma.length !== pairs.length
+      )
+        throw new FormatError('checkpoint', 'has damaged pairing arrays');
+      let off = 0;
+      for (let i = 0; i < index.length; i += 3) {
+        const hist = this.ownHist[index[i]!];
+        const len = index[i + 2]!;
+        if (!hist || off + len > bytes.length)
+          throw new FormatError('checkpoint', 'has a damaged pairing history');
+        hist.set(index[i + 1]!, bytes.slice(off, off + len));
+        off += len;
+      }
+      pairs.forEach((q, i) => (q.sigma = sigma[i]!));
+    } else {
+      for (const q of pairs) q.sigma = -Infinity;
+      this.keepChainStates(step - 1);
+    }
+    this.ownReads.clear();
+    this.peerReads.clear();
+    this.updateKeepFrom();
   }
 
   /**
@@ -1700,6 +1982,7 @@ export class ShardTrainer {
       box.set(index[i + 1]!, all.slice(off, off + len));
       off += len;
     }
+    if (this.pairing) this.restorePairing(arrays, step);
     this.spinHist = Array.from(spin);
     this.lagHist = Array.from(lag);
     const counters = header['counters'] as Partial<typeof this.counters> | undefined;

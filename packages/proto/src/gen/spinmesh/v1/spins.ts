@@ -75,6 +75,14 @@ export interface SpinFrame {
    * transport; acknowledgements refer to it.
    */
   seq: number;
+  /**
+   * Asynchronous persistent chains only (staleness > 0), on a layer's last model-phase draw of
+   * a step: the peer states that draw read, as (layer, shard, stamp) triples, stamp = step *
+   * phases per step + phase, -1 for the initial chains. Both holders of a cross-shard weight
+   * tile pair these spins with exactly those states in the update (see SHARDING.md, "Pairing").
+   * Empty otherwise.
+   */
+  reads: number[];
 }
 
 /**
@@ -112,6 +120,7 @@ function createBaseSpinFrame(): SpinFrame {
     packed: Buffer.alloc(0),
     values: Buffer.alloc(0),
     seq: 0,
+    reads: [],
   };
 }
 
@@ -152,6 +161,13 @@ export const SpinFrame: MessageFns<SpinFrame> = {
     }
     if (message.seq !== 0) {
       writer.uint32(96).uint64(message.seq);
+    }
+    if (message.reads.length !== 0) {
+      writer.uint32(106).fork();
+      for (const v of message.reads) {
+        writer.sint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -265,6 +281,24 @@ export const SpinFrame: MessageFns<SpinFrame> = {
             message.seq = longToNumber(reader.uint64());
             continue;
           }
+          case 13: {
+            if (tag === 104) {
+              message.reads.push(longToNumber(reader.sint64()));
+
+              continue;
+            }
+
+            if (tag === 106) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.reads.push(longToNumber(reader.sint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -307,6 +341,9 @@ export const SpinFrame: MessageFns<SpinFrame> = {
       packed: isSet(object.packed) ? Buffer.from(bytesFromBase64(object.packed)) : Buffer.alloc(0),
       values: isSet(object.values) ? Buffer.from(bytesFromBase64(object.values)) : Buffer.alloc(0),
       seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      reads: globalThis.Array.isArray(object?.reads)
+        ? object.reads.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -348,6 +385,9 @@ export const SpinFrame: MessageFns<SpinFrame> = {
     if (message.seq !== 0) {
       obj.seq = Math.round(message.seq);
     }
+    if (message.reads?.length) {
+      obj.reads = message.reads.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -368,6 +408,7 @@ export const SpinFrame: MessageFns<SpinFrame> = {
     message.packed = object.packed ?? Buffer.alloc(0);
     message.values = object.values ?? Buffer.alloc(0);
     message.seq = object.seq ?? 0;
+    message.reads = object.reads?.map((e) => e) || [];
     return message;
   },
 };
