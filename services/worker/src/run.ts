@@ -56,6 +56,8 @@ const Status = grpc.status;
 
 /** Longest stretch of drawing between two looks at the event loop (frames, RPCs, timers), ms. */
 const SLICE_MS = 5;
+/** SPINMESH_DEBUG_SLOWDOWN sleeps in pieces of at least this many ms (timer resolution). */
+const SLOW_QUANTUM_MS = 2;
 
 export type RunState = 'loading' | 'running' | 'stopping' | 'done' | 'failed' | 'stopped';
 
@@ -106,6 +108,8 @@ export class ShardRun {
   private early: SpinFrame[] = [];
   /** Frames handed to the trainer so far; the loop waits for this to change. */
   private delivered = 0;
+  /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed. */
+  private slowDebt = 0;
   private wakers: (() => void)[] = [];
   private aborted = false;
   private stopping: { checkpoint: boolean } | null = null;
@@ -457,7 +461,7 @@ export class ShardRun {
         !this.aborted &&
         performance.now() - t0 < SLICE_MS
       );
-      if (this.deps.slowdown > 1 && spent > 0) await sleep((this.deps.slowdown - 1) * spent);
+      if (this.deps.slowdown > 1 && spent > 0) await this.slowDown(spent);
       this.report(false);
       if (this.aborted) return;
       switch (r.state) {
@@ -478,6 +482,20 @@ export class ShardRun {
           return;
       }
     }
+  }
+
+  /**
+   * SPINMESH_DEBUG_SLOWDOWN: owes (factor - 1) x `spent` ms of sleep and sleeps once the debt
+   * reaches SLOW_QUANTUM_MS, counting what it actually slept. Timers fire no sooner than about
+   * 1 ms, so sleeping after every slice (often well under 1 ms of work) would slow the worker
+   * far more than the factor; on average it now runs `factor` times slower.
+   */
+  private async slowDown(spent: number): Promise<void> {
+    this.slowDebt += (this.deps.slowdown - 1) * spent;
+    if (this.slowDebt < SLOW_QUANTUM_MS) return;
+    const t = performance.now();
+    await sleep(this.slowDebt);
+    this.slowDebt -= performance.now() - t;
   }
 
   /** Resolves once a frame was delivered after `seen`, or the run is told to end. */
