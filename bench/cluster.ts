@@ -4,14 +4,16 @@
 // pinned to its own core (`taskset`) with OPENBLAS_NUM_THREADS=1, so every K gives each worker
 // the same resources and K=2 against K=1 measures what the sharding and the spin traffic cost.
 //
-// Networks (both PCD-1, centred, staleness 0, no periodic checkpoints):
+// Networks (PCD-1 unless said, centred, staleness 0, no periodic checkpoints):
 //  - dense: a bipartite RBM of 2048 + 2048 units (4,096 units, every visible unit connected to
 //    every hidden one), batch 64, 64 persistent chains, on a synthetic seeded random binary data
 //    set (640 rows, noisy copies of 16 random prototypes) written to a temporary IDX file. A
 //    lateral all-to-all layer of 4,096 units would not do: a lateral layer is swept unit by unit
 //    and cannot be split across shards (packages/model/SHARDING.md, "Ownership"), so a cluster
 //    could not distribute it at all;
-//  - fmnist: Fashion-MNIST binarized at 0.5, RBM 784-500, batch 100, 100 persistent chains.
+//  - fmnist: Fashion-MNIST binarized at 0.5, RBM 784-500, batch 100, 100 persistent chains;
+//  - fmnist_pcd10: the same with PCD-10 (one epoch of 30,000 rows), where sampling outweighs the
+//    gradient. The headline figures are the worst over all three.
 //
 // Figures, from the workers' WorkerControl.Status (polled every 200 ms): steady-state spin
 // updates per second = units sampled x rows per step, summed over the stages of a step
@@ -21,6 +23,10 @@
 // update and receiving peer = bytes of spin frames the workers sent in that window x 8 / (spin
 // updates x receiving peers); in an RBM split into K shards every drawn spin goes to the K - 1
 // other shards. 1 bit of payload per spin is the floor.
+//
+// Compute only: the same layouts as ShardTrainers in this process with messages delivered at
+// once (LoopbackCluster, one BLAS thread), each shard's busy time per step: the speedup 2
+// workers could reach with no waiting and no transport (compute_only.bound_speedup_2_workers).
 //
 // Also, for comparison, the single-process Trainer (statistics 'samples', the same spec) in this
 // process with OPENBLAS_NUM_THREADS=2 equivalent (NativeKernels threads = 2): one process on both
@@ -34,11 +40,14 @@ import { BUS_SECRET_METADATA } from '@spinmesh/bus';
 import { LocalCluster } from '@spinmesh/coordinator';
 import { loadKernels } from '@spinmesh/kernels';
 import {
+  LoopbackCluster,
   Network,
   Trainer,
   columnMeans,
+  evenLayout,
   initVisibleBias,
   loadData,
+  networkSource,
   validateJobSpec,
   writeIdx,
 } from '@spinmesh/model';
@@ -297,6 +306,8 @@ export function loadAverage(): string {
 
 interface Workload {
   key: string;
+  /** Gibbs sweeps per step (PCD-k). */
+  k: number;
   title: string;
   spec: (workers: number) => Record<string, unknown>;
   visible: number;
@@ -352,7 +363,7 @@ function measure(
   K: number,
   r: ClusterJobResult,
 ): Omit<KRun, 'pinning' | 'load_before' | 'load_after'> {
-  const spinsPerStep = rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, 1);
+  const spinsPerStep = rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k);
   const total = w.totalSteps;
   const warm = Math.ceil(total * 0.15);
   const mean = (s: StatusSample): number =>
@@ -415,7 +426,7 @@ function singleProcess(w: Workload, threads: number, steps: number): Record<stri
   const t0 = performance.now();
   for (let i = warm; i < steps; i++) trainer.trainBatch(batchAt(i), B, undefined, false);
   const seconds = (performance.now() - t0) / 1000;
-  const spins = (steps - warm) * rbmSpinsPerStep(w.visible, w.hidden, B, w.chains, 1);
+  const spins = (steps - warm) * rbmSpinsPerStep(w.visible, w.hidden, B, w.chains, w.k);
   return {
     spin_updates_per_s: Math.round(spins / seconds),
     steps: steps - warm,
@@ -423,6 +434,50 @@ function singleProcess(w: Workload, threads: number, steps: number): Record<stri
     threads: k.threads,
     kernels: k.describe(),
   };
+}
+
+/**
+ * What the sharding alone costs: K shards of the job's layout in this process (LoopbackCluster,
+ * messages delivered at once, one BLAS thread), each shard's time in advance() per step after
+ * a 15 % warm-up. K workers can at best reach t(K = 1) / max over shards of t(K): the speedup
+ * with no waiting and no transport at all.
+ */
+function computeOnly(w: Workload, K: number, steps: number): number[] {
+  const k = loadKernels(undefined, { threads: 1 });
+  const spec = validateJobSpec(w.spec(K));
+  const data = loadData(spec.data, spec.seed);
+  const net = Network.create(spec.network, k, { seed: spec.seed, weightStd: 0.01 });
+  initVisibleBias(net, columnMeans(data));
+  const c = new LoopbackCluster({
+    network: spec.network,
+    train: spec.train,
+    layout: evenLayout(spec.network, K),
+    kernels: k,
+    data: { x: data.x, rows: data.rows },
+    steps,
+    params: networkSource(net),
+    // A turn draws up to one step (both workloads: an exact positive stage, then k sweeps of
+    // two stages), so a shard runs in stretches as a worker does, not stage by stage
+    // interleaved with the other shard's (whose tiles would then evict its own from the cache).
+    stagesPerTurn: 1 + 2 * w.k,
+  });
+  const busy = new Array<number>(K).fill(0);
+  let counting = false;
+  c.trainers.forEach((tr, s) => {
+    const advance = tr!.advance.bind(tr);
+    tr!.advance = (budget) => {
+      const t0 = performance.now();
+      const r = advance(budget);
+      if (counting) busy[s]! += performance.now() - t0;
+      return r;
+    };
+  });
+  const warm = Math.max(2, Math.ceil(steps * 0.15));
+  c.run({ until: (x) => x.trainers.every((t) => t!.position.applied >= warm) });
+  const from = Math.min(...c.trainers.map((t) => t!.position.applied));
+  counting = true;
+  c.run();
+  return busy.map((ms) => Number((ms / (steps - from)).toFixed(3)));
 }
 
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
@@ -456,6 +511,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     };
     const dense: Workload = {
       key: 'dense',
+      k: 1,
       title: 'RBM 2048-2048 (4,096 units), batch 64, 64 chains, PCD-1, synthetic binary data',
       visible: 2048,
       hidden: 2048,
@@ -482,24 +538,25 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
         ...common,
       }),
     };
-    const fmnist: Workload = {
-      key: 'fmnist',
-      title: `Fashion-MNIST binarized (first ${fmnistLimit} rows), RBM 784-500, batch 100, 100 chains, PCD-1`,
+    const fmnistOf = (k: number, limit: number, epochs: number): Workload => ({
+      key: k === 1 ? 'fmnist' : `fmnist_pcd${k}`,
+      k,
+      title: `Fashion-MNIST binarized (first ${limit} rows), RBM 784-500, batch 100, 100 chains, PCD-${k}`,
       visible: 784,
       hidden: 500,
       batch: 100,
       chains: 100,
-      totalSteps: fmnistEpochs * Math.ceil(fmnistLimit / 100),
+      totalSteps: epochs * Math.ceil(limit / 100),
       spec: (workers) => ({
         name: 'bench-cluster-fmnist',
         network: { rbm: { visible: 784, hidden: 500 } },
-        data: { kind: 'fashion-mnist', split: 'train', limit: fmnistLimit, binarize: 'threshold' },
-        epochs: fmnistEpochs,
+        data: { kind: 'fashion-mnist', split: 'train', limit, binarize: 'threshold' },
+        epochs,
         train: {
           batchSize: 100,
           negative: 'pcd',
           chains: 100,
-          k: 1,
+          k,
           learningRate: 0.05,
           momentum: 0.5,
           weightDecay: 1e-4,
@@ -510,14 +567,18 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
         workers,
         ...common,
       }),
-    };
+    });
+    const fmnist = fmnistOf(1, fmnistLimit, fmnistEpochs);
+    // How the speedup grows when sampling outweighs the gradient (each shard still computes 3/4
+    // of the gradient, but only 1/2 of the sampling).
+    const fmnist10 = fmnistOf(10, quick ? 3000 : 30000, 1);
 
     const Ks = [1, 2, 4];
     const networks: Record<string, unknown> = {};
     const speedups: number[] = [];
     const wireBits: number[] = [];
     const single: Record<string, number | null> = {};
-    for (const w of [dense, fmnist]) {
+    for (const w of [dense, fmnist, fmnist10]) {
       log(`\n== ${w.key}: ${w.title}`);
       const sp = singleProcess(
         w,
@@ -526,6 +587,14 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       );
       single[w.key] = sp['spin_updates_per_s'] as number;
       log(`single process, 2 BLAS threads: ${(single[w.key]! / 1e6).toFixed(2)} M spin updates/s`);
+      const boundSteps = quick ? 20 : Math.min(200, Math.ceil(w.totalSteps / 2));
+      const compute1 = computeOnly(w, 1, boundSteps);
+      const compute2 = computeOnly(w, 2, boundSteps);
+      const bound = Number((compute1[0]! / Math.max(...compute2)).toFixed(3));
+      log(
+        `compute only, one process: ${compute1[0]} ms/step (1 shard), ${compute2.join(' / ')} ms/step (2 shards): ` +
+          `bound on the 2-worker speedup ${bound}`,
+      );
       const byK: Record<string, unknown> = {};
       for (const K of Ks) {
         if (K > cores) {
@@ -574,9 +643,14 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       if (speedup !== null) speedups.push(speedup);
       networks[w.key] = {
         network: w.title,
-        spin_updates_per_step: rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, 1),
+        spin_updates_per_step: rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k),
         by_workers: byK,
         speedup_2_workers: speedup,
+        compute_only: {
+          ms_per_step_1_shard: compute1[0],
+          ms_per_step_2_shards: compute2,
+          bound_speedup_2_workers: bound,
+        },
         single_process_2_threads: sp,
         two_workers_vs_single_process_2_threads:
           r2 && single[w.key] ? Number((r2 / single[w.key]!).toFixed(3)) : null,
@@ -591,7 +665,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       lateral_note:
         'a lateral (all-to-all) layer is swept unit by unit and must lie within one shard (SHARDING.md), so the dense network is a bipartite 2048+2048 RBM',
       networks,
-      speedup_2_workers: speedups.length === 2 ? Math.min(...speedups) : null,
+      speedup_2_workers: speedups.length === 3 ? Math.min(...speedups) : null,
       wire_bits_per_spin_update: wireBits.length > 0 ? Math.max(...wireBits) : null,
       single_process_2_threads_spin_updates_per_s: single,
       load_end: loadAverage(),
