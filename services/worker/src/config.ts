@@ -57,9 +57,9 @@ export interface WorkerConfig {
   /** Interval of the membership heartbeat, in ms; the registration lives 3 of them. @defaultValue 1000 */
   heartbeatMs: number;
   /**
-   * Debug setting for straggler experiments: a factor >= 1; the worker sleeps (factor - 1) x the
-   * time it spent computing after each slice of its sampling loop, so it runs `factor` times
-   * slower. @defaultValue 1 (no slowdown)
+   * Debug setting for straggler experiments: a factor >= 1; the worker owes (factor - 1) x the
+   * time it spent computing in its sampling loop and sleeps it off in pieces of at least 2 ms,
+   * so on average it runs `factor` times slower. @defaultValue 1 (no slowdown)
    */
   debugSlowdown: number;
   /**
