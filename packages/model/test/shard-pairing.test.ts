@@ -74,6 +74,46 @@ describe('pairing of asynchronous persistent chains', () => {
     }
   });
 
+  it('a lockstep checkpoint resumes asynchronously: pairing starts from its chain states', () => {
+    // restore() lets staleness differ; a checkpoint written at staleness 0 has no pairing
+    // history, so the restored shards pair with the chain states it holds.
+    const k = new PortableKernels();
+    const init = Network.create(spec, k, { seed: 5 });
+    initVisibleBias(init, columnMeans(data));
+    const opts = {
+      network: spec,
+      train: trainOf(5),
+      layout,
+      kernels: k,
+      data,
+      steps: 60,
+      params: networkSource(init),
+      checkpointEvery: 20,
+    };
+    const lockstep = new LoopbackCluster({ ...opts, staleness: 0 });
+    lockstep.run({ until: (x) => x.checkpoints.get(20)?.size === 2 });
+    const resumed = new LoopbackCluster({
+      ...opts,
+      staleness: 2,
+      slow: [{ shard: 1, every: 3 }],
+      delivery: { kind: 'random', maxDelay: 9, seed: 3 },
+    });
+    resumed.trainers.forEach((tr, s) => tr!.restore(lockstep.checkpoints.get(20)!.get(s)!));
+    expect(resumed.run()).toBe('done');
+    const st = resumed.stats();
+    expect(st.shards.reduce((a, x) => a + x!.stalePairings, 0)).toBeGreaterThan(0);
+    // the two replicas of each cross tile are equal
+    const copies = new Map<string, Float32Array[]>();
+    for (const tr of resumed.trainers)
+      for (const t of tr!.weightTiles()) {
+        const key = `${t.name}[${t.rows}][${t.cols}]`;
+        copies.set(key, [...(copies.get(key) ?? []), t.data]);
+      }
+    expect([...copies.values()].filter((x) => x.length === 2)).toHaveLength(2);
+    for (const [key, x] of copies)
+      if (x.length === 2) expect(Array.from(x[1]!), key).toEqual(Array.from(x[0]!));
+  });
+
   it('a final draw of an asynchronous chain must say which peer states it read', () => {
     const k = new PortableKernels();
     const make = (staleness: number): ShardTrainer =>
