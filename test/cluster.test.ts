@@ -166,37 +166,47 @@ describe('cluster on the in-process bus', () => {
     );
   });
 
-  it('unbounded staleness lands within 0.1 nats of the lockstep log-likelihood', async () => {
-    // CD-10, 2000 steps, learning rate decaying to 0. With CD every chain starts from the batch,
-    // whose states a shard always waits for, so 'unbounded' lets the weights lag (asynchronous
-    // updates) but never mixes spins of different steps in one chain. Over seeds 1-10 the
-    // lockstep run ends at -3.647 +- 0.028 nats (sd), so two independent runs differ by about
-    // 0.04 (sd): 0.1 is 2.5 sd of that. (With persistent chains, stale spin reads bias the
-    // negative phase far beyond that; see services/coordinator/README.md.)
+  /**
+   * Bars and stripes on 2 workers for 2000 steps, learning rate 0.1 decaying linearly to 0: the
+   * lockstep reference (single process) and the cluster's run at `staleness`.
+   */
+  async function asynchronous(
+    train: Record<string, unknown>,
+    staleness: number | 'unbounded',
+    what: string,
+  ): Promise<{ ll: number; lockstep: ReturnType<typeof reference>; jobId: string }> {
     const settings = {
       workers: 2,
       train: {
         batchSize: 30,
-        negative: 'cd',
-        k: 10,
         learningRate: 0.1,
         momentum: 0.5,
         centring: true,
         statistics: 'samples',
         schedule: { type: 'linear', steps: 2000, end: 0 },
+        ...train,
       },
     };
     const lockstep = reference(basJob(2000, settings));
-    const { jobId } = await jobs.submit(basJob(2000, { ...settings, staleness: 'unbounded' }));
+    const { jobId } = await jobs.submit(basJob(2000, { ...settings, staleness }));
     const { job, events } = await jobs.follow(jobId);
     remember(cluster, events);
     expect(job.state, job.error).toBe(COMPLETED);
     const ll = job.evaluation!.exactLogLikelihood!;
     console.log(
-      `unbounded staleness: exact LL ${ll.toFixed(4)}, lockstep ${lockstep.ll.toFixed(4)} ` +
+      `${what}: exact LL ${ll.toFixed(4)}, lockstep ${lockstep.ll.toFixed(4)} ` +
         `(difference ${(ll - lockstep.ll).toFixed(4)} nats)`,
     );
-    expect(Math.abs(ll - lockstep.ll)).toBeLessThan(0.1);
+    return { ll, lockstep, jobId };
+  }
+
+  it('unbounded staleness lands within 0.1 nats of the lockstep log-likelihood', async () => {
+    // CD-10. With CD every chain starts from the batch, whose states a shard always waits for,
+    // so 'unbounded' lets the weights lag (asynchronous updates) but never mixes spins of
+    // different steps in one chain. Over seeds 1-10 the lockstep run ends at -3.647 +- 0.028
+    // nats (sd), so two independent runs differ by about 0.04 (sd): 0.1 is 2.5 sd of that.
+    const r = await asynchronous({ negative: 'cd', k: 10 }, 'unbounded', 'CD-10, unbounded');
+    expect(Math.abs(r.ll - r.lockstep.ll)).toBeLessThan(0.1);
   });
 
   it('persistent chains with staleness 2 land within 0.5 nats of lockstep', async () => {
@@ -210,34 +220,11 @@ describe('cluster on the in-process bus', () => {
     // Unbounded staleness is not tested with persistent chains: under the load of the whole
     // suite the lag, and with it the bias of a Gibbs chain reading stale states, has no bound
     // (0.13-0.27 nats alone, 0.66 once under load).
-    const settings = {
-      workers: 2,
-      train: {
-        batchSize: 30,
-        negative: 'pcd',
-        chains: 100,
-        k: 3,
-        learningRate: 0.1,
-        momentum: 0.5,
-        centring: true,
-        statistics: 'samples',
-        schedule: { type: 'linear', steps: 2000, end: 0 },
-      },
-    };
-    const lockstep = reference(basJob(2000, settings));
-    const { jobId } = await jobs.submit(basJob(2000, { ...settings, staleness: 2 }));
-    const { job, events } = await jobs.follow(jobId);
-    remember(cluster, events);
-    expect(job.state, job.error).toBe(COMPLETED);
-    const ll = job.evaluation!.exactLogLikelihood!;
-    const model = await modelOf(bus, jobId);
-    console.log(
-      `PCD-3, staleness 2: exact LL ${ll.toFixed(4)}, lockstep ${lockstep.ll.toFixed(4)} ` +
-        `(difference ${(ll - lockstep.ll).toFixed(4)} nats)`,
-    );
+    const r = await asynchronous({ negative: 'pcd', chains: 100, k: 3 }, 2, 'PCD-3, staleness 2');
     // asynchronous: not the lockstep model
-    expect(compareNetworks(model, lockstep.network).identical).toBe(false);
-    expect(Math.abs(ll - lockstep.ll)).toBeLessThan(0.5);
+    const model = await modelOf(bus, r.jobId);
+    expect(compareNetworks(model, r.lockstep.network).identical).toBe(false);
+    expect(Math.abs(r.ll - r.lockstep.ll)).toBeLessThan(0.5);
   });
 });
 
