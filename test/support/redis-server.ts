@@ -1,5 +1,7 @@
-// Starts a real, throw-away redis-server (Debian's) on a free port of 127.0.0.1 for tests, and
-// stops it. No persistence; its working directory is a fresh temporary one, removed on stop.
+// Starts a real, throw-away Redis for tests, and stops it: a Redis container when a local Docker
+// engine answers (testcontainers), else Debian's redis-server on a free port of 127.0.0.1. No
+// persistence; the server's working directory is a fresh temporary one, removed on stop.
+// SPINMESH_TEST_REDIS=server or =container picks one (container: fails when there is no engine).
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
@@ -46,8 +48,85 @@ export function findRedisServer(): string {
   );
 }
 
-/** Starts a server; retries on another port if the one picked was taken meanwhile. */
+/** The image of the container: the Redis of docker-compose.yml. */
+export const REDIS_IMAGE = 'redis:7.2.5-bookworm';
+
+/** Which Redis the tests get here, and why. */
+export interface RedisBackend {
+  kind: 'container' | 'server';
+  why: string;
+}
+
+/**
+ * A container when SPINMESH_TEST_REDIS=container, or by default when testcontainers finds a
+ * container runtime on this machine (a local one: the tests reach Redis at 127.0.0.1); else
+ * redis-server. @throws Error when SPINMESH_TEST_REDIS is another value
+ */
+export async function chooseRedisBackend(
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<RedisBackend> {
+  const want = env['SPINMESH_TEST_REDIS'] ?? 'auto';
+  if (want === 'server') return { kind: 'server', why: 'SPINMESH_TEST_REDIS=server' };
+  if (want !== 'auto' && want !== 'container')
+    throw new Error(`SPINMESH_TEST_REDIS must be 'server' or 'container', got '${want}'`);
+  if (want === 'container') return { kind: 'container', why: 'SPINMESH_TEST_REDIS=container' };
+  const { getContainerRuntimeClient } = await import('testcontainers');
+  try {
+    const client = await getContainerRuntimeClient();
+    const host = client.info.containerRuntime.host;
+    if (host !== 'localhost' && host !== '127.0.0.1')
+      return { kind: 'server', why: `the container runtime is not local (${host})` };
+    return { kind: 'container', why: `container runtime at ${host}` };
+  } catch (err) {
+    return { kind: 'server', why: `no container runtime: ${(err as Error).message}` };
+  }
+}
+
+let backend: Promise<RedisBackend> | undefined;
+
+/** Starts Redis for a test: a container or a redis-server process (chooseRedisBackend). */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  backend ??= chooseRedisBackend(process.env);
+  const { kind } = await backend;
+  return kind === 'container' ? startRedisContainer(options) : startProcess(options);
+}
+
+/** A Redis container with the options; its port mapped to a free port of this machine. */
+export async function startRedisContainer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const args = ['redis-server', '--save', '', '--appendonly', 'no', '--loglevel', 'notice'];
+  let container = new GenericContainer(REDIS_IMAGE)
+    .withExposedPorts(6379)
+    .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/));
+  if (options.tls) {
+    const files = [
+      ['cert.pem', options.tls.certFile],
+      ['key.pem', options.tls.keyFile],
+      ['ca.pem', options.tls.caFile],
+    ] as const;
+    container = container.withCopyFilesToContainer(
+      files.map(([name, source]) => ({ source, target: `/tls/${name}`, mode: 0o644 })),
+    );
+    args.push(
+      ...['--port', '0', '--tls-port', '6379', '--tls-cert-file', '/tls/cert.pem'],
+      ...['--tls-key-file', '/tls/key.pem', '--tls-ca-cert-file', '/tls/ca.pem'],
+      ...['--tls-auth-clients', 'optional'],
+    );
+  }
+  if (options.password !== undefined) args.push('--requirepass', options.password);
+  const started = await container.withCommand(args).start();
+  const port = started.getMappedPort(6379);
+  return {
+    port,
+    url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    stop: async () => {
+      await started.stop();
+    },
+  };
+}
+
+/** Starts a redis-server; retries on another port if the one picked was taken meanwhile. */
+async function startProcess(options: RedisServerOptions): Promise<RedisServer> {
   const bin = findRedisServer();
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 5; attempt++) {
