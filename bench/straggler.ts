@@ -1,10 +1,14 @@
-// `npm run bench -- straggler [--quick] [--target=-4.0] [--limit-s=N] [--modes=cd,pcd]`: what
+// `npm run bench -- straggler [--quick] [--target=-4.0] [--limit-s=N] [--modes=cd,pcd]
+// [--repeat=3]`: what
 // bounded and unbounded staleness buy when one worker is slow. Bars-and-stripes 4x4, RBM 16-16,
 // 2 worker processes (each pinned to its own core with taskset, OPENBLAS_NUM_THREADS=1), one of
 // them started with SPINMESH_DEBUG_SLOWDOWN=2 (it sleeps as long as it computed: half speed).
 // For staleness 0 (lockstep), 4 and 'unbounded': the wall time until the exact log-likelihood of
 // the model reaches the target (default -4.0 nats; the optimum is -3.401), the final exact
-// log-likelihood, and the ratio of the unbounded run's time to the lockstep run's.
+// log-likelihood, and the ratio of the unbounded run's time to the lockstep run's. Each setting
+// runs `--repeat` times (3; --quick: 1), lockstep, 4 and unbounded in turn, because the step
+// rate of this 2-core machine drifts between runs; the figures are medians (a run that missed
+// the target counts as slower than any), each repeat's ratio is listed too.
 //
 // How the time is measured: the coordinator evaluates the model exactly (2^16 states enumerated)
 // from the shards' checkpoints, which they all write every 10 steps; each evaluation event
@@ -42,6 +46,16 @@ import {
 import { environment, log, numArg, parseArgs } from './_common.js';
 
 type Staleness = number | 'unbounded';
+
+/**
+ * The median of the values, a miss (null) counting as worse than any time, so the median is null
+ * when half or more missed; `digits` rounds it.
+ */
+function median(values: (number | null)[], digits = 3): number | null {
+  const sorted = [...values].sort((a, b) => (a ?? Infinity) - (b ?? Infinity));
+  const m = sorted[Math.floor((sorted.length - 1) / 2)] ?? null;
+  return m === null ? null : Number(m.toFixed(digits));
+}
 const STALENESS: Staleness[] = [0, 4, 'unbounded'];
 const CHECKPOINT_EVERY = 10;
 
@@ -142,11 +156,21 @@ function figures(
 }
 
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
-  const args = parseArgs('straggler', argv, ['quick', 'target', 'limit-s', 'modes', 'steps']);
+  const args = parseArgs('straggler', argv, [
+    'quick',
+    'target',
+    'limit-s',
+    'modes',
+    'steps',
+    'repeat',
+  ]);
   const quick = args.has('quick');
   const target = numArg(args, 'target', -4.0);
   const steps = numArg(args, 'steps', quick ? 600 : 2000);
   const limitS = numArg(args, 'limit-s', quick ? 30 : 120);
+  const repeats = numArg(args, 'repeat', quick ? 1 : 3);
+  if (!(Number.isInteger(repeats) && repeats >= 1))
+    throw new Error(`--repeat: must be an integer >= 1, got ${repeats}`);
   const modesArg = args.get('modes');
   const modes = typeof modesArg === 'string' ? modesArg.split(',') : ['cd', 'pcd'];
   for (const m of modes)
@@ -158,77 +182,89 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   let pinningNote = '';
   for (const mode of modes) {
     log(`\n== ${mode}: ${steps} steps, target ${target} nats, limit ${limitS} s per run`);
-    const runs: RunFigures[] = [];
-    for (const st of STALENESS) {
-      const spec = {
-        name: `bench-straggler-${mode}`,
-        seed: 7,
-        network: { rbm: { visible: 16, hidden: 16 } },
-        data: { kind: 'bas', size: 4 },
-        epochs: steps,
-        train: trainOf(mode, steps),
-        evaluate: { every: CHECKPOINT_EVERY, exact: true, recon: false },
-        workers: 2,
-        staleness: st,
-        checkpointEverySteps: CHECKPOINT_EVERY,
-      };
-      // Worker 0 (pinned to cpu0) is the straggler; which shard it gets is the coordinator's
-      // choice and does not matter (the two shards of an RBM split do the same work).
-      const { cluster, pinning, failures } = await startBenchCluster(
-        [{ SPINMESH_DEBUG_SLOWDOWN: '2' }, {}],
-        true,
-        // A control-loop pass every 20 ms: an evaluation of nearly every 10-step checkpoint.
-        { SPINMESH_COORDINATOR_POLL_MS: '20' },
-      );
-      pinningNote = pinning.note;
-      let r: ClusterJobResult;
-      try {
-        let t0 = 0;
-        r = await runClusterJob(cluster, failures, spec, {
-          pollMs: 50,
-          timeoutMs: limitS * 1000 + 30_000,
-          onEvent: (e) => {
-            const ll = e.evaluation?.exactLogLikelihood;
-            if (ll !== undefined && e.evaluation!.epoch % 200 === 0)
-              log(`  staleness ${st}: step ${e.evaluation!.epoch} exact LL ${ll.toFixed(4)}`);
-          },
-          onSample: (s) => {
-            if (t0 === 0 && s.statuses.every((x) => x.state === WorkerState.WORKER_STATE_RUNNING))
-              t0 = s.t;
-            // The time limit counts from the start of training, like the time to target.
-            return t0 > 0 && nowMs() - t0 > limitS * 1000;
-          },
-        });
-      } finally {
-        await cluster.stop();
+    const runs: (RunFigures & { repeat: number })[] = [];
+    for (let repeat = 0; repeat < repeats; repeat++)
+      for (const st of STALENESS) {
+        const spec = {
+          name: `bench-straggler-${mode}`,
+          seed: 7,
+          network: { rbm: { visible: 16, hidden: 16 } },
+          data: { kind: 'bas', size: 4 },
+          epochs: steps,
+          train: trainOf(mode, steps),
+          evaluate: { every: CHECKPOINT_EVERY, exact: true, recon: false },
+          workers: 2,
+          staleness: st,
+          checkpointEverySteps: CHECKPOINT_EVERY,
+        };
+        // Worker 0 (pinned to cpu0) is the straggler; which shard it gets is the coordinator's
+        // choice and does not matter (the two shards of an RBM split do the same work).
+        const { cluster, pinning, failures } = await startBenchCluster(
+          [{ SPINMESH_DEBUG_SLOWDOWN: '2' }, {}],
+          true,
+          // A control-loop pass every 20 ms: an evaluation of nearly every 10-step checkpoint.
+          { SPINMESH_COORDINATOR_POLL_MS: '20' },
+        );
+        pinningNote = pinning.note;
+        let r: ClusterJobResult;
+        try {
+          let t0 = 0;
+          r = await runClusterJob(cluster, failures, spec, {
+            pollMs: 50,
+            timeoutMs: limitS * 1000 + 30_000,
+            onEvent: (e) => {
+              const ll = e.evaluation?.exactLogLikelihood;
+              if (ll !== undefined && e.evaluation!.epoch % 200 === 0)
+                log(`  staleness ${st}: step ${e.evaluation!.epoch} exact LL ${ll.toFixed(4)}`);
+            },
+            onSample: (s) => {
+              if (t0 === 0 && s.statuses.every((x) => x.state === WorkerState.WORKER_STATE_RUNNING))
+                t0 = s.t;
+              // The time limit counts from the start of training, like the time to target.
+              return t0 > 0 && nowMs() - t0 > limitS * 1000;
+            },
+          });
+        } finally {
+          await cluster.stop();
+        }
+        if (
+          r.job.state !== JobState.JOB_STATE_COMPLETED &&
+          r.job.state !== JobState.JOB_STATE_CANCELLED
+        )
+          throw new Error(`staleness ${st}: job ended ${JobState[r.job.state]}: ${r.job.error}`);
+        const f = figures(st, r, target, steps);
+        runs.push({ ...f, repeat });
+        log(
+          `[${repeat + 1}/${repeats}] staleness ${st}: time to ${target}: ${f.time_to_target_s ?? 'not reached'} s (step ${f.target_step ?? '-'}); ` +
+            `final ${f.final_exact_ll?.toFixed(4) ?? '-'}; ${f.steps_per_s ?? '-'} steps/s; ` +
+            `spin staleness mean ${f.peer_spin_staleness_mean ?? '-'} max ${f.peer_spin_staleness_max ?? '-'}; load ${f.load_after}`,
+        );
       }
-      if (
-        r.job.state !== JobState.JOB_STATE_COMPLETED &&
-        r.job.state !== JobState.JOB_STATE_CANCELLED
-      )
-        throw new Error(`staleness ${st}: job ended ${JobState[r.job.state]}: ${r.job.error}`);
-      const f = figures(st, r, target, steps);
-      runs.push(f);
-      log(
-        `staleness ${st}: time to ${target}: ${f.time_to_target_s ?? 'not reached'} s (step ${f.target_step ?? '-'}); ` +
-          `final ${f.final_exact_ll?.toFixed(4) ?? '-'}; ${f.steps_per_s ?? '-'} steps/s; ` +
-          `spin staleness mean ${f.peer_spin_staleness_mean ?? '-'} max ${f.peer_spin_staleness_max ?? '-'}; load ${f.load_after}`,
-      );
-    }
     const key = (st: Staleness): string => String(st);
-    const t0 = runs.find((x) => x.staleness === 0)!.time_to_target_s;
-    const tu = runs.find((x) => x.staleness === 'unbounded')!.time_to_target_s;
+    const of = (st: Staleness): (RunFigures & { repeat: number })[] =>
+      runs.filter((x) => x.staleness === st);
+    // Per repeat, the unbounded run's time over the lockstep run's (null where one missed).
+    const ratios = Array.from({ length: repeats }, (_, i) => {
+      const t0 = of(0).find((x) => x.repeat === i)!.time_to_target_s;
+      const tu = of('unbounded').find((x) => x.repeat === i)!.time_to_target_s;
+      return t0 !== null && tu !== null && t0 > 0 ? Number((tu / t0).toFixed(3)) : null;
+    });
     byMode[mode] = {
       train: trainOf(mode, steps),
-      time_to_target_s: Object.fromEntries(runs.map((x) => [key(x.staleness), x.time_to_target_s])),
-      final_exact_ll: Object.fromEntries(
-        runs.map((x) => [
-          key(x.staleness),
-          x.final_exact_ll === null ? null : Number(x.final_exact_ll.toFixed(4)),
-        ]),
+      repeats,
+      time_to_target_s: Object.fromEntries(
+        STALENESS.map((st) => [key(st), median(of(st).map((x) => x.time_to_target_s))]),
       ),
-      ratio_unbounded_vs_lockstep:
-        t0 !== null && tu !== null && t0 > 0 ? Number((tu / t0).toFixed(3)) : null,
+      final_exact_ll: Object.fromEntries(
+        STALENESS.map((st) => {
+          const lls = of(st)
+            .map((x) => x.final_exact_ll)
+            .filter((x) => x !== null);
+          return [key(st), lls.length > 0 ? median(lls, 4) : null];
+        }),
+      ),
+      ratio_unbounded_vs_lockstep: median(ratios),
+      ratios_unbounded_vs_lockstep: ratios,
       runs,
     };
   }
