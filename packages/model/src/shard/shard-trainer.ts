@@ -398,10 +398,15 @@ export class ShardTrainer {
   private readonly pairing: boolean;
   /** Pairing: this shard's own model-phase states by stamp, per layer (packed). */
   private readonly ownHist: (Map<number, Uint8Array> | null)[];
-  /** Pairing: per unapplied step, the peer regions (layer * shards + shard) its final draws read. */
+  /**
+   * Pairing: per unapplied step, the stamps of the peer states its final draws read, by
+   * readKey(drawn layer, peer region).
+   */
   private readonly ownReads = new Map<number, Map<number, number>>();
-  /** Pairing: the reads peers reported with their final draws, by (step, layer, shard). */
-  private readonly peerReads = new Map<number, readonly number[]>();
+  /** Pairing: per unapplied step, the reads peers reported with their final draws, by region. */
+  private readonly peerReads = new Map<number, Map<number, readonly number[]>>();
+  /** Pairing: the pairings of the tiles this shard holds, in a fixed order (checkpoints). */
+  private readonly pairs: Pairing[];
   /** Pairing: states of region idx at stamps >= keepFrom[idx] may still be paired with. */
   private readonly keepFrom: Float64Array;
   private readonly pairBuf: Float32Array;
@@ -558,25 +563,22 @@ export class ShardTrainer {
     }
     if (!this.cd) this.initChains(src);
     this.keepFrom = new Float64Array(L * this.shards).fill(Infinity);
-    const firstSide = new Set<number>();
-    for (const h of this.held)
-      for (const t of h?.tiles ?? []) if (t.pair?.eShard === S) firstSide.add(t.pair.e);
+    this.pairs = this.held.flatMap((h) => h?.tiles.flatMap((t) => (t.pair ? [t.pair] : [])) ?? []);
+    const firstSide = new Set(this.pairs.filter((q) => q.eShard === S).map((q) => q.e));
     this.ownHist = net.layers.map((l) => (firstSide.has(l.index) ? new Map() : null));
     if (this.pairing) this.keepChainStates(-1);
     this.updateKeepFrom();
   }
 
-  /** The pairings of the tiles this shard holds, in a fixed order. */
-  private pairings(): Pairing[] {
-    const out: Pairing[] = [];
-    for (const h of this.held) for (const t of h?.tiles ?? []) if (t.pair) out.push(t.pair);
-    return out;
+  /** Pairing: the key of a read in ownReads: the layer drawn, the peer region it read. */
+  private readKey(l: number, region: number): number {
+    return l * this.L * this.shards + region;
   }
 
   /** Pairing: the oldest stamp of each region a paired tile may still read (its last sigma). */
   private updateKeepFrom(): void {
     this.keepFrom.fill(Infinity);
-    for (const q of this.pairings()) {
+    for (const q of this.pairs) {
       const idx = q.e * this.shards + q.eShard;
       this.keepFrom[idx] = Math.min(this.keepFrom[idx]!, q.sigma);
     }
@@ -909,7 +911,11 @@ export class ShardTrainer {
     const g = step * this.P + stage;
     if (box.has(g) || this.obsolete(layer * this.shards + from, g)) return false;
     box.set(g, packed.slice());
-    if (paired) this.peerReads.set((step * this.L + layer) * this.shards + from, reads!.slice());
+    if (paired) {
+      let byRegion = this.peerReads.get(step);
+      if (!byRegion) this.peerReads.set(step, (byRegion = new Map()));
+      byRegion.set(layer * this.shards + from, reads!.slice());
+    }
     this.counters.messagesReceived++;
     this.counters.bytesReceived += packed.length;
     return true;
@@ -1204,7 +1210,7 @@ export class ShardTrainer {
         if (r.shard === this.shard) continue;
         const idx = m * this.shards + r.shard;
         const g = this.ver[NEG][idx]!;
-        mine.set(l * this.L * this.shards + idx, g);
+        mine.set(this.readKey(l, idx), g);
         reads.push(m, r.shard, g);
       }
     }
@@ -1309,9 +1315,7 @@ export class ShardTrainer {
     this.update(u, R, C);
     if (this.pairing) {
       this.ownReads.delete(u);
-      const perStep = this.L * this.shards;
-      for (const key of this.peerReads.keys())
-        if (Math.floor(key / perStep) <= u) this.peerReads.delete(key);
+      this.peerReads.delete(u);
     }
     this.pending.delete(u);
     this.pool.push(pend);
@@ -1515,9 +1519,9 @@ export class ShardTrainer {
     const eIdx = q.e * this.shards + q.eShard;
     let sigma = NaN;
     if (q.lShard === this.shard) {
-      sigma = this.ownReads.get(u)?.get(q.l * this.L * this.shards + eIdx) ?? NaN;
+      sigma = this.ownReads.get(u)?.get(this.readKey(q.l, eIdx)) ?? NaN;
     } else {
-      const reads = this.peerReads.get((u * this.L + q.l) * this.shards + q.lShard) ?? [];
+      const reads = this.peerReads.get(u)?.get(q.l * this.shards + q.lShard) ?? [];
       for (let i = 0; i < reads.length; i += 3)
         if (reads[i] === q.e && reads[i + 1] === q.eShard) sigma = reads[i + 2]!;
     }
@@ -1858,7 +1862,7 @@ export class ShardTrainer {
       arrays.push(
         ['pairing.hist.index', Float64Array.from(hIndex)],
         ['pairing.hist.bytes', concat(hParts)],
-        ['pairing.sigma', Float64Array.from(this.pairings().map((q) => q.sigma))],
+        ['pairing.sigma', Float64Array.from(this.pairs.map((q) => q.sigma))],
       );
     }
     arrays.push(
@@ -1882,7 +1886,7 @@ export class ShardTrainer {
     const index = arrays.get('pairing.hist.index');
     const bytes = arrays.get('pairing.hist.bytes');
     const sigma = arrays.get('pairing.sigma');
-    const pairs = this.pairings();
+    const pairs = this.pairs;
     if (index !== undefined || bytes !== undefined || sigma !== undefined) {
       if (
         !(index instanceof Float64Array) ||
