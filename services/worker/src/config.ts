@@ -58,8 +58,9 @@ export interface WorkerConfig {
   heartbeatMs: number;
   /**
    * Debug setting for straggler experiments: a factor >= 1; the worker owes (factor - 1) x the
-   * time it spent computing in its sampling loop and sleeps it off in pieces of at least 2 ms,
-   * so on average it runs `factor` times slower. @defaultValue 1 (no slowdown)
+   * time its process was busy (the event loop's active time: computing, and also encoding,
+   * sending and decoding frames) and sleeps it off in pieces of at least 2 ms, so on average it
+   * runs `factor` times slower. @defaultValue 1 (no slowdown)
    */
   debugSlowdown: number;
   /**

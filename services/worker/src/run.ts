@@ -108,8 +108,9 @@ export class ShardRun {
   private early: SpinFrame[] = [];
   /** Frames handed to the trainer so far; the loop waits for this to change. */
   private delivered = 0;
-  /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed. */
+  /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed, and the event loop's figures when last counted. */
   private slowDebt = 0;
+  private busyMark = performance.eventLoopUtilization();
   private wakers: (() => void)[] = [];
   private aborted = false;
   private stopping: { checkpoint: boolean } | null = null;
@@ -427,6 +428,7 @@ export class ShardRun {
   private async loop(): Promise<void> {
     const tr = this.trainer!;
     const P = tr.plan.stages.length;
+    this.busyMark = performance.eventLoopUtilization(); // the slowdown counts from here
     for (;;) {
       if (this.aborted) return;
       const stop = this.stopping;
@@ -440,15 +442,12 @@ export class ShardRun {
       }
       const seen = this.delivered;
       const t0 = performance.now();
-      let spent = 0;
       let r: AdvanceResult;
       let sent = 0;
       do {
         // A stage at a time, its spins out at once: peers wait for them.
         const stage = tr.position.stage;
-        const t = performance.now();
         r = tr.advance({ stages: boundary ? (stage === 0 ? 0 : P - stage) : 1 });
-        spent += performance.now() - t;
         const out = tr.outgoing();
         sent = out.length;
         await this.send(out);
@@ -461,7 +460,7 @@ export class ShardRun {
         !this.aborted &&
         performance.now() - t0 < SLICE_MS
       );
-      if (this.deps.slowdown > 1 && spent > 0) await this.slowDown(spent);
+      if (this.deps.slowdown > 1) await this.slowDown();
       this.report(false);
       if (this.aborted) return;
       switch (r.state) {
@@ -485,13 +484,17 @@ export class ShardRun {
   }
 
   /**
-   * SPINMESH_DEBUG_SLOWDOWN: owes (factor - 1) x `spent` ms of sleep and sleeps once the debt
-   * reaches SLOW_QUANTUM_MS, counting what it actually slept. Timers fire no sooner than about
-   * 1 ms, so sleeping after every slice (often well under 1 ms of work) would slow the worker
-   * far more than the factor; on average it now runs `factor` times slower.
+   * SPINMESH_DEBUG_SLOWDOWN: owes (factor - 1) x the time the process was busy since the last
+   * call (the event loop's active time: drawing and updating, but also encoding, sending and
+   * decoding frames and every RPC, as a slower machine would take longer for all of it) and
+   * sleeps once the debt reaches SLOW_QUANTUM_MS, counting what it actually slept. Timers fire
+   * no sooner than about 1 ms, so sleeping after every slice (often well under 1 ms of work)
+   * would slow the worker far more than the factor; on average it runs `factor` times slower.
    */
-  private async slowDown(spent: number): Promise<void> {
-    this.slowDebt += (this.deps.slowdown - 1) * spent;
+  private async slowDown(): Promise<void> {
+    const now = performance.eventLoopUtilization();
+    this.slowDebt += (this.deps.slowdown - 1) * (now.active - this.busyMark.active);
+    this.busyMark = now;
     if (this.slowDebt < SLOW_QUANTUM_MS) return;
     const t = performance.now();
     await sleep(this.slowDebt);

@@ -132,7 +132,7 @@ describe('worker processes', () => {
   }
 
   it('lets a shard run ahead of a slowed peer within the staleness bound', async () => {
-    // SPINMESH_DEBUG_SLOWDOWN=4: shard 1 sleeps 3x its compute time after each slice.
+    // SPINMESH_DEBUG_SLOWDOWN=4: shard 1 sleeps 3x the time it was busy.
     const ws = [
       await procs.start('s-0'),
       await procs.start('s-1', { SPINMESH_DEBUG_SLOWDOWN: '4' }),
