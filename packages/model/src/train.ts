@@ -181,6 +181,32 @@ function exactPossible(network: Network, visible: readonly number[]): boolean {
   return network.connections.every((c) => visible.includes(c.from) || visible.includes(c.to));
 }
 
+/**
+ * The correlation of a lateral layer over `rows` rows, g = S^T U (n x n), made exactly symmetric
+ * with a zero diagonal: (g_ij + g_ji) / 2 reads units i and j only. Trainer and ShardTrainer
+ * both take it from here, so their lateral updates stay the same operations.
+ */
+export function lateralCorrelation(
+  k: Kernels,
+  n: number,
+  rows: number,
+  S: Float32Array,
+  U: Float32Array,
+  g: Float32Array,
+): void {
+  k.sgemm(true, false, n, n, rows, 1, S, n, U, n, 0, g, n);
+  k.download(g);
+  for (let a = 0; a < n; a++) {
+    g[a * n + a] = 0;
+    for (let b = a + 1; b < n; b++) {
+      const s = 0.5 * (g[a * n + b]! + g[b * n + a]!);
+      g[a * n + b] = s;
+      g[b * n + a] = s;
+    }
+  }
+  k.upload(g);
+}
+
 /** Checks training options (from untrusted input) against a network; fills in defaults. @throws SpecError */
 export function validateTrainOptions(input: unknown, network: Network): ResolvedTrainOptions {
   if (input === undefined) input = {};
@@ -746,33 +772,8 @@ export class Trainer {
           nt,
         );
       } else if (p.kind === 'lateral') {
-        const n = net.layers[p.layer]!.size;
-        k.sgemm(
-          true,
-          false,
-          n,
-          n,
-          total,
-          1,
-          this.primary[p.layer]!,
-          n,
-          this.secondary[p.layer] ?? this.primary[p.layer]!,
-          n,
-          0,
-          g,
-          n,
-        );
-        // exact symmetry and zero diagonal: (dL_ij + dL_ji) / 2 reads units i and j only
-        k.download(g);
-        for (let a = 0; a < n; a++) {
-          g[a * n + a] = 0;
-          for (let b = a + 1; b < n; b++) {
-            const s = 0.5 * (g[a * n + b]! + g[b * n + a]!);
-            g[a * n + b] = s;
-            g[b * n + a] = s;
-          }
-        }
-        k.upload(g);
+        const S = this.primary[p.layer]!;
+        lateralCorrelation(k, net.layers[p.layer]!.size, total, S, this.secondary[p.layer] ?? S, g);
       }
     }
     let corrDiff = NaN;

@@ -73,7 +73,12 @@ import { FormatError, SpecError } from '../errors.js';
 import type { InitOptions, Network, NetworkSpec } from '../network.js';
 import { learningRateAt } from '../schedule.js';
 import { Streams, biasForMeans } from '../sampler.js';
-import { type ResolvedTrainOptions, type TrainOptions, validateTrainOptions } from '../train.js';
+import {
+  type ResolvedTrainOptions,
+  type TrainOptions,
+  lateralCorrelation,
+  validateTrainOptions,
+} from '../train.js';
 import { type CodecArray, decodeContainer, encodeContainer } from './codec.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
 import {
@@ -1373,19 +1378,8 @@ export class ShardTrainer {
     for (const l of net.layers) {
       const g = this.latGrad[l.index];
       if (!g) continue;
-      const n = l.size;
-      const prim = this.primary[l.index]!;
-      k.sgemm(true, false, n, n, total, 1, prim, n, this.secondary[l.index] ?? prim, n, 0, g, n);
-      k.download(g);
-      for (let a = 0; a < n; a++) {
-        g[a * n + a] = 0;
-        for (let b = a + 1; b < n; b++) {
-          const s = 0.5 * (g[a * n + b]! + g[b * n + a]!);
-          g[a * n + b] = s;
-          g[b * n + a] = s;
-        }
-      }
-      k.upload(g);
+      const S = this.primary[l.index]!;
+      lateralCorrelation(k, l.size, total, S, this.secondary[l.index] ?? S, g);
     }
     for (const h of this.held) {
       if (!h) continue;
