@@ -4,14 +4,7 @@
 // over all 2^N frames (the energy's normaliser is the product of the units' (1 + e^F)).
 import { describe, expect, it } from 'vitest';
 import { DyBM, type DyBMOptions, type DyBMSpec } from '../src/index.js';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
+import { lcg } from './nets.js';
 
 const N = 4;
 const multi = Array.from({ length: N * N }, (_, e) => (e % 5 === 0 ? [] : [1 + (e % 3), 4]));

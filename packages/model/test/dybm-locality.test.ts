@@ -9,14 +9,7 @@
 // Conversely, perturbing only unit k must leave every synapse that does not touch k unchanged.
 import { describe, expect, it } from 'vitest';
 import { DyBM, type DyBMArray, type DyBMSpec } from '../src/index.js';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
+import { lcg } from './nets.js';
 
 type State = Record<string, DyBMArray>;
 

@@ -13,14 +13,7 @@ import {
   randomDelays,
   scienceSpec,
 } from '../src/index.js';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
+import { lcg } from './nets.js';
 
 const N = 7;
 const T = 150;

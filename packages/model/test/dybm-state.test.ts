@@ -2,14 +2,7 @@
 // for bit; spec and option errors name the field at fault.
 import { describe, expect, it } from 'vitest';
 import { DyBM, type DyBMSnapshot, SpecError, randomDelays } from '../src/index.js';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
+import { lcg } from './nets.js';
 
 const spec = {
   units: 4,

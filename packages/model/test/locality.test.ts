@@ -17,17 +17,10 @@ import {
   rbmSpec,
   storeHebbian,
 } from '../src/index.js';
+import { lcg } from './nets.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 1 }) : null;
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
 
 type StateArrays = Record<string, { data: Float32Array; shape: number[] }>;
 

@@ -21,7 +21,8 @@ import {
   shapeNetwork,
   validateLayout,
 } from '../src/index.js';
-import { cluster, initial, lcg, randomBinary, stepsOf } from './shard-helpers.js';
+import { cluster, randomBinary, stepsOf } from './shard-helpers.js';
+import { initial, lcg } from './nets.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 1 }) : null;

@@ -13,15 +13,8 @@ import {
   networkSource,
   rbmSpec,
 } from '../src/index.js';
-import {
-  type Job,
-  cluster,
-  compare,
-  initial,
-  randomBinary,
-  reference,
-  stepsOf,
-} from './shard-helpers.js';
+import { type Job, cluster, compare, randomBinary, reference, stepsOf } from './shard-helpers.js';
+import { initial } from './nets.js';
 
 const portable = new PortableKernels();
 

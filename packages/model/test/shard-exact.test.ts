@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { type Kernels, NativeKernels, PortableKernels, nativeAvailable } from '@spinmesh/kernels';
 import { type NetworkSpec, type ShardLayout, type TrainOptions, rbmSpec } from '../src/index.js';
-import { type Job, cluster, compare, initial, randomBinary, reference } from './shard-helpers.js';
+import { type Job, cluster, compare, randomBinary, reference } from './shard-helpers.js';
+import { initial } from './nets.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 2 }) : null;

@@ -11,29 +11,11 @@ import {
   type TrainOptions,
   networkSource,
 } from '../src/index.js';
-
-export function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
+import { lcg } from './nets.js';
 
 export function randomBinary(rows: number, n: number, seed: number, p = 0.5): Float32Array {
   const r = lcg(seed);
   return Float32Array.from({ length: rows * n }, () => (r() < p ? 1 : 0));
-}
-
-/** A network with N(0, std^2) weights and uniform biases in [-std, std]. */
-export function initial(spec: NetworkSpec, k: Kernels, seed: number, std: number): Network {
-  const net = Network.create(spec, k, { seed, weightStd: std });
-  const r = lcg(seed + 1);
-  for (const b of net.biases) {
-    for (let j = 0; j < b.length; j++) b[j] = (r() - 0.5) * 2 * std;
-    k.upload(b);
-  }
-  return net;
 }
 
 export interface Job {

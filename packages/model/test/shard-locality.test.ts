@@ -17,7 +17,7 @@ import {
   networkSource,
   rbmSpec,
 } from '../src/index.js';
-import { lcg } from './shard-helpers.js';
+import { lcg } from './nets.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 1 }) : null;

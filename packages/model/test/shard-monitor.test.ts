@@ -15,7 +15,7 @@ import {
   type TrainOptions,
   networkSource,
 } from '../src/index.js';
-import { lcg } from './shard-helpers.js';
+import { lcg } from './nets.js';
 
 const k = new PortableKernels();
 const P = 6;

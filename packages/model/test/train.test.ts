@@ -17,24 +17,10 @@ import {
   learningRateAt,
   rbmSpec,
 } from '../src/index.js';
+import { initial as randomNet, lcg } from './nets.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 1 }) : null;
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
-function randomNet(spec: NetworkSpec, k: Kernels, seed: number, std: number): Network {
-  const net = Network.create(spec, k, { seed, weightStd: std });
-  const r = lcg(seed + 1);
-  for (const b of net.biases) for (let j = 0; j < b.length; j++) b[j] = (r() - 0.5) * 2 * std;
-  return net;
-}
 
 /** Bars and stripes 3x3: the 14 distinct patterns. */
 function bas3(): Float32Array {
