@@ -5,7 +5,7 @@
 //   E(x) = - sum_{layers l, non-Gaussian} b_l . x_l + sum_{Gaussian l} |x_l - b_l|^2 / 2
 //          - sum_{connections c: f->t} x_f^T W_c x_t - sum_{lateral l} 1/2 x_l^T L_l x_l
 // W_c is stored row-major as from.size x to.size; L_l is symmetric with a zero diagonal.
-import { type Kernels, UnitType, UNIT_TYPE_NAMES } from '@spinmesh/kernels';
+import { type Kernels, type RngSite, UnitType, UNIT_TYPE_NAMES } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import { isRecord } from './checks.js';
 
@@ -177,6 +177,78 @@ export interface InitOptions {
 /** Stream numbers at or above this are reserved for initialisation draws. */
 export const INIT_STREAM = 0xfff00000;
 
+/** The generator site of initialisation draws: stream INIT_STREAM (+ the parameter), step 0. */
+function initSite(opts: InitOptions): RngSite {
+  const seed = opts.seed ?? 0;
+  return {
+    seedLo: seed >>> 0,
+    seedHi: Math.floor(seed / 2 ** 32) >>> 0,
+    unitOffset: 0,
+    chainOffset: 0,
+    step: 0,
+    stream: INIT_STREAM,
+  };
+}
+
+/**
+ * Initial weights of connection `conn`, rows [r0, r1) x columns [c0, c1), into `out` (host
+ * memory, row-major): weight (i, j) is the Gaussian draw at counter (unit j, chain i, step 0,
+ * stream INIT_STREAM + conn) times weightStd, so a slice drawn alone equals the same slice of
+ * the whole matrix. Network.create and the shards' initSource both draw through here.
+ */
+export function drawInitialWeights(
+  kernels: Kernels,
+  opts: InitOptions,
+  conn: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+  out: Float32Array,
+): void {
+  const h = r1 - r0;
+  const w = c1 - c0;
+  if (h <= 0 || w <= 0) return;
+  const buf = kernels.alloc(h * w);
+  const zeros = kernels.alloc(h * w);
+  kernels.sampleUnits(UnitType.Gaussian, h, w, zeros, w, zeros.subarray(0, w), 1, null, buf, {
+    ...initSite(opts),
+    unitOffset: c0,
+    chainOffset: r0,
+    stream: INIT_STREAM + conn,
+  });
+  kernels.axpby(h * w, 0, buf, opts.weightStd ?? 0.01, buf);
+  kernels.download(buf);
+  out.set(buf);
+}
+
+/**
+ * The initial lateral weights of a layer of n units into `out` (host memory, n x n): the upper
+ * triangle's Gaussian draws (stream INIT_STREAM + 0x8000 + layer) times weightStd, mirrored,
+ * with a zero diagonal.
+ */
+export function drawInitialLateral(
+  kernels: Kernels,
+  opts: InitOptions,
+  layer: number,
+  n: number,
+  out: Float32Array,
+): void {
+  const L = kernels.alloc(n * n);
+  const zeros = kernels.alloc(n * n);
+  kernels.sampleUnits(UnitType.Gaussian, n, n, zeros, n, zeros.subarray(0, n), 1, null, L, {
+    ...initSite(opts),
+    stream: INIT_STREAM + 0x8000 + layer,
+  });
+  kernels.download(L);
+  const std = opts.weightStd ?? 0.01;
+  for (let i = 0; i < n; i++) {
+    L[i * n + i] = 0;
+    for (let j = i + 1; j < n; j++) L[j * n + i] = L[i * n + j] = L[i * n + j]! * std;
+  }
+  out.set(L);
+}
+
 export class Network {
   readonly spec: NetworkSpec;
   readonly layers: readonly Layer[];
@@ -223,48 +295,16 @@ export class Network {
   /** A network with weights drawn from N(0, weightStd^2) by the counter-based generator. */
   static create(spec: NetworkSpec, kernels: Kernels, opts: InitOptions = {}): Network {
     const net = new Network(spec, kernels);
-    const seed = opts.seed ?? 0;
-    const std = opts.weightStd ?? 0.01;
-    const site = {
-      seedLo: seed >>> 0,
-      seedHi: Math.floor(seed / 2 ** 32) >>> 0,
-      unitOffset: 0,
-      chainOffset: 0,
-      step: 0,
-      stream: INIT_STREAM,
-    };
     for (const c of net.connections) {
-      const nt = net.layers[c.to]!.size;
       const nf = net.layers[c.from]!.size;
-      const zeros = kernels.alloc(nf * nt);
-      kernels.sampleUnits(
-        UnitType.Gaussian,
-        nf,
-        nt,
-        zeros,
-        nt,
-        zeros.subarray(0, nt),
-        1,
-        null,
-        c.weights,
-        { ...site, stream: INIT_STREAM + c.index },
-      );
-      kernels.axpby(c.weights.length, 0, c.weights, std, c.weights);
+      const nt = net.layers[c.to]!.size;
+      drawInitialWeights(kernels, opts, c.index, 0, nf, 0, nt, c.weights);
+      kernels.upload(c.weights);
     }
     for (const l of net.layers) {
       const L = net.laterals[l.index];
       if (!L) continue;
-      const n = l.size;
-      const zeros = kernels.alloc(n * n);
-      kernels.sampleUnits(UnitType.Gaussian, n, n, zeros, n, zeros.subarray(0, n), 1, null, L, {
-        ...site,
-        stream: INIT_STREAM + 0x8000 + l.index,
-      });
-      kernels.download(L);
-      for (let i = 0; i < n; i++) {
-        L[i * n + i] = 0;
-        for (let j = i + 1; j < n; j++) L[j * n + i] = L[i * n + j] = L[i * n + j]! * std;
-      }
+      drawInitialLateral(kernels, opts, l.index, l.size, L);
       kernels.upload(L);
     }
     return net;

@@ -1,8 +1,14 @@
 // Where a shard's parameters come from (a fresh initialisation drawn slice by slice, or an
 // existing network), and how the model is assembled again from the blocks the shards own.
-import { type Kernels, UnitType } from '@spinmesh/kernels';
+import type { Kernels } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
-import { INIT_STREAM, type InitOptions, Network, type NetworkSpec } from '../network.js';
+import {
+  type InitOptions,
+  Network,
+  type NetworkSpec,
+  drawInitialLateral,
+  drawInitialWeights,
+} from '../network.js';
 import { shapeNetwork } from './layout.js';
 
 /** Reads slices of a network's parameters, so a shard never needs the whole model. */
@@ -53,50 +59,15 @@ export function initSource(
   opts: InitOptions = {},
 ): ParameterSource {
   const net = shapeNetwork(spec);
-  const seed = opts.seed ?? 0;
-  const std = opts.weightStd ?? 0.01;
-  const site = {
-    seedLo: seed >>> 0,
-    seedHi: Math.floor(seed / 2 ** 32) >>> 0,
-    unitOffset: 0,
-    chainOffset: 0,
-    step: 0,
-    stream: INIT_STREAM,
-  };
   return {
     weights(conn, r0, r1, c0, c1, out) {
-      const h = r1 - r0;
-      const w = c1 - c0;
-      if (h <= 0 || w <= 0) return;
-      const buf = kernels.alloc(h * w);
-      const zeros = kernels.alloc(h * w);
-      kernels.sampleUnits(UnitType.Gaussian, h, w, zeros, w, zeros.subarray(0, w), 1, null, buf, {
-        ...site,
-        unitOffset: c0,
-        chainOffset: r0,
-        stream: INIT_STREAM + conn,
-      });
-      kernels.axpby(h * w, 0, buf, std, buf);
-      kernels.download(buf);
-      out.set(buf);
+      drawInitialWeights(kernels, opts, conn, r0, r1, c0, c1, out);
     },
     bias(_layer, j0, j1, out) {
       out.fill(0, 0, j1 - j0);
     },
     lateral(layer, out) {
-      const n = net.layers[layer]!.size;
-      const L = kernels.alloc(n * n);
-      const zeros = kernels.alloc(n * n);
-      kernels.sampleUnits(UnitType.Gaussian, n, n, zeros, n, zeros.subarray(0, n), 1, null, L, {
-        ...site,
-        stream: INIT_STREAM + 0x8000 + layer,
-      });
-      kernels.download(L);
-      for (let i = 0; i < n; i++) {
-        L[i * n + i] = 0;
-        for (let j = i + 1; j < n; j++) L[j * n + i] = L[i * n + j] = L[i * n + j]! * std;
-      }
-      out.set(L);
+      drawInitialLateral(kernels, opts, layer, net.layers[layer]!.size, out);
     },
   };
 }
