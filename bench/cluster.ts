@@ -15,11 +15,11 @@
 //  - fmnist_pcd10: the same with PCD-10 (one epoch of 30,000 rows), where sampling outweighs the
 //    gradient. The headline figures are the worst over all three.
 //
-// Figures, from the workers' WorkerControl.Status (polled every 200 ms): steady-state spin
-// updates per second = units sampled x rows per step, summed over the stages of a step
-// (positive: batch x hidden; negative: chains x (visible + hidden)), times the steps completed
-// between two polls that exclude start-up (the first 15 % of the steps, loading and connecting)
-// and the final export, divided by the wall time between those polls; bytes on the wire per spin
+// Figures, from the workers' WorkerControl.Status (polled every 200 ms, 50 with --quick):
+// steady-state spin updates per second = units sampled x rows per step, summed over the stages
+// of a step (positive: batch x hidden; negative: chains x (visible + hidden)), times the steps
+// completed between two polls that exclude start-up (the first 15 % of the steps, loading and
+// connecting) and the final export, divided by the wall time between those polls; bytes on the wire per spin
 // update and receiving peer = bytes of spin frames the workers sent in that window x 8 / (spin
 // updates x receiving peers); in an RBM split into K shards every drawn spin goes to the K - 1
 // other shards. 1 bit of payload per spin is the floor.
@@ -612,7 +612,8 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
         let r: ClusterJobResult;
         try {
           r = await runClusterJob(cluster, failures, w.spec(K), {
-            pollMs: 200,
+            // --quick jobs last about a second: poll often enough for a steady-state window.
+            pollMs: quick ? 50 : 200,
             timeoutMs,
             onEvent: (e) => {
               if (e.progress && e.progress.step % 50 < 10)
