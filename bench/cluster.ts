@@ -16,13 +16,13 @@
 //    gradient. The headline figures are the worst over all three.
 //
 // Figures, from the workers' WorkerControl.Status (polled every 200 ms, 50 with --quick):
-// steady-state spin updates per second = units sampled x rows per step, summed over the stages
-// of a step (positive: batch x hidden; negative: chains x (visible + hidden)), times the steps
-// completed between two polls that exclude start-up (the first 15 % of the steps, loading and
-// connecting) and the final export, divided by the wall time between those polls; bytes on the wire per spin
-// update and receiving peer = bytes of spin frames the workers sent in that window x 8 / (spin
-// updates x receiving peers); in an RBM split into K shards every drawn spin goes to the K - 1
-// other shards. 1 bit of payload per spin is the floor.
+// steady-state spin updates per second = units sampled x rows per step, summed over the stages of a
+// step (positive: batch x hidden; negative: chains x (visible + hidden)), times the steps completed
+// between two polls that exclude start-up (the first 15 % of the steps, loading and connecting) and
+// the final export, divided by the wall time between those polls; bytes on the wire per spin update
+// and receiving peer = bytes of spin frames the workers sent in that window x 8 / (spin updates x
+// receiving peers); in an RBM split into K shards every drawn spin goes to the K - 1 other shards.
+// 1 bit of payload per spin is the floor.
 //
 // Compute only: the same layouts as ShardTrainers in this process with messages delivered at
 // once (LoopbackCluster, one BLAS thread), each shard's busy time per step: the speedup 2
