@@ -182,6 +182,47 @@ function exactPossible(network: Network, visible: readonly number[]): boolean {
 }
 
 /**
+ * Step 1 of the Boltzmann update for one layer of n units whose R positive rows (`prim`) and C
+ * negative rows (`neg`, stacked after them) hold its statistics: centres them by `mu` (none if
+ * null) and, for a layer whose correlations are taken from these rows (`scaled`), scales them by
+ * 1/R and -1/C, keeping the centred, unscaled rows in `scaled.sec` when the layer has one; and
+ * writes the bias gradient of units [c0, c1) into gb (none if `cols` is null). Trainer and
+ * ShardTrainer both take it from here, so their updates stay the same operations.
+ */
+export function centreAndScale(
+  k: Kernels,
+  n: number,
+  R: number,
+  C: number,
+  prim: Float32Array,
+  neg: Float32Array,
+  mu: Float32Array | null,
+  scaled: { sec: Float32Array | null } | null,
+  cols: readonly [number, number] | null,
+  gb: Float32Array,
+): void {
+  const total = R + C;
+  if (scaled) {
+    if (scaled.sec) {
+      if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
+      k.axpby(total * n, 1, prim, 0, scaled.sec);
+      k.shiftScaleRows(R, n, prim, n, null, 1 / R);
+      k.shiftScaleRows(C, n, neg, n, null, -1 / C);
+    } else {
+      k.shiftScaleRows(R, n, prim, n, mu, 1 / R);
+      k.shiftScaleRows(C, n, neg, n, mu, -1 / C);
+    }
+    if (cols) k.colSums(total, cols[1] - cols[0], prim.subarray(cols[0]), n, 1, 0, gb);
+  } else {
+    if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
+    if (cols) {
+      k.colSums(R, cols[1] - cols[0], prim.subarray(cols[0]), n, 1 / R, 0, gb);
+      k.colSums(C, cols[1] - cols[0], neg.subarray(cols[0]), n, -1 / C, 1, gb);
+    }
+  }
+}
+
+/**
  * The correlation of a lateral layer over `rows` rows, g = S^T U (n x n), made exactly symmetric
  * with a zero diagonal: (g_ij + g_ji) / 2 reads units i and j only. Trainer and ShardTrainer
  * both take it from here, so their lateral updates stay the same operations.
@@ -730,23 +771,8 @@ export class Trainer {
         }
       }
       const mu = centring ? this.offsets[i]! : null;
-      if (this.scaled[i]) {
-        const sec = this.secondary[i];
-        if (sec) {
-          if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
-          this.copy(total * n, prim, sec);
-          k.shiftScaleRows(R, n, prim, n, null, 1 / R);
-          k.shiftScaleRows(C, n, this.negView[i]!, n, null, -1 / C);
-        } else {
-          k.shiftScaleRows(R, n, prim, n, mu, 1 / R);
-          k.shiftScaleRows(C, n, this.negView[i]!, n, mu, -1 / C);
-        }
-        k.colSums(total, n, prim, n, 1, 0, gb);
-      } else {
-        if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
-        k.colSums(R, n, prim, n, 1 / R, 0, gb);
-        k.colSums(C, n, this.negView[i]!, n, -1 / C, 1, gb);
-      }
+      const scaled = this.scaled[i] ? { sec: this.secondary[i] ?? null } : null;
+      centreAndScale(k, n, R, C, prim, this.negView[i]!, mu, scaled, [0, n], gb);
     }
     // 2. correlation GEMMs: dW = S_from^T U_to over both phases at once
     pi = 0;

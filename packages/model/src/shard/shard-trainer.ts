@@ -76,6 +76,7 @@ import { Streams, biasForMeans } from '../sampler.js';
 import {
   type ResolvedTrainOptions,
   type TrainOptions,
+  centreAndScale,
   lateralCorrelation,
   validateTrainOptions,
 } from '../train.js';
@@ -1348,30 +1349,12 @@ export class ShardTrainer {
       if (!this.relevant[i]) continue;
       const n = l.size;
       const prim = this.primary[i]!;
-      const negView = prim.subarray(R * n);
       const r = this.own[i];
       const gb = this.biasGrad[i]!;
       if (centring) k.colSums(R, n, prim, n, 1 / R, 0, this.bmean[i]!);
       const mu = centring ? this.offsets[i]! : null;
-      if (this.scaled[i]) {
-        const sec = this.secondary[i];
-        if (sec) {
-          if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
-          k.axpby(total * n, 1, prim, 0, sec);
-          k.shiftScaleRows(R, n, prim, n, null, 1 / R);
-          k.shiftScaleRows(C, n, negView, n, null, -1 / C);
-        } else {
-          k.shiftScaleRows(R, n, prim, n, mu, 1 / R);
-          k.shiftScaleRows(C, n, negView, n, mu, -1 / C);
-        }
-        if (r) k.colSums(total, r[1] - r[0], prim.subarray(r[0]), n, 1, 0, gb);
-      } else {
-        if (mu) k.shiftScaleRows(total, n, prim, n, mu, 1);
-        if (r) {
-          k.colSums(R, r[1] - r[0], prim.subarray(r[0]), n, 1 / R, 0, gb);
-          k.colSums(C, r[1] - r[0], negView.subarray(r[0]), n, -1 / C, 1, gb);
-        }
-      }
+      const scaled = this.scaled[i] ? { sec: this.secondary[i] ?? null } : null;
+      centreAndScale(k, n, R, C, prim, prim.subarray(R * n), mu, scaled, r ?? null, gb);
     }
     // 2. correlation GEMMs: laterals whole; weights tile by tile, each tile by one canonical
     // call (same shape and operands on both replicas), copied into the slabs that hold it
