@@ -186,7 +186,7 @@ function exactPossible(network: Network, visible: readonly number[]): boolean {
  * negative rows (`neg`, stacked after them) hold its statistics: centres them by `mu` (none if
  * null) and, for a layer whose correlations are taken from these rows (`scaled`), scales them by
  * 1/R and -1/C, keeping the centred, unscaled rows in `scaled.sec` when the layer has one; and
- * writes the bias gradient of units [c0, c1) into gb (none if `cols` is null). Trainer and
+ * writes the bias gradient of units [cols[0], cols[1]) into gb (none if `cols` is null). Trainer and
  * ShardTrainer both take it from here, so their updates stay the same operations.
  */
 export function centreAndScale(
