@@ -5,7 +5,13 @@
 //   E(x) = - sum_{layers l, non-Gaussian} b_l . x_l + sum_{Gaussian l} |x_l - b_l|^2 / 2
 //          - sum_{connections c: f->t} x_f^T W_c x_t - sum_{lateral l} 1/2 x_l^T L_l x_l
 // W_c is stored row-major as from.size x to.size; L_l is symmetric with a zero diagonal.
-import { type Kernels, type RngSite, UnitType, UNIT_TYPE_NAMES } from '@spinmesh/kernels';
+import {
+  type Kernels,
+  type RngSite,
+  UnitType,
+  UNIT_TYPE_NAMES,
+  seedHalves,
+} from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import { isRecord } from './checks.js';
 
@@ -179,10 +185,8 @@ export const INIT_STREAM = 0xfff00000;
 
 /** The generator site of initialisation draws: stream INIT_STREAM (+ the parameter), step 0. */
 function initSite(opts: InitOptions): RngSite {
-  const seed = opts.seed ?? 0;
   return {
-    seedLo: seed >>> 0,
-    seedHi: Math.floor(seed / 2 ** 32) >>> 0,
+    ...seedHalves(opts.seed ?? 0),
     unitOffset: 0,
     chainOffset: 0,
     step: 0,

@@ -1,6 +1,6 @@
 // Helpers shared by the evaluation modules: structure checks, field GEMMs, block copies and
 // float64 reductions. Not part of the public API.
-import { type Kernels, type RngSite, UnitType } from '@spinmesh/kernels';
+import { type Kernels, type RngSite, UnitType, seedHalves } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
 import type { Connection, Network } from '../network.js';
 
@@ -67,14 +67,7 @@ export function seedSite(seed: number, stream: number): RngSite {
   if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
     throw new SpecError('seed', 'must be a non-negative integer');
   }
-  return {
-    seedLo: seed >>> 0,
-    seedHi: Math.floor(seed / 2 ** 32) >>> 0,
-    unitOffset: 0,
-    chainOffset: 0,
-    step: 0,
-    stream,
-  };
+  return { ...seedHalves(seed), unitOffset: 0, chainOffset: 0, step: 0, stream };
 }
 
 export interface Neighbour {
