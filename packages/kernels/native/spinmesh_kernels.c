@@ -20,7 +20,7 @@
 #include <string.h>
 
 /* Bumped whenever the JS-visible function signatures change; src/native.ts checks it. */
-#define SPINMESH_ABI_VERSION 1
+#define SPINMESH_ABI_VERSION 2
 
 #include "spinmesh_core.h"
 
@@ -316,6 +316,33 @@ static napi_value js_shift_scale_rows(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* copyBlock(rows, n, src, srcOff, srcLd, dst, dstOff, dstLd) */
+static napi_value js_copy_block(napi_env env, napi_callback_info info) {
+  Call c;
+  if (!begin(&c, env, info, "copyBlock", 8)) return NULL;
+  int rows = arg_dim(&c, 0), n = arg_dim(&c, 1);
+  size_t ls, ld;
+  float *src = arg_f32(&c, 2, &ls);
+  int so = arg_dim(&c, 3), sld = arg_dim(&c, 4);
+  float *dst = arg_f32(&c, 5, &ld);
+  int dof = arg_dim(&c, 6), dld = arg_dim(&c, 7);
+  if (c.failed) return NULL;
+  if (sld < n || dld < n) fail(&c, 1, "ld smaller than n");
+  if (rows == 0 || n == 0 || c.failed) return c.failed ? NULL : undefined(env);
+  need(&c, ls, (int64_t)so + extent(rows, n, sld), "src is too small");
+  need(&c, ld, (int64_t)dof + extent(rows, n, dld), "dst is too small");
+  if (c.failed) return NULL;
+  const float *s = src + so;
+  float *d = dst + dof;
+  if (n == sld && n == dld) {
+    memmove(d, s, sizeof(float) * (size_t)rows * (size_t)n);
+  } else {
+    for (int r = 0; r < rows; r++)
+      memmove(d + (int64_t)r * dld, s + (int64_t)r * sld, sizeof(float) * (size_t)n);
+  }
+  return undefined(env);
+}
+
 /* sumSquares(n, x) */
 static napi_value js_sum_squares(napi_env env, napi_callback_info info) {
   Call c;
@@ -427,6 +454,7 @@ NAPI_MODULE_INIT() {
       {"axpby", js_axpby},
       {"colSums", js_col_sums},
       {"shiftScaleRows", js_shift_scale_rows},
+      {"copyBlock", js_copy_block},
       {"sumSquares", js_sum_squares},
       {"dot", js_dot},
       {"packSpins", js_pack_spins},

@@ -39,6 +39,30 @@ export function checkMatrix(
   }
 }
 
+/** A rows x cols block with row stride ld starting at element `off` of arr. */
+export function checkBlock(
+  op: string,
+  name: string,
+  arr: ArrayLike<number>,
+  off: number,
+  rows: number,
+  cols: number,
+  ld: number,
+): void {
+  checkDim(op, `${name} offset`, off);
+  checkDim(op, `${name} ld`, ld);
+  if (ld < cols) {
+    throw new RangeError(`${op}: ${name} ld (${ld}) is smaller than the row length ${cols}`);
+  }
+  const need = off + extent(rows, cols, ld);
+  if (rows > 0 && cols > 0 && arr.length < need) {
+    throw new RangeError(
+      `${op}: ${name} holds ${arr.length} elements; a ${rows}x${cols} block with ld ${ld} ` +
+        `from element ${off} needs ${need}`,
+    );
+  }
+}
+
 export function checkVector(op: string, name: string, arr: ArrayLike<number>, n: number): void {
   if (arr.length < n) {
     throw new RangeError(`${op}: ${name} holds ${arr.length} elements, needs ${n}`);

@@ -166,6 +166,22 @@ export interface Kernels {
     scale: number,
   ): void;
 
+  /**
+   * dst[dstOff + r*dstLd + j] = src[srcOff + r*srcLd + j] for r < rows, j < n: a block of one
+   * row-major matrix copied into another (a shard's columns into a whole layer's rows and back).
+   * src and dst must not overlap.
+   */
+  copyBlock(
+    rows: number,
+    n: number,
+    src: Float32Array,
+    srcOff: number,
+    srcLd: number,
+    dst: Float32Array,
+    dstOff: number,
+    dstLd: number,
+  ): void;
+
   /** sum_i x[i]^2 over i < n, accumulated in double. */
   sumSquares(n: number, x: Float32Array): number;
 

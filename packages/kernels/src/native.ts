@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import {
+  checkBlock,
   checkDim,
   checkMatrix,
   checkSgemm,
@@ -17,7 +18,7 @@ import {
 import type { Kernels, RngSite, UnitType } from './kernels.js';
 
 /** Must match SPINMESH_ABI_VERSION in native/spinmesh_kernels.c. */
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 
 /** The functions the addon exports (argument order as in spinmesh_kernels.c). */
 interface Addon {
@@ -93,6 +94,16 @@ interface Addon {
     ld: number,
     offset: Float32Array | null,
     scale: number,
+  ): void;
+  copyBlock(
+    rows: number,
+    n: number,
+    src: Float32Array,
+    srcOff: number,
+    srcLd: number,
+    dst: Float32Array,
+    dstOff: number,
+    dstLd: number,
   ): void;
   sumSquares(n: number, x: Float32Array): number;
   dot(n: number, x: Float32Array, y: Float32Array): number;
@@ -358,6 +369,25 @@ export class NativeKernels extends HostBuffers implements Kernels {
     checkMatrix(op, 'x', x, rows, n, ld);
     if (offset) checkVector(op, 'offset', offset, n);
     this.addon.shiftScaleRows(rows, n, x, ld, offset, scale);
+  }
+
+  copyBlock(
+    rows: number,
+    n: number,
+    src: Float32Array,
+    srcOff: number,
+    srcLd: number,
+    dst: Float32Array,
+    dstOff: number,
+    dstLd: number,
+  ): void {
+    const op = 'copyBlock';
+    checkDim(op, 'rows', rows);
+    checkDim(op, 'n', n);
+    checkBlock(op, 'src', src, srcOff, rows, n, srcLd);
+    checkBlock(op, 'dst', dst, dstOff, rows, n, dstLd);
+    if (rows === 0 || n === 0) return;
+    this.addon.copyBlock(rows, n, src, srcOff, srcLd, dst, dstOff, dstLd);
   }
 
   sumSquares(n: number, x: Float32Array): number {

@@ -433,6 +433,37 @@ describe.each(impls.map((k) => [k.name, k] as const))('%s kernels', (_name, K) =
       expect(K.dot(0, x, y)).toBe(0);
     });
 
+    it('copyBlock copies a strided block between offsets and touches nothing else', () => {
+      // widths on both sides of the portable kernels' switch from element loops to set()
+      for (const [rows, n, sLd, dLd] of [
+        [1, 1, 1, 1],
+        [5, 8, 16, 32],
+        [33, 3, 3, 3],
+        [7, 64, 70, 64],
+        [9, 100, 130, 101],
+        [0, 4, 4, 4],
+        [4, 0, 4, 4],
+      ] as const) {
+        const so = 3;
+        const dOff = 5;
+        const src = randomArray(so + rows * sLd + 2, rows + n);
+        const dst = new Float32Array(dOff + rows * dLd + 2).fill(7);
+        const before = dst.slice();
+        K.copyBlock(rows, n, src, so, sLd, dst, dOff, dLd);
+        const want = before.slice();
+        for (let r = 0; r < rows; r++)
+          for (let j = 0; j < n; j++) want[dOff + r * dLd + j] = src[so + r * sLd + j]!;
+        expect(dst).toEqual(want);
+      }
+      const src = new Float32Array(20);
+      const dst = new Float32Array(20);
+      // 4 rows of 4 with stride 5 from element 4 end at element 4 + 3*5 + 4 = 23 > 20
+      expect(() => K.copyBlock(4, 4, src, 4, 5, dst, 0, 4)).toThrow(/src holds 20 elements/);
+      expect(() => K.copyBlock(4, 4, src, 0, 4, dst, 5, 4)).toThrow(/dst holds 20 elements/);
+      expect(() => K.copyBlock(2, 4, src, 0, 3, dst, 0, 4)).toThrow(/src ld \(3\) is smaller/);
+      expect(() => K.copyBlock(2, 4, src, -1, 4, dst, 0, 4)).toThrow(/src offset must be/);
+    });
+
     it('packSpins and unpackSpins round-trip {0,1} and {-1,+1}', () => {
       for (const n of [0, 1, 8, 13, 64, 1001]) {
         for (const off of [0, -1]) {
