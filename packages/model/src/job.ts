@@ -23,6 +23,7 @@ import { reconstructionError } from './eval/recon.js';
 import { hiddenFeatures, probeAccuracy, trainProbe } from './eval/probe.js';
 import { hopfieldSpec, isHopfield, recall, storeHebbian } from './hopfield.js';
 import { GibbsSampler } from './sampler.js';
+import { shapeNetwork } from './shard/layout.js';
 
 /** Where training (or test) data comes from. */
 export type DataSpec =
@@ -275,7 +276,7 @@ export function validateJobSpec(input: unknown): JobSpec {
   if (!isRecord(trainIn)) throw new SpecError(`${p}.train`, 'must be an object');
   const train = { ...trainIn, seed: trainIn['seed'] ?? seed } as TrainOptions;
   if (rule === 'hebbian') {
-    if (!isHopfield(new Network(network, NULL_KERNELS)))
+    if (!isHopfield(shapeNetwork(network)))
       throw new SpecError(
         `${p}.network`,
         "must be a Hopfield network for rule 'hebbian' (one lateral ising layer and no connections: { hopfield: n })",
@@ -288,7 +289,7 @@ export function validateJobSpec(input: unknown): JobSpec {
   } else {
     // Checked now against the network, so a bad option fails before any data is loaded.
     try {
-      validateTrainOptions(train, new Network(network, NULL_KERNELS));
+      validateTrainOptions(train, shapeNetwork(network));
     } catch (e) {
       if (e instanceof SpecError && !e.field.startsWith('spec.'))
         throw new SpecError(`${p}.${e.field}`, e.message.slice(e.field.length + 1));
@@ -686,29 +687,4 @@ export function initVisibleBias(net: Network, means: ArrayLike<number>): void {
     b[j] = Math.log(p / (1 - p));
   }
   net.kernels.upload(b);
-}
-
-// Validation needs a Network only for its shape; it never runs a kernel.
-const NULL_KERNELS: Kernels = {
-  name: 'none',
-  threads: 0,
-  describe: () => 'none',
-  alloc: (n) => new Float32Array(n),
-  upload: () => {},
-  download: () => {},
-  sgemm: unused,
-  sampleUnits: unused,
-  uniform: unused,
-  logPartitionRows: unused,
-  axpby: unused,
-  colSums: unused,
-  shiftScaleRows: unused,
-  sumSquares: unused,
-  dot: unused,
-  packSpins: unused,
-  unpackSpins: unused,
-};
-
-function unused(): never {
-  throw new Error('validation must not run kernels');
 }

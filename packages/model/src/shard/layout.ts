@@ -34,6 +34,7 @@ const SHAPE_KERNELS: Kernels = {
   shiftScaleRows: never,
   sumSquares: never,
   dot: never,
+  copyBlock: never,
   packSpins: never,
   unpackSpins: never,
 };

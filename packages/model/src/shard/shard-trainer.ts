@@ -275,34 +275,6 @@ interface Pending {
 const POS = 0;
 const NEG = 1;
 
-/**
- * dst[dstOff + i*dstLd + j] = src[srcOff + i*srcLd + j] for i < rows, j < w. Narrow blocks are
- * copied element by element: a subarray per row would cost more than the row.
- */
-function copyRows(
-  rows: number,
-  w: number,
-  src: Float32Array,
-  srcOff: number,
-  srcLd: number,
-  dst: Float32Array,
-  dstOff: number,
-  dstLd: number,
-): void {
-  if (w === srcLd && w === dstLd) {
-    dst.set(src.subarray(srcOff, srcOff + rows * w), dstOff);
-  } else if (w >= 64) {
-    for (let i = 0; i < rows; i++)
-      dst.set(src.subarray(srcOff + i * srcLd, srcOff + i * srcLd + w), dstOff + i * dstLd);
-  } else {
-    for (let i = 0; i < rows; i++) {
-      const so = srcOff + i * srcLd;
-      const d = dstOff + i * dstLd;
-      for (let j = 0; j < w; j++) dst[d + j] = src[so + j]!;
-    }
-  }
-}
-
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const all = new Uint8Array(parts.reduce((s, b) => s + b.length, 0));
   let off = 0;
@@ -620,7 +592,7 @@ export class ShardTrainer {
       const w = b - a;
       const X = this.negX[l]!;
       k.download(X);
-      copyRows(C, w, X, a, n, this.unpackBuf, 0, w);
+      this.kernels.copyBlock(C, w, X, a, n, this.unpackBuf, 0, w);
       k.upload(this.unpackBuf);
       const packed = new Uint8Array(Math.ceil((C * w) / 8));
       k.packSpins(C * w, this.unpackBuf, packed);
@@ -1002,7 +974,7 @@ export class ShardTrainer {
           for (let i = 0; i < rows; i++) X.fill(0, i * n + r.a, i * n + r.b);
         } else if (set === NEG) {
           const Y = this.posX[m]!;
-          copyRows(rows, r.b - r.a, Y, r.a, n, X, r.a, n);
+          this.kernels.copyBlock(rows, r.b - r.a, Y, r.a, n, X, r.a, n);
         }
         this.kernels.upload(X);
         ver[idx] = NaN;
@@ -1061,7 +1033,7 @@ export class ShardTrainer {
     k.unpackSpins(rows * w, packed, this.off[m]!, buf);
     k.download(buf);
     k.download(X);
-    copyRows(rows, w, buf, 0, w, X, row0 * n + r.a, n);
+    this.kernels.copyBlock(rows, w, buf, 0, w, X, row0 * n + r.a, n);
     k.upload(X);
   }
 
@@ -1083,7 +1055,7 @@ export class ShardTrainer {
         const X = this.posX[l.index]!;
         const Y = this.negX[l.index]!;
         k.download(X);
-        copyRows(R, r[1] - r[0], X, r[0], n, Y, r[0], n);
+        this.kernels.copyBlock(R, r[1] - r[0], X, r[0], n, Y, r[0], n);
         k.upload(Y);
       }
     }
@@ -1185,7 +1157,7 @@ export class ShardTrainer {
       k.sampleUnits(layer.type, rows, w, f, w, bias, 1, null, f, site);
       k.download(f);
       k.download(x);
-      copyRows(rows, w, f, 0, w, x, a, n);
+      this.kernels.copyBlock(rows, w, f, 0, w, x, a, n);
       k.upload(x);
       spins = f;
     }
@@ -1248,8 +1220,8 @@ export class ShardTrainer {
       k.download(Y);
       const pp = pend.pos[l.index]!;
       const pn = pend.neg[l.index]!;
-      copyRows(R, w, X, r[0], n, pp, 0, w);
-      copyRows(C, w, Y, r[0], n, pn, 0, w);
+      this.kernels.copyBlock(R, w, X, r[0], n, pp, 0, w);
+      this.kernels.copyBlock(C, w, Y, r[0], n, pn, 0, w);
     }
     this.pending.set(t, pend);
   }
@@ -1304,8 +1276,8 @@ export class ShardTrainer {
         const w = r[1] - r[0];
         const pp = pend.pos[x]!;
         const pn = pend.neg[x]!;
-        if (!this.isVisible[x]) copyRows(R, w, pp, 0, w, prim, r[0], n);
-        copyRows(C, w, pn, 0, w, prim, R * n + r[0], n);
+        if (!this.isVisible[x]) this.kernels.copyBlock(R, w, pp, 0, w, prim, r[0], n);
+        this.kernels.copyBlock(C, w, pn, 0, w, prim, R * n + r[0], n);
       }
       k.upload(prim);
       if (this.needs[x]) {
@@ -1386,7 +1358,7 @@ export class ShardTrainer {
         for (const d of tile.dests) {
           const G = d.slab.grad;
           k.download(G);
-          copyRows(m, w, out, 0, w, G, d.off, d.slab.ld);
+          this.kernels.copyBlock(m, w, out, 0, w, G, d.off, d.slab.ld);
           k.upload(G);
         }
       }
@@ -1522,7 +1494,7 @@ export class ShardTrainer {
     const buf = this.pairBuf;
     k.download(stacked);
     k.download(buf);
-    copyRows(R, w, stacked, q.e0, n, buf, 0, w);
+    this.kernels.copyBlock(R, w, stacked, q.e0, n, buf, 0, w);
     k.upload(buf);
     const neg = buf.subarray(R * w, (R + C) * w);
     k.unpackSpins(C * w, packed, this.off[q.e]!, neg);
