@@ -1750,6 +1750,38 @@ export class ShardTrainer {
   }
 
   /**
+   * The parameter, velocity, offset and chain arrays a checkpoint holds, by name: checkpoint()
+   * writes them and restore() reads them back from this one list.
+   */
+  private stateArrays(): [string, Float32Array][] {
+    const net = this.net;
+    const out: [string, Float32Array][] = [];
+    const add = (name: string, a: Float32Array | null | undefined): void => {
+      if (a) out.push([name, a]);
+    };
+    for (const l of net.layers) {
+      if (this.own[l.index]) {
+        add(`bias.${l.name}`, this.bias[l.index]);
+        add(`biasVel.${l.name}`, this.biasVel[l.index]);
+      }
+      add(`lateral.${l.name}`, this.lateral[l.index]);
+      add(`lateralVel.${l.name}`, this.latVel[l.index]);
+      if (this.relevant[l.index]) {
+        add(`offset.${l.name}`, this.offsets[l.index]);
+        if (!this.cd) add(`chains.${l.name}`, this.negX[l.index]);
+      }
+    }
+    for (const h of this.held) {
+      if (!h) continue;
+      h.slabs.forEach((s, i) => {
+        add(`weights.${h.index}.${i}`, s.data);
+        add(`weightsVel.${h.index}.${i}`, s.vel);
+      });
+    }
+    return out;
+  }
+
+  /**
    * The shard's state at the current step boundary T (see the file header for the rule that
    * makes recovery exact). @throws SpecError unless quiescent (a step boundary with every
    * update applied: where advance() reports 'checkpoint')
@@ -1761,31 +1793,10 @@ export class ShardTrainer {
         'needs a step boundary with every update applied (take it when advance() reports a checkpoint)',
       );
     const k = this.kernels;
-    const net = this.net;
     const arrays: [string, CodecArray][] = [];
-    const add = (name: string, a: Float32Array | null): void => {
-      if (!a) return;
+    for (const [name, a] of this.stateArrays()) {
       k.download(a);
       arrays.push([name, a]);
-    };
-    for (const l of net.layers) {
-      if (this.own[l.index]) {
-        add(`bias.${l.name}`, this.bias[l.index]!);
-        add(`biasVel.${l.name}`, this.biasVel[l.index]!);
-      }
-      add(`lateral.${l.name}`, this.lateral[l.index]!);
-      add(`lateralVel.${l.name}`, this.latVel[l.index]!);
-      if (this.relevant[l.index]) {
-        add(`offset.${l.name}`, this.offsets[l.index]!);
-        if (!this.cd) add(`chains.${l.name}`, this.negX[l.index]!);
-      }
-    }
-    for (const h of this.held) {
-      if (!h) continue;
-      h.slabs.forEach((s, i) => {
-        add(`weights.${h.index}.${i}`, s.data);
-        add(`weightsVel.${h.index}.${i}`, s.vel);
-      });
     }
     arrays.push(['versions', this.ver[NEG].slice()]);
     const index: number[] = [];
@@ -1881,33 +1892,12 @@ export class ShardTrainer {
     if (typeof step !== 'number' || !Number.isInteger(step) || step < 0)
       throw new FormatError('checkpoint', 'has no valid step');
     const k = this.kernels;
-    const net = this.net;
-    const get = (name: string, into: Float32Array | null): void => {
-      if (!into) return;
+    for (const [name, into] of this.stateArrays()) {
       const a = arrays.get(name);
       if (!(a instanceof Float32Array) || a.length !== into.length)
         throw new FormatError('checkpoint', `lacks array ${name} of ${into.length} values`);
       into.set(a);
       k.upload(into);
-    };
-    for (const l of net.layers) {
-      if (this.own[l.index]) {
-        get(`bias.${l.name}`, this.bias[l.index]!);
-        get(`biasVel.${l.name}`, this.biasVel[l.index]!);
-      }
-      get(`lateral.${l.name}`, this.lateral[l.index]!);
-      get(`lateralVel.${l.name}`, this.latVel[l.index]!);
-      if (this.relevant[l.index]) {
-        get(`offset.${l.name}`, this.offsets[l.index]!);
-        if (!this.cd) get(`chains.${l.name}`, this.negX[l.index]!);
-      }
-    }
-    for (const h of this.held) {
-      if (!h) continue;
-      h.slabs.forEach((s, i) => {
-        get(`weights.${h.index}.${i}`, s.data);
-        get(`weightsVel.${h.index}.${i}`, s.vel);
-      });
     }
     const versions = arrays.get('versions');
     const index = arrays.get('inbox.index');
