@@ -11,7 +11,7 @@
 // call processes, on batch layout or on timing.
 import { type Kernels, type RngSite, UnitType, seedHalves } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
-import type { Network, State } from './network.js';
+import type { Layer, Network, State } from './network.js';
 
 /**
  * The `stream` word of every draw this package makes (the tag lives in the top 16 bits; the
@@ -115,6 +115,50 @@ export interface MeanFieldResult {
 
 /** How annealing moves beta from b0 to b1 over the sweeps. */
 export type AnnealKind = 'linear' | 'geometric';
+
+/**
+ * One unit-by-unit Gibbs sweep of a layer with lateral weights L (n x n, symmetric), in place:
+ * for each unit i in order, f[:, i] += x L[:, i], then unit i of every row is drawn from it (the
+ * later units of the sweep see the new state of the earlier ones). `f` holds the field from the
+ * other layers (rows x n); `draw(i)` false leaves unit i as it is; `after(i)` runs after unit i
+ * is drawn. GibbsSampler and ShardTrainer both sweep through here, so they draw the same spins.
+ */
+export function sweepLateral(
+  k: Kernels,
+  layer: Layer,
+  rows: number,
+  f: Float32Array,
+  x: Float32Array,
+  L: Float32Array,
+  bias: Float32Array,
+  beta: number,
+  meanOut: Float32Array | null,
+  site: RngSite,
+  draw: ((i: number) => boolean) | null,
+  after: ((i: number) => void) | null,
+): void {
+  const n = layer.size;
+  for (let i = 0; i < n; i++) {
+    if (draw && !draw(i)) continue;
+    const fi = f.subarray(i);
+    // f[:, i] += x L[:, i]  (L symmetric, so its row i is its column i)
+    k.sgemm(false, false, rows, 1, n, 1, x, n, L.subarray(i * n, i * n + n), 1, 1, fi, n);
+    site.unitOffset = layer.offset + i;
+    k.sampleUnits(
+      layer.type,
+      rows,
+      1,
+      fi,
+      n,
+      bias.subarray(i, i + 1),
+      beta,
+      meanOut ? meanOut.subarray(i) : null,
+      x.subarray(i),
+      site,
+    );
+    after?.(i);
+  }
+}
 
 /**
  * Inverse temperatures for annealed sampling: betas[s] for sweeps s = 0..sweeps-1, from b0 to
@@ -327,28 +371,24 @@ export class GibbsSampler {
     }
     const f = this.field[l]!;
     net.field(l, state, rows, f);
-    const shared = mask !== null && mask.length === n;
-    for (let i = 0; i < n; i++) {
-      if (shared && mask[i]) continue;
-      const fi = f.subarray(i);
-      // f[:, i] += x L[:, i]  (L symmetric, so its row i is its column i)
-      k.sgemm(false, false, rows, 1, n, 1, x, n, L.subarray(i * n, i * n + n), 1, 1, fi, n);
-      site.unitOffset = layer.offset + i;
-      k.sampleUnits(
-        layer.type,
-        rows,
-        1,
-        fi,
-        n,
-        bias.subarray(i, i + 1),
-        beta,
-        meanOut ? meanOut.subarray(i) : null,
-        x.subarray(i),
-        site,
-      );
-      if (mask && !shared) this.restore(l, x, meanOut, mask, rows, i, i + 1);
-    }
-    if (shared) this.restore(l, x, meanOut, mask, rows, 0, n);
+    // a mask of n flags clamps units (skipped); one of rows x n clamps entries (put back)
+    const units = mask !== null && mask.length === n ? mask : null;
+    const entries = mask !== null && units === null ? mask : null;
+    sweepLateral(
+      k,
+      layer,
+      rows,
+      f,
+      x,
+      L,
+      bias,
+      beta,
+      meanOut,
+      site,
+      units ? (i) => !units[i] : null,
+      entries ? (i) => this.restore(l, x, meanOut, entries, rows, i, i + 1) : null,
+    );
+    if (units) this.restore(l, x, meanOut, units, rows, 0, n);
   }
 
   /** Puts masked units of columns [j0, j1) back to their saved values (JS; not a hot path). */

@@ -72,7 +72,7 @@ import { epochOrder } from '../data/dataset.js';
 import { FormatError, SpecError } from '../errors.js';
 import type { InitOptions, Network, NetworkSpec } from '../network.js';
 import { learningRateAt } from '../schedule.js';
-import { Streams, biasForMeans } from '../sampler.js';
+import { Streams, biasForMeans, sweepLateral } from '../sampler.js';
 import {
   type ResolvedTrainOptions,
   type TrainOptions,
@@ -1134,23 +1134,7 @@ export class ShardTrainer {
     let spins: Float32Array;
     if (Lm) {
       // the whole layer is here (w = n): GibbsSampler's unit-by-unit sweep, in place
-      for (let i = 0; i < n; i++) {
-        const fi = f.subarray(i);
-        k.sgemm(false, false, rows, 1, n, 1, x, n, Lm.subarray(i * n, i * n + n), 1, 1, fi, n);
-        site.unitOffset = layer.offset + i;
-        k.sampleUnits(
-          layer.type,
-          rows,
-          1,
-          fi,
-          n,
-          bias.subarray(i, i + 1),
-          1,
-          null,
-          x.subarray(i),
-          site,
-        );
-      }
+      sweepLateral(k, layer, rows, f, x, Lm, bias, 1, null, site, null, null);
       spins = x;
     } else {
       site.unitOffset = layer.offset + a;
