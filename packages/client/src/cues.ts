@@ -3,6 +3,7 @@
 import {
   FormatError,
   imageShape,
+  mulberry32,
   readUserFile,
   type Dataset,
   type UnitName,
@@ -108,18 +109,6 @@ export function regionMask(dims: number, region: HideRegion): Uint8Array {
   return mask;
 }
 
-/** A small seeded generator (mulberry32) for the units a cue flips. */
-function random(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface DataCueOptions {
   /** First row of the data. @defaultValue 0 */
   offset?: number;
@@ -154,7 +143,7 @@ export function cuesFromData(data: Dataset, units: UnitName, opts: DataCueOption
   const display = new Float32Array(rows * dims);
   const original = new Float32Array(rows * dims);
   const changed = new Uint8Array(rows * dims);
-  const next = random(opts.seed ?? 0);
+  const next = mulberry32(((opts.seed ?? 0) >>> 0) ^ 0x9e3779b9);
   const flips = Math.round(flip * dims);
   const order = new Uint32Array(dims);
   for (let r = 0; r < rows; r++) {

@@ -14,6 +14,7 @@ export * from './hopfield.js';
 export * from './sampler.js';
 export * from './train.js';
 export * from './schedule.js';
+export * from './mulberry32.js';
 export * from './eval/exact.js';
 export * from './eval/ais.js';
 export * from './eval/pseudo.js';

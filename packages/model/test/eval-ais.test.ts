@@ -11,7 +11,8 @@ import { loadFashionMnist } from '../src/data/fashion.js';
 import { Network, rbmSpec, type NetworkSpec, type State } from '../src/network.js';
 import { exactLogZ, exactLogLikelihood } from '../src/eval/exact.js';
 import { ais, aisLogLikelihood, defaultAisBetas, reverseAis } from '../src/eval/ais.js';
-import { rng, randomNet } from './nets.js';
+import { mulberry32 as rng } from '../src/mulberry32.js';
+import { randomNet } from './nets.js';
 
 const portable = new PortableKernels();
 

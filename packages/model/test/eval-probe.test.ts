@@ -5,7 +5,7 @@ import { SpecError } from '../src/errors.js';
 import { Network, rbmSpec } from '../src/network.js';
 import { hiddenFeatures, probeAccuracy, probePredict, trainProbe } from '../src/eval/probe.js';
 import { loadFashionMnist } from '../src/data/fashion.js';
-import { rng } from './nets.js';
+import { mulberry32 as rng } from '../src/mulberry32.js';
 
 const portable = new PortableKernels();
 

@@ -4,7 +4,8 @@ import { SpecError } from '../src/errors.js';
 import { Network, rbmSpec, type NetworkSpec } from '../src/network.js';
 import { pseudoLogLikelihood } from '../src/eval/pseudo.js';
 import { reconstructionError } from '../src/eval/recon.js';
-import { rng, randomNet as randomTestNet } from './nets.js';
+import { mulberry32 as rng } from '../src/mulberry32.js';
+import { randomNet as randomTestNet } from './nets.js';
 
 /** This file's networks: weights ~ N(0, 0.6^2) by default. */
 const randomNet = (spec: NetworkSpec, k: Kernels, seed: number, std = 0.6, bs = 0.5): Network =>

@@ -1,19 +1,8 @@
 // Test networks with random parameters, from small deterministic PRNGs (not the model's
-// generator), shared by the tests.
+// generator), shared by the tests; mulberry32 comes from the model package.
 import type { Kernels } from '@spinmesh/kernels';
+import { mulberry32 } from '../src/mulberry32.js';
 import { Network, type NetworkSpec } from '../src/network.js';
-
-/** Small deterministic PRNG for test parameters: uniform in [0, 1). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A linear congruential generator for test data: uniform in [0, 1). */
 export function lcg(seed: number): () => number {
@@ -44,7 +33,7 @@ export function randomNet(
   bs = 0.5,
 ): Network {
   const net = Network.create(spec, k, { seed, weightStd: std });
-  const r = rng(seed + 1);
+  const r = mulberry32(seed + 1);
   for (const b of net.biases) for (let j = 0; j < b.length; j++) b[j] = (2 * r() - 1) * bs;
   return net;
 }

@@ -5,18 +5,6 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 
 import { PeerServer, type PeerServerOptions, type SpinBlock } from '../src/index.js';
 
-/** mulberry32: a small seeded generator, enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** chains x units spins, chain-major: {0,1} or, with `ising`, {-1,+1}. */
 export function randomSpins(
   r: () => number,

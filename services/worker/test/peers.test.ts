@@ -10,6 +10,7 @@ import {
   type SpinAck,
   type SpinFrame,
 } from '@spinmesh/proto';
+import { mulberry32 as rng } from '@spinmesh/model';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import {
@@ -23,7 +24,6 @@ import {
 import {
   countingProxy,
   randomSpins,
-  rng,
   Servers,
   sleep,
   stampedBlock,

@@ -3,6 +3,7 @@
 // checkpoints. For tests, and for the embedded cluster's unit tests.
 import type { Kernels } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
+import { mulberry32 } from '../mulberry32.js';
 import type { Network } from '../network.js';
 import { assemble, type ShardExport } from './params.js';
 import {
@@ -250,16 +251,4 @@ export class LoopbackCluster {
       weightLag: sum((s) => s.weightLag),
     };
   }
-}
-
-/** A small seeded generator for the scheduler's delays (not for the model's draws). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
