@@ -22,7 +22,10 @@
 // the final export, divided by the wall time between those polls; bytes on the wire per spin update
 // and receiving peer = bytes of spin frames the workers sent in that window x 8 / (spin updates x
 // receiving peers); in an RBM split into K shards every drawn spin goes to the K - 1 other shards.
-// 1 bit of payload per spin is the floor.
+// 1 bit of payload per spin is the floor. Where a step's wall time went in that window
+// (ms_per_step), from the workers' own clocks (WorkerStatus compute_seconds, wait_seconds), averaged
+// over the workers: in the trainer, waiting for peers' spins, and the rest (encoding, sending and
+// receiving frames, RPCs, progress reports; or other processes on the worker's core).
 //
 // Compute only: the same layouts as ShardTrainers in this process with messages delivered at
 // once (LoopbackCluster, one BLAS thread), each shard's busy time per step: the speedup 2
@@ -351,6 +354,18 @@ interface KRun {
   total_steps: number;
   job_seconds: number;
   bytes_sent: number;
+  /**
+   * A step's wall time in the steady-state window and, averaged over the workers, where it went
+   * (WorkerStatus): in the trainer, waiting for peers' spins, and the rest (frames, RPCs).
+   */
+  ms_per_step: {
+    wall: number;
+    compute: number;
+    waiting: number;
+    other: number;
+    /** compute and waiting of each worker (by shard). */
+    by_shard: { compute: number; waiting: number }[];
+  } | null;
   receiving_peers: number;
   pinning: string;
   load_before: string;
@@ -388,6 +403,7 @@ function measure(
       steps: 0,
       seconds: 0,
       bytes_sent: 0,
+      ms_per_step: null,
       note: `fewer than 2 status polls between step ${warm} and the end (${r.samples.length} polls): raise the steps`,
     };
   const a = usable[0]!;
@@ -396,8 +412,27 @@ function measure(
   const seconds = (b.t - a.t) / 1000;
   const spins = steps * spinsPerStep;
   const sent = bytes(b) - bytes(a);
+  // Each worker's milliseconds in the window, per step, and their mean over the workers.
+  const round = (x: number): number => Number(x.toFixed(3));
+  const shards = [...b.statuses].sort((x, y) => x.shardId - y.shardId);
+  const perStep = (x: WorkerStatus, k: 'computeSeconds' | 'waitSeconds'): number =>
+    ((x[k] - (a.statuses.find((y) => y.workerId === x.workerId)?.[k] ?? 0)) * 1000) / steps;
+  const byShard = shards.map((x) => ({
+    compute: round(perStep(x, 'computeSeconds')),
+    waiting: round(perStep(x, 'waitSeconds')),
+  }));
+  const wall = (seconds * 1000) / steps;
+  const compute = byShard.reduce((n, x) => n + x.compute, 0) / byShard.length;
+  const waiting = byShard.reduce((n, x) => n + x.waiting, 0) / byShard.length;
   return {
     ...base,
+    ms_per_step: {
+      wall: round(wall),
+      compute: round(compute),
+      waiting: round(waiting),
+      other: round(wall - compute - waiting),
+      by_shard: byShard,
+    },
     spin_updates_per_s: Math.round(spins / seconds),
     wire_bits_per_spin_update: K > 1 ? Number(((sent * 8) / (spins * (K - 1))).toFixed(4)) : null,
     steps: Number(steps.toFixed(1)),
@@ -632,9 +667,16 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
           load_after: loadAverage(),
         };
         byK[String(K)] = m;
+        const t = m.ms_per_step;
         log(
           `K=${K}: ${m.spin_updates_per_s === null ? 'n/a' : (m.spin_updates_per_s / 1e6).toFixed(2)} M spin updates/s over ${m.steps} steps in ${m.seconds} s; ` +
-            `${m.wire_bits_per_spin_update ?? '-'} wire bits/spin/peer; job ${m.job_seconds} s; load ${m.load_after}`,
+            `${m.wire_bits_per_spin_update ?? '-'} wire bits/spin/peer; job ${m.job_seconds} s; load ${m.load_after}` +
+            (t
+              ? `\n      a step ${t.wall.toFixed(2)} ms: ${t.compute.toFixed(2)} computing, ${t.waiting.toFixed(2)} waiting for peers, ${t.other.toFixed(2)} the rest` +
+                (K > 1
+                  ? ` (mean over workers; computing + waiting by shard: ${t.by_shard.map((x) => `${x.compute.toFixed(2)} + ${x.waiting.toFixed(2)}`).join(', ')})`
+                  : '')
+              : ''),
         );
         if (m.wire_bits_per_spin_update !== null) wireBits.push(m.wire_bits_per_spin_update);
       }

@@ -37,7 +37,16 @@ describe('bench (quick)', () => {
       const bound = n['compute_only'] as Record<string, unknown>;
       expect(bound['bound_speedup_2_workers']).toBeGreaterThan(0);
       const byWorkers = n['by_workers'] as Record<string, Record<string, unknown>>;
-      for (const k of ['1', '2']) expect(byWorkers[k]!['spin_updates_per_s']).toBeGreaterThan(0);
+      for (const k of ['1', '2']) {
+        expect(byWorkers[k]!['spin_updates_per_s']).toBeGreaterThan(0);
+        // Where a step's time went, by the workers' clocks: the trainer's part and the waiting
+        // within the wall time; one worker never waits for peers.
+        const t = byWorkers[k]!['ms_per_step'] as Record<string, number>;
+        expect(t['compute']).toBeGreaterThan(0);
+        expect(t['waiting']).toBeGreaterThanOrEqual(0);
+        expect(t['compute']! + t['waiting']!).toBeLessThanOrEqual(t['wall']! * 1.05);
+        if (k === '1') expect(t['waiting']).toBe(0);
+      }
     }
   }, 180_000);
 

@@ -103,6 +103,18 @@ export const WorkerMetricDefs = {
     'Learning-rule updates (steps) the shard applied.',
     RUN,
   ),
+  computeSeconds: def(
+    'spinmesh_shard_compute_seconds_total',
+    'counter',
+    "Seconds the shard's trainer spent drawing units and applying updates.",
+    RUN,
+  ),
+  waitSeconds: def(
+    'spinmesh_shard_wait_seconds_total',
+    'counter',
+    "Seconds the shard waited for its peers' spins with nothing else to do.",
+    RUN,
+  ),
   staleness: def(
     'spinmesh_peer_staleness_steps',
     'histogram',

@@ -45,6 +45,10 @@ export interface ShardSample {
   spinUpdates: number;
   sweeps: number;
   weightUpdates: number;
+  /** Seconds in the trainer (drawing units, applying updates). */
+  computeSeconds: number;
+  /** Seconds waiting for peers' spins with nothing else to do. */
+  waitSeconds: number;
   /** staleness[d]: peer-state reads d steps behind lockstep. */
   staleness: readonly number[];
   peers: readonly PeerSample[];
@@ -66,6 +70,8 @@ export class WorkerMetrics {
   private readonly spinUpdates: Counter;
   private readonly sweeps: Counter;
   private readonly weightUpdates: Counter;
+  private readonly computeSeconds: Counter;
+  private readonly waitSeconds: Counter;
   private readonly staleness: Histogram;
   private readonly peer: Record<PeerCounter, Counter>;
   private readonly step: Gauge;
@@ -90,6 +96,8 @@ export class WorkerMetrics {
     this.spinUpdates = counter(r, d.spinUpdates);
     this.sweeps = counter(r, d.sweeps);
     this.weightUpdates = counter(r, d.weightUpdates);
+    this.computeSeconds = counter(r, d.computeSeconds);
+    this.waitSeconds = counter(r, d.waitSeconds);
     this.staleness = histogram(r, d.staleness);
     this.peer = {
       bytesSent: counter(r, d.peerSentBytes),
@@ -141,6 +149,8 @@ export class WorkerMetrics {
     inc(this.spinUpdates, s.spinUpdates, prev?.spinUpdates);
     inc(this.sweeps, s.sweeps, prev?.sweeps);
     inc(this.weightUpdates, s.weightUpdates, prev?.weightUpdates);
+    inc(this.computeSeconds, s.computeSeconds, prev?.computeSeconds);
+    inc(this.waitSeconds, s.waitSeconds, prev?.waitSeconds);
     for (let age = 0; age < s.staleness.length; age++) {
       const n = s.staleness[age]! - (prev?.staleness[age] ?? 0);
       // prom-client takes observations one at a time; a few thousand a second at most.
@@ -174,6 +184,8 @@ export class WorkerMetrics {
       this.spinUpdates,
       this.sweeps,
       this.weightUpdates,
+      this.computeSeconds,
+      this.waitSeconds,
       this.staleness,
       ...Object.values(this.peer),
       this.step,

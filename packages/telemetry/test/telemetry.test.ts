@@ -61,6 +61,8 @@ function sample(over: Partial<ShardSample> = {}): ShardSample {
     spinUpdates: 1000,
     sweeps: 20,
     weightUpdates: 10,
+    computeSeconds: 1.5,
+    waitSeconds: 0.25,
     staleness: [5, 2],
     peers: [
       {
@@ -134,16 +136,28 @@ describe('WorkerMetrics', () => {
     const l = { job_id: 'job-a', shard: '1' };
     m.observeShard(run1, sample());
     expect(await valueOf(r, 'spinmesh_spin_updates_total', l)).toBe(1000);
-    m.observeShard(run1, sample({ spinUpdates: 1500, staleness: [6, 2, 1] }));
+    expect(await valueOf(r, 'spinmesh_shard_compute_seconds_total', l)).toBe(1.5);
+    expect(await valueOf(r, 'spinmesh_shard_wait_seconds_total', l)).toBe(0.25);
+    m.observeShard(
+      run1,
+      sample({ spinUpdates: 1500, staleness: [6, 2, 1], computeSeconds: 2, waitSeconds: 0.5 }),
+    );
     expect(await valueOf(r, 'spinmesh_spin_updates_total', l)).toBe(1500);
+    expect(await valueOf(r, 'spinmesh_shard_compute_seconds_total', l)).toBe(2);
+    expect(await valueOf(r, 'spinmesh_shard_wait_seconds_total', l)).toBe(0.5);
     expect(await valueOf(r, 'spinmesh_peer_staleness_steps_count', l)).toBe(9);
     expect(await valueOf(r, 'spinmesh_peer_staleness_steps_sum', l)).toBe(2 + 2);
     expect(await valueOf(r, 'spinmesh_peer_staleness_steps_bucket', { ...l, le: '0' })).toBe(6);
     expect(await valueOf(r, 'spinmesh_peer_staleness_steps_bucket', { ...l, le: '1' })).toBe(8);
     // A rollback: a new run of the same shard counts from zero again, adding to the counters.
     const run2 = {};
-    m.observeShard(run2, sample({ spinUpdates: 200, step: 4, staleness: [1] }));
+    m.observeShard(
+      run2,
+      sample({ spinUpdates: 200, step: 4, staleness: [1], computeSeconds: 0.5, waitSeconds: 0 }),
+    );
     expect(await valueOf(r, 'spinmesh_spin_updates_total', l)).toBe(1700);
+    expect(await valueOf(r, 'spinmesh_shard_compute_seconds_total', l)).toBe(2.5);
+    expect(await valueOf(r, 'spinmesh_shard_wait_seconds_total', l)).toBe(0.5);
     expect(await valueOf(r, 'spinmesh_peer_staleness_steps_count', l)).toBe(10);
     expect(await valueOf(r, 'spinmesh_shard_step', l)).toBe(4);
     expect(await valueOf(r, 'spinmesh_peer_sent_bytes_total', { ...l, peer: '0' })).toBe(200);

@@ -108,6 +108,8 @@ export class ShardRun {
   private early: SpinFrame[] = [];
   /** Frames handed to the trainer so far; the loop waits for this to change. */
   private delivered = 0;
+  /** Milliseconds (performance.now) for timing(). */
+  private readonly time = { startedAt: NaN, endedAt: NaN, computeMs: 0, waitMs: 0 };
   /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed, and the event loop's figures when last counted. */
   private slowDebt = 0;
   private busyMark = performance.eventLoopUtilization();
@@ -218,11 +220,14 @@ export class ShardRun {
         { step: this.step, totalSteps: this.totalSteps, peers: this.links.size },
         'shard running',
       );
+      this.time.startedAt = performance.now();
       if (this.seq !== null) await this.sequenceLoop(this.seq);
       else await this.loop();
     } catch (err) {
       if (this.aborted) return;
       await this.fail(err);
+    } finally {
+      if (!Number.isNaN(this.time.startedAt)) this.time.endedAt = performance.now();
     }
   }
 
@@ -344,19 +349,23 @@ export class ShardRun {
         q.episodeStart = g;
         for (let t = 0; t < L; t++, g++) {
           if (this.aborted || this.stopping !== null) return;
+          let t0 = performance.now();
           q.shard.predict();
           const x = q.ownFrame(seq, t % seq.steps);
           q.shard.observe(x);
+          this.time.computeMs += performance.now() - t0;
           await this.sendSequence(q, g, x);
           // Every peer's spikes up to g - s must be in; newer ones are used if they are.
           while (!q.ready(g - s)) {
-            await this.waitFrames(this.delivered);
+            await this.waitForPeers(this.delivered);
             if (this.aborted || this.stopping !== null) return;
           }
+          t0 = performance.now();
           q.noteLead(g);
           q.deliver(g);
           q.shard.learn();
           q.shard.advance();
+          this.time.computeMs += performance.now() - t0;
           q.done = g + 1;
           if ((g & 255) === 255) {
             this.report(false);
@@ -447,7 +456,9 @@ export class ShardRun {
       do {
         // A stage at a time, its spins out at once: peers wait for them.
         const stage = tr.position.stage;
+        const t1 = performance.now();
         r = tr.advance({ stages: boundary ? (stage === 0 ? 0 : P - stage) : 1 });
+        this.time.computeMs += performance.now() - t1;
         const out = tr.outgoing();
         sent = out.length;
         await this.send(out);
@@ -466,12 +477,12 @@ export class ShardRun {
       switch (r.state) {
         case 'budget':
           // At a boundary with an update that still needs spins: wait for them.
-          if (boundary && tr.position.stage === 0 && !tr.quiescent) await this.waitFrames(seen);
+          if (boundary && tr.position.stage === 0 && !tr.quiescent) await this.waitForPeers(seen);
           // Otherwise let frames, RPCs and timers in before the next slice.
           else await yieldNow();
           break;
         case 'waiting':
-          await this.waitFrames(seen);
+          await this.waitForPeers(seen);
           break;
         case 'checkpoint':
           await this.writeCheckpoint(tr, r.step);
@@ -499,6 +510,13 @@ export class ShardRun {
     const t = performance.now();
     await sleep(this.slowDebt);
     this.slowDebt -= performance.now() - t;
+  }
+
+  /** waitFrames, its time counted as waiting for peers (timing()). */
+  private async waitForPeers(seen: number): Promise<void> {
+    const t = performance.now();
+    await this.waitFrames(seen);
+    this.time.waitMs += performance.now() - t;
   }
 
   /** Resolves once a frame was delivered after `seen`, or the run is told to end. */
@@ -757,6 +775,20 @@ export class ShardRun {
 
   // --- status -----------------------------------------------------------------------------------
 
+  /**
+   * Where the shard's time went since its loop started (0 before): in the trainer, waiting for
+   * peers' spins with nothing else to do, and in all, to the loop's end (WorkerStatus).
+   */
+  timing(): { computeSeconds: number; waitSeconds: number; runSeconds: number } {
+    const t = this.time;
+    const end = Number.isNaN(t.endedAt) ? performance.now() : t.endedAt;
+    return {
+      computeSeconds: t.computeMs / 1000,
+      waitSeconds: t.waitMs / 1000,
+      runSeconds: Number.isNaN(t.startedAt) ? 0 : (end - t.startedAt) / 1000,
+    };
+  }
+
   /** Traffic and staleness since the assignment. */
   counters(): {
     staleness: StalenessSummary;
@@ -816,6 +848,8 @@ export class ShardRun {
       spinUpdates: since('spinUpdates'),
       sweeps: since('sweeps'),
       weightUpdates: since('updatesApplied'),
+      computeSeconds: this.time.computeMs / 1000,
+      waitSeconds: this.time.waitMs / 1000,
       staleness: now?.spinStaleness.map((n, d) => n - (base?.spinStaleness[d] ?? 0)) ?? [],
       peers: this.counters().peers.map((p) => ({
         peer: p.shardId,

@@ -358,6 +358,9 @@ export class Worker {
       error: '',
       totalSteps: 0,
       peers: [],
+      computeSeconds: 0,
+      waitSeconds: 0,
+      runSeconds: 0,
     };
     if (r === null) return base;
     const c = r.counters();
@@ -377,6 +380,7 @@ export class Worker {
       error: r.error,
       totalSteps: r.totalSteps,
       peers: c.peers,
+      ...r.timing(),
     };
   }
 

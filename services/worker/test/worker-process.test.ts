@@ -109,6 +109,12 @@ describe('worker processes', () => {
         expect(st.framesReceived).toBeGreaterThanOrEqual(st.framesSent / (K - 1) - 1);
         expect(st.peers.map((p) => p.shardId).length).toBe(K - 1);
         expect(st.checkpointStep).toBe(Math.floor((job.totalSteps - 1) / 15) * 15);
+        // Where the time went: some in the trainer, some waiting (lockstep: every stage needs
+        // the peers' spins), the two within the run's wall time, which has stopped (done).
+        expect(st.computeSeconds).toBeGreaterThan(0);
+        expect(st.waitSeconds).toBeGreaterThan(0);
+        expect(st.computeSeconds + st.waitSeconds).toBeLessThanOrEqual(st.runSeconds);
+        expect(st.runSeconds).toBeLessThan(took / 1000);
       }
       const sent = statuses.reduce((n, s) => n + s.framesSent, 0);
       const received = statuses.reduce((n, s) => n + s.framesReceived, 0);
@@ -116,8 +122,11 @@ describe('worker processes', () => {
       const es = await events(served.bus, job.id);
       expect(es.filter((e) => e.event.type === ShardEvents.done)).toHaveLength(K);
       expect(es.some((e) => e.event.type === ShardEvents.progress)).toBe(true);
+      const ms = (k: 'computeSeconds' | 'waitSeconds' | 'runSeconds'): string =>
+        statuses.map((x) => (x[k] * 1000).toFixed(0)).join('/');
       console.log(
-        `K=${K}: ${job.totalSteps} steps in ${took} ms; frames ${sent}, bytes ${statuses.reduce((n, s) => n + s.bytesSent, 0)}`,
+        `K=${K}: ${job.totalSteps} steps in ${took} ms; frames ${sent}, bytes ${statuses.reduce((n, s) => n + s.bytesSent, 0)}; ` +
+          `ms computing ${ms('computeSeconds')}, waiting ${ms('waitSeconds')}, in all ${ms('runSeconds')}`,
       );
 
       for (const w of ws) {

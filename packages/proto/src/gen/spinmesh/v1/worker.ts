@@ -253,6 +253,16 @@ export interface WorkerStatus {
   totalSteps: number;
   /** The counters of each peer link since the assignment, by peer shard id. */
   peers: PeerCounters[];
+  /**
+   * Where the shard's time went since its run started (the assignment), in seconds, 0 while
+   * idle or loading. compute_seconds: in the trainer, drawing units and applying updates.
+   * wait_seconds: waiting for peers' spins with nothing else to do. run_seconds: all of it; the
+   * rest went to sending and receiving frames, RPCs, progress reports, checkpoints and, with
+   * SPINMESH_DEBUG_SLOWDOWN, the slowdown's sleeps (or to other processes on the same core).
+   */
+  computeSeconds: number;
+  waitSeconds: number;
+  runSeconds: number;
 }
 
 /** Spin traffic between this worker and one peer, since the assignment. */
@@ -1217,6 +1227,9 @@ function createBaseWorkerStatus(): WorkerStatus {
     error: "",
     totalSteps: 0,
     peers: [],
+    computeSeconds: 0,
+    waitSeconds: 0,
+    runSeconds: 0,
   };
 }
 
@@ -1266,6 +1279,15 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     }
     for (const v of message.peers) {
       PeerCounters.encode(v!, writer.uint32(122).fork()).join();
+    }
+    if (message.computeSeconds !== 0) {
+      writer.uint32(129).double(message.computeSeconds);
+    }
+    if (message.waitSeconds !== 0) {
+      writer.uint32(137).double(message.waitSeconds);
+    }
+    if (message.runSeconds !== 0) {
+      writer.uint32(145).double(message.runSeconds);
     }
     return writer;
   },
@@ -1403,6 +1425,30 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
             message.peers.push(PeerCounters.decode(reader, reader.uint32()));
             continue;
           }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.computeSeconds = reader.double();
+            continue;
+          }
+          case 17: {
+            if (tag !== 137) {
+              break;
+            }
+
+            message.waitSeconds = reader.double();
+            continue;
+          }
+          case 18: {
+            if (tag !== 145) {
+              break;
+            }
+
+            message.runSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1470,6 +1516,21 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
       peers: globalThis.Array.isArray(object?.peers)
         ? object.peers.map((e: any) => PeerCounters.fromJSON(e))
         : [],
+      computeSeconds: isSet(object.computeSeconds)
+        ? globalThis.Number(object.computeSeconds)
+        : isSet(object.compute_seconds)
+        ? globalThis.Number(object.compute_seconds)
+        : 0,
+      waitSeconds: isSet(object.waitSeconds)
+        ? globalThis.Number(object.waitSeconds)
+        : isSet(object.wait_seconds)
+        ? globalThis.Number(object.wait_seconds)
+        : 0,
+      runSeconds: isSet(object.runSeconds)
+        ? globalThis.Number(object.runSeconds)
+        : isSet(object.run_seconds)
+        ? globalThis.Number(object.run_seconds)
+        : 0,
     };
   },
 
@@ -1520,6 +1581,15 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     if (message.peers?.length) {
       obj.peers = message.peers.map((e) => PeerCounters.toJSON(e));
     }
+    if (message.computeSeconds !== 0) {
+      obj.computeSeconds = floatToJson(message.computeSeconds);
+    }
+    if (message.waitSeconds !== 0) {
+      obj.waitSeconds = floatToJson(message.waitSeconds);
+    }
+    if (message.runSeconds !== 0) {
+      obj.runSeconds = floatToJson(message.runSeconds);
+    }
     return obj;
   },
 
@@ -1545,6 +1615,9 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     message.error = object.error ?? "";
     message.totalSteps = object.totalSteps ?? 0;
     message.peers = object.peers?.map((e) => PeerCounters.fromPartial(e)) || [];
+    message.computeSeconds = object.computeSeconds ?? 0;
+    message.waitSeconds = object.waitSeconds ?? 0;
+    message.runSeconds = object.runSeconds ?? 0;
     return message;
   },
 };
@@ -1910,6 +1983,10 @@ export const WorkerControlClient = makeGenericClientConstructor(
   service: typeof WorkerControlService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
