@@ -58,6 +58,8 @@ const Status = grpc.status;
 const SLICE_MS = 5;
 /** SPINMESH_DEBUG_SLOWDOWN sleeps in pieces of at least this many ms (timer resolution). */
 const SLOW_QUANTUM_MS = 2;
+/** Frames sent before a wait go out first when the computation after the wait lasts longer. */
+const FLUSH_BEFORE_MS = 0.25;
 
 export type RunState = 'loading' | 'running' | 'stopping' | 'done' | 'failed' | 'stopped';
 
@@ -108,6 +110,9 @@ export class ShardRun {
   private early: SpinFrame[] = [];
   /** Frames handed to the trainer so far; the loop waits for this to change. */
   private delivered = 0;
+  /** The loop woke from waitForPeers; the computation that followed took afterWakeMs. */
+  private woke = false;
+  private afterWakeMs = Infinity;
   /** Milliseconds (performance.now) for timing(). */
   private readonly time = { startedAt: NaN, endedAt: NaN, computeMs: 0, waitMs: 0 };
   /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed, and the event loop's figures when last counted. */
@@ -356,8 +361,8 @@ export class ShardRun {
           this.time.computeMs += performance.now() - t0;
           await this.sendSequence(q, g, x);
           // Every peer's spikes up to g - s must be in; newer ones are used if they are.
-          for (let sent = 1; !q.ready(g - s); sent = 0) {
-            await this.waitForPeers(this.delivered, sent);
+          while (!q.ready(g - s)) {
+            await this.waitForPeers(this.delivered, false);
             if (this.aborted || this.stopping !== null) return;
           }
           t0 = performance.now();
@@ -458,7 +463,10 @@ export class ShardRun {
         const stage = tr.position.stage;
         const t1 = performance.now();
         r = tr.advance({ stages: boundary ? (stage === 0 ? 0 : P - stage) : 1 });
-        this.time.computeMs += performance.now() - t1;
+        const took = performance.now() - t1;
+        this.time.computeMs += took;
+        if (this.woke) this.afterWakeMs = took;
+        this.woke = false;
         const out = tr.outgoing();
         sent = out.length;
         await this.send(out);
@@ -478,12 +486,12 @@ export class ShardRun {
         case 'budget':
           // At a boundary with an update that still needs spins: wait for them.
           if (boundary && tr.position.stage === 0 && !tr.quiescent)
-            await this.waitForPeers(seen, sent);
+            await this.waitForPeers(seen, sent > 0);
           // Otherwise let frames, RPCs and timers in before the next slice.
           else await yieldNow();
           break;
         case 'waiting':
-          await this.waitForPeers(seen, sent);
+          await this.waitForPeers(seen, sent > 0);
           break;
         case 'checkpoint':
           await this.writeCheckpoint(tr, r.step);
@@ -518,14 +526,16 @@ export class ShardRun {
    * before. They leave the process only when the event loop gets to HTTP/2's writes, in its
    * check phase; a peer's frame arriving first (poll phase) would wake us to compute (a whole
    * update, at the end of a step) with our frames still inside, and the peer would wait for that
-   * too. So a turn of the loop lets them out first (2 workers, dense 2048-2048 RBM: the waiting
-   * per step halves and a step takes 7 % less).
+   * too. So when what we compute after waking takes long (the last time: afterWakeMs), a turn of
+   * the loop (some 30 us) lets them out first (2 workers, dense 2048-2048 RBM: the waiting per
+   * step halves and a step takes 7 % less); on a small network it would cost more than it saves.
    */
-  private async waitForPeers(seen: number, sent = 0): Promise<void> {
-    if (sent > 0) await yieldNow();
+  private async waitForPeers(seen: number, sent: boolean): Promise<void> {
+    if (sent && this.afterWakeMs > FLUSH_BEFORE_MS) await yieldNow();
     const t = performance.now();
     await this.waitFrames(seen);
     this.time.waitMs += performance.now() - t;
+    this.woke = true;
   }
 
   /** Resolves once a frame was delivered after `seen`, or the run is told to end. */
