@@ -248,6 +248,30 @@ export function lateralCorrelation(
   k.upload(g);
 }
 
+/**
+ * The last part of the update of one parameter array (Trainer and ShardTrainer alike): weight
+ * decay into the gradient g (weights only), then momentum into the velocity v and v into the
+ * data, or without momentum lr x g into the data.
+ */
+export function applyGradient(
+  k: Kernels,
+  data: Float32Array,
+  v: Float32Array,
+  g: Float32Array,
+  lr: number,
+  o: Pick<ResolvedTrainOptions, 'momentum' | 'weightDecay'>,
+  isWeight: boolean,
+): void {
+  const len = data.length;
+  if (isWeight && o.weightDecay > 0) k.axpby(len, -o.weightDecay, data, 1, g);
+  if (o.momentum > 0) {
+    k.axpby(len, lr, g, o.momentum, v);
+    k.axpby(len, 1, v, 1, data);
+  } else {
+    k.axpby(len, lr, g, 1, data);
+  }
+}
+
 /** Checks training options (from untrusted input) against a network; fills in defaults. @throws SpecError */
 export function validateTrainOptions(input: unknown, network: Network): ResolvedTrainOptions {
   if (input === undefined) input = {};
@@ -885,16 +909,9 @@ export class Trainer {
       const g = grads[i]!;
       const len = p.data.length;
       const isW = p.kind !== 'bias';
-      if (isW && o.weightDecay > 0) k.axpby(len, -o.weightDecay, p.data, 1, g);
-      if (m > 0) {
-        const v = this.vels[i]!;
-        k.axpby(len, lr, g, m, v);
-        k.axpby(len, 1, v, 1, p.data);
-        if (monitor && isW) norm2 += k.sumSquares(len, v);
-      } else {
-        k.axpby(len, lr, g, 1, p.data);
-        if (monitor && isW) norm2 += lr * lr * k.sumSquares(len, g);
-      }
+      const v = this.vels[i]!;
+      applyGradient(k, p.data, v, g, lr, o, isW);
+      if (monitor && isW) norm2 += m > 0 ? k.sumSquares(len, v) : lr * lr * k.sumSquares(len, g);
     }
     // 5. offsets: running means of the data phase
     if (centring) {

@@ -76,6 +76,7 @@ import { Streams, biasForMeans, sweepLateral } from '../sampler.js';
 import {
   type ResolvedTrainOptions,
   type TrainOptions,
+  applyGradient,
   centreAndScale,
   lateralCorrelation,
   validateTrainOptions,
@@ -1413,15 +1414,7 @@ export class ShardTrainer {
     }
     // 4. decay, momentum, apply
     const step = (data: Float32Array, vel: Float32Array, g: Float32Array, isW: boolean): void => {
-      const len = data.length;
-      if (len === 0) return;
-      if (isW && o.weightDecay > 0) k.axpby(len, -o.weightDecay, data, 1, g);
-      if (o.momentum > 0) {
-        k.axpby(len, lr, g, o.momentum, vel);
-        k.axpby(len, 1, vel, 1, data);
-      } else {
-        k.axpby(len, lr, g, 1, data);
-      }
+      if (data.length > 0) applyGradient(k, data, vel, g, lr, o, isW);
     };
     for (const l of net.layers) {
       if (this.own[l.index])
