@@ -192,6 +192,14 @@ describe('cluster on the in-process bus', () => {
     const { job, events } = await jobs.follow(jobId);
     remember(cluster, events);
     expect(job.state, job.error).toBe(COMPLETED);
+    // Progress says where the shards' time went: some computing, some waiting, within the whole.
+    const times = events.flatMap((e) => (e.progress?.computeFraction ? [e.progress] : []));
+    expect(times.length).toBeGreaterThan(0);
+    for (const p of times) {
+      expect(p.computeFraction).toBeLessThan(1);
+      expect(p.waitFraction).toBeGreaterThan(0);
+      expect(p.computeFraction + p.waitFraction).toBeLessThanOrEqual(1);
+    }
     const ll = job.evaluation!.exactLogLikelihood!;
     console.log(
       `${what}: exact LL ${ll.toFixed(4)}, lockstep ${lockstep.ll.toFixed(4)} ` +

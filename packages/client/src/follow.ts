@@ -13,6 +13,11 @@ const BAR_INTERVAL_MS = 100;
 const LINE_INTERVAL_MS = 1000;
 const BAR_WIDTH = 24;
 
+/** A fraction as a whole percentage: 0.384 -> '38%'. */
+function percent(x: number): string {
+  return `${Math.round(x * 100)}%`;
+}
+
 function seconds(ms: number): string {
   const s = Math.round(ms / 1000);
   return s < 60
@@ -47,15 +52,28 @@ export class ProgressLine {
       this.update(this.last.total, this.last.total, this.epochs ?? this.last.epoch);
   }
 
-  update(step: number, total: number, epoch: number): void {
+  /**
+   * `time`: where a cluster job's shards spent their time (JobProgress compute_fraction and
+   * wait_fraction), shown when known.
+   */
+  update(
+    step: number,
+    total: number,
+    epoch: number,
+    time: { compute: number; wait: number } | null = null,
+  ): void {
     this.last = { total, epoch };
     const now = Date.now();
     const last = step === total;
     const epochText = `epoch ${epoch}${this.epochs === undefined ? '' : `/${this.epochs}`}`;
+    const timeText =
+      time !== null && time.compute > 0
+        ? `  shards ${percent(time.compute)} computing, ${percent(time.wait)} waiting for peers`
+        : '';
     if (!this.out.tty) {
       if (now - this.lastLine < LINE_INTERVAL_MS && !last) return;
       this.lastLine = now;
-      this.out.say(`${epochText}  step ${step}/${total}`);
+      this.out.say(`${epochText}  step ${step}/${total}${timeText}`);
       return;
     }
     if (this.first === null || step < this.first.step) this.first = { at: now, step };
@@ -67,7 +85,7 @@ export class ProgressLine {
     const rate = (step - this.first.step) / Math.max(1, now - this.first.at);
     const eta = rate > 0 && !last ? `  ${seconds((total - step) / rate)} left` : '';
     this.draw(
-      `[${bar}] ${(frac * 100).toFixed(1).padStart(5)}%  ${epochText}  step ${step}/${total}${eta}`,
+      `[${bar}] ${(frac * 100).toFixed(1).padStart(5)}%  ${epochText}  step ${step}/${total}${eta}${timeText}`,
     );
   }
 
@@ -128,8 +146,16 @@ export async function followJob(
     after = e.eventId;
     if (e.progress) {
       const p = e.progress;
-      out.emit({ type: 'progress', step: p.step, totalSteps: p.totalSteps, epoch: p.epoch });
-      progress.update(p.step, p.totalSteps, p.epoch);
+      const time =
+        p.computeFraction > 0 ? { compute: p.computeFraction, wait: p.waitFraction } : null;
+      out.emit({
+        type: 'progress',
+        step: p.step,
+        totalSteps: p.totalSteps,
+        epoch: p.epoch,
+        ...(time ? { computeFraction: time.compute, waitFraction: time.wait } : {}),
+      });
+      progress.update(p.step, p.totalSteps, p.epoch, time);
     } else if (e.evaluation) {
       evaluation = fromMessage(e.evaluation);
       out.emit({ type: 'evaluation', evaluation });

@@ -428,6 +428,8 @@ export class Coordinator {
     }
     const now = this.now();
     const steps = new Array<number>(K).fill(0);
+    /** Fractions of each polled shard's run spent computing and waiting for peers. */
+    const times: { compute: number; wait: number }[] = [];
     const problems = new Map<number, Problem>();
     await Promise.all(
       a.shards.map(async (s) => {
@@ -492,13 +494,18 @@ export class Coordinator {
           return;
         }
         steps[s.shardId] = st.step;
+        if (st.runSeconds > 0)
+          times.push({
+            compute: st.computeSeconds / st.runSeconds,
+            wait: st.waitSeconds / st.runSeconds,
+          });
       }),
     );
     if (problems.size > 0) {
       await this.recover(job, a, problems, pool);
       return;
     }
-    await this.progress(job, steps, a.generation);
+    await this.progress(job, steps, a.generation, times);
     await this.evaluateDuringTraining(job);
   }
 
@@ -559,8 +566,16 @@ export class Coordinator {
     this.log.info({ jobId: job.id, epoch, evaluation }, 'evaluated from checkpoints');
   }
 
-  /** Records and announces progress (at most every progressIntervalMs, and at the end). */
-  private async progress(job: StoredJob, shardSteps: number[], generation: number): Promise<void> {
+  /**
+   * Records and announces progress (at most every progressIntervalMs, and at the end), with the
+   * mean of the polled shards' time fractions (the last known ones when none was polled).
+   */
+  private async progress(
+    job: StoredJob,
+    shardSteps: number[],
+    generation: number,
+    times: readonly { compute: number; wait: number }[],
+  ): Promise<void> {
     const rt = this.runtime(job.id);
     const total = job.totalSteps ?? 0;
     const step = Math.min(...shardSteps);
@@ -573,6 +588,10 @@ export class Coordinator {
     const epoch = Math.floor(step / Math.max(1, job.stepsPerEpoch ?? 1));
     const previous = job.progress;
     const restoredFromStep = previous?.restoredFromStep ?? 0;
+    const mean = (k: 'compute' | 'wait', last: number | undefined): number =>
+      times.length > 0 ? times.reduce((n, x) => n + x[k], 0) / times.length : (last ?? 0);
+    const computeFraction = mean('compute', previous?.computeFraction);
+    const waitFraction = mean('wait', previous?.waitFraction);
     const record: ProgressRecord = {
       ...previous,
       step,
@@ -582,6 +601,8 @@ export class Coordinator {
       generation,
       restoredFromStep,
       recoveries: previous?.recoveries ?? 0,
+      computeFraction,
+      waitFraction,
     };
     await this.bus.updateJobProgress(job.id, record);
     this.opts.metrics?.jobProgress(job.id, { step, totalSteps: total, epoch, generation });
@@ -593,6 +614,8 @@ export class Coordinator {
       epoch,
       shardSteps,
       restoredFromStep,
+      computeFraction,
+      waitFraction,
     };
     await this.event(job.id, e);
   }

@@ -67,6 +67,9 @@ export interface ProgressRecord {
   restoredFromStep: number;
   /** Reassignments after failures so far. */
   recoveries: number;
+  /** Mean over the shards of the fraction of their run spent computing / waiting for peers. */
+  computeFraction?: number;
+  waitFraction?: number;
   /** The last evaluation during training, if any. */
   evaluation?: ModelEvaluation;
 }
@@ -93,6 +96,8 @@ export interface ProgressEvent extends NewJobEvent {
   epoch: number;
   shardSteps: number[];
   restoredFromStep: number;
+  computeFraction: number;
+  waitFraction: number;
 }
 
 export interface EvaluationEvent extends NewJobEvent {
@@ -161,6 +166,8 @@ function toProgress(p: ProgressRecord | undefined, totalSteps: number): JobProgr
     epoch: p?.epoch ?? 0,
     shardSteps: p?.shardSteps ?? [],
     restoredFromStep: p?.restoredFromStep ?? 0,
+    computeFraction: p?.computeFraction ?? 0,
+    waitFraction: p?.waitFraction ?? 0,
   };
 }
 
@@ -204,6 +211,8 @@ export function toWatchResponse(id: string, e: JobEventRecord, reason = ''): Wat
         epoch: num(e['epoch']),
         shardSteps: Array.isArray(e['shardSteps']) ? e['shardSteps'].map(num) : [],
         restoredFromStep: num(e['restoredFromStep']),
+        computeFraction: num(e['computeFraction']),
+        waitFraction: num(e['waitFraction']),
       };
       break;
     case 'evaluation': {

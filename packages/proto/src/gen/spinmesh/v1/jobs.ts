@@ -231,6 +231,14 @@ export interface JobProgress {
    * a checkpoint of); 0 when it never restarted.
    */
   restoredFromStep: number;
+  /**
+   * Where the shards' time went since they started their current assignment, as fractions of
+   * it, the mean over the shards (WorkerStatus compute_seconds, wait_seconds over run_seconds):
+   * in the trainer (drawing units, applying updates), and waiting for their peers' spins. The
+   * rest went to sending and receiving spins and the like. 0 when not known yet.
+   */
+  computeFraction: number;
+  waitFraction: number;
 }
 
 /** A state change of a job. */
@@ -1412,7 +1420,7 @@ export const Job: MessageFns<Job> = {
 };
 
 function createBaseJobProgress(): JobProgress {
-  return { step: 0, totalSteps: 0, epoch: 0, shardSteps: [], restoredFromStep: 0 };
+  return { step: 0, totalSteps: 0, epoch: 0, shardSteps: [], restoredFromStep: 0, computeFraction: 0, waitFraction: 0 };
 }
 
 export const JobProgress: MessageFns<JobProgress> = {
@@ -1435,6 +1443,12 @@ export const JobProgress: MessageFns<JobProgress> = {
     }
     if (message.restoredFromStep !== 0) {
       writer.uint32(40).uint64(message.restoredFromStep);
+    }
+    if (message.computeFraction !== 0) {
+      writer.uint32(49).double(message.computeFraction);
+    }
+    if (message.waitFraction !== 0) {
+      writer.uint32(57).double(message.waitFraction);
     }
     return writer;
   },
@@ -1502,6 +1516,22 @@ export const JobProgress: MessageFns<JobProgress> = {
             message.restoredFromStep = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.computeFraction = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.waitFraction = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1533,6 +1563,16 @@ export const JobProgress: MessageFns<JobProgress> = {
         : isSet(object.restored_from_step)
         ? globalThis.Number(object.restored_from_step)
         : 0,
+      computeFraction: isSet(object.computeFraction)
+        ? globalThis.Number(object.computeFraction)
+        : isSet(object.compute_fraction)
+        ? globalThis.Number(object.compute_fraction)
+        : 0,
+      waitFraction: isSet(object.waitFraction)
+        ? globalThis.Number(object.waitFraction)
+        : isSet(object.wait_fraction)
+        ? globalThis.Number(object.wait_fraction)
+        : 0,
     };
   },
 
@@ -1553,6 +1593,12 @@ export const JobProgress: MessageFns<JobProgress> = {
     if (message.restoredFromStep !== 0) {
       obj.restoredFromStep = Math.round(message.restoredFromStep);
     }
+    if (message.computeFraction !== 0) {
+      obj.computeFraction = floatToJson(message.computeFraction);
+    }
+    if (message.waitFraction !== 0) {
+      obj.waitFraction = floatToJson(message.waitFraction);
+    }
     return obj;
   },
 
@@ -1566,6 +1612,8 @@ export const JobProgress: MessageFns<JobProgress> = {
     message.epoch = object.epoch ?? 0;
     message.shardSteps = object.shardSteps?.map((e) => e) || [];
     message.restoredFromStep = object.restoredFromStep ?? 0;
+    message.computeFraction = object.computeFraction ?? 0;
+    message.waitFraction = object.waitFraction ?? 0;
     return message;
   },
 };
