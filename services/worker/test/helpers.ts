@@ -3,7 +3,13 @@
 import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
-import { PeerServer, type PeerServerOptions, type SpinBlock } from '../src/index.js';
+import {
+  PeerLink,
+  PeerServer,
+  type PeerLinkOptions,
+  type PeerServerOptions,
+  type SpinBlock,
+} from '../src/index.js';
 
 /** chains x units spins, chain-major: {0,1} or, with `ising`, {-1,+1}. */
 export function randomSpins(
@@ -58,6 +64,30 @@ export class Servers {
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.all].map((s) => s.close()));
+    this.all.clear();
+  }
+}
+
+/** PeerLinks of job 'job', generation 1, with short backoffs by default; closeAll() ends them. */
+export class Links {
+  private readonly all = new Set<PeerLink>();
+
+  constructor(private readonly defaults: Partial<PeerLinkOptions> = {}) {}
+
+  make(opts: Omit<PeerLinkOptions, 'jobId' | 'generation'> & Partial<PeerLinkOptions>): PeerLink {
+    const l = new PeerLink({
+      jobId: 'job',
+      generation: 1,
+      initialBackoffMs: 20,
+      ...this.defaults,
+      ...opts,
+    });
+    this.all.add(l);
+    return l;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.all].map((l) => l.close()));
     this.all.clear();
   }
 }

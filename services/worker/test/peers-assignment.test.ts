@@ -5,27 +5,14 @@ import * as grpc from '@grpc/grpc-js';
 import type { SpinFrame } from '@spinmesh/proto';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { PeerLink, type PeerLinkOptions } from '../src/index.js';
-import { Servers, sleep, stampedBlock, until } from './helpers.js';
+import { Links, Servers, sleep, stampedBlock, until } from './helpers.js';
 
 const servers = new Servers();
-const links = new Set<PeerLink>();
-
-function link(opts: Omit<PeerLinkOptions, 'jobId' | 'generation'> & Partial<PeerLinkOptions>) {
-  const l = new PeerLink({
-    jobId: 'job',
-    generation: 1,
-    initialBackoffMs: 20,
-    maxBackoffMs: 100,
-    ...opts,
-  });
-  links.add(l);
-  return l;
-}
+const links = new Links({ maxBackoffMs: 100 });
+const link = links.make.bind(links);
 
 afterEach(async () => {
-  await Promise.all([...links].map((l) => l.close()));
-  links.clear();
+  await links.closeAll();
   await servers.closeAll();
 });
 

@@ -13,16 +13,10 @@ import {
 import { mulberry32 as rng } from '@spinmesh/model';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import {
-  FrameDeduper,
-  PeerLink,
-  PeerLinkError,
-  PeerServer,
-  type PeerLinkOptions,
-  type SpinBlock,
-} from '../src/index.js';
+import { FrameDeduper, PeerLink, PeerLinkError, PeerServer, type SpinBlock } from '../src/index.js';
 import {
   countingProxy,
+  Links,
   randomSpins,
   Servers,
   sleep,
@@ -33,23 +27,11 @@ import {
 
 const kernels = new PortableKernels();
 const servers = new Servers();
-const links = new Set<PeerLink>();
-
-function link(opts: Omit<PeerLinkOptions, 'jobId' | 'generation'> & Partial<PeerLinkOptions>) {
-  const l = new PeerLink({
-    jobId: 'job',
-    generation: 1,
-    initialBackoffMs: 20,
-    maxBackoffMs: 200,
-    ...opts,
-  });
-  links.add(l);
-  return l;
-}
+const links = new Links({ maxBackoffMs: 200 });
+const link = links.make.bind(links);
 
 afterEach(async () => {
-  await Promise.all([...links].map((l) => l.close()));
-  links.clear();
+  await links.closeAll();
   await servers.closeAll();
 });
 
@@ -401,7 +383,7 @@ describe('PeerLink -> PeerServer', () => {
       console.log(`peer transport, 64 chains x 500 units, loopback: ${JSON.stringify(figures)}`);
       expect(delivered).toBe(100 + n);
     } finally {
-      await Promise.all([...links].map((l) => l.close()));
+      await links.closeAll();
       await proxy.close();
     }
   });
