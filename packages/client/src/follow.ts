@@ -66,13 +66,13 @@ export class ProgressLine {
     const now = Date.now();
     const last = step === total;
     const epochText = `epoch ${epoch}${this.epochs === undefined ? '' : `/${this.epochs}`}`;
-    const timeText =
-      time !== null && time.compute > 0
-        ? `  shards ${percent(time.compute)} computing, ${percent(time.wait)} waiting for peers`
-        : '';
+    const known = time !== null && time.compute > 0;
     if (!this.out.tty) {
       if (now - this.lastLine < LINE_INTERVAL_MS && !last) return;
       this.lastLine = now;
+      const timeText = known
+        ? `  shards ${percent(time.compute)} computing, ${percent(time.wait)} waiting for peers`
+        : '';
       this.out.say(`${epochText}  step ${step}/${total}${timeText}`);
       return;
     }
@@ -84,6 +84,10 @@ export class ProgressLine {
     const bar = `${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}`;
     const rate = (step - this.first.step) / Math.max(1, now - this.first.at);
     const eta = rate > 0 && !last ? `  ${seconds((total - step) / rate)} left` : '';
+    // On the redrawn line, short: it has to fit the terminal.
+    const timeText = known
+      ? `  ${percent(time.compute)} computing, ${percent(time.wait)} waiting`
+      : '';
     this.draw(
       `[${bar}] ${(frac * 100).toFixed(1).padStart(5)}%  ${epochText}  step ${step}/${total}${eta}${timeText}`,
     );
