@@ -12,6 +12,8 @@
 // Each repeat also runs lockstep with no straggler (both workers at full speed): the time any
 // remedy that keeps lockstep's learning per step could at best reach (`floor_ratio`, that time
 // over the straggler's lockstep time), so the ratio above reads against what was possible.
+// Each run also reports, per shard, the share of its time in the trainer and waiting for its
+// peer's spins (WorkerStatus, at the last poll; `time_share`, the straggler's shard marked).
 //
 // How the time is measured: the coordinator evaluates the model exactly (2^16 states enumerated)
 // from the shards' checkpoints, which they all write every 10 steps; each evaluation event
@@ -95,6 +97,11 @@ interface RunFigures {
   shard_steps_at_end: number[];
   peer_spin_staleness_mean: number | null;
   peer_spin_staleness_max: number | null;
+  /**
+   * Each shard's run at the last poll, as shares of its time (WorkerStatus): in the trainer and
+   * waiting for the peer's spins; `slow` marks the straggler's shard.
+   */
+  time_share: { shard: number; slow: boolean; computing: number; waiting: number }[];
   evaluations: [number, number][];
   load_after: string;
 }
@@ -159,6 +166,15 @@ function figures(
     peer_spin_staleness_mean:
       count > 0 ? Number((stal.reduce((a, x) => a + x.sumSteps, 0) / count).toFixed(3)) : null,
     peer_spin_staleness_max: stal.length > 0 ? Math.max(...stal.map((x) => x.maxSteps)) : null,
+    time_share: [...(last?.statuses ?? [])]
+      .sort((x, y) => x.shardId - y.shardId)
+      .map((x) => ({
+        shard: x.shardId,
+        // Worker 0 is the straggler (startBenchCluster's first environment).
+        slow: straggler && x.workerId.endsWith('-0'),
+        computing: x.runSeconds > 0 ? Number((x.computeSeconds / x.runSeconds).toFixed(3)) : 0,
+        waiting: x.runSeconds > 0 ? Number((x.waitSeconds / x.runSeconds).toFixed(3)) : 0,
+      })),
     evaluations: evals
       .filter((_, i) => i % 5 === 0 || i === evals.length - 1)
       .map(([s, ll]) => [s, Number(ll.toFixed(4))]),
@@ -249,7 +265,9 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
         log(
           `[${repeat + 1}/${repeats}] ${label}: time to ${target}: ${f.time_to_target_s ?? 'not reached'} s (step ${f.target_step ?? '-'}); ` +
             `final ${f.final_exact_ll?.toFixed(4) ?? '-'}; ${f.steps_per_s ?? '-'} steps/s; ` +
-            `spin staleness mean ${f.peer_spin_staleness_mean ?? '-'} max ${f.peer_spin_staleness_max ?? '-'}; load ${f.load_after}`,
+            `spin staleness mean ${f.peer_spin_staleness_mean ?? '-'} max ${f.peer_spin_staleness_max ?? '-'}; ` +
+            `computing/waiting ${f.time_share.map((x) => `${x.slow ? 'slow ' : ''}shard ${x.shard} ${Math.round(x.computing * 100)}%/${Math.round(x.waiting * 100)}%`).join(', ')}; ` +
+            `load ${f.load_after}`,
         );
       }
     const key = (st: Staleness): string => String(st);

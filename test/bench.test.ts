@@ -64,6 +64,16 @@ describe('bench (quick)', () => {
       ['unbounded', true, 'JOB_STATE_COMPLETED'],
       [0, false, 'JOB_STATE_COMPLETED'],
     ]);
+    // Each run says where its shards' time went; one shard is the straggler's, unless there is none.
+    for (const x of runs) {
+      const share = x['time_share'] as { slow: boolean; computing: number; waiting: number }[];
+      expect(share).toHaveLength(2);
+      expect(share.filter((y) => y.slow)).toHaveLength(x['straggler'] ? 1 : 0);
+      for (const y of share) {
+        expect(y.computing).toBeGreaterThan(0);
+        expect(y.computing + y.waiting).toBeLessThanOrEqual(1);
+      }
+    }
     // Lockstep is exact whatever the speed of its workers: the same final model with and without
     // the straggler.
     expect(runs[3]!['final_exact_ll']).toBe(runs[0]!['final_exact_ll']);
