@@ -40,7 +40,7 @@ export function checkMatrix(
 }
 
 /** A rows x cols block with row stride ld starting at element `off` of arr. */
-export function checkBlock(
+function checkBlock(
   op: string,
   name: string,
   arr: ArrayLike<number>,
@@ -82,6 +82,24 @@ export function checkSite(op: string, site: RngSite): void {
       throw new RangeError(`${op}: site.${k} must be an integer, got ${v}`);
     }
   }
+}
+
+/** The arguments of Kernels.copyBlock (both implementations check them the same way). */
+export function checkCopyBlock(
+  rows: number,
+  n: number,
+  src: ArrayLike<number>,
+  srcOff: number,
+  srcLd: number,
+  dst: ArrayLike<number>,
+  dstOff: number,
+  dstLd: number,
+): void {
+  const op = 'copyBlock';
+  checkDim(op, 'rows', rows);
+  checkDim(op, 'n', n);
+  checkBlock(op, 'src', src, srcOff, rows, n, srcLd);
+  checkBlock(op, 'dst', dst, dstOff, rows, n, dstLd);
 }
 
 export function checkSgemm(

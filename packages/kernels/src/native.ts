@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import {
-  checkBlock,
+  checkCopyBlock,
   checkDim,
   checkMatrix,
   checkSgemm,
@@ -381,11 +381,7 @@ export class NativeKernels extends HostBuffers implements Kernels {
     dstOff: number,
     dstLd: number,
   ): void {
-    const op = 'copyBlock';
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkBlock(op, 'src', src, srcOff, rows, n, srcLd);
-    checkBlock(op, 'dst', dst, dstOff, rows, n, dstLd);
+    checkCopyBlock(rows, n, src, srcOff, srcLd, dst, dstOff, dstLd);
     if (rows === 0 || n === 0) return;
     this.addon.copyBlock(rows, n, src, srcOff, srcLd, dst, dstOff, dstLd);
   }

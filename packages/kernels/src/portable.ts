@@ -2,7 +2,7 @@
 // fallback wherever the addon cannot be built. Element-wise math is done in double precision.
 
 import {
-  checkBlock,
+  checkCopyBlock,
   checkDim,
   checkMatrix,
   checkSgemm,
@@ -493,11 +493,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
     dstOff: number,
     dstLd: number,
   ): void {
-    const op = 'copyBlock';
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkBlock(op, 'src', src, srcOff, rows, n, srcLd);
-    checkBlock(op, 'dst', dst, dstOff, rows, n, dstLd);
+    checkCopyBlock(rows, n, src, srcOff, srcLd, dst, dstOff, dstLd);
     if (rows === 0 || n === 0) return;
     if (n === srcLd && n === dstLd) {
       dst.set(src.subarray(srcOff, srcOff + rows * n), dstOff);
