@@ -249,6 +249,47 @@ export function lateralCorrelation(
 }
 
 /**
+ * Step 2 for a block of weights: the correlation of its `from` units (columns of S, m of them)
+ * with its `to` units (columns of U, w of them) over the `rows` stacked rows, out = S^T U
+ * (m x w). Trainer takes whole matrices; ShardTrainer one tile at a time, with the same shape
+ * and operands on both holders of a tile.
+ */
+export function weightCorrelation(
+  k: Kernels,
+  m: number,
+  w: number,
+  rows: number,
+  S: Float32Array,
+  ldS: number,
+  U: Float32Array,
+  ldU: number,
+  out: Float32Array,
+): void {
+  k.sgemm(true, false, m, w, rows, 1, S, ldS, U, ldU, 0, out, w);
+}
+
+/**
+ * Step 3 under centring, mapping the centred gradient to the standard parameters: a bias
+ * gradient loses its unit's weight gradients times the offsets of the units at their other end.
+ * For the `rows` x `cols` block g (leading dimension ld): `side` 'rows' subtracts g . offsets
+ * (one per column) from the row units' bias gradient, 'cols' subtracts g^T . offsets (one per
+ * row) from the column units'. A lateral matrix is its own other side ('rows', n x n).
+ */
+export function centringMap(
+  k: Kernels,
+  side: 'rows' | 'cols',
+  rows: number,
+  cols: number,
+  g: Float32Array,
+  ld: number,
+  offsets: Float32Array,
+  biasGrad: Float32Array,
+): void {
+  if (side === 'rows') k.sgemm(false, false, rows, 1, cols, -1, g, ld, offsets, 1, 1, biasGrad, 1);
+  else k.sgemm(true, false, cols, 1, rows, -1, g, ld, offsets, 1, 1, biasGrad, 1);
+}
+
+/**
  * The last part of the update of one parameter array (Trainer and ShardTrainer alike): weight
  * decay into the gradient g (weights only), then momentum into the velocity v and v into the
  * data, or without momentum lr x g into the data.
@@ -806,21 +847,8 @@ export class Trainer {
         const c = net.connections[p.conn]!;
         const nf = net.layers[c.from]!.size;
         const nt = net.layers[c.to]!.size;
-        k.sgemm(
-          true,
-          false,
-          nf,
-          nt,
-          total,
-          1,
-          this.primary[c.from]!,
-          nf,
-          this.secondary[c.to] ?? this.primary[c.to]!,
-          nt,
-          0,
-          g,
-          nt,
-        );
+        const U = this.secondary[c.to] ?? this.primary[c.to]!;
+        weightCorrelation(k, nf, nt, total, this.primary[c.from]!, nf, U, nt, g);
       } else if (p.kind === 'lateral') {
         const S = this.primary[p.layer]!;
         lateralCorrelation(k, net.layers[p.layer]!.size, total, S, this.secondary[p.layer] ?? S, g);
@@ -849,54 +877,11 @@ export class Trainer {
           const c = net.connections[p.conn]!;
           const nf = net.layers[c.from]!.size;
           const nt = net.layers[c.to]!.size;
-          // db_from -= dW lambda_to ; db_to -= dW^T mu_from
-          k.sgemm(
-            false,
-            false,
-            nf,
-            1,
-            nt,
-            -1,
-            g,
-            nt,
-            this.offsets[c.to]!,
-            1,
-            1,
-            biasGrad[c.from]!,
-            1,
-          );
-          k.sgemm(
-            true,
-            false,
-            nt,
-            1,
-            nf,
-            -1,
-            g,
-            nt,
-            this.offsets[c.from]!,
-            1,
-            1,
-            biasGrad[c.to]!,
-            1,
-          );
+          centringMap(k, 'rows', nf, nt, g, nt, this.offsets[c.to]!, biasGrad[c.from]!);
+          centringMap(k, 'cols', nf, nt, g, nt, this.offsets[c.from]!, biasGrad[c.to]!);
         } else if (p.kind === 'lateral') {
           const n = net.layers[p.layer]!.size;
-          k.sgemm(
-            false,
-            false,
-            n,
-            1,
-            n,
-            -1,
-            g,
-            n,
-            this.offsets[p.layer]!,
-            1,
-            1,
-            biasGrad[p.layer]!,
-            1,
-          );
+          centringMap(k, 'rows', n, n, g, n, this.offsets[p.layer]!, biasGrad[p.layer]!);
         }
       }
     }

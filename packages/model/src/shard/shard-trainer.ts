@@ -78,8 +78,10 @@ import {
   type TrainOptions,
   applyGradient,
   centreAndScale,
+  centringMap,
   lateralCorrelation,
   validateTrainOptions,
+  weightCorrelation,
 } from '../train.js';
 import { type CodecArray, decodeContainer, encodeContainer } from './codec.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
@@ -1337,7 +1339,7 @@ export class ShardTrainer {
         const paired = tile.pair ? this.pairedSide(u, tile.pair, R, C) : null;
         if (paired && tile.pair!.eIsFrom) [rows, ldRows] = [paired, m];
         else if (paired) [cols, ldCols] = [paired, w];
-        k.sgemm(true, false, m, w, total, 1, rows, ldRows, cols, ldCols, 0, out, w);
+        weightCorrelation(k, m, w, total, rows, ldRows, cols, ldCols, out);
         if (direct) continue;
         k.download(out);
         for (const d of tile.dests) {
@@ -1354,62 +1356,19 @@ export class ShardTrainer {
         const g = this.latGrad[l.index];
         if (!g) continue;
         const n = l.size;
-        k.sgemm(
-          false,
-          false,
-          n,
-          1,
-          n,
-          -1,
-          g,
-          n,
-          this.offsets[l.index]!,
-          1,
-          1,
-          this.biasGrad[l.index]!,
-          1,
-        );
+        centringMap(k, 'rows', n, n, g, n, this.offsets[l.index]!, this.biasGrad[l.index]!);
       }
       for (const h of this.held) {
         if (!h) continue;
         const F = this.own[h.from];
         const T = this.own[h.to];
-        if (F && h.fromView) {
-          const v = h.fromView;
-          k.sgemm(
-            false,
-            false,
-            F[1] - F[0],
-            1,
-            h.nt,
-            -1,
-            v.grad,
-            v.ld,
-            this.offsets[h.to]!,
-            1,
-            1,
-            this.biasGrad[h.from]!,
-            1,
-          );
-        }
-        if (T && h.toView) {
-          const v = h.toView;
-          k.sgemm(
-            true,
-            false,
-            T[1] - T[0],
-            1,
-            h.nf,
-            -1,
-            v.grad,
-            v.ld,
-            this.offsets[h.from]!,
-            1,
-            1,
-            this.biasGrad[h.to]!,
-            1,
-          );
-        }
+        const [gf, gt] = [this.biasGrad[h.from]!, this.biasGrad[h.to]!];
+        const v = h.fromView;
+        if (F && v)
+          centringMap(k, 'rows', F[1] - F[0], h.nt, v.grad, v.ld, this.offsets[h.to]!, gf);
+        const u = h.toView;
+        if (T && u)
+          centringMap(k, 'cols', h.nf, T[1] - T[0], u.grad, u.ld, this.offsets[h.from]!, gt);
       }
     }
     // 4. decay, momentum, apply
