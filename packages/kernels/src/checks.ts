@@ -84,6 +84,119 @@ export function checkSite(op: string, site: RngSite): void {
   }
 }
 
+/** The arguments of Kernels.sampleUnits. */
+export function checkSampleUnits(
+  type: number,
+  rows: number,
+  n: number,
+  field: ArrayLike<number>,
+  ld: number,
+  bias: ArrayLike<number>,
+  mean: ArrayLike<number> | null,
+  out: ArrayLike<number> | null,
+  site: RngSite,
+): void {
+  const op = 'sampleUnits';
+  checkUnitType(op, type);
+  checkDim(op, 'rows', rows);
+  checkDim(op, 'n', n);
+  checkMatrix(op, 'field', field, rows, n, ld);
+  checkVector(op, 'bias', bias, n);
+  if (mean) checkMatrix(op, 'mean', mean, rows, n, ld);
+  if (out) checkMatrix(op, 'out', out, rows, n, ld);
+  checkSite(op, site);
+}
+
+/** The arguments of Kernels.uniform. */
+export function checkUniform(
+  out: ArrayLike<number>,
+  count: number,
+  n: number,
+  site: RngSite,
+): void {
+  const op = 'uniform';
+  checkDim(op, 'count', count);
+  checkDim(op, 'n', n);
+  checkVector(op, 'out', out, count);
+  if (count > 0 && n === 0) throw new RangeError(`${op}: n must be positive`);
+  checkSite(op, site);
+}
+
+/** The arguments of Kernels.logPartitionRows. */
+export function checkLogPartitionRows(
+  type: number,
+  rows: number,
+  n: number,
+  x: ArrayLike<number>,
+  ld: number,
+  bias: ArrayLike<number> | null,
+  out: ArrayLike<number>,
+): void {
+  const op = 'logPartitionRows';
+  checkUnitType(op, type);
+  checkDim(op, 'rows', rows);
+  checkDim(op, 'n', n);
+  checkMatrix(op, 'x', x, rows, n, ld);
+  if (bias) checkVector(op, 'bias', bias, n);
+  checkVector(op, 'out', out, rows);
+}
+
+/** The arguments of Kernels.colSums. */
+export function checkColSums(
+  rows: number,
+  n: number,
+  x: ArrayLike<number>,
+  ld: number,
+  out: ArrayLike<number>,
+): void {
+  const op = 'colSums';
+  checkDim(op, 'rows', rows);
+  checkDim(op, 'n', n);
+  checkMatrix(op, 'x', x, rows, n, ld);
+  checkVector(op, 'out', out, n);
+}
+
+/** The arguments of Kernels.shiftScaleRows. */
+export function checkShiftScaleRows(
+  rows: number,
+  n: number,
+  x: ArrayLike<number>,
+  ld: number,
+  offset: ArrayLike<number> | null,
+): void {
+  const op = 'shiftScaleRows';
+  checkDim(op, 'rows', rows);
+  checkDim(op, 'n', n);
+  checkMatrix(op, 'x', x, rows, n, ld);
+  if (offset) checkVector(op, 'offset', offset, n);
+}
+
+/** The arguments of the vector kernels (axpby, sumSquares, dot): n, x and y (when given) of n. */
+export function checkVectors(
+  op: string,
+  n: number,
+  x: ArrayLike<number>,
+  y: ArrayLike<number> | null,
+): void {
+  checkDim(op, 'n', n);
+  checkVector(op, 'x', x, n);
+  if (y) checkVector(op, 'y', y, n);
+}
+
+/** The arguments of Kernels.packSpins: n spins in x, ceil(n / 8) bytes in out. */
+export function checkPackSpins(n: number, x: ArrayLike<number>, out: ArrayLike<number>): void {
+  checkDim('packSpins', 'n', n);
+  checkVector('packSpins', 'x', x, n);
+  checkVector('packSpins', 'out', out, (n + 7) >>> 3);
+}
+
+/** The arguments of Kernels.unpackSpins: ceil(n / 8) bytes in packed, n spins in x. */
+export function checkUnpackSpins(n: number, packed: ArrayLike<number>, x: ArrayLike<number>): void {
+  checkDim('unpackSpins', 'n', n);
+  checkVector('unpackSpins', 'packed', packed, (n + 7) >>> 3);
+  checkVector('unpackSpins', 'x', x, n);
+}
+
 /** The arguments of Kernels.copyBlock (both implementations check them the same way). */
 export function checkCopyBlock(
   rows: number,

@@ -6,13 +6,16 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import {
+  checkColSums,
   checkCopyBlock,
-  checkDim,
-  checkMatrix,
+  checkLogPartitionRows,
+  checkPackSpins,
+  checkSampleUnits,
   checkSgemm,
-  checkSite,
-  checkUnitType,
-  checkVector,
+  checkShiftScaleRows,
+  checkUniform,
+  checkUnpackSpins,
+  checkVectors,
   HostBuffers,
 } from './checks.js';
 import type { Kernels, RngSite, UnitType } from './kernels.js';
@@ -261,15 +264,7 @@ export class NativeKernels extends HostBuffers implements Kernels {
     out: Float32Array | null,
     site: RngSite,
   ): void {
-    const op = 'sampleUnits';
-    checkUnitType(op, type);
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'field', field, rows, n, ld);
-    checkVector(op, 'bias', bias, n);
-    if (mean) checkMatrix(op, 'mean', mean, rows, n, ld);
-    if (out) checkMatrix(op, 'out', out, rows, n, ld);
-    checkSite(op, site);
+    checkSampleUnits(type, rows, n, field, ld, bias, mean, out, site);
     // The addon wraps counters modulo 2^32 itself (napi_get_value_uint32), as >>> 0 would.
     this.addon.sampleUnits(
       type,
@@ -291,12 +286,7 @@ export class NativeKernels extends HostBuffers implements Kernels {
   }
 
   uniform(out: Float32Array, count: number, n: number, site: RngSite): void {
-    const op = 'uniform';
-    checkDim(op, 'count', count);
-    checkDim(op, 'n', n);
-    checkVector(op, 'out', out, count);
-    if (count > 0 && n === 0) throw new RangeError(`${op}: n must be positive`);
-    checkSite(op, site);
+    checkUniform(out, count, n, site);
     this.addon.uniform(
       out,
       count,
@@ -321,20 +311,12 @@ export class NativeKernels extends HostBuffers implements Kernels {
     out: Float32Array,
     accumulate: boolean,
   ): void {
-    const op = 'logPartitionRows';
-    checkUnitType(op, type);
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'x', x, rows, n, ld);
-    if (bias) checkVector(op, 'bias', bias, n);
-    checkVector(op, 'out', out, rows);
+    checkLogPartitionRows(type, rows, n, x, ld, bias, out);
     this.addon.logPartitionRows(type, rows, n, x, ld, bias, beta, out, accumulate);
   }
 
   axpby(n: number, alpha: number, x: Float32Array, beta: number, y: Float32Array): void {
-    checkDim('axpby', 'n', n);
-    checkVector('axpby', 'x', x, n);
-    checkVector('axpby', 'y', y, n);
+    checkVectors('axpby', n, x, y);
     this.addon.axpby(n, alpha, x, beta, y);
   }
 
@@ -347,11 +329,7 @@ export class NativeKernels extends HostBuffers implements Kernels {
     beta: number,
     out: Float32Array,
   ): void {
-    const op = 'colSums';
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'x', x, rows, n, ld);
-    checkVector(op, 'out', out, n);
+    checkColSums(rows, n, x, ld, out);
     this.addon.colSums(rows, n, x, ld, alpha, beta, out);
   }
 
@@ -363,11 +341,7 @@ export class NativeKernels extends HostBuffers implements Kernels {
     offset: Float32Array | null,
     scale: number,
   ): void {
-    const op = 'shiftScaleRows';
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'x', x, rows, n, ld);
-    if (offset) checkVector(op, 'offset', offset, n);
+    checkShiftScaleRows(rows, n, x, ld, offset);
     this.addon.shiftScaleRows(rows, n, x, ld, offset, scale);
   }
 
@@ -387,29 +361,22 @@ export class NativeKernels extends HostBuffers implements Kernels {
   }
 
   sumSquares(n: number, x: Float32Array): number {
-    checkDim('sumSquares', 'n', n);
-    checkVector('sumSquares', 'x', x, n);
+    checkVectors('sumSquares', n, x, null);
     return this.addon.sumSquares(n, x);
   }
 
   dot(n: number, x: Float32Array, y: Float32Array): number {
-    checkDim('dot', 'n', n);
-    checkVector('dot', 'x', x, n);
-    checkVector('dot', 'y', y, n);
+    checkVectors('dot', n, x, y);
     return this.addon.dot(n, x, y);
   }
 
   packSpins(n: number, x: Float32Array, out: Uint8Array): void {
-    checkDim('packSpins', 'n', n);
-    checkVector('packSpins', 'x', x, n);
-    checkVector('packSpins', 'out', out, (n + 7) >>> 3);
+    checkPackSpins(n, x, out);
     this.addon.packSpins(n, x, out);
   }
 
   unpackSpins(n: number, packed: Uint8Array, off: number, x: Float32Array): void {
-    checkDim('unpackSpins', 'n', n);
-    checkVector('unpackSpins', 'packed', packed, (n + 7) >>> 3);
-    checkVector('unpackSpins', 'x', x, n);
+    checkUnpackSpins(n, packed, x);
     this.addon.unpackSpins(n, packed, off, x);
   }
 }

@@ -2,13 +2,16 @@
 // fallback wherever the addon cannot be built. Element-wise math is done in double precision.
 
 import {
+  checkColSums,
   checkCopyBlock,
-  checkDim,
-  checkMatrix,
+  checkLogPartitionRows,
+  checkPackSpins,
+  checkSampleUnits,
   checkSgemm,
-  checkSite,
-  checkUnitType,
-  checkVector,
+  checkShiftScaleRows,
+  checkUniform,
+  checkUnpackSpins,
+  checkVectors,
   HostBuffers,
 } from './checks.js';
 import { UnitType, type Kernels, type RngSite } from './kernels.js';
@@ -310,15 +313,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
     out: Float32Array | null,
     site: RngSite,
   ): void {
-    const op = 'sampleUnits';
-    checkUnitType(op, type);
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'field', field, rows, n, ld);
-    checkVector(op, 'bias', bias, n);
-    if (mean) checkMatrix(op, 'mean', mean, rows, n, ld);
-    if (out) checkMatrix(op, 'out', out, rows, n, ld);
-    checkSite(op, site);
+    checkSampleUnits(type, rows, n, field, ld, bias, mean, out, site);
     const k0 = site.seedLo | 0;
     const k1 = site.seedHi | 0;
     const step = site.step | 0;
@@ -364,12 +359,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
   }
 
   uniform(out: Float32Array, count: number, n: number, site: RngSite): void {
-    const op = 'uniform';
-    checkDim(op, 'count', count);
-    checkDim(op, 'n', n);
-    checkVector(op, 'out', out, count);
-    if (count > 0 && n === 0) throw new RangeError(`${op}: n must be positive`);
-    checkSite(op, site);
+    checkUniform(out, count, n, site);
     const k0 = site.seedLo | 0;
     const k1 = site.seedHi | 0;
     const step = site.step | 0;
@@ -397,13 +387,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
     out: Float32Array,
     accumulate: boolean,
   ): void {
-    const op = 'logPartitionRows';
-    checkUnitType(op, type);
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'x', x, rows, n, ld);
-    if (bias) checkVector(op, 'bias', bias, n);
-    checkVector(op, 'out', out, rows);
+    checkLogPartitionRows(type, rows, n, x, ld, bias, out);
     const inv2b = 0.5 / beta;
     for (let r = 0; r < rows; r++) {
       const base = r * ld;
@@ -422,9 +406,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
   }
 
   axpby(n: number, alpha: number, x: Float32Array, beta: number, y: Float32Array): void {
-    checkDim('axpby', 'n', n);
-    checkVector('axpby', 'x', x, n);
-    checkVector('axpby', 'y', y, n);
+    checkVectors('axpby', n, x, y);
     if (beta === 0) {
       for (let i = 0; i < n; i++) y[i] = alpha * x[i]!;
     } else {
@@ -441,11 +423,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
     beta: number,
     out: Float32Array,
   ): void {
-    const op = 'colSums';
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'x', x, rows, n, ld);
-    checkVector(op, 'out', out, n);
+    checkColSums(rows, n, x, ld, out);
     if (this.colAcc.length < n) this.colAcc = new Float64Array(n);
     const acc = this.colAcc;
     acc.fill(0, 0, n);
@@ -468,11 +446,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
     offset: Float32Array | null,
     scale: number,
   ): void {
-    const op = 'shiftScaleRows';
-    checkDim(op, 'rows', rows);
-    checkDim(op, 'n', n);
-    checkMatrix(op, 'x', x, rows, n, ld);
-    if (offset) checkVector(op, 'offset', offset, n);
+    checkShiftScaleRows(rows, n, x, ld, offset);
     for (let r = 0; r < rows; r++) {
       const base = r * ld;
       if (offset) {
@@ -511,8 +485,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
   }
 
   sumSquares(n: number, x: Float32Array): number {
-    checkDim('sumSquares', 'n', n);
-    checkVector('sumSquares', 'x', x, n);
+    checkVectors('sumSquares', n, x, null);
     let s = 0;
     for (let i = 0; i < n; i++) {
       const v = x[i]!;
@@ -522,18 +495,14 @@ export class PortableKernels extends HostBuffers implements Kernels {
   }
 
   dot(n: number, x: Float32Array, y: Float32Array): number {
-    checkDim('dot', 'n', n);
-    checkVector('dot', 'x', x, n);
-    checkVector('dot', 'y', y, n);
+    checkVectors('dot', n, x, y);
     let s = 0;
     for (let i = 0; i < n; i++) s += x[i]! * y[i]!;
     return s;
   }
 
   packSpins(n: number, x: Float32Array, out: Uint8Array): void {
-    checkDim('packSpins', 'n', n);
-    checkVector('packSpins', 'x', x, n);
-    checkVector('packSpins', 'out', out, (n + 7) >>> 3);
+    checkPackSpins(n, x, out);
     const full = n >>> 3;
     for (let b = 0; b < full; b++) {
       const i = b << 3;
@@ -555,9 +524,7 @@ export class PortableKernels extends HostBuffers implements Kernels {
   }
 
   unpackSpins(n: number, packed: Uint8Array, off: number, x: Float32Array): void {
-    checkDim('unpackSpins', 'n', n);
-    checkVector('unpackSpins', 'packed', packed, (n + 7) >>> 3);
-    checkVector('unpackSpins', 'x', x, n);
+    checkUnpackSpins(n, packed, x);
     for (let i = 0; i < n; i++) x[i] = (packed[i >>> 3]! >>> (i & 7)) & 1 ? 1 : off;
   }
 }

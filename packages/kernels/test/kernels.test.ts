@@ -484,6 +484,53 @@ describe.each(impls.map((k) => [k.name, k] as const))('%s kernels', (_name, K) =
     });
   });
 
+  it('refuses a bad argument of every kernel with a RangeError naming the kernel and the argument', () => {
+    // The same messages from every implementation: the checks are written once (checks.ts).
+    const f = (n: number): Float32Array => new Float32Array(n);
+    const s = site();
+    const cases: [() => unknown, RegExp][] = [
+      [
+        () => K.sampleUnits(0, 2, 3, f(5), 3, f(3), 1, null, null, s),
+        /^sampleUnits: field holds 5/,
+      ],
+      [() => K.sampleUnits(0, 2, 3, f(6), 3, f(2), 1, null, null, s), /^sampleUnits: bias holds 2/],
+      [() => K.sampleUnits(0, 2, 3, f(6), 3, f(3), 1, f(5), null, s), /^sampleUnits: mean holds 5/],
+      [() => K.sampleUnits(0, 2, 3, f(6), 3, f(3), 1, null, f(5), s), /^sampleUnits: out holds 5/],
+      [
+        () => K.sampleUnits(3 as never, 1, 1, f(1), 1, f(1), 1, null, null, s),
+        /unknown unit type 3/,
+      ],
+      [
+        () => K.sampleUnits(0, 1, 1, f(1), 1, f(1), 1, null, null, { ...s, step: 0.5 }),
+        /site\.step/,
+      ],
+      [() => K.uniform(f(3), 4, 2, s), /^uniform: out holds 3 elements, needs 4/],
+      [() => K.uniform(f(4), 4, 0, s), /^uniform: n must be positive/],
+      [
+        () => K.logPartitionRows(0, 2, 3, f(5), 3, null, 1, f(2), false),
+        /^logPartitionRows: x holds 5/,
+      ],
+      [() => K.logPartitionRows(0, 2, 3, f(6), 3, f(2), 1, f(2), false), /^logPartitionRows: bias/],
+      [() => K.logPartitionRows(0, 2, 3, f(6), 3, null, 1, f(1), false), /^logPartitionRows: out/],
+      [() => K.axpby(3, 1, f(3), 1, f(2)), /^axpby: y holds 2 elements, needs 3/],
+      [() => K.axpby(-1, 1, f(3), 1, f(3)), /^axpby: n must be an integer/],
+      [() => K.colSums(2, 3, f(6), 2, 1, 0, f(3)), /^colSums: ld \(2\) is smaller/],
+      [() => K.colSums(2, 3, f(6), 3, 1, 0, f(2)), /^colSums: out holds 2/],
+      [() => K.shiftScaleRows(2, 3, f(6), 3, f(2), 1), /^shiftScaleRows: offset holds 2/],
+      [() => K.shiftScaleRows(2.5, 3, f(9), 3, null, 1), /^shiftScaleRows: rows must be/],
+      [() => K.sumSquares(4, f(3)), /^sumSquares: x holds 3/],
+      [() => K.dot(3, f(3), f(2)), /^dot: y holds 2/],
+      [() => K.packSpins(9, f(9), new Uint8Array(1)), /^packSpins: out holds 1 elements, needs 2/],
+      [() => K.packSpins(9, f(8), new Uint8Array(2)), /^packSpins: x holds 8/],
+      [() => K.unpackSpins(9, new Uint8Array(1), 0, f(9)), /^unpackSpins: packed holds 1/],
+      [() => K.unpackSpins(9, new Uint8Array(2), 0, f(8)), /^unpackSpins: x holds 8/],
+    ];
+    for (const [call, message] of cases) {
+      expect(call).toThrow(RangeError);
+      expect(call).toThrow(message);
+    }
+  });
+
   it('describes itself and allocates', () => {
     expect(K.describe()).toContain(K.name);
     expect(K.threads).toBeGreaterThanOrEqual(1);
