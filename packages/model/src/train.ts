@@ -251,8 +251,8 @@ export function lateralCorrelation(
 /**
  * Step 2 for a block of weights: the correlation of its `from` units (columns of S, m of them)
  * with its `to` units (columns of U, w of them) over the `rows` stacked rows, out = S^T U
- * (m x w). Trainer takes whole matrices; ShardTrainer one tile at a time, with the same shape
- * and operands on both holders of a tile.
+ * (m x w, row stride ldOut). Trainer takes whole matrices; ShardTrainer one tile at a time, with
+ * the same shape and operands on both holders of a tile (each writes it where it keeps it).
  */
 export function weightCorrelation(
   k: Kernels,
@@ -264,8 +264,9 @@ export function weightCorrelation(
   U: Float32Array,
   ldU: number,
   out: Float32Array,
+  ldOut: number,
 ): void {
-  k.sgemm(true, false, m, w, rows, 1, S, ldS, U, ldU, 0, out, w);
+  k.sgemm(true, false, m, w, rows, 1, S, ldS, U, ldU, 0, out, ldOut);
 }
 
 /**
@@ -848,7 +849,7 @@ export class Trainer {
         const nf = net.layers[c.from]!.size;
         const nt = net.layers[c.to]!.size;
         const U = this.secondary[c.to] ?? this.primary[c.to]!;
-        weightCorrelation(k, nf, nt, total, this.primary[c.from]!, nf, U, nt, g);
+        weightCorrelation(k, nf, nt, total, this.primary[c.from]!, nf, U, nt, g, nt);
       } else if (p.kind === 'lateral') {
         const S = this.primary[p.layer]!;
         lateralCorrelation(k, net.layers[p.layer]!.size, total, S, this.secondary[p.layer] ?? S, g);

@@ -346,7 +346,6 @@ export class ShardTrainer {
   private readonly held: (Held | null)[];
   private readonly fieldBuf: Float32Array[];
   private readonly unpackBuf: Float32Array;
-  private readonly tileBuf: Float32Array;
   private readonly seen: Uint8Array;
   private readonly site: RngSite;
 
@@ -516,13 +515,7 @@ export class ShardTrainer {
       src.lateral(l, x);
       k.upload(x);
     });
-    let maxTile = 1;
-    this.held = net.connections.map((c) => {
-      const h = this.buildHeld(c.index, c.from, c.to, src);
-      if (h) for (const t of h.tiles) maxTile = Math.max(maxTile, (t.r1 - t.r0) * (t.c1 - t.c0));
-      return h;
-    });
-    this.tileBuf = k.alloc(maxTile);
+    this.held = net.connections.map((c) => this.buildHeld(c.index, c.from, c.to, src));
 
     // offsets: hidden at the neutral value, visible at the data means (as Trainer.trainEpoch)
     for (const l of net.layers) {
@@ -1316,7 +1309,8 @@ export class ShardTrainer {
       centreAndScale(k, n, R, C, prim, prim.subarray(R * n), mu, scaled, r ?? null, gb);
     }
     // 2. correlation GEMMs: laterals whole; weights tile by tile, each tile by one canonical
-    // call (same shape and operands on both replicas), copied into the slabs that hold it
+    // call (same shape and operands on both replicas; only where it writes differs) into the
+    // first slab that holds it, then copied into the others
     for (const l of net.layers) {
       const g = this.latGrad[l.index];
       if (!g) continue;
@@ -1330,8 +1324,6 @@ export class ShardTrainer {
       for (const tile of h.tiles) {
         const m = tile.r1 - tile.r0;
         const w = tile.c1 - tile.c0;
-        const direct = tile.dests.length === 1 && tile.dests[0]!.slab.ld === w;
-        const out = direct ? tile.dests[0]!.slab.grad.subarray(tile.dests[0]!.off) : this.tileBuf;
         let rows = S.subarray(tile.r0);
         let ldRows = h.nf;
         let cols = U.subarray(tile.c0);
@@ -1339,13 +1331,16 @@ export class ShardTrainer {
         const paired = tile.pair ? this.pairedSide(u, tile.pair, R, C) : null;
         if (paired && tile.pair!.eIsFrom) [rows, ldRows] = [paired, m];
         else if (paired) [cols, ldCols] = [paired, w];
-        weightCorrelation(k, m, w, total, rows, ldRows, cols, ldCols, out);
-        if (direct) continue;
+        const [first, ...others] = tile.dests;
+        const out = first!.slab.grad;
+        const ld = first!.slab.ld;
+        weightCorrelation(k, m, w, total, rows, ldRows, cols, ldCols, out.subarray(first!.off), ld);
+        if (others.length === 0) continue;
         k.download(out);
-        for (const d of tile.dests) {
+        for (const d of others) {
           const G = d.slab.grad;
           k.download(G);
-          this.kernels.copyBlock(m, w, out, 0, w, G, d.off, d.slab.ld);
+          this.kernels.copyBlock(m, w, out, first!.off, ld, G, d.off, d.slab.ld);
           k.upload(G);
         }
       }
