@@ -350,6 +350,8 @@ export class ShardTrainer {
   private readonly site: RngSite;
 
   private t = 0;
+  /** The step whose batch the visible layers' posX hold (-1: none). */
+  private posStep = -1;
   private p = 0;
   private applied = 0;
   private released = 0;
@@ -1082,6 +1084,7 @@ export class ShardTrainer {
   private beginStep(t: number): void {
     const net = this.net;
     for (const v of this.visible) if (this.relevant[v]) this.gatherData(t, v, this.posX[v]!);
+    this.posStep = t;
     if (this.options.positive === 'sample') {
       const R = this.rowsOf(t);
       for (const l of net.layers) {
@@ -1249,8 +1252,14 @@ export class ShardTrainer {
       if (!this.relevant[x]) continue;
       const n = l.size;
       const prim = this.primary[x]!;
-      if (this.isVisible[x]) this.gatherData(u, x, prim);
       k.download(prim);
+      if (this.isVisible[x]) {
+        // the batch: still in posX when no later step has begun (always at staleness 0)
+        const X = this.posX[x]!;
+        k.download(X);
+        if (this.posStep === u) this.kernels.copyBlock(R, n, X, 0, n, prim, 0, n);
+        else this.gatherData(u, x, prim);
+      }
       const r = this.own[x];
       if (r) {
         const w = r[1] - r[0];
@@ -1823,6 +1832,7 @@ export class ShardTrainer {
     if (typeof step !== 'number' || !Number.isInteger(step) || step < 0)
       throw new FormatError('checkpoint', 'has no valid step');
     const k = this.kernels;
+    this.posStep = -1;
     for (const [name, into] of this.stateArrays()) {
       const a = arrays.get(name);
       if (!(a instanceof Float32Array) || a.length !== into.length)
