@@ -84,6 +84,20 @@ export function checkSite(op: string, site: RngSite): void {
   }
 }
 
+/** rows and n, and a rows x n block with row stride ld in arr (the row-wise kernels). */
+function checkRows(
+  op: string,
+  name: string,
+  arr: ArrayLike<number>,
+  rows: number,
+  n: number,
+  ld: number,
+): void {
+  checkDim(op, 'rows', rows);
+  checkDim(op, 'n', n);
+  checkMatrix(op, name, arr, rows, n, ld);
+}
+
 /** The arguments of Kernels.sampleUnits. */
 export function checkSampleUnits(
   type: number,
@@ -98,9 +112,7 @@ export function checkSampleUnits(
 ): void {
   const op = 'sampleUnits';
   checkUnitType(op, type);
-  checkDim(op, 'rows', rows);
-  checkDim(op, 'n', n);
-  checkMatrix(op, 'field', field, rows, n, ld);
+  checkRows(op, 'field', field, rows, n, ld);
   checkVector(op, 'bias', bias, n);
   if (mean) checkMatrix(op, 'mean', mean, rows, n, ld);
   if (out) checkMatrix(op, 'out', out, rows, n, ld);
@@ -134,9 +146,7 @@ export function checkLogPartitionRows(
 ): void {
   const op = 'logPartitionRows';
   checkUnitType(op, type);
-  checkDim(op, 'rows', rows);
-  checkDim(op, 'n', n);
-  checkMatrix(op, 'x', x, rows, n, ld);
+  checkRows(op, 'x', x, rows, n, ld);
   if (bias) checkVector(op, 'bias', bias, n);
   checkVector(op, 'out', out, rows);
 }
@@ -150,9 +160,7 @@ export function checkColSums(
   out: ArrayLike<number>,
 ): void {
   const op = 'colSums';
-  checkDim(op, 'rows', rows);
-  checkDim(op, 'n', n);
-  checkMatrix(op, 'x', x, rows, n, ld);
+  checkRows(op, 'x', x, rows, n, ld);
   checkVector(op, 'out', out, n);
 }
 
@@ -165,9 +173,7 @@ export function checkShiftScaleRows(
   offset: ArrayLike<number> | null,
 ): void {
   const op = 'shiftScaleRows';
-  checkDim(op, 'rows', rows);
-  checkDim(op, 'n', n);
-  checkMatrix(op, 'x', x, rows, n, ld);
+  checkRows(op, 'x', x, rows, n, ld);
   if (offset) checkVector(op, 'offset', offset, n);
 }
 
