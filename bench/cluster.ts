@@ -1,10 +1,12 @@
-// `npm run bench -- cluster [--quick] [--dense-steps=N] [--fmnist-epochs=N] [--fmnist-limit=N]`:
-// what distribution costs. Each network is trained on a local cluster (a coordinator and K worker
+// `npm run bench -- cluster [--quick] [--dense-steps=N] [--fmnist-epochs=N] [--fmnist-limit=N]
+// [--staleness=N|unbounded]`: what distribution costs. Each network is trained on a local cluster (a coordinator and K worker
 // processes over loopback gRPC) with K = 1, 2 (and 4 where the machine has 4 cores), every worker
 // pinned to its own core (`taskset`) with OPENBLAS_NUM_THREADS=1, so every K gives each worker
 // the same resources and K=2 against K=1 measures what the sharding and the spin traffic cost.
 //
-// Networks (PCD-1 unless said, centred, staleness 0, no periodic checkpoints):
+// Networks (PCD-1 unless said, centred, no periodic checkpoints; staleness 0, lockstep, unless
+// --staleness says otherwise: then a shard may draw ahead on its peer's older chain states, which
+// changes the result, see SHARDING.md, "Staleness"; the compute-only bound stays lockstep's):
 //  - dense: a bipartite RBM of 2048 + 2048 units (4,096 units, every visible unit connected to
 //    every hidden one), batch 64, 64 persistent chains, on a synthetic seeded random binary data
 //    set (640 rows, noisy copies of 16 random prototypes) written to a temporary IDX file. A
@@ -515,6 +517,16 @@ function computeOnly(w: Workload, K: number, steps: number): number[] {
   return busy.map((ms) => Number((ms / (steps - from)).toFixed(3)));
 }
 
+/** --staleness: 0 (lockstep, the default), a positive integer or 'unbounded'. */
+function stalenessArg(v: string | true | undefined): number | 'unbounded' {
+  if (v === undefined) return 0;
+  if (v === 'unbounded') return v;
+  const n = v === true ? NaN : Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`--staleness: must be 0, a positive integer or 'unbounded', got '${v}'`);
+  return n;
+}
+
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const args = parseArgs('cluster', argv, [
     'quick',
@@ -522,12 +534,14 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     'fmnist-epochs',
     'fmnist-limit',
     'timeout-s',
+    'staleness',
   ]);
   const quick = args.has('quick');
   const denseSteps = numArg(args, 'dense-steps', quick ? 60 : 800);
   const fmnistLimit = numArg(args, 'fmnist-limit', quick ? 10000 : 60000);
   const fmnistEpochs = numArg(args, 'fmnist-epochs', quick ? 2 : 6);
   const timeoutMs = numArg(args, 'timeout-s', 300) * 1000;
+  const staleness = stalenessArg(args.get('staleness'));
   const cores = availableParallelism();
   const k = loadKernels();
   log(`kernels: ${k.describe()}; ${cores} cores; load ${loadAverage()}`);
@@ -541,7 +555,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     writeSyntheticIdx(denseData, denseRows, 2048, 12345);
     const common = {
       seed: 1,
-      staleness: 0,
+      staleness,
       checkpointEverySteps: 0,
     };
     const dense: Workload = {
@@ -703,7 +717,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       ...environment(k),
       taskset: ts ?? 'missing: workers not pinned',
       quick,
-      staleness: 0,
+      staleness,
       checkpoint_every_steps: 0,
       lateral_note:
         'a lateral (all-to-all) layer is swept unit by unit and must lie within one shard (SHARDING.md), so the dense network is a bipartite 2048+2048 RBM',

@@ -26,6 +26,7 @@ const positive = expect.any(Number) as unknown;
 describe('bench (quick)', () => {
   it('cluster: spin updates per second for 1 and 2 workers, the compute-only bound, the wire cost', async () => {
     const r = await bench(['cluster', '--quick']);
+    expect(r['staleness']).toBe(0); // lockstep unless --staleness says otherwise
     expect(r['speedup_2_workers']).toBeGreaterThan(0);
     // 1 bit of payload per spin is the floor; frame headers and stamps add about 1 %.
     expect(r['wire_bits_per_spin_update']).toBeGreaterThanOrEqual(1);
@@ -49,6 +50,12 @@ describe('bench (quick)', () => {
       }
     }
   }, 180_000);
+
+  it('cluster: a bad --staleness is refused before anything starts', async () => {
+    await expect(bench(['cluster', '--staleness=-1'])).rejects.toThrow(
+      /--staleness: must be 0, a positive integer or 'unbounded', got '-1'/,
+    );
+  });
 
   it('straggler: time to target per staleness, the ratio, lockstep without the straggler', async () => {
     // 300 steps; -11 nats is reached within them by every setting (the optimum is -3.4).
