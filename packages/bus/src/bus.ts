@@ -179,11 +179,20 @@ export interface Bus {
    * current, then the previous version's chunks are deleted. A reader never sees a half-written
    * checkpoint; a writer that dies midway leaves the previous checkpoint current (its orphaned
    * chunks go with `deleteJob`). A checkpoint of an earlier step than the current one is
-   * refused and its chunks removed; an equal step replaces it.
+   * refused and its chunks removed; an equal step replaces it. `generation` (default 0) is the
+   * assignment generation the writer runs under, listed with the checkpoint: after a rollback,
+   * a checkpoint written before it of a later step than the one restored belongs to an abandoned
+   * run (`commonCheckpointStep` of the worker's protocol skips it).
    * @returns true if it became current, false if a later one was already current.
    * @throws `JobNotFoundError` (nothing is left behind).
    */
-  putCheckpoint(jobId: string, shardId: number, step: number, data: Uint8Array): Promise<boolean>;
+  putCheckpoint(
+    jobId: string,
+    shardId: number,
+    step: number,
+    data: Uint8Array,
+    generation?: number,
+  ): Promise<boolean>;
 
   /**
    * The current checkpoint of a shard, whole and exactly as written, or null if it has none. If

@@ -61,7 +61,10 @@ interface MemoryJob {
     shards: Map<number, { workerId: string; units: string }>;
   } | null;
   spins: Map<number, { step: number; packed: Uint8Array }>;
-  checkpoints: Map<number, { step: number; data: Uint8Array; createdAt: number }>;
+  checkpoints: Map<
+    number,
+    { step: number; data: Uint8Array; createdAt: number; generation: number }
+  >;
 }
 
 /**
@@ -348,15 +351,17 @@ export class MemoryBus implements Bus {
     shardId: number,
     step: number,
     data: Uint8Array,
+    generation = 0,
   ): Promise<boolean> {
     this.open();
     checkShardArgs(jobId, shardId);
     checkNonNegativeInt('step', step);
     checkBytes('data', data);
+    checkNonNegativeInt('generation', generation);
     const job = this.job(jobId);
     const current = job.checkpoints.get(shardId);
     if (current && step < current.step) return false;
-    job.checkpoints.set(shardId, { step, data: data.slice(), createdAt: this.now() });
+    job.checkpoints.set(shardId, { step, data: data.slice(), createdAt: this.now(), generation });
     return true;
   }
 
@@ -379,6 +384,7 @@ export class MemoryBus implements Bus {
         step: c.step,
         bytes: c.data.length,
         createdAt: c.createdAt,
+        generation: c.generation,
       }));
   }
 

@@ -682,11 +682,13 @@ export class RedisBus implements Bus {
     shardId: number,
     step: number,
     data: Uint8Array,
+    generation = 0,
   ): Promise<boolean> {
     this.open();
     checkShardArgs(jobId, shardId);
     checkNonNegativeInt('step', step);
     checkBytes('data', data);
+    checkNonNegativeInt('generation', generation);
     const size = this.cfg.checkpointChunkBytes;
     const version = randomBytes(8).toString('hex');
     const chunks = Math.ceil(data.length / size);
@@ -705,6 +707,7 @@ export class RedisBus implements Bus {
       chunks,
       bytes: data.length,
       at: Date.now(),
+      gen: generation,
     };
     const [code, previous] = (await this.script(
       'commitCheckpoint',
@@ -768,7 +771,13 @@ export class RedisBus implements Bus {
     for (const [field, json] of Object.entries(hash)) {
       if (!field.startsWith('p:')) continue;
       const p = JSON.parse(json) as CheckpointPointer;
-      out.push({ shardId: Number(field.slice(2)), step: p.step, bytes: p.bytes, createdAt: p.at });
+      out.push({
+        shardId: Number(field.slice(2)),
+        step: p.step,
+        bytes: p.bytes,
+        createdAt: p.at,
+        generation: p.gen ?? 0,
+      });
     }
     return out.sort((a, b) => a.shardId - b.shardId);
   }
@@ -906,6 +915,8 @@ interface CheckpointPointer {
   chunks: number;
   bytes: number;
   at: number;
+  /** The writer's generation (absent in pointers written before it was kept: 0). */
+  gen?: number;
 }
 
 /** Runs a MULTI or pipeline and returns its replies, throwing the first error. */

@@ -111,7 +111,7 @@ const METHODS: { readonly [M in RemoteMethod]: MethodSpec } = {
   reassignShard: { arity: 4 },
   putSpins: { arity: 4, payloadArg: 3 },
   getSpins: { arity: 2, bytesResult: 'packed' },
-  putCheckpoint: { arity: 4, payloadArg: 3 },
+  putCheckpoint: { arity: 5, payloadArg: 3 },
   getCheckpoint: { arity: 2, bytesResult: 'data' },
   listCheckpoints: { arity: 1 },
   appendEvent: { arity: 3 },
@@ -612,12 +612,14 @@ export class RemoteBus implements Bus {
     shardId: number,
     step: number,
     data: Uint8Array,
+    generation = 0,
   ): Promise<boolean> {
     this.open();
     checkShardArgs(jobId, shardId);
     checkNonNegativeInt('step', step);
     checkBytes('data', data);
-    return this.call('putCheckpoint', [jobId, shardId, step, data]);
+    checkNonNegativeInt('generation', generation);
+    return this.call('putCheckpoint', [jobId, shardId, step, data, generation]);
   }
 
   async getCheckpoint(jobId: string, shardId: number): Promise<Checkpoint | null> {

@@ -143,6 +143,8 @@ export interface CheckpointInfo {
   readonly bytes: number;
   /** When it became current, in milliseconds since the Unix epoch (writer's clock). */
   readonly createdAt: number;
+  /** The generation (of the job's assignment) its writer ran under; 0 when it gave none. */
+  readonly generation: number;
 }
 
 /**

@@ -471,6 +471,35 @@ export function runBusContract(
         for (const c of list) expect(c.createdAt).toBeGreaterThan(0);
       });
 
+      it("lists each checkpoint with its writer's generation (0 when it gave none)", async () => {
+        const { bus } = await fresh();
+        await bus.createJob({ id: 'j' });
+        expect(await bus.putCheckpoint('j', 0, 10, new Uint8Array(3))).toBe(true);
+        expect(await bus.putCheckpoint('j', 1, 10, new Uint8Array(3), 4)).toBe(true);
+        const gens = async (): Promise<[number, number, number][]> =>
+          (await bus.listCheckpoints('j')).map((c) => [c.shardId, c.step, c.generation]);
+        expect(await gens()).toEqual([
+          [0, 10, 0],
+          [1, 10, 4],
+        ]);
+        // a rewrite of the same step under a newer generation replaces it, generation and all
+        expect(await bus.putCheckpoint('j', 0, 10, new Uint8Array(3), 5)).toBe(true);
+        expect(await gens()).toEqual([
+          [0, 10, 5],
+          [1, 10, 4],
+        ]);
+        await expect(bus.putCheckpoint('j', 0, 20, new Uint8Array(1), -1)).rejects.toThrow(
+          /generation/,
+        );
+        await expect(bus.putCheckpoint('j', 0, 20, new Uint8Array(1), 1.5)).rejects.toThrow(
+          /generation/,
+        );
+        expect(await gens()).toEqual([
+          [0, 10, 5],
+          [1, 10, 4],
+        ]);
+      });
+
       it('never shows a concurrent reader a torn checkpoint', async () => {
         const { prefix, bus } = await fresh();
         const readers = await Promise.all([client(prefix), client(prefix)]);

@@ -48,13 +48,14 @@ import {
 } from './assignment.js';
 import { MODEL_SLOT, storeModel } from './model-store.js';
 import { planJob, type JobPlan } from './plan.js';
-import type {
-  EvaluationEvent,
-  JobFields,
-  ProgressEvent,
-  ProgressRecord,
-  StoredJob,
-  WorkersEvent,
+import {
+  lastRollback,
+  type EvaluationEvent,
+  type JobFields,
+  type ProgressEvent,
+  type ProgressRecord,
+  type StoredJob,
+  type WorkersEvent,
 } from './records.js';
 import { busShardState, type ShardStateReader } from './shard-state.js';
 import type { WorkerClients } from './worker-client.js';
@@ -521,7 +522,7 @@ export class Coordinator {
     const perEpoch = Math.max(1, job.stepsPerEpoch ?? 1);
     const K = job.workers ?? 1;
     if (every >= spec.epochs) return;
-    const step = await this.shardState.restoreStep(this.bus, job.id, K);
+    const step = await this.shardState.restoreStep(this.bus, job.id, K, lastRollback(job));
     if (step === 0 || step % perEpoch !== 0) return;
     const epoch = step / perEpoch;
     const last = job.progress?.evaluation?.epoch ?? 0;
@@ -706,7 +707,15 @@ export class Coordinator {
       shards.push({ shardId: s, workerId: info.id, address: info.address });
     }
     const generation = (previous?.generation ?? 0) + 1;
-    const restoreFromStep = await this.shardState.restoreStep(this.bus, job.id, K);
+    // The job record as it is now: its progress names the last rollback, whose abandoned run's
+    // checkpoints must not be mixed with the next ones.
+    const current = (await this.bus.getJob(job.id)) as StoredJob | null;
+    const restoreFromStep = await this.shardState.restoreStep(
+      this.bus,
+      job.id,
+      K,
+      lastRollback(current ?? job),
+    );
     await this.bus.setAssignment(job.id, {
       generation,
       shards: shards.map((p) => ({

@@ -12,6 +12,7 @@ import type {
   SequenceJobSpec,
   ShardLayout,
 } from '@spinmesh/model';
+import type { Rollback } from '@spinmesh/worker';
 import {
   JobState,
   type Evaluation,
@@ -247,4 +248,14 @@ export function toWatchResponse(id: string, e: JobEventRecord, reason = ''): Wat
       break; // only `json`
   }
   return out;
+}
+
+/**
+ * The job's last rollback, from its progress record: the generation now running and the step
+ * its shards restored from (none before the first assignment). After it, only the checkpoints
+ * of the run that went on from that step count (commonCheckpointStep of @spinmesh/worker).
+ */
+export function lastRollback(job: StoredJob): Rollback | undefined {
+  const p = job.progress;
+  return p ? { generation: p.generation, step: p.restoredFromStep } : undefined;
 }

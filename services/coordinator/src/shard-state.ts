@@ -16,6 +16,7 @@ import {
   commonCheckpointStep,
   exportSlot,
   readShardExports,
+  type Rollback,
 } from '@spinmesh/worker';
 
 /** What reading a job's checkpoints as parameters needs to know about it. */
@@ -42,10 +43,11 @@ export interface ShardStateReader {
   ): Promise<ShardExport[] | null>;
   /**
    * The newest step of which every shard has a checkpoint on the bus (the consistency rule of
-   * packages/model/SHARDING.md: recovery restores every shard from that one step); 0 when there
-   * is none, so the job starts again from its initial parameters.
+   * packages/model/SHARDING.md: recovery restores every shard from that one step), counting
+   * after the job's last rollback only the checkpoints of the run that went on from it; 0 when
+   * there is none, so the job starts again from its initial parameters.
    */
-  restoreStep(bus: Bus, jobId: string, shards: number): Promise<number>;
+  restoreStep(bus: Bus, jobId: string, shards: number, last?: Rollback): Promise<number>;
   /**
    * Every shard's owned parameters at checkpoint step `step` (for evaluating a job while it
    * trains), or null when some shard has no checkpoint of that step (any more).
@@ -70,8 +72,8 @@ export const busShardState: ShardStateReader = {
     return readShardExports(bus, jobId, shards, totalSteps);
   },
 
-  async restoreStep(bus, jobId, shards) {
-    return commonCheckpointStep(await bus.listCheckpoints(jobId), shards);
+  async restoreStep(bus, jobId, shards, last) {
+    return commonCheckpointStep(await bus.listCheckpoints(jobId), shards, last);
   },
 
   async checkpointExports(bus, ctx, step) {

@@ -29,6 +29,8 @@ export {
   slotFor,
   checkpointSteps,
   commonCheckpointStep,
+  currentRun,
+  type Rollback,
   encodeShardExport,
   decodeShardExport,
   isShardExport,

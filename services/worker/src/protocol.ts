@@ -40,29 +40,55 @@ export function slotFor(shard: number, step: number, current: readonly Checkpoin
   return sa <= sb ? a : b;
 }
 
-/** Per shard 0..shardCount-1, the steps of its checkpoints (from listCheckpoints). */
+/**
+ * The job's last rollback: the generation that restored shards from checkpoints of `step`
+ * (JobProgress.generation and restoredFromStep; generation 0 or 1 and step 0 before any).
+ */
+export interface Rollback {
+  generation: number;
+  step: number;
+}
+
+/**
+ * Whether a checkpoint belongs to the run that goes on after the job's last rollback: a
+ * checkpoint written under an older generation of a later step than the one restored is left
+ * from the run that was abandoned (a shard that had got further before the failure), and must
+ * not be combined with the new run's checkpoints of the same step.
+ */
+export function currentRun(c: CheckpointInfo, last: Rollback): boolean {
+  return c.generation >= last.generation || c.step <= last.step;
+}
+
+/**
+ * Per shard 0..shardCount-1, the steps of its checkpoints (from listCheckpoints), only those of
+ * the current run when the last rollback is given.
+ */
 export function checkpointSteps(
   current: readonly CheckpointInfo[],
   shardCount: number,
+  last?: Rollback,
 ): Set<number>[] {
   const out = Array.from({ length: shardCount }, () => new Set<number>());
   for (const c of current) {
     const s = c.shardId < PREVIOUS_SLOT_BASE ? c.shardId : c.shardId - PREVIOUS_SLOT_BASE;
     if (c.shardId >= EXPORT_SLOT_BASE || s >= shardCount) continue;
+    if (last && !currentRun(c, last)) continue;
     out[s]!.add(c.step);
   }
   return out;
 }
 
 /**
- * The newest step every shard has a checkpoint of: the step to restore a job from after a
- * failure (ShardAssignment.restore_from_step). 0 when there is none (start afresh).
+ * The newest step every shard has a checkpoint of (of the current run, when the job's last
+ * rollback is given): the step to restore a job from after a failure
+ * (ShardAssignment.restore_from_step). 0 when there is none (start afresh).
  */
 export function commonCheckpointStep(
   current: readonly CheckpointInfo[],
   shardCount: number,
+  last?: Rollback,
 ): number {
-  const steps = checkpointSteps(current, shardCount);
+  const steps = checkpointSteps(current, shardCount, last);
   let best = 0;
   for (const t of steps[0] ?? []) {
     if (t > best && steps.every((s) => s.has(t))) best = t;

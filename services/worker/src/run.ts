@@ -389,7 +389,7 @@ export class ShardRun {
       bytes: bytes.length,
       staleness: { count: st.count, sumSteps: st.sumSteps, maxSteps: st.maxSteps },
     });
-    await this.deps.bus.putCheckpoint(this.jobId, slot, q.total, bytes);
+    await this.deps.bus.putCheckpoint(this.jobId, slot, q.total, bytes, this.generation);
     this.runState = 'done';
     this.log.info(
       { step: q.total, slot, bytes: bytes.length, staleness: st.maxSteps },
@@ -608,7 +608,9 @@ export class ShardRun {
     const { bus } = this.deps;
     const bytes = tr.checkpoint();
     const slot = slotFor(this.shardId, step, await bus.listCheckpoints(this.jobId));
-    const ok = await bus.putCheckpoint(this.jobId, slot, step, bytes);
+    // Tagged with this run's generation: after a rollback, a checkpoint of a later step left by
+    // the abandoned run is told apart from this one's (commonCheckpointStep).
+    const ok = await bus.putCheckpoint(this.jobId, slot, step, bytes, this.generation);
     if (!ok) {
       this.log.warn({ step, slot }, 'checkpoint refused: its slot holds a later step');
       return;
@@ -624,7 +626,7 @@ export class ShardRun {
     const step = tr.position.applied;
     const bytes = encodeShardExport(tr.exportBlocks());
     const slot = exportSlot(this.shardId);
-    await bus.putCheckpoint(this.jobId, slot, step, bytes);
+    await bus.putCheckpoint(this.jobId, slot, step, bytes, this.generation);
     this.runState = 'done';
     this.report(true);
     this.log.info({ step, slot, bytes: bytes.length }, 'shard done: final export written');

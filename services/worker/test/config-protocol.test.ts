@@ -8,8 +8,10 @@ import {
   EXPORT_SLOT_BASE,
   PREVIOUS_SLOT_BASE,
   checkpointSlots,
+  checkpointSteps,
   commonCheckpointStep,
   configFromEnv,
+  currentRun,
   WORKER_ENV_VARS,
   decodeShardExport,
   defaultWorkerId,
@@ -132,11 +134,12 @@ describe('configFromEnv', () => {
 });
 
 describe('bus protocol', () => {
-  const info = (shardId: number, step: number): CheckpointInfo => ({
+  const info = (shardId: number, step: number, generation = 1): CheckpointInfo => ({
     shardId,
     step,
     bytes: 1,
     createdAt: 1,
+    generation,
   });
 
   it('keeps the two newest checkpoints of a shard in its two slots', () => {
@@ -170,6 +173,27 @@ describe('bus protocol', () => {
     expect(
       commonCheckpointStep([...list, info(EXPORT_SLOT_BASE, 90), info(2_000_000_000, 90)], 2),
     ).toBe(30);
+  });
+
+  it('after a rollback, leaves out the checkpoints of the abandoned run', () => {
+    const P = PREVIOUS_SLOT_BASE;
+    // Generation 1 ran until shard 0 had written 40 and shard 1 only 30 (then shard 1 died):
+    // generation 2 restored both from 30. Shard 1, faster now, has written 40 of generation 2;
+    // shard 0 has not yet, and still holds its 40 of generation 1. Shard 1 dies again.
+    const list = [info(0, 40, 1), info(P, 30, 1), info(1, 40, 2), info(P + 1, 30, 1)];
+    // Without the rollback, both shards "have" 40: a mix of two runs' states.
+    expect(commonCheckpointStep(list, 2)).toBe(40);
+    const last = { generation: 2, step: 30 };
+    expect(commonCheckpointStep(list, 2, last)).toBe(30);
+    expect(checkpointSteps(list, 2, last).map((s) => [...s].sort())).toEqual([[30], [30, 40]]);
+    // Once shard 0 has rewritten 40 under generation 2, 40 is common again.
+    const rewritten = [info(0, 40, 2), info(P, 30, 1), info(1, 40, 2), info(P + 1, 30, 1)];
+    expect(commonCheckpointStep(rewritten, 2, last)).toBe(40);
+    // Checkpoints of the restored step and before it stay, whatever wrote them.
+    expect(currentRun(info(0, 30, 1), last)).toBe(true);
+    expect(currentRun(info(0, 20, 0), last)).toBe(true);
+    expect(currentRun(info(0, 50, 3), last)).toBe(true);
+    expect(currentRun(info(0, 31, 1), last)).toBe(false);
   });
 
   it('encodes a shard export and decodes it exactly', () => {

@@ -1,0 +1,39 @@
+// Which step the coordinator restores a job from: the newest step every shard has checkpointed,
+// counting after a rollback only the checkpoints of the run that went on from it (a shard that
+// had got further before the failure leaves checkpoints of the abandoned run behind).
+import { describe, expect, it } from 'vitest';
+import { MemoryBus } from '@spinmesh/bus';
+import { checkpointSlots } from '@spinmesh/worker';
+import { lastRollback, type StoredJob } from '../src/records.js';
+import { busShardState } from '../src/shard-state.js';
+
+describe('restore step', () => {
+  it('leaves out the checkpoints of the run a rollback abandoned', async () => {
+    const bus = new MemoryBus();
+    try {
+      await bus.createJob({ id: 'j' });
+      const put = (shard: number, slot: 0 | 1, step: number, generation: number) =>
+        bus.putCheckpoint('j', checkpointSlots(shard)[slot], step, new Uint8Array(4), generation);
+      // Generation 1: shard 0 wrote 30 and 40, shard 1 only 30 before it died. Generation 2
+      // restored both from 30; shard 1 has written 40 again, shard 0 not yet.
+      await put(0, 0, 30, 1);
+      await put(0, 1, 40, 1);
+      await put(1, 0, 30, 1);
+      await put(1, 1, 40, 2);
+      const job = {
+        progress: { generation: 2, restoredFromStep: 30 },
+      } as unknown as StoredJob;
+      expect(lastRollback(job)).toEqual({ generation: 2, step: 30 });
+      expect(await busShardState.restoreStep(bus, 'j', 2, lastRollback(job))).toBe(30);
+      // Without the rollback's figures, 40 would pair shard 0's abandoned state with shard 1's.
+      expect(await busShardState.restoreStep(bus, 'j', 2)).toBe(40);
+      // Once shard 0 has rewritten 40 under generation 2, 40 is the step to restore.
+      await put(0, 1, 40, 2);
+      expect(await busShardState.restoreStep(bus, 'j', 2, lastRollback(job))).toBe(40);
+      // Before the first assignment there is no rollback to respect.
+      expect(lastRollback({} as StoredJob)).toBeUndefined();
+    } finally {
+      await bus.close();
+    }
+  });
+});
