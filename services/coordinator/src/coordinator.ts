@@ -422,7 +422,7 @@ export class Coordinator {
       await this.place(job, null, new Map(), pool, 'job had no assignment');
       return;
     }
-    const finished = await this.shardState.finished(this.bus, job.id, K, total);
+    const finished = await this.shardState.finished(this.bus, job.id, K, total, lastRollback(job));
     if (finished.size === K) {
       await this.finish(job, a);
       return;

@@ -2,7 +2,7 @@
 // the step every shard restarts from after a failure) and their final exports (to assemble the
 // model). The layout of those bytes and slots is the worker's (services/worker/src/protocol.ts);
 // this file only reads it with the worker's own functions, so the two cannot drift apart.
-import type { Bus } from '@spinmesh/bus';
+import type { Bus, CheckpointInfo } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
   ShardTrainer,
@@ -14,6 +14,7 @@ import {
 import {
   checkpointSlots,
   commonCheckpointStep,
+  currentRun,
   exportSlot,
   readShardExports,
   type Rollback,
@@ -32,8 +33,18 @@ export interface CheckpointContext {
 
 /** Reads the workers' checkpoints and exports of a job. */
 export interface ShardStateReader {
-  /** The shards whose final export (at `totalSteps`) is on the bus. */
-  finished(bus: Bus, jobId: string, shards: number, totalSteps: number): Promise<Set<number>>;
+  /**
+   * The shards whose final export (at `totalSteps`) is on the bus, written (after the job's last
+   * rollback) by the run that went on from it: a shard that finished before a peer failed trains
+   * again from the restored step, and its earlier export does not count.
+   */
+  finished(
+    bus: Bus,
+    jobId: string,
+    shards: number,
+    totalSteps: number,
+    last?: Rollback,
+  ): Promise<Set<number>>;
   /** Every shard's final export, or null while one is missing. @throws Error when unreadable */
   exports(
     bus: Bus,
@@ -58,12 +69,14 @@ export interface ShardStateReader {
 
 /** The reader for the workers of services/worker. */
 export const busShardState: ShardStateReader = {
-  async finished(bus, jobId, shards, totalSteps) {
+  async finished(bus, jobId, shards, totalSteps, last) {
     const list = await bus.listCheckpoints(jobId);
     const out = new Set<number>();
     for (let s = 0; s < shards; s++) {
       const slot = exportSlot(s);
-      if (list.some((c) => c.shardId === slot && c.step === totalSteps)) out.add(s);
+      const done = (c: CheckpointInfo): boolean =>
+        c.shardId === slot && c.step === totalSteps && (!last || currentRun(c, last));
+      if (list.some(done)) out.add(s);
     }
     return out;
   },

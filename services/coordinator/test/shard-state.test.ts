@@ -1,9 +1,10 @@
-// Which step the coordinator restores a job from: the newest step every shard has checkpointed,
-// counting after a rollback only the checkpoints of the run that went on from it (a shard that
-// had got further before the failure leaves checkpoints of the abandoned run behind).
+// Which step the coordinator restores a job from (the newest step every shard has checkpointed)
+// and which shards it counts as finished, counting after a rollback only what the run that went
+// on from it wrote (a shard that had got further before the failure leaves checkpoints, or its
+// final export, of the abandoned run behind).
 import { describe, expect, it } from 'vitest';
 import { MemoryBus } from '@spinmesh/bus';
-import { checkpointSlots } from '@spinmesh/worker';
+import { checkpointSlots, exportSlot } from '@spinmesh/worker';
 import { lastRollback, type StoredJob } from '../src/records.js';
 import { busShardState } from '../src/shard-state.js';
 
@@ -32,6 +33,26 @@ describe('restore step', () => {
       expect(await busShardState.restoreStep(bus, 'j', 2, lastRollback(job))).toBe(40);
       // Before the first assignment there is no rollback to respect.
       expect(lastRollback({} as StoredJob)).toBeUndefined();
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it("counts a shard finished only by its current run's final export", async () => {
+    const bus = new MemoryBus();
+    try {
+      await bus.createJob({ id: 'j' });
+      const total = 100;
+      // Shard 0 finished under generation 1; shard 1 died before it did, and generation 2
+      // restored both from 90: shard 0 trains again, and its first export does not count.
+      await bus.putCheckpoint('j', exportSlot(0), total, new Uint8Array(4), 1);
+      const last = { generation: 2, step: 90 };
+      expect([...(await busShardState.finished(bus, 'j', 2, total, last))]).toEqual([]);
+      expect([...(await busShardState.finished(bus, 'j', 2, total))]).toEqual([0]);
+      await bus.putCheckpoint('j', exportSlot(1), total, new Uint8Array(4), 2);
+      expect([...(await busShardState.finished(bus, 'j', 2, total, last))]).toEqual([1]);
+      await bus.putCheckpoint('j', exportSlot(0), total, new Uint8Array(4), 2);
+      expect([...(await busShardState.finished(bus, 'j', 2, total, last))]).toEqual([0, 1]);
     } finally {
       await bus.close();
     }
