@@ -859,6 +859,7 @@ export class ShardRun {
       now !== null && base !== null ? now[k] - base[k] : 0;
     const u = tr?.lastUpdateStats ?? null;
     tr?.monitorNextUpdate();
+    const { computeSeconds, waitSeconds } = this.timing();
     return {
       jobId: this.jobId,
       shard: this.shardId,
@@ -869,8 +870,8 @@ export class ShardRun {
       spinUpdates: since('spinUpdates'),
       sweeps: since('sweeps'),
       weightUpdates: since('updatesApplied'),
-      computeSeconds: this.time.computeMs / 1000,
-      waitSeconds: this.time.waitMs / 1000,
+      computeSeconds,
+      waitSeconds,
       staleness: now?.spinStaleness.map((n, d) => n - (base?.spinStaleness[d] ?? 0)) ?? [],
       peers: this.counters().peers.map((p) => ({
         peer: p.shardId,
