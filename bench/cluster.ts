@@ -1,8 +1,9 @@
 // `npm run bench -- cluster [--quick] [--dense-steps=N] [--fmnist-epochs=N] [--fmnist-limit=N]
-// [--staleness=N|unbounded]`: what distribution costs. Each network is trained on a local cluster (a coordinator and K worker
-// processes over loopback gRPC) with K = 1, 2 (and 4 where the machine has 4 cores), every worker
-// pinned to its own core (`taskset`) with OPENBLAS_NUM_THREADS=1, so every K gives each worker
-// the same resources and K=2 against K=1 measures what the sharding and the spin traffic cost.
+// [--staleness=N|unbounded]`: what distribution costs. Each network is trained on a local
+// cluster (a coordinator and K worker processes over loopback gRPC) with K = 1, 2 (and 4 where the
+// machine has 4 cores), every worker pinned to its own core (`taskset`) with
+// OPENBLAS_NUM_THREADS=1, so every K gives each worker the same resources and K=2 against K=1
+// measures what the sharding and the spin traffic cost.
 //
 // Networks (PCD-1 unless said, centred, no periodic checkpoints; staleness 0, lockstep, unless
 // --staleness says otherwise: then a shard may draw ahead on its peer's older chain states, which
