@@ -495,6 +495,8 @@ export class ShardRun {
           break;
         case 'checkpoint':
           await this.writeCheckpoint(tr, r.step);
+          // An in-process bus answers in microtasks: let I/O in, as after any slice.
+          await yieldNow();
           break;
         case 'done':
           await this.finishJob(tr);
