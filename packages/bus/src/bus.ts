@@ -182,9 +182,13 @@ export interface Bus {
    * refused and its chunks removed; an equal step replaces it. `generation` (default 0) is the
    * assignment generation the writer runs under, listed with the checkpoint: after a rollback,
    * a checkpoint written before it of a later step than the one restored belongs to an abandoned
-   * run (`commonCheckpointStep` of the worker's protocol skips it).
+   * run (`commonCheckpointStep` of the worker's protocol skips it). A generation older than the
+   * job's assignment is refused: its writer's run was replaced (a worker whose heartbeat lapsed
+   * but still runs, or one not yet told of a rollback), so it can overwrite nothing, not even
+   * the checkpoint a rollback restores. Generation 0 is not checked.
    * @returns true if it became current, false if a later one was already current.
-   * @throws `JobNotFoundError` (nothing is left behind).
+   * @throws `JobNotFoundError`; `StaleWriterError` for a replaced writer (either way nothing is
+   *   left behind).
    */
   putCheckpoint(
     jobId: string,

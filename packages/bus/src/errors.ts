@@ -1,6 +1,6 @@
 // Typed errors of the bus. Services map them to gRPC statuses (InvalidArgumentError ->
 // INVALID_ARGUMENT, JobNotFoundError -> NOT_FOUND, JobExistsError -> ALREADY_EXISTS,
-// IllegalTransitionError and StaleAssignmentError -> FAILED_PRECONDITION).
+// IllegalTransitionError, StaleAssignmentError and StaleWriterError -> FAILED_PRECONDITION).
 
 /** Base class of every error the bus throws on purpose. */
 export class BusError extends Error {
@@ -72,6 +72,26 @@ export class StaleAssignmentError extends BusError {
     super(
       `job '${jobId}': assignment generation ${generation} is stale ` +
         `(the stored one is ${currentGeneration}; a new one must be larger)`,
+    );
+  }
+}
+
+/**
+ * `putCheckpoint` was given a writer's generation older than the job's assignment: the writer's
+ * run was replaced (it is a worker whose heartbeat lapsed, or one not yet told of a rollback),
+ * and what it would write belongs to an abandoned run.
+ */
+export class StaleWriterError extends BusError {
+  override name = 'StaleWriterError';
+  constructor(
+    readonly jobId: string,
+    readonly shardId: number,
+    readonly generation: number,
+    readonly currentGeneration: number,
+  ) {
+    super(
+      `job '${jobId}' slot ${shardId}: a checkpoint written under generation ${generation} is ` +
+        `refused: the assignment is at generation ${currentGeneration} (a newer run replaced it)`,
     );
   }
 }

@@ -9,6 +9,7 @@ import {
   JobNotFoundError,
   ShardNotFoundError,
   StaleAssignmentError,
+  StaleWriterError,
 } from './errors.js';
 import { isTerminalState } from './states.js';
 import type {
@@ -359,6 +360,9 @@ export class MemoryBus implements Bus {
     checkBytes('data', data);
     checkNonNegativeInt('generation', generation);
     const job = this.job(jobId);
+    const assigned = job.assignment?.generation;
+    if (generation > 0 && assigned !== undefined && generation < assigned)
+      throw new StaleWriterError(jobId, shardId, generation, assigned);
     const current = job.checkpoints.get(shardId);
     if (current && step < current.step) return false;
     job.checkpoints.set(shardId, { step, data: data.slice(), createdAt: this.now(), generation });

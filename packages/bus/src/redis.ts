@@ -15,6 +15,7 @@ import {
   JobNotFoundError,
   ShardNotFoundError,
   StaleAssignmentError,
+  StaleWriterError,
 } from './errors.js';
 import { Keys } from './keys.js';
 import { loadScripts, ScriptCode, type LoadedScript, type ScriptName } from './scripts.js';
@@ -711,12 +712,14 @@ export class RedisBus implements Bus {
     };
     const [code, previous] = (await this.script(
       'commitCheckpoint',
-      [this.keys.job(jobId), this.keys.checkpoints(jobId)],
-      [shardId, step, JSON.stringify(pointer)],
+      [this.keys.job(jobId), this.keys.checkpoints(jobId), this.keys.assignment(jobId)],
+      [shardId, step, JSON.stringify(pointer), generation],
     )) as [number, (string | number)?];
     if (code !== ScriptCode.Ok) {
       await this.unlink(chunkKeys);
       if (code === ScriptCode.JobNotFound) throw new JobNotFoundError(jobId);
+      if (code === ScriptCode.StaleGeneration)
+        throw new StaleWriterError(jobId, shardId, generation, Number(previous));
       return false;
     }
     if (typeof previous === 'string' && previous !== '') {

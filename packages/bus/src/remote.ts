@@ -19,6 +19,7 @@ import {
   JobNotFoundError,
   ShardNotFoundError,
   StaleAssignmentError,
+  StaleWriterError,
 } from './errors.js';
 import type {
   AppendEventOptions,
@@ -235,6 +236,14 @@ function errorToStatus(err: unknown): { code: grpc.status; json: ErrorJson | nul
       generation: err.generation,
       currentGeneration: err.currentGeneration,
     });
+  } else if (err instanceof StaleWriterError) {
+    code = Status.FAILED_PRECONDITION;
+    Object.assign(json, {
+      jobId: err.jobId,
+      shardId: err.shardId,
+      generation: err.generation,
+      currentGeneration: err.currentGeneration,
+    });
   } else if (err instanceof CheckpointReadError) {
     code = Status.ABORTED;
     json.jobId = err.jobId;
@@ -284,6 +293,9 @@ function rebuildError(j: ErrorJson): BusError | null {
       break;
     case 'StaleAssignmentError':
       e = new StaleAssignmentError(s('jobId'), n('generation'), n('currentGeneration'));
+      break;
+    case 'StaleWriterError':
+      e = new StaleWriterError(s('jobId'), n('shardId'), n('generation'), n('currentGeneration'));
       break;
     case 'CheckpointReadError':
       e = new CheckpointReadError(s('jobId'), n('shardId'), 0);

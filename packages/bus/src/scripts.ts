@@ -27,7 +27,7 @@ export const SCRIPT_FILES = {
   setAssignment: 'set-assignment-2.lua',
   reassignShard: 'reassign-shard-2.lua',
   putSpins: 'put-spins-2.lua',
-  commitCheckpoint: 'commit-checkpoint-2.lua',
+  commitCheckpoint: 'commit-checkpoint-3.lua',
   appendEvent: 'append-event-2.lua',
   pruneWorker: 'prune-worker-2.lua',
 } as const;

@@ -9,6 +9,7 @@ import {
   JobNotFoundError,
   ShardNotFoundError,
   StaleAssignmentError,
+  StaleWriterError,
   type Assignment,
   type Bus,
   type JobEvent,
@@ -498,6 +499,40 @@ export function runBusContract(
           [0, 10, 5],
           [1, 10, 4],
         ]);
+      });
+
+      it("refuses a checkpoint of a writer older than the job's assignment", async () => {
+        const { bus } = await fresh();
+        await bus.createJob({ id: 'j' });
+        // no assignment yet: nothing to compare with
+        expect(await bus.putCheckpoint('j', 0, 10, new Uint8Array([1]), 1)).toBe(true);
+        await bus.setAssignment('j', assignment(3, ['w1']));
+        const err = await bus.putCheckpoint('j', 0, 20, pattern(5, 3000), 2).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(StaleWriterError);
+        expect(err).toMatchObject({ jobId: 'j', shardId: 0, generation: 2, currentGeneration: 3 });
+        expect((err as Error).message).toBe(
+          "job 'j' slot 0: a checkpoint written under generation 2 is refused: the assignment " +
+            'is at generation 3 (a newer run replaced it)',
+        );
+        // not even the same step: a rollback may be restoring it
+        await expect(bus.putCheckpoint('j', 0, 10, new Uint8Array([9]), 2)).rejects.toThrow(
+          StaleWriterError,
+        );
+        expect(await bus.getCheckpoint('j', 0)).toEqual({ step: 10, data: new Uint8Array([1]) });
+        // the current generation, a newer one (told before the bus) and 0 (unchecked) go through
+        expect(await bus.putCheckpoint('j', 0, 20, new Uint8Array([2]), 3)).toBe(true);
+        expect(await bus.putCheckpoint('j', 0, 30, new Uint8Array([3]), 4)).toBe(true);
+        expect(await bus.putCheckpoint('j', 0, 40, new Uint8Array([4]))).toBe(true);
+        expect(await bus.reassignShard('j', 0, 'w1', 'w2')).toBe(true); // generation 4
+        await expect(bus.putCheckpoint('j', 1, 1, new Uint8Array([5]), 3)).rejects.toThrow(
+          /generation 3 is refused: the assignment is at generation 4/,
+        );
+        expect(
+          (await bus.listCheckpoints('j')).map((c) => [c.shardId, c.step, c.generation]),
+        ).toEqual([[0, 40, 0]]);
       });
 
       it('never shows a concurrent reader a torn checkpoint', async () => {

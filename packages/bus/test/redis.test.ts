@@ -9,6 +9,7 @@ import {
   Keys,
   RedisBus,
   redisBusOptionsFromEnv,
+  StaleWriterError,
   type RedisBusOptions,
 } from '@spinmesh/bus';
 import { makeTestCertificates } from './certs.js';
@@ -94,6 +95,11 @@ describe('RedisBus', () => {
         await bus.putSpins(id, 1, 1, new Uint8Array(10));
         for (const step of [1, 2, 3]) await bus.putCheckpoint(id, 0, step, new Uint8Array(4500));
         await bus.putCheckpoint(id, 1, 1, new Uint8Array(10));
+        // refused writes (an earlier step; a replaced writer's generation) leave no chunks
+        expect(await bus.putCheckpoint(id, 0, 2, new Uint8Array(4500))).toBe(false);
+        await expect(bus.putCheckpoint(id, 0, 4, new Uint8Array(4500), 1)).rejects.toThrow(
+          StaleWriterError,
+        );
         await bus.appendEvent(id, { type: 'eval', at: 1 });
       }
       const all = await scanKeys(db, '*');

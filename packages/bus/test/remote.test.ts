@@ -19,6 +19,7 @@ import {
   RemoteBusError,
   ShardNotFoundError,
   StaleAssignmentError,
+  StaleWriterError,
   serveBus,
   type Bus,
   type ServeBusOptions,
@@ -155,6 +156,9 @@ describe('RemoteBus and serveBus', () => {
     const stale = await caught(remote.setAssignment('j', { generation: 2, shards: [] }));
     expect(stale).toBeInstanceOf(StaleAssignmentError);
     expect(stale).toMatchObject({ jobId: 'j', generation: 2, currentGeneration: 3 });
+    const writer = await caught(remote.putCheckpoint('j', 1, 7, new Uint8Array(2), 2));
+    expect(writer).toBeInstanceOf(StaleWriterError);
+    expect(writer).toMatchObject({ jobId: 'j', shardId: 1, generation: 2, currentGeneration: 3 });
     const shard = await caught(remote.reassignShard('j', 5, 'a', 'b'));
     expect(shard).toBeInstanceOf(ShardNotFoundError);
     expect(shard).toMatchObject({ jobId: 'j', shardId: 5 });

@@ -6,7 +6,7 @@
 import { setImmediate as yieldNow, setTimeout as sleep } from 'node:timers/promises';
 
 import * as grpc from '@grpc/grpc-js';
-import { BusError, JobNotFoundError, type Bus } from '@spinmesh/bus';
+import { BusError, JobNotFoundError, StaleWriterError, type Bus } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
   DyBMShard,
@@ -230,7 +230,8 @@ export class ShardRun {
       else await this.loop();
     } catch (err) {
       if (this.aborted) return;
-      await this.fail(err);
+      if (err instanceof StaleWriterError) await this.replaced(err);
+      else await this.fail(err);
     } finally {
       if (!Number.isNaN(this.time.startedAt)) this.time.endedAt = performance.now();
     }
@@ -647,6 +648,23 @@ export class ShardRun {
     this.wake();
     await this.closeLinks(0);
     await this.event(ShardEvents.failed, { error: this.failure }).catch(() => {});
+  }
+
+  /**
+   * The bus refused a checkpoint or export of this run: the job's assignment has a newer
+   * generation, so the coordinator has replaced this run (it took this worker for dead, or a
+   * rollback is on its way here). Not a failure of the job, which goes on under the new
+   * generation: the run ends, writing nothing more.
+   */
+  private async replaced(err: StaleWriterError): Promise<void> {
+    this.log.warn(
+      { step: this.step, current: err.currentGeneration },
+      'a newer generation replaced this run (the bus refused its checkpoint): stopping',
+    );
+    this.aborted = true;
+    this.runState = 'stopped';
+    this.wake();
+    await this.closeLinks(0);
   }
 
   /** Appends one of this shard's events to the job's stream. */

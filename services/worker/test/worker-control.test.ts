@@ -189,6 +189,34 @@ describe('Worker (in process)', () => {
     expect(failed).toHaveLength(1);
   });
 
+  it('ends a run quietly when the bus refuses its checkpoint for a newer generation', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'z', basSpec(100_000), 1);
+    const [a] = assignments(job, [w.address], 1, { checkpointEvery: 20 });
+    await bus.setAssignment('z', {
+      generation: 1,
+      shards: [{ shardId: 0, workerId: 'w1', units: a!.units }],
+    });
+    await control.assign(w.address, a!);
+    await until(async () => (await bus.listCheckpoints('z')).length > 0, 10_000, 'a checkpoint');
+    // The coordinator moves the shard on (it took this worker for dead): generation 2.
+    expect(await bus.reassignShard('z', 0, 'w1', 'w2')).toBe(true);
+    const fenced = await bus.listCheckpoints('z');
+    await until(
+      async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_IDLE,
+      10_000,
+      'IDLE',
+    );
+    const st = await control.status(w.address);
+    expect(st.error).toBe('');
+    expect(st.step).toBeGreaterThan(fenced[0]!.step); // it did try to write a later one
+    expect(await bus.listCheckpoints('z')).toEqual(fenced);
+    expect(fenced.every((c) => c.generation === 1)).toBe(true);
+    const types = (await events(bus, 'z')).map((e) => e.event.type);
+    expect(types).not.toContain(ShardEvents.failed);
+    expect((await bus.getJob('z'))!.state).toBe('queued'); // the job itself is untouched
+  });
+
   it('stops a running shard without a checkpoint at once', async () => {
     const { w, bus, control } = await startWorker();
     const job = await createJob(bus, 'long', basSpec(100_000), 1);
