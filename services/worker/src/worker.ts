@@ -258,7 +258,13 @@ export class Worker {
     return this.serial(async () => {
       if (this.closing !== null)
         throw new ServerError(Status.UNAVAILABLE, `worker ${this.id} is shutting down`);
-      const cur = this.run;
+      let cur = this.run;
+      // A run that ended by itself (the bus refused its writes: a newer generation replaced it)
+      // holds nothing: another job may have the worker without a Stop.
+      if (cur !== null && cur.state === 'stopped' && cur.jobId !== a.jobId) {
+        this.release(cur);
+        cur = null;
+      }
       if (cur !== null) {
         if (cur.jobId !== a.jobId)
           throw new ServerError(

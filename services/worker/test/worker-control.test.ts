@@ -215,6 +215,12 @@ describe('Worker (in process)', () => {
     const types = (await events(bus, 'z')).map((e) => e.event.type);
     expect(types).not.toContain(ShardEvents.failed);
     expect((await bus.getJob('z'))!.state).toBe('queued'); // the job itself is untouched
+    // The ended run holds nothing: another job may have the worker at once, without a Stop.
+    const next = await createJob(bus, 'after', basSpec(10), 1);
+    const [b] = assignments(next, [w.address], 1, { checkpointEvery: 0 });
+    expect((await control.assign(w.address, b!)).jobId).toBe('after');
+    const [done] = await waitDone(control, [w.address], 20_000);
+    expect(done).toMatchObject({ jobId: 'after', step: next.totalSteps });
   });
 
   it('stops a running shard without a checkpoint at once', async () => {
