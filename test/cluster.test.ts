@@ -2,9 +2,9 @@
 // with the coordinator's in-process bus or a real redis-server, training bars-and-stripes 4x4
 // with a 16-16 RBM. Staleness 0 must give the single-process result bit for bit (portable
 // kernels: every sum is computed in the same order whatever the sharding), also across a worker
-// killed with SIGKILL and a coordinator killed and restarted; unbounded staleness must land
-// within 0.1 nats of the lockstep log-likelihood (CD), staleness 2 within 0.8 (persistent chains).
-// Afterwards no process, port or key is left.
+// killed with SIGKILL, a worker frozen past its heartbeat and resumed, and a coordinator killed
+// and restarted; unbounded staleness must land within 0.1 nats of the lockstep log-likelihood
+// (CD), staleness 2 within 0.8 (persistent chains). Afterwards no process, port or key is left.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
@@ -163,6 +163,67 @@ describe('cluster on the in-process bus', () => {
     console.log(
       `no spare worker: requeued, resumed from step ${resumed.restoreFromStep} on a new worker ` +
         `(generation ${resumed.generation}); model bit-identical to the undisturbed run`,
+    );
+  });
+
+  it('a worker frozen past its heartbeat, then resumed: its shard moves on, the model is undisturbed', async () => {
+    // A stall rather than a crash (SIGSTOP, as a long pause or a partition would): the frozen
+    // worker's shard goes to the spare under a new generation; once the job has moved on, the
+    // worker is let go on (SIGCONT) in the middle of its old run. Its frames are refused by the
+    // peers, its checkpoints by the bus, and the coordinator stops it.
+    cluster.startWorker(); // a spare: 3 live workers for 2 shards
+    for (let t = Date.now(); (await bus.listWorkers()).length < 3;) {
+      if (Date.now() - t > 20_000) throw new Error('the spare worker did not register');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
+    const ref = reference(spec);
+    const { jobId } = await jobs.submit(spec);
+    let victim = '';
+    let pid = 0;
+    let frozenAt = 0;
+    let resumedFrom: number | null = null;
+    const { job, events } = await jobs.follow(jobId, (e) => {
+      if (e.workers?.kind === 'assigned' && victim === '')
+        victim = e.workers.shards.find((s) => s.shardId === 1)!.workerId;
+      if (!pid && e.progress && e.progress.step >= 400) {
+        pid = cluster.processes.get(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`)!.child
+          .pid!;
+        frozenAt = e.progress.step;
+        process.kill(pid, 'SIGSTOP');
+      }
+      if (
+        pid &&
+        resumedFrom === null &&
+        e.workers?.kind === 'assigned' &&
+        e.workers.generation >= 2
+      ) {
+        resumedFrom = e.workers.restoreFromStep;
+        process.kill(pid, 'SIGCONT');
+      }
+    });
+    remember(cluster, events);
+    if (pid && resumedFrom === null) process.kill(pid, 'SIGCONT');
+    expect(job.state, job.error).toBe(COMPLETED);
+    expect(resumedFrom).toBeGreaterThan(0);
+    const moved = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
+    expect(moved.shards.map((s) => s.workerId)).not.toContain(victim);
+    expect(compareNetworks(await modelOf(bus, jobId), ref.network)).toEqual({
+      identical: true,
+      maxDiff: 0,
+    });
+    // Resumed, refused, and its old run ended (stopped by the coordinator, or by the bus's
+    // refusal of its checkpoint), not crashed.
+    const frozen = [...cluster.processes.values()].find((p) => p.child.pid === pid)!;
+    for (let t = Date.now(); !/shard stopped|replaced this run/.test(frozen.tail());) {
+      if (Date.now() - t > 10_000)
+        throw new Error(`the resumed worker's old run did not end:\n${frozen.tail()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(alive(pid)).toBe(true);
+    console.log(
+      `worker frozen at step ~${frozenAt}, resumed after its shard moved on (generation ` +
+        `${moved.generation}, from step ${resumedFrom}): model bit-identical to the undisturbed run`,
     );
   });
 
