@@ -76,7 +76,8 @@ export function planJob(
     if (e instanceof SpecError)
       throw new SpecError(
         'spec.workers',
-        `cannot split this network into ${spec.workers} shards: ${e.message}`,
+        `cannot split this network into ${spec.workers} shards: ${e.message}` +
+          mostShards(shape, spec.network, spec.workers),
       );
     throw e;
   }
@@ -111,6 +112,23 @@ export function planJob(
  * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
  * with no sampling loop to distribute.
  */
+/** The most shards (fewer than `workers`) into which the even layout splits the network. */
+function mostShards(
+  shape: ReturnType<typeof shapeNetwork>,
+  net: JobSpec['network'],
+  workers: number,
+): string {
+  for (let k = Math.min(workers - 1, Math.max(...shape.layers.map((l) => l.size))); k >= 1; k--) {
+    try {
+      validateLayout(shape, evenLayout(net, k));
+      return ` (at most ${k} for this network)`;
+    } catch {
+      // fewer, then
+    }
+  }
+  return '';
+}
+
 function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Dataset } {
   const data = loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const n = spec.network.layers[0]!.size;

@@ -45,7 +45,10 @@ describe('JobService', () => {
     ['name: [unclosed', /^spec is not valid YAML or JSON/],
     [{ ...spec, epochs: 0 }, /^spec\.epochs must be an integer/],
     [{ ...spec, train: { ...spec.train, statistics: 'means' } }, /^spec\.train\.statistics /],
-    [{ ...spec, workers: 40 }, /^spec\.workers cannot split this network into 40 shards/],
+    [
+      { ...spec, workers: 40 },
+      /^spec\.workers cannot split this network into 40 shards: .* \(at most 16 for this network\)$/,
+    ],
     [{ ...spec, colour: 'red' }, /^spec\.colour is not a known field/],
   ])('refuses %j with INVALID_ARGUMENT naming the field, storing nothing', async (bad, message) => {
     const err = await failure(submit(client, bad));
