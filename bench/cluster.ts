@@ -33,6 +33,9 @@
 // Compute only: the same layouts as ShardTrainers in this process with messages delivered at
 // once (LoopbackCluster, one BLAS thread), each shard's busy time per step: the speedup 2
 // workers could reach with no waiting and no transport (compute_only.bound_speedup_2_workers).
+// Measured again with the weight correlations left out (compute_only.without_weight_gradients):
+// the bound if the gradient GEMMs cost nothing, which shows what the rest of a shard's work
+// (drawing, and updating the 3/4 of the weights each shard of two holds) allows.
 //
 // Also, for comparison, the single-process Trainer (statistics 'samples', the same spec) in this
 // process with OPENBLAS_NUM_THREADS=2 equivalent (NativeKernels threads = 2): one process on both
@@ -44,7 +47,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { BUS_SECRET_METADATA } from '@spinmesh/bus';
 import { LocalCluster } from '@spinmesh/coordinator';
-import { loadKernels } from '@spinmesh/kernels';
+import { loadKernels, type Kernels } from '@spinmesh/kernels';
 import {
   LoopbackCluster,
   Network,
@@ -480,8 +483,9 @@ function singleProcess(w: Workload, threads: number, steps: number): Record<stri
  * a 15 % warm-up. K workers can at best reach t(K = 1) / max over shards of t(K): the speedup
  * with no waiting and no transport at all.
  */
-function computeOnly(w: Workload, K: number, steps: number): number[] {
-  const k = loadKernels(undefined, { threads: 1 });
+function computeOnly(w: Workload, K: number, steps: number, gradients = true): number[] {
+  const native = loadKernels(undefined, { threads: 1 });
+  const k = gradients ? native : withoutCorrelations(native);
   const spec = validateJobSpec(w.spec(K));
   const data = loadData(spec.data, spec.seed);
   const net = Network.create(spec.network, k, { seed: spec.seed, weightStd: 0.01 });
@@ -516,6 +520,24 @@ function computeOnly(w: Workload, K: number, steps: number): number[] {
   counting = true;
   c.run();
   return busy.map((ms) => Number((ms / (steps - from)).toFixed(3)));
+}
+
+/**
+ * The kernels with every weight correlation S^T U skipped (an sgemm with a transposed first
+ * operand and more than one column; the drawing GEMMs never transpose it): the gradients keep
+ * whatever they held, so what is trained is meaningless, but every other kernel runs as before.
+ */
+function withoutCorrelations(k: Kernels): Kernels {
+  return new Proxy(k, {
+    get(target, prop) {
+      if (prop === 'sgemm')
+        return (...a: Parameters<Kernels['sgemm']>): void => {
+          if (!(a[0] && a[3] > 1)) target.sgemm(...a);
+        };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 /** --staleness: 0 (lockstep, the default), a positive integer or 'unbounded'. */
@@ -645,6 +667,13 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
         `compute only, one process: ${compute1[0]} ms/step (1 shard), ${compute2.join(' / ')} ms/step (2 shards): ` +
           `bound on the 2-worker speedup ${bound}`,
       );
+      const free1 = computeOnly(w, 1, boundSteps, false);
+      const free2 = computeOnly(w, 2, boundSteps, false);
+      const freeBound = Number((free1[0]! / Math.max(...free2)).toFixed(3));
+      log(
+        `  without the weight gradients: ${free1[0]} ms/step (1 shard), ${free2.join(' / ')} ms/step (2 shards): ` +
+          `bound ${freeBound}`,
+      );
       const byK: Record<string, unknown> = {};
       for (const K of Ks) {
         if (K > cores) {
@@ -708,6 +737,11 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
           ms_per_step_1_shard: compute1[0],
           ms_per_step_2_shards: compute2,
           bound_speedup_2_workers: bound,
+          without_weight_gradients: {
+            ms_per_step_1_shard: free1[0],
+            ms_per_step_2_shards: free2,
+            bound_speedup_2_workers: freeBound,
+          },
         },
         single_process_2_threads: sp,
         two_workers_vs_single_process_2_threads:

@@ -37,6 +37,10 @@ describe('bench (quick)', () => {
       expect(n['speedup_2_workers']).toBeGreaterThan(0);
       const bound = n['compute_only'] as Record<string, unknown>;
       expect(bound['bound_speedup_2_workers']).toBeGreaterThan(0);
+      const free = bound['without_weight_gradients'] as Record<string, unknown>;
+      expect(free['ms_per_step_1_shard']).toBeGreaterThan(0);
+      expect(free['ms_per_step_2_shards']).toEqual([positive, positive]);
+      expect(free['bound_speedup_2_workers']).toBeGreaterThan(0);
       const byWorkers = n['by_workers'] as Record<string, Record<string, unknown>>;
       for (const k of ['1', '2']) {
         expect(byWorkers[k]!['spin_updates_per_s']).toBeGreaterThan(0);
