@@ -3,6 +3,9 @@
 //
 // Shapes: 256x784x500 is an RBM 784-500 layer over a batch of 256 (M=256, N=500, K=784);
 // 2048^3 shows the peak. sampleUnits runs on a 100x500 block (one hidden layer, batch 100).
+// The weight correlation of a 784-500 RBM over 100 positive and 100 negative rows of 0s and 1s
+// (a PCD-1 step with sampled statistics) two ways: the GEMM of the centred rows, and packing
+// both layers' column bits and counting (packColumns + bitCorrelation), in ms per correlation.
 
 import {
   NativeKernels,
@@ -87,6 +90,31 @@ function sampleNs(K: Kernels, type: UnitType, minSeconds: number): number {
   return (s / (rows * n)) * 1e9;
 }
 
+/** ms per 784-500 weight correlation over 100 + 100 rows of 0s and 1s: GEMM, and from bits. */
+function correlationMs(K: Kernels, minSeconds: number): { gemm: number; bits: number } {
+  const [m, w, R, C] = [784, 500, 100, 100];
+  const X = randomArray((R + C) * m, 5).map((v) => (v > 0.2 ? 1 : 0));
+  const Y = randomArray((R + C) * w, 6).map((v) => (v > 0.4 ? 1 : 0));
+  const mu = new Float32Array(m).fill(0.4);
+  const lam = new Float32Array(w).fill(0.3);
+  const out = new Float32Array(m * w);
+  const gemm = timeIt(
+    () => K.sgemm(true, false, m, w, R + C, 1, X, m, Y, w, 0, out, w),
+    minSeconds,
+  );
+  const words = (rows: number, n: number): Uint32Array => new Uint32Array(n * Math.ceil(rows / 32));
+  const [xp, xn, yp, yn] = [words(R, m), words(C, m), words(R, w), words(C, w)];
+  const [ox, oy] = [new Uint8Array(m), new Uint8Array(w)];
+  const bits = timeIt(() => {
+    K.packColumns(R, m, X, m, xp, ox);
+    K.packColumns(C, m, X.subarray(R * m), m, xn, ox);
+    K.packColumns(R, w, Y, w, yp, oy);
+    K.packColumns(C, w, Y.subarray(R * w), w, yn, oy);
+    K.bitCorrelation(m, w, R, C, xp, xn, yp, yn, mu, lam, null, null, out, w);
+  }, minSeconds);
+  return { gemm: gemm * 1e3, bits: bits * 1e3 };
+}
+
 const round = (x: number, digits = 3): number => Number(x.toPrecision(digits));
 
 function measure(K: Kernels, quick: boolean): Record<string, unknown> {
@@ -106,11 +134,17 @@ function measure(K: Kernels, quick: boolean): Record<string, unknown> {
     sample[name] = round(sampleNs(K, type, quick ? 0.1 : 0.3));
     log(`sampleUnits ${name} 100x500 ${sample[name]} ns/element (mean + draw)`);
   }
+  const corr = correlationMs(K, quick ? 0.2 : 1);
+  log(
+    `784-500 weight correlation over 100+100 rows of 0/1: GEMM ${corr.gemm.toFixed(3)} ms, ` +
+      `from bits ${corr.bits.toFixed(3)} ms`,
+  );
   return {
     describe: K.describe(),
     threads: K.threads,
     sgemm_gflops: { '256x784x500': round(small), '2048x2048x2048': round(big) },
     sample_ns_per_element: sample,
+    correlation_784x500_ms: { gemm: round(corr.gemm), bits: round(corr.bits) },
   };
 }
 

@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Units per block in the element-wise kernels: small enough for stack scratch and L1. */
@@ -482,6 +483,96 @@ static void unpack_spins(int64_t n, const uint8_t *packed, float off, float *x) 
   }
   for (int64_t i = whole << 3; i < n; i++)
     x[i] = off + span * (float)((packed[i >> 3] >> (i & 7)) & 1u);
+}
+
+/* Column bits of a {0,1} matrix: bit r % 32 of out[i * words + r / 32] is x[r * ld + i] == 1
+ * for r < rows, i < n (words = ceil(rows / 32); the spare high bits are 0). odd[i] is set to 1
+ * (never cleared) for a column with a value other than 0 and 1. Returns 1 if none was. */
+static int pack_columns(int64_t rows, int64_t n, const float *x, int64_t ld, uint32_t *out,
+                        uint8_t *odd) {
+  const int64_t words = (rows + 31) / 32;
+  memset(out, 0, sizeof(uint32_t) * (size_t)(n * words));
+  int any = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * ld;
+    const int64_t w = r >> 5;
+    const uint32_t bit = 1u << (r & 31);
+    for (int64_t i = 0; i < n; i++) {
+      const float v = xr[i];
+      const int o = (v != 0.0f) & (v != 1.0f);
+      odd[i] |= (uint8_t)o;
+      any |= o;
+      out[i * words + w] |= (v == 1.0f) ? bit : 0u;
+    }
+  }
+  return !any;
+}
+
+static inline int64_t popcount_words(const uint32_t *a, int64_t words) {
+  int64_t s = 0;
+  for (int64_t k = 0; k < words; k++) s += __builtin_popcount(a[k]);
+  return s;
+}
+
+/* The centred correlation of two {0,1} layers over R positive and C negative rows, from their
+ * column bits (pack_columns of each phase): out[i * ld + j] =
+ *   sum_r a_r (x_ri - mu_i)(y_rj - lam_j),  a_r = 1/R on positive rows and -1/C on negative ones
+ * = n11pos/R - n11neg/C - lam_j sx_i - mu_i sy_j  (sum_r a_r = 0), with sx_i = npos(x_i)/R -
+ * nneg(x_i)/C and sy_j alike, in double, rounded once. mu and lam may be NULL (no centring).
+ * Each element depends only on its own units' bits, so any tiling gives the same values. An
+ * element whose x unit is odd (oddx[i], when given) or whose y unit is (oddy[j]) is left as it
+ * is. The y bits are first laid out word by word (yt[k * w + j]) so that the count over j
+ * vectorizes. Returns 0 if its scratch memory cannot be allocated. */
+static int bit_correlation(int64_t m, int64_t w, int64_t R, int64_t C, const uint32_t *xp,
+                           const uint32_t *xn, const uint32_t *yp, const uint32_t *yn,
+                           const float *mu, const float *lam, const uint8_t *oddx,
+                           const uint8_t *oddy, float *out, int64_t ld) {
+  const int64_t wr = (R + 31) / 32, wc = (C + 31) / 32;
+  const double ir = R > 0 ? 1.0 / (double)R : 0.0, ic = C > 0 ? 1.0 / (double)C : 0.0;
+  if (m == 0 || w == 0) return 1;
+  uint32_t *yt = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)((wr + wc) * w + 1));
+  double *sy = (double *)malloc(sizeof(double) * (size_t)w);
+  if (!yt || !sy) {
+    free(yt);
+    free(sy);
+    return 0;
+  }
+  for (int64_t j = 0; j < w; j++) {
+    for (int64_t k = 0; k < wr; k++) yt[k * w + j] = yp[j * wr + k];
+    for (int64_t k = 0; k < wc; k++) yt[(wr + k) * w + j] = yn[j * wc + k];
+    sy[j] = (double)popcount_words(yp + j * wr, wr) * ir -
+            (double)popcount_words(yn + j * wc, wc) * ic;
+  }
+  uint32_t cp[BLK], cn[BLK];
+  for (int64_t i = 0; i < m; i++) {
+    if (oddx && oddx[i]) continue;
+    const uint32_t *ap = xp + i * wr, *an = xn + i * wc;
+    const double sx = (double)popcount_words(ap, wr) * ir - (double)popcount_words(an, wc) * ic;
+    const double mi = mu ? (double)mu[i] : 0.0;
+    for (int64_t j0 = 0; j0 < w; j0 += BLK) {
+      const int64_t jn = w - j0 < BLK ? w - j0 : BLK;
+      for (int64_t j = 0; j < jn; j++) cp[j] = cn[j] = 0;
+      for (int64_t k = 0; k < wr; k++) {
+        const uint32_t a = ap[k];
+        const uint32_t *yk = yt + k * w + j0;
+        for (int64_t j = 0; j < jn; j++) cp[j] += (uint32_t)__builtin_popcount(a & yk[j]);
+      }
+      for (int64_t k = 0; k < wc; k++) {
+        const uint32_t a = an[k];
+        const uint32_t *yk = yt + (wr + k) * w + j0;
+        for (int64_t j = 0; j < jn; j++) cn[j] += (uint32_t)__builtin_popcount(a & yk[j]);
+      }
+      float *o = out + i * ld + j0;
+      for (int64_t j = 0; j < jn; j++) {
+        if (oddy && oddy[j0 + j]) continue;
+        const double lj = lam ? (double)lam[j0 + j] : 0.0;
+        o[j] = (float)((double)cp[j] * ir - (double)cn[j] * ic - lj * sx - mi * sy[j0 + j]);
+      }
+    }
+  }
+  free(yt);
+  free(sy);
+  return 1;
 }
 
 #endif

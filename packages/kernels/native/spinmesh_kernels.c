@@ -20,7 +20,7 @@
 #include <string.h>
 
 /* Bumped whenever the JS-visible function signatures change; src/native.ts checks it. */
-#define SPINMESH_ABI_VERSION 2
+#define SPINMESH_ABI_VERSION 3
 
 #include "spinmesh_core.h"
 
@@ -400,6 +400,64 @@ static napi_value js_unpack_spins(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* packColumns(rows, n, x, ld, out: Uint32Array, odd: Uint8Array) -> whether no value was odd */
+static napi_value js_pack_columns(napi_env env, napi_callback_info info) {
+  Call c;
+  if (!begin(&c, env, info, "packColumns", 6)) return NULL;
+  int rows = arg_dim(&c, 0), n = arg_dim(&c, 1);
+  size_t lx, lo, ld8;
+  float *x = arg_f32(&c, 2, &lx);
+  int ld = arg_dim(&c, 3);
+  uint32_t *out = (uint32_t *)arg_typed(&c, 4, napi_uint32_array, &lo, 0);
+  uint8_t *odd = (uint8_t *)arg_typed(&c, 5, napi_uint8_array, &ld8, 0);
+  if (c.failed) return NULL;
+  if (ld < n) fail(&c, 1, "ld smaller than n");
+  need(&c, lx, extent(rows, n, ld), "x is too small");
+  need(&c, lo, (int64_t)n * (((int64_t)rows + 31) / 32), "out is too small");
+  need(&c, ld8, n, "odd is too small");
+  if (c.failed) return NULL;
+  napi_value b;
+  napi_get_boolean(env, pack_columns(rows, n, x, ld, out, odd) != 0, &b);
+  return b;
+}
+
+/* bitCorrelation(m, w, R, C, xPos, xNeg, yPos, yNeg, mu|null, lam|null, oddX|null, oddY|null,
+ * out, ld) */
+static napi_value js_bit_correlation(napi_env env, napi_callback_info info) {
+  Call c;
+  if (!begin(&c, env, info, "bitCorrelation", 14)) return NULL;
+  int m = arg_dim(&c, 0), w = arg_dim(&c, 1), R = arg_dim(&c, 2), C = arg_dim(&c, 3);
+  size_t l[4], lmu, llam, lox, loy, lo;
+  uint32_t *bits[4];
+  for (int k = 0; k < 4; k++)
+    bits[k] = (uint32_t *)arg_typed(&c, 4 + k, napi_uint32_array, &l[k], 0);
+  float *mu = arg_f32_or_null(&c, 8, &lmu);
+  float *lam = arg_f32_or_null(&c, 9, &llam);
+  uint8_t *oddx = (uint8_t *)arg_typed(&c, 10, napi_uint8_array, &lox, 1);
+  uint8_t *oddy = (uint8_t *)arg_typed(&c, 11, napi_uint8_array, &loy, 1);
+  float *out = arg_f32(&c, 12, &lo);
+  int ld = arg_dim(&c, 13);
+  if (c.failed) return NULL;
+  const int64_t wr = ((int64_t)R + 31) / 32, wc = ((int64_t)C + 31) / 32;
+  if (ld < w) fail(&c, 1, "ld smaller than w");
+  need(&c, l[0], (int64_t)m * wr, "xPos is too small");
+  need(&c, l[1], (int64_t)m * wc, "xNeg is too small");
+  need(&c, l[2], (int64_t)w * wr, "yPos is too small");
+  need(&c, l[3], (int64_t)w * wc, "yNeg is too small");
+  if (mu) need(&c, lmu, m, "mu is too small");
+  if (lam) need(&c, llam, w, "lam is too small");
+  if (oddx) need(&c, lox, m, "oddX is too small");
+  if (oddy) need(&c, loy, w, "oddY is too small");
+  need(&c, lo, extent(m, w, ld), "out is too small");
+  if (c.failed) return NULL;
+  if (!bit_correlation(m, w, R, C, bits[0], bits[1], bits[2], bits[3], mu, lam, oddx, oddy, out,
+                       ld)) {
+    fail(&c, 0, "out of memory");
+    return NULL;
+  }
+  return undefined(env);
+}
+
 /* philox(c0, c1, c2, c3, k0, k1, out: Uint32Array(4)): lets tests pin the C generator. */
 static napi_value js_philox(napi_env env, napi_callback_info info) {
   Call c;
@@ -458,6 +516,8 @@ NAPI_MODULE_INIT() {
       {"sumSquares", js_sum_squares},
       {"dot", js_dot},
       {"packSpins", js_pack_spins},
+      {"packColumns", js_pack_columns},
+      {"bitCorrelation", js_bit_correlation},
       {"unpackSpins", js_unpack_spins},
       {"philox", js_philox},
       {"blasConfig", js_blas_config},

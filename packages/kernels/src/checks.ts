@@ -203,6 +203,59 @@ export function checkUnpackSpins(n: number, packed: ArrayLike<number>, x: ArrayL
   checkVector('unpackSpins', 'x', x, n);
 }
 
+/** Words of column bits per unit for `rows` rows (Kernels.packColumns). */
+export function bitWords(rows: number): number {
+  return Math.ceil(rows / 32);
+}
+
+/** The arguments of Kernels.packColumns: a rows x n block, n x ceil(rows / 32) words out. */
+export function checkPackColumns(
+  rows: number,
+  n: number,
+  x: ArrayLike<number>,
+  ld: number,
+  out: ArrayLike<number>,
+  odd: ArrayLike<number>,
+): void {
+  const op = 'packColumns';
+  checkRows(op, 'x', x, rows, n, ld);
+  checkVector(op, 'out', out, n * bitWords(rows));
+  checkVector(op, 'odd', odd, n);
+}
+
+/** The arguments of Kernels.bitCorrelation. */
+export function checkBitCorrelation(
+  m: number,
+  w: number,
+  R: number,
+  C: number,
+  bits: readonly [ArrayLike<number>, ArrayLike<number>, ArrayLike<number>, ArrayLike<number>],
+  mu: ArrayLike<number> | null,
+  lam: ArrayLike<number> | null,
+  odd: readonly [ArrayLike<number> | null, ArrayLike<number> | null],
+  out: ArrayLike<number>,
+  ld: number,
+): void {
+  const op = 'bitCorrelation';
+  for (const [name, v] of [
+    ['m', m],
+    ['w', w],
+    ['R', R],
+    ['C', C],
+  ] as const)
+    checkDim(op, name, v);
+  const [xPos, xNeg, yPos, yNeg] = bits;
+  checkVector(op, 'xPos', xPos, m * bitWords(R));
+  checkVector(op, 'xNeg', xNeg, m * bitWords(C));
+  checkVector(op, 'yPos', yPos, w * bitWords(R));
+  checkVector(op, 'yNeg', yNeg, w * bitWords(C));
+  if (mu) checkVector(op, 'mu', mu, m);
+  if (lam) checkVector(op, 'lam', lam, w);
+  if (odd[0]) checkVector(op, 'oddX', odd[0], m);
+  if (odd[1]) checkVector(op, 'oddY', odd[1], w);
+  checkMatrix(op, 'out', out, m, w, ld);
+}
+
 /** The arguments of Kernels.copyBlock (both implementations check them the same way). */
 export function checkCopyBlock(
   rows: number,

@@ -196,4 +196,45 @@ export interface Kernels {
 
   /** Inverse of packSpins: x[i] = bit ? 1 : off, where off is 0 ({0,1}) or -1 (Ising). */
   unpackSpins(n: number, packed: Uint8Array, off: number, x: Float32Array): void;
+
+  /**
+   * Column bits of a rows x n block of 0s and 1s: bit r % 32 of out[i * words + r / 32] is
+   * x[r * ld + i] == 1, words = ceil(rows / 32) (the spare high bits are 0); odd[i] is set to 1
+   * (never cleared) for a column holding a value other than 0 and 1.
+   * @returns whether no value was odd.
+   */
+  packColumns(
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    out: Uint32Array,
+    odd: Uint8Array,
+  ): boolean;
+
+  /**
+   * The centred correlation of two layers of 0s and 1s over R positive and C negative rows,
+   * from their column bits (packColumns of each phase): out[i * ld + j] = sum over the rows r
+   * of a_r (x_ri - mu_i)(y_rj - lam_j) with a_r = 1/R on positive rows and -1/C on negative
+   * ones, as sgemm computes it from the centred, scaled rows, but counted (popcount), summed in
+   * double and rounded once: each value depends only on its own two units, whatever the block.
+   * mu and lam may be null (no centring). Elements of an odd unit (oddX[i] or oddY[j], when
+   * given) are left as they are.
+   */
+  bitCorrelation(
+    m: number,
+    w: number,
+    R: number,
+    C: number,
+    xPos: Uint32Array,
+    xNeg: Uint32Array,
+    yPos: Uint32Array,
+    yNeg: Uint32Array,
+    mu: Float32Array | null,
+    lam: Float32Array | null,
+    oddX: Uint8Array | null,
+    oddY: Uint8Array | null,
+    out: Float32Array,
+    ld: number,
+  ): void;
 }

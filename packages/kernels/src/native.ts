@@ -15,13 +15,15 @@ import {
   checkShiftScaleRows,
   checkUniform,
   checkUnpackSpins,
+  checkPackColumns,
+  checkBitCorrelation,
   checkVectors,
   HostBuffers,
 } from './checks.js';
 import type { Kernels, RngSite, UnitType } from './kernels.js';
 
 /** Must match SPINMESH_ABI_VERSION in native/spinmesh_kernels.c. */
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /** The functions the addon exports (argument order as in spinmesh_kernels.c). */
 interface Addon {
@@ -112,6 +114,30 @@ interface Addon {
   dot(n: number, x: Float32Array, y: Float32Array): number;
   packSpins(n: number, x: Float32Array, out: Uint8Array): void;
   unpackSpins(n: number, packed: Uint8Array, off: number, x: Float32Array): void;
+  packColumns(
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    out: Uint32Array,
+    odd: Uint8Array,
+  ): boolean;
+  bitCorrelation(
+    m: number,
+    w: number,
+    R: number,
+    C: number,
+    xPos: Uint32Array,
+    xNeg: Uint32Array,
+    yPos: Uint32Array,
+    yNeg: Uint32Array,
+    mu: Float32Array | null,
+    lam: Float32Array | null,
+    oddX: Uint8Array | null,
+    oddY: Uint8Array | null,
+    out: Float32Array,
+    ld: number,
+  ): void;
   philox(
     c0: number,
     c1: number,
@@ -378,5 +404,37 @@ export class NativeKernels extends HostBuffers implements Kernels {
   unpackSpins(n: number, packed: Uint8Array, off: number, x: Float32Array): void {
     checkUnpackSpins(n, packed, x);
     this.addon.unpackSpins(n, packed, off, x);
+  }
+
+  packColumns(
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    out: Uint32Array,
+    odd: Uint8Array,
+  ): boolean {
+    checkPackColumns(rows, n, x, ld, out, odd);
+    return this.addon.packColumns(rows, n, x, ld, out, odd);
+  }
+
+  bitCorrelation(
+    m: number,
+    w: number,
+    R: number,
+    C: number,
+    xPos: Uint32Array,
+    xNeg: Uint32Array,
+    yPos: Uint32Array,
+    yNeg: Uint32Array,
+    mu: Float32Array | null,
+    lam: Float32Array | null,
+    oddX: Uint8Array | null,
+    oddY: Uint8Array | null,
+    out: Float32Array,
+    ld: number,
+  ): void {
+    checkBitCorrelation(m, w, R, C, [xPos, xNeg, yPos, yNeg], mu, lam, [oddX, oddY], out, ld);
+    this.addon.bitCorrelation(m, w, R, C, xPos, xNeg, yPos, yNeg, mu, lam, oddX, oddY, out, ld);
   }
 }

@@ -11,6 +11,9 @@ import {
   checkShiftScaleRows,
   checkUniform,
   checkUnpackSpins,
+  checkPackColumns,
+  checkBitCorrelation,
+  bitWords,
   checkVectors,
   HostBuffers,
 } from './checks.js';
@@ -527,4 +530,80 @@ export class PortableKernels extends HostBuffers implements Kernels {
     checkUnpackSpins(n, packed, x);
     for (let i = 0; i < n; i++) x[i] = (packed[i >>> 3]! >>> (i & 7)) & 1 ? 1 : off;
   }
+
+  packColumns(
+    rows: number,
+    n: number,
+    x: Float32Array,
+    ld: number,
+    out: Uint32Array,
+    odd: Uint8Array,
+  ): boolean {
+    checkPackColumns(rows, n, x, ld, out, odd);
+    const words = bitWords(rows);
+    out.fill(0, 0, n * words);
+    let none = true;
+    for (let r = 0; r < rows; r++) {
+      const w = r >>> 5;
+      const bit = (1 << (r & 31)) >>> 0;
+      for (let i = 0; i < n; i++) {
+        const v = x[r * ld + i]!;
+        if (v === 1) out[i * words + w] = (out[i * words + w]! | bit) >>> 0;
+        else if (v !== 0) {
+          odd[i] = 1;
+          none = false;
+        }
+      }
+    }
+    return none;
+  }
+
+  bitCorrelation(
+    m: number,
+    w: number,
+    R: number,
+    C: number,
+    xPos: Uint32Array,
+    xNeg: Uint32Array,
+    yPos: Uint32Array,
+    yNeg: Uint32Array,
+    mu: Float32Array | null,
+    lam: Float32Array | null,
+    oddX: Uint8Array | null,
+    oddY: Uint8Array | null,
+    out: Float32Array,
+    ld: number,
+  ): void {
+    checkBitCorrelation(m, w, R, C, [xPos, xNeg, yPos, yNeg], mu, lam, [oddX, oddY], out, ld);
+    const wr = bitWords(R);
+    const wc = bitWords(C);
+    const ir = R > 0 ? 1 / R : 0;
+    const ic = C > 0 ? 1 / C : 0;
+    const count = (a: Uint32Array, ao: number, b: Uint32Array | null, bo: number, n: number) => {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += popcount32(b ? a[ao + k]! & b[bo + k]! : a[ao + k]!);
+      return s;
+    };
+    const sy = new Float64Array(w);
+    for (let j = 0; j < w; j++)
+      sy[j] = count(yPos, j * wr, null, 0, wr) * ir - count(yNeg, j * wc, null, 0, wc) * ic;
+    for (let i = 0; i < m; i++) {
+      if (oddX && oddX[i]) continue;
+      const sx = count(xPos, i * wr, null, 0, wr) * ir - count(xNeg, i * wc, null, 0, wc) * ic;
+      const mi = mu ? mu[i]! : 0;
+      for (let j = 0; j < w; j++) {
+        if (oddY && oddY[j]) continue;
+        const p = count(xPos, i * wr, yPos, j * wr, wr);
+        const q = count(xNeg, i * wc, yNeg, j * wc, wc);
+        out[i * ld + j] = p * ir - q * ic - (lam ? lam[j]! : 0) * sx - mi * sy[j]!;
+      }
+    }
+  }
+}
+
+/** Set bits of a 32-bit word. */
+function popcount32(v: number): number {
+  v = v - ((v >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }

@@ -484,9 +484,115 @@ describe.each(impls.map((k) => [k.name, k] as const))('%s kernels', (_name, K) =
     });
   });
 
+  describe('packColumns and bitCorrelation', () => {
+    /** rows x n of 0s and 1s (density p), with an odd value at (row, col) for each of `odd`. */
+    const bits01 = (rows: number, n: number, seed: number, odd: [number, number][] = []) => {
+      const x = randomArray(rows * n, seed).map((v) => (v > 0.2 ? 1 : 0));
+      for (const [r, c] of odd) x[r * n + c] = 0.5;
+      return x;
+    };
+    /** out = sum_r a_r (x_ri - mu_i)(y_rj - lam_j), a_r = 1/R then -1/C, in double. */
+    const reference = (
+      R: number,
+      C: number,
+      m: number,
+      w: number,
+      X: Float32Array,
+      Y: Float32Array,
+      mu: Float32Array | null,
+      lam: Float32Array | null,
+    ): Float64Array => {
+      const out = new Float64Array(m * w);
+      for (let r = 0; r < R + C; r++) {
+        const a = r < R ? 1 / R : -1 / C;
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < w; j++)
+            out[i * w + j]! +=
+              a * (X[r * m + i]! - (mu?.[i] ?? 0)) * (Y[r * w + j]! - (lam?.[j] ?? 0));
+      }
+      return out;
+    };
+    const pack = (rows: number, n: number, x: Float32Array, odd: Uint8Array): Uint32Array => {
+      const out = new Uint32Array(n * Math.ceil(rows / 32) + 1).fill(0xdeadbeef);
+      K.packColumns(rows, n, x, n, out, odd);
+      return out;
+    };
+
+    it('packs column bits and marks the columns with values other than 0 and 1', () => {
+      const [rows, n] = [70, 5]; // three words a column, the last one partly used
+      const x = bits01(rows, n, 3, [[69, 2]]);
+      const odd = new Uint8Array(n);
+      const out = new Uint32Array(n * 3);
+      expect(K.packColumns(rows, n, x, n, out, odd)).toBe(false);
+      expect([...odd]).toEqual([0, 0, 1, 0, 0]);
+      for (let i = 0; i < n; i++)
+        for (let r = 0; r < rows; r++)
+          expect((out[i * 3 + (r >> 5)]! >>> (r & 31)) & 1).toBe(x[r * n + i] === 1 ? 1 : 0);
+      expect(out[3 * 0 + 2]! >>> 6).toBe(0); // the spare high bits
+      // odd marks are kept (a second phase adds to them); an all-0/1 block says so
+      expect(K.packColumns(2, n, bits01(2, n, 4), n, out, odd)).toBe(true);
+      expect([...odd]).toEqual([0, 0, 1, 0, 0]);
+    });
+
+    it('equals the centred correlation, in any tile, and leaves odd units alone', () => {
+      for (const [m, w, R, C, centred] of [
+        [7, 5, 3, 4, true],
+        [37, 29, 33, 100, true],
+        [20, 12, 64, 1, false],
+      ] as const) {
+        const X = bits01(R + C, m, m);
+        const Y = bits01(R + C, w, w + 1);
+        const mu = centred ? randomArray(m, 5).map((v) => 0.5 + v / 4) : null;
+        const lam = centred ? randomArray(w, 6).map((v) => 0.5 + v / 4) : null;
+        const oddX = new Uint8Array(m);
+        const oddY = new Uint8Array(w);
+        const [xp, xn] = [pack(R, m, X, oddX), pack(C, m, X.subarray(R * m), oddX)];
+        const [yp, yn] = [pack(R, w, Y, oddY), pack(C, w, Y.subarray(R * w), oddY)];
+        const ref = reference(R, C, m, w, X, Y, mu, lam);
+        const out = new Float32Array(m * w);
+        K.bitCorrelation(m, w, R, C, xp, xn, yp, yn, mu, lam, null, null, out, w);
+        for (let e = 0; e < m * w; e++) expect(out[e]).toBe(Math.fround(ref[e]!));
+        // a tile: the same block of the whole, bit for bit
+        const [r0, c0, tm, tw] = [2, 1, m - 3, w - 2];
+        const [wr, wc] = [Math.ceil(R / 32), Math.ceil(C / 32)];
+        const tile = new Float32Array(tm * (tw + 3)).fill(7);
+        K.bitCorrelation(
+          tm,
+          tw,
+          R,
+          C,
+          xp.subarray(r0 * wr),
+          xn.subarray(r0 * wc),
+          yp.subarray(c0 * wr),
+          yn.subarray(c0 * wc),
+          mu?.subarray(r0) ?? null,
+          lam?.subarray(c0) ?? null,
+          null,
+          null,
+          tile,
+          tw + 3,
+        );
+        for (let i = 0; i < tm; i++) {
+          for (let j = 0; j < tw; j++)
+            expect(tile[i * (tw + 3) + j]).toBe(out[(r0 + i) * w + c0 + j]);
+          expect(tile[i * (tw + 3) + tw]).toBe(7);
+        }
+        // odd units: their rows and columns are left as they were
+        oddX[1] = 1;
+        oddY[0] = 1;
+        const kept = new Float32Array(m * w).fill(-3);
+        K.bitCorrelation(m, w, R, C, xp, xn, yp, yn, mu, lam, oddX, oddY, kept, w);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < w; j++)
+            expect(kept[i * w + j]).toBe(i === 1 || j === 0 ? -3 : out[i * w + j]);
+      }
+    });
+  });
+
   it('refuses a bad argument of every kernel with a RangeError naming the kernel and the argument', () => {
     // The same messages from every implementation: the checks are written once (checks.ts).
     const f = (n: number): Float32Array => new Float32Array(n);
+    const u = (n: number): Uint32Array => new Uint32Array(n);
     const s = site();
     const cases: [() => unknown, RegExp][] = [
       [
@@ -524,6 +630,27 @@ describe.each(impls.map((k) => [k.name, k] as const))('%s kernels', (_name, K) =
       [() => K.packSpins(9, f(8), new Uint8Array(2)), /^packSpins: x holds 8/],
       [() => K.unpackSpins(9, new Uint8Array(1), 0, f(9)), /^unpackSpins: packed holds 1/],
       [() => K.unpackSpins(9, new Uint8Array(2), 0, f(8)), /^unpackSpins: x holds 8/],
+      [
+        () => K.packColumns(33, 2, f(66), 2, new Uint32Array(3), new Uint8Array(2)),
+        /^packColumns: out holds 3 elements, needs 4/,
+      ],
+      [
+        () => K.packColumns(2, 2, f(4), 2, new Uint32Array(2), new Uint8Array(1)),
+        /^packColumns: odd holds 1/,
+      ],
+      [
+        () =>
+          K.bitCorrelation(2, 2, 33, 1, u(3), u(2), u(4), u(2), null, null, null, null, f(4), 2),
+        /^bitCorrelation: xPos holds 3 elements, needs 4/,
+      ],
+      [
+        () => K.bitCorrelation(2, 2, 1, 1, u(2), u(2), u(2), u(2), f(1), null, null, null, f(4), 2),
+        /^bitCorrelation: mu holds 1/,
+      ],
+      [
+        () => K.bitCorrelation(2, 2, 1, 1, u(2), u(2), u(2), u(2), null, null, null, null, f(4), 1),
+        /^bitCorrelation: ld \(1\) is smaller/,
+      ],
     ];
     for (const [call, message] of cases) {
       expect(call).toThrow(RangeError);

@@ -37,6 +37,8 @@ const SHAPE_KERNELS: Kernels = {
   copyBlock: never,
   packSpins: never,
   unpackSpins: never,
+  packColumns: never,
+  bitCorrelation: never,
 };
 
 /** The network of a spec with empty parameter arrays: layers, connections, colouring only. */
