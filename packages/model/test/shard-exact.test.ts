@@ -186,6 +186,43 @@ describe('more unit types and lateral layers, staleness 0 (portable kernels)', (
   }
 });
 
+describe('weight correlations counted from bits, staleness 0 (portable kernels)', () => {
+  // With sampled statistics the states are 0 or 1 and both trainers count the correlations from
+  // bits (Kernels.bitCorrelation); a unit with other values (here two real-valued data columns)
+  // keeps the GEMM's values for its pairs. Per pair, so any layout still gives Trainer's model.
+  const calls = { bits: 0, gemm: 0 };
+  const counting = new Proxy(portable, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...a: unknown[]) => {
+        if (prop === 'bitCorrelation') calls.bits++;
+        if (prop === 'sgemm' && a[0] === true && (a[3] as number) > 1) calls.gemm++;
+        return (v as (...x: unknown[]) => unknown).apply(target, a);
+      };
+    },
+  });
+  for (const [name, odd] of [
+    ['0/1 data', []],
+    ['real values in data columns 1 and 5', [1, 5]],
+  ] as const) {
+    for (const [layoutName, layout] of rbmLayouts.slice(1)) {
+      it(`RBM 7-5, PCD-2, centring, ${name}, ${layoutName}`, () => {
+        const j = job(rbmSpec(7, 5), rbmRules[1]![1], 7);
+        for (let r = 0; r < j.rows; r++) for (const c of odd) j.data[r * 7 + c] = 0.25 + r / 26;
+        const init = initial(j.spec, counting, 3, 0.5);
+        calls.bits = calls.gemm = 0;
+        const ref = reference(j, init);
+        expect(calls.bits).toBeGreaterThan(0);
+        expect(calls.gemm > 0).toBe(odd.length > 0);
+        const c = cluster(j, init, layout, counting);
+        c.run();
+        expect(compare(c.assemble(), ref)).toEqual({ maxDiff: 0, identical: true });
+      });
+    }
+  }
+});
+
 describe('native kernels (OpenBLAS), staleness 0', () => {
   // OpenBLAS's sgemm sums depend on the matrix shape (its edge kernels and thread split order
   // the additions differently), so a shard's slice of a product can differ from the same

@@ -76,10 +76,13 @@ import { Streams, biasForMeans, sweepLateral } from '../sampler.js';
 import {
   type ResolvedTrainOptions,
   type TrainOptions,
+  type StatisticBits,
   applyGradient,
+  bitLayers,
   centreAndScale,
   centringMap,
   lateralCorrelation,
+  packStatistics,
   validateTrainOptions,
   weightCorrelation,
 } from '../train.js';
@@ -335,6 +338,8 @@ export class ShardTrainer {
   private readonly negX: Float32Array[];
   private readonly primary: Float32Array[];
   private readonly secondary: (Float32Array | null)[];
+  /** Column bits of the statistics of the layers that may be all 0 or 1 (bitLayers). */
+  private readonly bits: (StatisticBits | null)[];
   private readonly offsets: Float32Array[];
   private readonly bmean: Float32Array[];
   private readonly bias: Float32Array[];
@@ -483,6 +488,11 @@ export class ShardTrainer {
     this.secondary = net.layers.map((l) =>
       this.relevant[l.index] && unscaledCopy[l.index] ? allocRel(l.index, this.B + this.Cn) : null,
     );
+    // Packed whole, as Trainer packs them. Whether a pair of units is counted from bits depends
+    // on their own rows only (odd marks are per unit), which both holders of a tile have alike:
+    // units a shard does not refresh keep centred values, are marked odd, and are in no tile of
+    // its own.
+    this.bits = bitLayers(net, 'samples', this.B, this.Cn, (l) => this.relevant[l]!);
     this.offsets = net.layers.map((l) => allocRel(l.index, 1));
     this.bmean = net.layers.map((l) => allocRel(l.index, 1));
     const ownW = (l: number): number => {
@@ -1312,6 +1322,8 @@ export class ShardTrainer {
       const prim = this.primary[i]!;
       const r = this.own[i];
       const gb = this.biasGrad[i]!;
+      const bits = this.bits[i];
+      if (bits) packStatistics(k, n, R, C, prim, bits);
       if (centring) k.colSums(R, n, prim, n, 1 / R, 0, this.bmean[i]!);
       const mu = centring ? this.offsets[i]! : null;
       const scaled = this.scaled[i] ? { sec: this.secondary[i] ?? null } : null;
@@ -1330,6 +1342,9 @@ export class ShardTrainer {
       if (!h) continue;
       const S = this.primary[h.from]!;
       const U = this.secondary[h.to] ?? this.primary[h.to]!;
+      const [from, to] = [this.bits[h.from], this.bits[h.to]];
+      const mu = centring ? this.offsets[h.from]! : null;
+      const lam = centring ? this.offsets[h.to]! : null;
       for (const tile of h.tiles) {
         const m = tile.r1 - tile.r0;
         const w = tile.c1 - tile.c0;
@@ -1343,7 +1358,12 @@ export class ShardTrainer {
         const [first, ...others] = tile.dests;
         const out = first!.slab.grad;
         const ld = first!.slab.ld;
-        weightCorrelation(k, m, w, total, rows, ldRows, cols, ldCols, out.subarray(first!.off), ld);
+        // Counted from bits where both layers have them and the rows are the stacked ones (a
+        // paired side is read from other steps' states: its GEMM stands).
+        const bits =
+          from && to && !paired ? { R, C, from, r0: tile.r0, to, c0: tile.c0, mu, lam } : null;
+        const at = out.subarray(first!.off);
+        weightCorrelation(k, m, w, total, rows, ldRows, cols, ldCols, at, ld, bits);
         if (others.length === 0) continue;
         k.download(out);
         for (const d of others) {
