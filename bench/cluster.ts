@@ -34,7 +34,7 @@
 // once (LoopbackCluster, one BLAS thread), each shard's busy time per step: the speedup 2
 // workers could reach with no waiting and no transport (compute_only.bound_speedup_2_workers).
 // Measured again with the weight correlations left out (compute_only.without_weight_gradients):
-// the bound if the gradient GEMMs cost nothing, which shows what the rest of a shard's work
+// the bound if the weight correlations cost nothing, which shows what the rest of a shard's work
 // (drawing, and updating the 3/4 of the weights each shard of two holds) allows.
 //
 // Also, for comparison, the single-process Trainer (statistics 'samples', the same spec) in this
@@ -523,13 +523,15 @@ function computeOnly(w: Workload, K: number, steps: number, gradients = true): n
 }
 
 /**
- * The kernels with every weight correlation S^T U skipped (an sgemm with a transposed first
- * operand and more than one column; the drawing GEMMs never transpose it): the gradients keep
- * whatever they held, so what is trained is meaningless, but every other kernel runs as before.
+ * The kernels with every weight correlation skipped: bitCorrelation, and the GEMMs S^T U (an
+ * sgemm with a transposed first operand and more than one column; the drawing GEMMs never
+ * transpose it). The gradients keep whatever they held, so what is trained is meaningless,
+ * but every other kernel runs as before.
  */
 function withoutCorrelations(k: Kernels): Kernels {
   return new Proxy(k, {
     get(target, prop) {
+      if (prop === 'bitCorrelation') return (): void => {};
       if (prop === 'sgemm')
         return (...a: Parameters<Kernels['sgemm']>): void => {
           if (!(a[0] && a[3] > 1)) target.sgemm(...a);
