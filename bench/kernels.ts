@@ -11,6 +11,7 @@ import {
   NativeKernels,
   PortableKernels,
   UnitType,
+  bitWords,
   loadKernels,
   nativeAvailable,
   type Kernels,
@@ -102,7 +103,7 @@ function correlationMs(K: Kernels, minSeconds: number): { gemm: number; bits: nu
     () => K.sgemm(true, false, m, w, R + C, 1, X, m, Y, w, 0, out, w),
     minSeconds,
   );
-  const words = (rows: number, n: number): Uint32Array => new Uint32Array(n * Math.ceil(rows / 32));
+  const words = (rows: number, n: number): Uint32Array => new Uint32Array(n * bitWords(rows));
   const [xp, xn, yp, yn] = [words(R, m), words(C, m), words(R, w), words(C, w)];
   const [ox, oy] = [new Uint8Array(m), new Uint8Array(w)];
   const bits = timeIt(() => {

@@ -203,7 +203,7 @@ export function checkUnpackSpins(n: number, packed: ArrayLike<number>, x: ArrayL
   checkVector('unpackSpins', 'x', x, n);
 }
 
-/** Words of column bits per unit for `rows` rows (Kernels.packColumns). */
+/** 32-bit words of column bits per unit for `rows` rows (Kernels.packColumns). */
 export function bitWords(rows: number): number {
   return Math.ceil(rows / 32);
 }

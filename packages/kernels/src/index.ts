@@ -6,6 +6,7 @@ import { PortableKernels } from './portable.js';
 
 export { UnitType, UNIT_TYPE_NAMES, type Kernels, type RngSite } from './kernels.js';
 export { PortableKernels } from './portable.js';
+export { bitWords } from './checks.js';
 export {
   NativeKernels,
   nativeAvailable,

@@ -41,7 +41,7 @@
 // dW^T mu) and a monitored batch one more GEMM (the reconstruction). Momentum, decay and the
 // updates are axpby calls. Every buffer is allocated once (and grown only if a call needs more
 // rows than any before).
-import { type Kernels, type RngSite, UnitType, seedHalves } from '@spinmesh/kernels';
+import { type Kernels, type RngSite, UnitType, bitWords, seedHalves } from '@spinmesh/kernels';
 import { epochOrder } from './data/dataset.js';
 import { SpecError } from './errors.js';
 import type { StateArray } from './io/modelfile.js';
@@ -279,8 +279,8 @@ export function weightCorrelation(
   if (bits === null || odd) k.sgemm(true, false, m, w, rows, 1, S, ldS, U, ldU, 0, out, ldOut);
   if (bits === null) return;
   const { R, C, from, r0, to, c0, mu, lam } = bits;
-  const wr = Math.ceil(R / 32);
-  const wc = Math.ceil(C / 32);
+  const wr = bitWords(R);
+  const wc = bitWords(C);
   k.bitCorrelation(
     m,
     w,
@@ -321,10 +321,10 @@ export interface StatisticBits {
 }
 
 /** Room for the column bits of a layer of n units over up to maxR and maxC rows. */
-export function statisticBits(n: number, maxR: number, maxC: number): StatisticBits {
+function statisticBits(n: number, maxR: number, maxC: number): StatisticBits {
   return {
-    pos: new Uint32Array(n * Math.ceil(maxR / 32)),
-    neg: new Uint32Array(n * Math.ceil(maxC / 32)),
+    pos: new Uint32Array(n * bitWords(maxR)),
+    neg: new Uint32Array(n * bitWords(maxC)),
     odd: new Uint8Array(n),
     binary: false,
   };
