@@ -107,12 +107,7 @@ export function planJob(
   };
 }
 
-/**
- * A job of rule 'hebbian' (Hopfield storage in one look): one step, no workers. The coordinator
- * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
- * with no sampling loop to distribute.
- */
-/** The most shards (fewer than `workers`) into which the even layout splits the network. */
+/** " (at most k for this network)": the most shards, fewer than `workers`, the even layout allows. */
 function mostShards(
   shape: ReturnType<typeof shapeNetwork>,
   net: JobSpec['network'],
@@ -129,6 +124,11 @@ function mostShards(
   return '';
 }
 
+/**
+ * A job of rule 'hebbian' (Hopfield storage in one look): one step, no workers. The coordinator
+ * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
+ * with no sampling loop to distribute.
+ */
 function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Dataset } {
   const data = loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const n = spec.network.layers[0]!.size;
