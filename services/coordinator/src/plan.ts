@@ -107,7 +107,10 @@ export function planJob(
   };
 }
 
-/** " (at most k for this network)": the most shards, fewer than `workers`, the even layout allows. */
+/**
+ * " (at most k for this network)": the most shards, fewer than `workers`, that the even layout
+ * allows; empty if none does.
+ */
 function mostShards(
   shape: ReturnType<typeof shapeNetwork>,
   net: JobSpec['network'],
