@@ -68,7 +68,9 @@ describe('checkJobLimits', () => {
     const e = limitError(() => checkJobLimits(spec, DEFAULT_LIMITS));
     expect(e.field).toBe('spec.train.chains');
     expect(e.limit).toBe('maxStateBytes');
-    expect(e.message).toMatch(/^spec\.train\.chains needs 1\.49 GiB of sampler state .* more than the limit/);
+    expect(e.message).toMatch(
+      /^spec\.train\.chains needs 1\.49 GiB of sampler state .* more than the limit/,
+    );
   });
 
   it('refuses data larger than maxDataBytes before they exist', () => {
