@@ -60,8 +60,14 @@ export class Admission {
  * training data (the record keeps only the latter's rows).
  */
 function estimatedBytes(job: StoredJob): number {
-  if (job.spec)
-    return checkJobLimits(job.spec, NO_LIMITS, { train: job.rows ?? 0, test: job.rows ?? 0 }).bytes;
-  if (job.sequence) return checkSequenceLimits(job.sequence, NO_LIMITS, 0).bytes;
+  try {
+    if (job.spec)
+      return checkJobLimits(job.spec, NO_LIMITS, { train: job.rows ?? 0, test: job.rows ?? 0 })
+        .bytes;
+    if (job.sequence) return checkSequenceLimits(job.sequence, NO_LIMITS, 0).bytes;
+  } catch {
+    // A record its own version of the rules no longer accepts: it costs what it costs; it must
+    // not stop every later submission.
+  }
   return 0;
 }

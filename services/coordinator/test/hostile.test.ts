@@ -336,6 +336,25 @@ function corpus(jobs: JobServiceClient, models: ModelServiceClient, raw: grpc.Cl
       code: S.INVALID_ARGUMENT,
       message: /^job_id must be at most 128 characters \(got 100000\)$/,
     });
+  for (const token of [long, `0.${long}`])
+    cases.push({
+      what: `ListJobs with a page token of ${token.length} characters`,
+      call: () => unary((cb) => jobs.listJobs({ pageSize: 10, pageToken: token, states: [] }, cb)),
+      code: S.INVALID_ARGUMENT,
+      message: /^(page_token|pageToken) is not a token/,
+    });
+  cases.push({
+    what: 'WatchJob after an event id of 100,000 characters',
+    call: () =>
+      new Promise((resolve, reject) => {
+        const s = jobs.watchJob({ jobId: 'the-one-job', afterEventId: long });
+        s.on('data', () => undefined);
+        s.on('error', reject);
+        s.on('end', resolve);
+      }),
+    code: S.INVALID_ARGUMENT,
+    message: /^after must be an event id/,
+  });
   cases.push({
     what: 'SubmitJob with a job id of 100,000 characters',
     call: () => unary((cb) => jobs.submitJob({ spec: JSON.stringify(base), jobId: long }, cb)),
