@@ -149,6 +149,15 @@ describe('spinmesh CLI', () => {
     expect(yaml.code).toBe(2);
     expect(yaml.stderr).toContain('bad.yaml: is not valid YAML');
 
+    // Latin-1, not UTF-8: said so, not read with U+FFFD in place of the byte.
+    writeFileSync(
+      join(dir, 'latin1.yaml'),
+      Buffer.concat([Buffer.from('name: caf'), Buffer.from([0xe9]), Buffer.from('\n')]),
+    );
+    const latin1 = spinmesh(['train', 'latin1.yaml']);
+    expect(latin1.code).toBe(2);
+    expect(latin1.stderr).toContain('spec latin1.yaml is not valid UTF-8');
+
     writeFileSync(join(dir, 'not-a-model.smm'), 'hello');
     const model = spinmesh(['eval', 'not-a-model.smm', 'bas:3']);
     expect(model.code).toBe(2);

@@ -5,12 +5,21 @@ import { FormatError, SpecError } from '@spinmesh/model';
 import type { Args } from './args.js';
 import { UsageError } from './errors.js';
 
-/** The text of a spec file. @throws UsageError when it cannot be read */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The text of a spec file. @throws UsageError when it cannot be read or is not UTF-8 */
 export function readSpecText(path: string): string {
+  let bytes: Buffer;
   try {
-    return readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (e) {
     throw new UsageError(`cannot read spec ${path}: ${(e as Error).message}`);
+  }
+  // Decoding as 'utf8' would turn invalid bytes into U+FFFD silently; the server refuses them.
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new UsageError(`spec ${path} is not valid UTF-8 (save it as UTF-8)`);
   }
 }
 

@@ -1,6 +1,7 @@
 // The checks every reader of untrusted specs (jobs, networks, schedules, layouts) shares; each
 // failure is a SpecError naming the field.
 import { SpecError } from './errors.js';
+import { quote } from './quote.js';
 
 /** A plain object (not null, not an array). */
 export function isRecord(v: unknown): v is Record<string, unknown> {
@@ -15,7 +16,10 @@ export function onlyKeys(
 ): void {
   for (const k of Object.keys(o))
     if (!allowed.includes(k))
-      throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
+      throw new SpecError(
+        `${path}.${quote(k)}`,
+        `is not a known field (allowed: ${allowed.join(', ')})`,
+      );
 }
 
 /** An integer in [min, max]. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { quote } from './quote.js';
 
 // Errors a user can cause. Each names the field or file at fault, so a service can turn it into
 // INVALID_ARGUMENT without guessing.
@@ -21,7 +22,8 @@ export class FormatError extends Error {
     readonly file: string,
     message: string,
   ) {
-    super(`${file}: ${message}`);
+    // The path as the user gave it, shortened: it travels back in error statuses.
+    super(`${quote(file, 200)}: ${message}`);
   }
 }
 
@@ -34,5 +36,21 @@ export function readUserFile(path: string): Buffer {
       path,
       `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
     );
+  }
+}
+
+/**
+ * A request is well formed but exceeds a configured limit on the memory or work it implies
+ * (`field` is what to shrink, `limit` the limit's name, e.g. `maxStateBytes`); a service answers
+ * RESOURCE_EXHAUSTED.
+ */
+export class LimitError extends Error {
+  override readonly name = 'LimitError';
+  constructor(
+    readonly field: string,
+    readonly limit: string,
+    message: string,
+  ) {
+    super(`${field} ${message}`);
   }
 }

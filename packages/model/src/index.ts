@@ -21,6 +21,8 @@ export * from './eval/pseudo.js';
 export * from './eval/recon.js';
 export * from './eval/probe.js';
 export * from './job.js';
+export * from './limits.js';
+export * from './quote.js';
 export * from './serve.js';
 export * from './shard/index.js';
 export * from './dybm/index.js';

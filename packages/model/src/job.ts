@@ -124,9 +124,16 @@ export interface JobSpec {
   checkpointEverySteps: number;
 }
 
-function str(v: unknown, path: string): string {
+/** Longest job name, in characters. */
+export const MAX_NAME_CHARS = 256;
+/** Longest file path in a data spec, in characters (Linux's PATH_MAX). */
+export const MAX_PATH_CHARS = 4096;
+
+function str(v: unknown, path: string, max = MAX_PATH_CHARS): string {
   if (typeof v !== 'string' || v.length === 0)
     throw new SpecError(path, 'must be a non-empty string');
+  if (v.length > max)
+    throw new SpecError(path, `must be at most ${max} characters (got ${v.length})`);
   return v;
 }
 
@@ -262,7 +269,8 @@ export function validateJobSpec(input: unknown): JobSpec {
     ],
     p,
   );
-  const name = input['name'] === undefined ? 'job' : str(input['name'], `${p}.name`);
+  const name =
+    input['name'] === undefined ? 'job' : str(input['name'], `${p}.name`, MAX_NAME_CHARS);
   const seed = input['seed'] === undefined ? 0 : int(input['seed'], `${p}.seed`, 0, 2 ** 53 - 1);
   const rule = input['rule'] ?? 'boltzmann';
   if (rule !== 'boltzmann' && rule !== 'hebbian')

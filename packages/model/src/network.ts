@@ -14,6 +14,7 @@ import {
 } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import { isRecord } from './checks.js';
+import { quote } from './quote.js';
 
 export type UnitName = (typeof UNIT_TYPE_NAMES)[number];
 
@@ -64,7 +65,10 @@ const MAX_PARAMETERS = 1 << 28;
 function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], path: string): void {
   for (const k of Object.keys(obj)) {
     if (!allowed.includes(k))
-      throw new SpecError(`${path}.${k}`, `is not a known field (allowed: ${allowed.join(', ')})`);
+      throw new SpecError(
+        `${path}.${quote(k)}`,
+        `is not a known field (allowed: ${allowed.join(', ')})`,
+      );
   }
 }
 
@@ -84,8 +88,8 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
     if (!isRecord(l)) throw new SpecError(p, 'must be an object');
     checkKeys(l, ['name', 'size', 'units', 'lateral'], p);
     const name = l['name'];
-    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-      throw new SpecError(`${p}.name`, 'must be an identifier (letters, digits, _)');
+    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) {
+      throw new SpecError(`${p}.name`, 'must be an identifier (letters, digits, _; at most 64)');
     }
     if (names.has(name)) throw new SpecError(`${p}.name`, `duplicates layer '${name}'`);
     names.add(name);
@@ -134,7 +138,7 @@ export function validateNetworkSpec(input: unknown, path = 'spec.network'): Netw
         'must differ from from (use lateral: true for connections inside a layer)',
       );
     const key = [from, to].sort().join('\u0000');
-    if (seen.has(key)) throw new SpecError(p, `connects ${String(from)} and ${String(to)} twice`);
+    if (seen.has(key)) throw new SpecError(p, `connects ${quote(from)} and ${quote(to)} twice`);
     seen.add(key);
     const lf = layers.find((l) => l.name === from)!;
     const lt = layers.find((l) => l.name === to)!;
@@ -316,7 +320,7 @@ export class Network {
 
   layerIndex(name: string): number {
     const i = this.spec.layers.findIndex((l) => l.name === name);
-    if (i < 0) throw new SpecError('layer', `'${name}' is not a layer of this network`);
+    if (i < 0) throw new SpecError('layer', `'${quote(name)}' is not a layer of this network`);
     return i;
   }
 

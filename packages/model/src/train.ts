@@ -49,6 +49,7 @@ import type { Network, State } from './network.js';
 import { type ChainInit, GibbsSampler, PersistentChains, Streams } from './sampler.js';
 import { type LearningRateSchedule, learningRateAt, validateSchedule } from './schedule.js';
 import { isRecord } from './checks.js';
+import { quote } from './quote.js';
 
 export type NegativePhase = 'cd' | 'pcd';
 export type PositivePhase = 'auto' | 'exact' | 'meanfield' | 'sample';
@@ -437,7 +438,7 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
   for (const k of Object.keys(input)) {
     if (!(OPTION_KEYS as readonly string[]).includes(k)) {
       throw new SpecError(
-        `train.${k}`,
+        `train.${quote(k)}`,
         `is not a known field (allowed: ${OPTION_KEYS.join(', ')})`,
       );
     }
@@ -453,7 +454,7 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
         `must name a layer (one of ${network.layers.map((l) => l.name).join(', ')})`,
       );
     }
-    if (visible.includes(v)) throw new SpecError(`train.visible[${i}]`, `repeats '${v}'`);
+    if (visible.includes(v)) throw new SpecError(`train.visible[${i}]`, `repeats '${quote(v)}'`);
     visible.push(v);
   });
   const batchSize = int(input, 'batchSize', 100, 1);

@@ -105,8 +105,9 @@ export {
 export { type MessageFns, type DeepPartial } from './gen/spinmesh/v1/common.js';
 
 export { addHealthService, OVERALL_HEALTH, ServingStatus, type HealthReporter } from './health.js';
-export { ServerError, toServiceError } from './server-error.js';
+export { MAX_DETAILS_CHARS, ServerError, capDetails, toServiceError } from './server-error.js';
 export { addReflectionService, DESCRIPTOR_SET_URL } from './reflection.js';
+export { guardDecoding } from './decode-guard.js';
 export { AUTHORIZATION, bearerToken, tokenInterceptor, tokenMetadata } from './auth.js';
 export {
   PLAINTEXT,

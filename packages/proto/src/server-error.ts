@@ -2,17 +2,35 @@
 // caller. Anything else a handler throws is reported as INTERNAL with a generic message.
 import { status as Status, type ServiceError, Metadata } from '@grpc/grpc-js';
 
+/**
+ * Longest message a status carries, in characters. Messages quote caller input only shortened,
+ * but should one slip through, a status must not outgrow the trailer a client accepts (grpc-js
+ * would then report RESOURCE_EXHAUSTED instead of the real status).
+ */
+export const MAX_DETAILS_CHARS = 1024;
+
+/** `details` cut to MAX_DETAILS_CHARS, saying how long it was. */
+export function capDetails(details: string): string {
+  if (details.length <= MAX_DETAILS_CHARS) return details;
+  const tail = `…(${details.length} chars)`;
+  return details.slice(0, MAX_DETAILS_CHARS - tail.length) + tail;
+}
+
 /** An error that a server handler reports to its caller with this status and message. */
 export class ServerError extends Error {
   override readonly name = 'ServerError';
+  /** What the caller did wrong, naming the field: 'spin frame: packed must hold 4000 bytes'. */
+  readonly details: string;
 
   constructor(
     /** The gRPC status code (INVALID_ARGUMENT, FAILED_PRECONDITION, ...). */
     readonly code: Status,
-    /** What the caller did wrong, naming the field: 'spin frame: packed must hold 4000 bytes'. */
-    readonly details: string,
+    /** The message; cut to MAX_DETAILS_CHARS. */
+    details: string,
   ) {
-    super(details);
+    const capped = capDetails(details);
+    super(capped);
+    this.details = capped;
   }
 
   /** The object grpc-js sends as the call's status. */

@@ -2,6 +2,7 @@
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
+import { DEFAULT_LIMITS, type Limits } from '@spinmesh/model';
 import type { TlsConfig } from '@spinmesh/proto';
 import { ConfigError, EnvReader, HOST_PORT, type Env } from '@spinmesh/worker';
 
@@ -63,6 +64,13 @@ export interface CoordinatorConfig {
   /** Most unit updates one model request may ask for (chains x sweeps x units). @defaultValue 1e10 */
   maxUnitUpdates: number;
   /**
+   * What one job or request may cost and what the queue may hold (SPINMESH_MAX_UNITS,
+   * SPINMESH_MAX_WEIGHT_BYTES, SPINMESH_MAX_STATE_BYTES, SPINMESH_MAX_DATA_BYTES,
+   * SPINMESH_MAX_WORK, SPINMESH_MAX_QUEUED_JOBS, SPINMESH_MAX_QUEUED_BYTES).
+   * @defaultValue DEFAULT_LIMITS of @spinmesh/model
+   */
+  limits: Limits;
+  /**
    * host:port of the HTTP endpoint of the coordinator's Prometheus metrics (/metrics) and
    * liveness (/healthz); port 0 picks a free one (the `metrics listening` log line says which).
    * null (the value `off`): no endpoint.
@@ -94,10 +102,22 @@ export const CONFIG_DEFAULTS: Omit<
   modelOpsMax: 2,
   maxMessageBytes: 64 << 20,
   maxUnitUpdates: 1e10,
+  limits: DEFAULT_LIMITS,
   metricsListen: '127.0.0.1:0',
   kernels: 'auto',
   logLevel: 'info',
   stopOnStdinClose: false,
+};
+
+/** The variable that sets each limit (error messages name it, so an operator knows what to raise). */
+export const LIMIT_ENV_VARS: Readonly<Record<keyof Limits, string>> = {
+  maxUnits: 'SPINMESH_MAX_UNITS',
+  maxWeightBytes: 'SPINMESH_MAX_WEIGHT_BYTES',
+  maxStateBytes: 'SPINMESH_MAX_STATE_BYTES',
+  maxDataBytes: 'SPINMESH_MAX_DATA_BYTES',
+  maxWork: 'SPINMESH_MAX_WORK',
+  maxQueuedJobs: 'SPINMESH_MAX_QUEUED_JOBS',
+  maxQueuedBytes: 'SPINMESH_MAX_QUEUED_BYTES',
 };
 
 /** Every variable configFromEnv reads (the deployment's test holds compose files to it). */
@@ -118,6 +138,7 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_MODEL_OPS_MAX',
   'SPINMESH_MAX_MESSAGE_BYTES',
   'SPINMESH_MAX_UNIT_UPDATES',
+  ...Object.values(LIMIT_ENV_VARS),
   'SPINMESH_METRICS_LISTEN',
   'SPINMESH_KERNELS',
   'SPINMESH_LOG_LEVEL',
@@ -157,6 +178,12 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     modelOpsMax: r.int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),
     maxMessageBytes: r.int('SPINMESH_MAX_MESSAGE_BYTES', CONFIG_DEFAULTS.maxMessageBytes, 1 << 20),
     maxUnitUpdates: r.int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),
+    limits: Object.fromEntries(
+      (Object.keys(LIMIT_ENV_VARS) as (keyof Limits)[]).map((k) => [
+        k,
+        r.int(LIMIT_ENV_VARS[k], DEFAULT_LIMITS[k], 1),
+      ]),
+    ) as unknown as Limits,
     metricsListen,
     kernels,
     logLevel,

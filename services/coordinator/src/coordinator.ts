@@ -15,8 +15,13 @@ import {
 } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
+  DEFAULT_LIMITS,
   SpecError,
   assemble,
+  checkJobLimits,
+  checkSequenceLimits,
+  validateJobSpec,
+  type Limits,
   createHopfield,
   encodeModel,
   evaluateNetwork,
@@ -46,6 +51,7 @@ import {
   shardRanges,
   type PlacedShard,
 } from './assignment.js';
+import { Admission } from './admission.js';
 import { MODEL_SLOT, storeModel } from './model-store.js';
 import { planJob, type JobPlan } from './plan.js';
 import {
@@ -84,6 +90,8 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** Metrics to feed: submissions, progress, recoveries, evaluations (jobs, workers: on demand). */
   metrics?: CoordinatorMetrics;
+  /** What one job may cost and what the queue may hold. @defaultValue DEFAULT_LIMITS */
+  limits?: Limits;
 }
 
 /** A request the job's state does not allow (cancelling a finished job). */
@@ -140,6 +148,8 @@ export class Coordinator {
   private readonly load: typeof loadData;
   private readonly now: () => number;
   private readonly runtimes = new Map<string, Runtime>();
+  private readonly limits: Limits;
+  private readonly admission: Admission;
   /** Sequence jobs training on threads of this coordinator. */
   private readonly sequenceRuns = new Map<string, { stop: () => void }>();
   private timer: NodeJS.Timeout | null = null;
@@ -153,6 +163,8 @@ export class Coordinator {
     this.shardState = opts.shardState ?? busShardState;
     this.load = opts.loadData ?? loadData;
     this.now = opts.now ?? Date.now;
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.admission = new Admission(this.bus, this.limits);
   }
 
   // --- lifetime -------------------------------------------------------------------------------
@@ -199,7 +211,15 @@ export class Coordinator {
    */
   async submit(input: unknown, jobId?: string): Promise<StoredJob> {
     if (isSequenceInput(input)) return this.submitSequence(input, jobId);
+    // The sizes a spec states are checked before any data is read or generated; the rest once
+    // the data are loaded.
+    checkJobLimits(validateJobSpec(input), this.limits);
     const plan = planJob(input, this.load);
+    const test = this.testData(plan, plan.data);
+    const estimate = checkJobLimits(plan.spec, this.limits, {
+      train: plan.rows,
+      test: test.rows,
+    });
     const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
     const fields: JobFields = {
       name: plan.spec.name,
@@ -210,9 +230,11 @@ export class Coordinator {
       stepsPerEpoch: plan.stepsPerEpoch,
       totalSteps: plan.totalSteps,
     };
-    const record = (await this.bus.createJob({ id, ...fields })) as StoredJob;
+    const record = (await this.admission.admit(estimate.bytes, () =>
+      this.bus.createJob({ id, ...fields }),
+    )) as StoredJob;
     this.opts.metrics?.jobSubmitted();
-    this.runtime(id).data = { train: plan.data, test: this.testData(plan, plan.data) };
+    this.runtime(id).data = { train: plan.data, test };
     this.log.info(
       {
         jobId: id,
@@ -233,6 +255,11 @@ export class Coordinator {
       throw new SpecError('spec.rule', "'stdp' jobs need a coordinator that runs model threads");
     const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
     const seqs = loadSequences(spec);
+    const estimate = checkSequenceLimits(
+      spec,
+      this.limits,
+      seqs.reduce((n, q) => n + q.steps, 0),
+    );
     const K = spec.workers;
     // One worker: rounds on a thread here. More: every frame of every episode on the workers.
     const frames = sequenceJobFrames(spec, seqs);
@@ -247,7 +274,9 @@ export class Coordinator {
       stepsPerEpoch: K === 1 ? 1 : frames / spec.epochs,
       totalSteps: K === 1 ? spec.epochs : frames,
     };
-    const record = (await this.bus.createJob({ id, ...fields })) as StoredJob;
+    const record = (await this.admission.admit(estimate.bytes, () =>
+      this.bus.createJob({ id, ...fields }),
+    )) as StoredJob;
     this.log.info({ jobId: id, name: spec.name, rounds: spec.epochs }, 'sequence job submitted');
     return record;
   }

@@ -11,8 +11,9 @@ import {
   JobNotFoundError,
   RemoteBusError,
 } from '@spinmesh/bus';
-import { FormatError, SpecError } from '@spinmesh/model';
+import { FormatError, LimitError, SpecError, type Limits } from '@spinmesh/model';
 import { ServerError, toServiceError } from '@spinmesh/proto';
+import { LIMIT_ENV_VARS } from './config.js';
 import { JobStateError } from './coordinator.js';
 
 const Status = grpc.status;
@@ -21,6 +22,13 @@ const Status = grpc.status;
 export function toStatusError(err: unknown, what: string, log: Logger): ServerError {
   if (err instanceof ServerError) return err;
   if (err instanceof SpecError) return new ServerError(Status.INVALID_ARGUMENT, err.message);
+  if (err instanceof LimitError) {
+    const env = LIMIT_ENV_VARS[err.limit as keyof Limits];
+    return new ServerError(
+      Status.RESOURCE_EXHAUSTED,
+      env === undefined ? err.message : `${err.message} (${env})`,
+    );
+  }
   if (err instanceof FormatError) return new ServerError(Status.INVALID_ARGUMENT, err.message);
   if (err instanceof InvalidArgumentError)
     return new ServerError(Status.INVALID_ARGUMENT, err.message);
@@ -39,9 +47,17 @@ export function toStatusError(err: unknown, what: string, log: Logger): ServerEr
   return new ServerError(Status.INTERNAL, `${what} failed`);
 }
 
-/** A job id from a request: INVALID_ARGUMENT when empty. */
+/** Longest job id, in characters (SubmitJob refuses longer ones, so none exists). */
+export const MAX_JOB_ID_CHARS = 128;
+
+/** A job id from a request: INVALID_ARGUMENT when empty or longer than any job's. */
 export function requireId(id: string): string {
   if (id === '') throw new ServerError(Status.INVALID_ARGUMENT, 'job_id must not be empty');
+  if (id.length > MAX_JOB_ID_CHARS)
+    throw new ServerError(
+      Status.INVALID_ARGUMENT,
+      `job_id must be at most ${MAX_JOB_ID_CHARS} characters (got ${id.length})`,
+    );
   return id;
 }
 

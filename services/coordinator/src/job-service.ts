@@ -12,10 +12,12 @@ import {
   JobServiceService,
   JobState,
   ServerError,
+  guardDecoding,
   toServiceError,
   type JobServiceServer,
   type WatchJobResponse,
 } from '@spinmesh/proto';
+import { quote } from '@spinmesh/model';
 
 import type { Coordinator } from './coordinator.js';
 import { requireId, toStatusError, unary, writeMessage } from './handlers.js';
@@ -73,7 +75,7 @@ export function addJobService(server: grpc.Server, opts: JobServiceOptions): Job
       if (req.jobId !== '' && !JOB_ID.test(req.jobId))
         throw new ServerError(
           Status.INVALID_ARGUMENT,
-          `job_id must be 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit (got '${req.jobId.slice(0, 40)}')`,
+          `job_id must be 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit (got '${quote(req.jobId, 40)}')`,
         );
       if (req.spec.length > MAX_SPEC_CHARS)
         throw new ServerError(
@@ -199,7 +201,7 @@ export function addJobService(server: grpc.Server, opts: JobServiceOptions): Job
       );
     },
   };
-  server.addService(JobServiceService, impl);
+  server.addService(...guardDecoding(JobServiceService, impl));
 
   return {
     close() {

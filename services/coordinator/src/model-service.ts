@@ -7,22 +7,26 @@ import type { Bus } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
   decodeModel,
+  knownDataShape,
   npyFiles,
   validateData,
   type DataSpec,
   type EvaluateSpec,
   type JobSpec,
+  type Limits,
 } from '@spinmesh/model';
 import {
   ModelFormat,
   ModelServiceService,
   ServerError,
+  guardDecoding,
   toServiceError,
   type ModelChunk,
   type ModelServiceServer,
   type Patterns,
 } from '@spinmesh/proto';
 
+import { LIMIT_ENV_VARS } from './config.js';
 import { requireId, toStatusError, unary, writeMessage } from './handlers.js';
 import { readModel } from './model-store.js';
 import type { ModelRunner } from './model-runner.js';
@@ -40,6 +44,8 @@ export interface ModelServiceOptions {
   maxMessageBytes: number;
   /** Most unit updates one request may ask for (chains x sweeps x units, and the like). */
   maxUnitUpdates: number;
+  /** maxStateBytes bounds a request's chains x units; maxDataBytes the data Evaluate loads. */
+  limits: Pick<Limits, 'maxStateBytes' | 'maxDataBytes'>;
 }
 
 const MAX_CHUNK = 3 << 20;
@@ -125,6 +131,20 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
       );
   };
 
+  /** `values` float32 values of chain state or data within the limit `limit`. */
+  const checkBytes = (
+    what: string,
+    limit: 'maxStateBytes' | 'maxDataBytes',
+    values: number,
+    hint: string,
+  ): void => {
+    if (values * 4 > opts.limits[limit])
+      throw tooLarge(
+        what,
+        `it needs ${values * 4} bytes of ${limit === 'maxStateBytes' ? 'chain state' : 'data'}, more than the limit ${limit} = ${opts.limits[limit]} (${LIMIT_ENV_VARS[limit]}); ${hint}`,
+      );
+  };
+
   const impl: ModelServiceServer = {
     getModel(call) {
       const req = call.request;
@@ -180,6 +200,7 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
       const { job, bytes } = await modelOf(req.jobId);
       const dims = layerSize(job.spec, req.layer, 'layer');
       checkAnswer('Sample', 2 * count * dims, 'ask for fewer samples');
+      checkBytes('Sample', 'maxStateBytes', count * units(job.spec), 'ask for fewer samples');
       checkWork('Sample', count * sweeps * units(job.spec), 'ask for fewer samples or sweeps');
       const out = await runner.run(
         {
@@ -236,6 +257,7 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
         req.trajectory ? 'ask for fewer sweeps or rows, or no trajectory' : 'send fewer rows',
       );
       checkWork('Complete', rows * sweeps * units(job.spec), 'ask for fewer rows or sweeps');
+      checkBytes('Complete', 'maxStateBytes', rows * units(job.spec), 'send fewer rows');
       const out = await runner.run(
         {
           kind: 'complete',
@@ -328,6 +350,9 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
           'asks for no figure: set one or more of exact, ais_runs, pseudo, recon, probe, recall_flip',
         );
       const { job, bytes } = await modelOf(req.jobId);
+      checkBytes('Evaluate', 'maxStateBytes', aisRuns * units(job.spec), 'ask for fewer AIS runs');
+      const shape = knownDataShape(data ?? job.spec.data);
+      if (shape) checkBytes('Evaluate', 'maxDataBytes', shape.rows * shape.dims, 'use fewer rows');
       checkWork(
         'Evaluate',
         aisRuns * aisSteps * units(job.spec),
@@ -345,5 +370,5 @@ export function addModelService(server: grpc.Server, opts: ModelServiceOptions):
       };
     }),
   };
-  server.addService(ModelServiceService, impl);
+  server.addService(...guardDecoding(ModelServiceService, impl));
 }

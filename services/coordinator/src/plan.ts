@@ -1,10 +1,12 @@
 // From a submitted spec to a cluster job: parse (YAML or JSON), validate (the model package's
 // rules plus what a sharded run needs), and partition the units into one shard per worker.
 import { parse as parseYaml } from 'yaml';
+import { checkSpecValue } from './spec-text.js';
 import {
   SpecError,
   evenLayout,
   loadData,
+  quote,
   shapeNetwork,
   validateJobSpec,
   validateLayout,
@@ -32,14 +34,17 @@ export interface JobPlan {
 export function parseSpecText(text: string): unknown {
   if (text.trim() === '')
     throw new SpecError('spec', 'is empty (send the job spec as YAML or JSON)');
+  let value: unknown;
   try {
-    return parseYaml(text) as unknown;
+    value = parseYaml(text) as unknown;
   } catch (e) {
     throw new SpecError(
       'spec',
-      `is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`,
+      `is not valid YAML or JSON: ${quote((e as Error).message.split('\n')[0], 200)}`,
     );
   }
+  checkSpecValue(value, 'spec');
+  return value;
 }
 
 /**

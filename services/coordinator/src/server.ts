@@ -79,6 +79,7 @@ export async function startCoordinator(
     progressIntervalMs: config.progressIntervalMs,
     maxRecoveries: config.maxRecoveries,
     metrics: options.metrics,
+    limits: config.limits,
   });
 
   // The in-process bus carries checkpoints: its messages may be far larger than the API's.
@@ -112,6 +113,7 @@ export async function startCoordinator(
     log,
     maxMessageBytes: config.maxMessageBytes,
     maxUnitUpdates: config.maxUnitUpdates,
+    limits: config.limits,
   });
   addReflectionService(server, [
     ServiceNames.jobs,

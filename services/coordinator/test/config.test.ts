@@ -39,6 +39,13 @@ describe('configFromEnv', () => {
       SPINMESH_MODEL_OPS_MAX: '3',
       SPINMESH_MAX_MESSAGE_BYTES: '2097152',
       SPINMESH_MAX_UNIT_UPDATES: '1000000',
+      SPINMESH_MAX_UNITS: '1000',
+      SPINMESH_MAX_WEIGHT_BYTES: '2000',
+      SPINMESH_MAX_STATE_BYTES: '3000',
+      SPINMESH_MAX_DATA_BYTES: '4000',
+      SPINMESH_MAX_WORK: '1e12',
+      SPINMESH_MAX_QUEUED_JOBS: '6',
+      SPINMESH_MAX_QUEUED_BYTES: '7000',
       SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
     });
     expect(c).toEqual({
@@ -58,6 +65,15 @@ describe('configFromEnv', () => {
       modelOpsMax: 3,
       maxMessageBytes: 2097152,
       maxUnitUpdates: 1000000,
+      limits: {
+        maxUnits: 1000,
+        maxWeightBytes: 2000,
+        maxStateBytes: 3000,
+        maxDataBytes: 4000,
+        maxWork: 1e12,
+        maxQueuedJobs: 6,
+        maxQueuedBytes: 7000,
+      },
       metricsListen: '0.0.0.0:9464',
       kernels: 'portable',
       logLevel: 'warn',
@@ -75,6 +91,9 @@ describe('configFromEnv', () => {
     ['SPINMESH_MODEL_OPS_MAX', '0'],
     ['SPINMESH_MAX_MESSAGE_BYTES', '1000'],
     ['SPINMESH_METRICS_LISTEN', '9464'],
+    ['SPINMESH_MAX_STATE_BYTES', '0'],
+    ['SPINMESH_MAX_QUEUED_JOBS', 'many'],
+    ['SPINMESH_MAX_WORK', '1e300'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));

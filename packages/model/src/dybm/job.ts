@@ -4,10 +4,12 @@
 // trained model is the DyBM's JSON snapshot, generated from with a cue (generateFrom).
 import { SpecError } from '../errors.js';
 import { intIn as int, isRecord, onlyKeys } from '../checks.js';
+import { quote } from '../quote.js';
 import { readCsv } from '../data/csv.js';
+import { MAX_NAME_CHARS, MAX_PATH_CHARS } from '../job.js';
 import { DyBM, type DyBMSnapshot, type GenerateOptions } from './dybm.js';
 import { FONT_7, recallErrors, wordFrames, type FrameSequence } from './science.js';
-import { validateDyBMSpec, type DyBMOptions, type DyBMSpec } from './spec.js';
+import { DYBM_MAX_SYNAPSES, validateDyBMSpec, type DyBMOptions, type DyBMSpec } from './spec.js';
 
 /** Where the sequences come from. */
 export type SequenceData =
@@ -98,6 +100,8 @@ export function validateSequenceJob(input: unknown): SequenceJobSpec {
   const name = input['name'] ?? 'job';
   if (typeof name !== 'string' || name === '')
     throw new SpecError(`${p}.name`, 'must be a non-empty string');
+  if (name.length > MAX_NAME_CHARS)
+    throw new SpecError(`${p}.name`, `must be at most ${MAX_NAME_CHARS} characters`);
   const seed = input['seed'] === undefined ? 0 : int(input['seed'], `${p}.seed`, 0, 2 ** 53 - 1);
   const net = input['network'];
   if (!isRecord(net) || !isRecord(net['dybm']))
@@ -114,6 +118,11 @@ export function validateSequenceJob(input: unknown): SequenceJobSpec {
     if (!Array.isArray(dp) || dp.some((d) => typeof d !== 'number'))
       throw new SpecError(`${p}.network.dybm.delaysPerPair`, 'must be a list of delays');
     const n = int(dIn['units'], `${p}.network.dybm.units`, 1, 4096);
+    if (n * n * dp.length > DYBM_MAX_SYNAPSES)
+      throw new SpecError(
+        `${p}.network.dybm.delaysPerPair`,
+        `gives ${n} x ${n} x ${dp.length} synapses, more than the ${DYBM_MAX_SYNAPSES} a DyBM may have`,
+      );
     const { delaysPerPair: _, ...rest } = dIn;
     dybm = {
       ...rest,
@@ -232,7 +241,7 @@ function validateSequenceData(d: unknown, path: string): SequenceData {
           if (!FONT_7[ch])
             throw new SpecError(
               `${path}.words[${q}]`,
-              `has '${ch}', not in the font (${Object.keys(FONT_7).join('')})`,
+              `has '${quote(ch)}', not in the font (${Object.keys(FONT_7).join('')})`,
             );
       if (d['reverse'] !== undefined && typeof d['reverse'] !== 'boolean')
         throw new SpecError(`${path}.reverse`, 'must be a boolean');
@@ -246,6 +255,8 @@ function validateSequenceData(d: unknown, path: string): SequenceData {
       onlyKeys(d, ['kind', 'path'], path);
       if (typeof d['path'] !== 'string' || d['path'] === '')
         throw new SpecError(`${path}.path`, 'must be a non-empty string');
+      if (d['path'].length > MAX_PATH_CHARS)
+        throw new SpecError(`${path}.path`, `must be at most ${MAX_PATH_CHARS} characters`);
       return { kind: 'csv', path: d['path'] };
     }
     default:

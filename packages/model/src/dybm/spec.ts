@@ -2,6 +2,7 @@
 // API boundary. The model and its equations: ../../DYBM.md.
 import { seedHalves } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
+import { quote } from '../quote.js';
 import { STREAM_DELAYS, uniformAt } from './random.js';
 
 /** 'binary': Bernoulli units with values in {0, 1}. 'gaussian': real values, x ~ N(mean, sigma^2). */
@@ -82,12 +83,18 @@ export interface ResolvedDyBMOptions {
 /** Longest delay accepted; the FIFO queues hold maxDelay + 1 frames per unit. */
 export const DYBM_MAX_DELAY = 4096;
 
+/**
+ * Most synapses of a DyBM: checked before any is built, so that a spec of a few characters
+ * (`units: 100000, delays: 1`) cannot allocate without bound. A service's limits are lower still.
+ */
+export const DYBM_MAX_SYNAPSES = 1 << 24;
+
 function decays(v: unknown, field: string, def: number[]): Float64Array {
   if (v === undefined) return Float64Array.from(def);
   if (!Array.isArray(v)) throw new SpecError(field, 'must be an array of numbers in [0, 1)');
   return Float64Array.from(v, (r: unknown, i) => {
     if (typeof r !== 'number' || !(r >= 0 && r < 1))
-      throw new SpecError(`${field}[${i}]`, `must be a number in [0, 1), got ${String(r)}`);
+      throw new SpecError(`${field}[${i}]`, `must be a number in [0, 1), got ${quote(r)}`);
     return r;
   });
 }
@@ -96,12 +103,17 @@ function decays(v: unknown, field: string, def: number[]): Float64Array {
 export function validateDyBMSpec(spec: DyBMSpec, path = 'spec'): ResolvedDyBMSpec {
   const n = spec.units;
   if (!Number.isInteger(n) || n < 1)
-    throw new SpecError(`${path}.units`, `must be a positive integer, got ${n}`);
+    throw new SpecError(`${path}.units`, `must be a positive integer, got ${quote(n)}`);
   const kind = spec.kind ?? 'binary';
   if (kind !== 'binary' && kind !== 'gaussian')
     throw new SpecError(`${path}.kind`, "must be 'binary' or 'gaussian'");
   const d = spec.delays;
   const delays: number[][] = [];
+  if ((typeof d === 'number' ? n * n : 0) > DYBM_MAX_SYNAPSES)
+    throw new SpecError(
+      `${path}.units`,
+      `give ${n} x ${n} synapses, more than the ${DYBM_MAX_SYNAPSES} a DyBM may have`,
+    );
   if (typeof d === 'number') for (let s = 0; s < n * n; s++) delays.push([d]);
   else if (d && typeof d === 'object' && typeof d.length === 'number') {
     if (d.length !== n * n)
@@ -119,7 +131,7 @@ export function validateDyBMSpec(spec: DyBMSpec, path = 'spec'): ResolvedDyBMSpe
         const at = typeof d === 'number' ? '' : `[${s}]`;
         throw new SpecError(
           `${path}.delays${at}`,
-          `must hold integers in [1, ${DYBM_MAX_DELAY}], got ${String(v)}`,
+          `must hold integers in [1, ${DYBM_MAX_DELAY}], got ${quote(v)}`,
         );
       }
       if (v < minDelay) minDelay = v;
@@ -144,7 +156,7 @@ export function validateDyBMSpec(spec: DyBMSpec, path = 'spec'): ResolvedDyBMSpe
   };
   const sigma = spec.sigma ?? 1;
   if (!(sigma > 0 && Number.isFinite(sigma)))
-    throw new SpecError(`${path}.sigma`, `must be a finite number > 0, got ${sigma}`);
+    throw new SpecError(`${path}.sigma`, `must be a finite number > 0, got ${quote(sigma)}`);
   return {
     units: n,
     kind,
@@ -167,11 +179,11 @@ export function validateDyBMOptions(opts: DyBMOptions, path = 'options'): Resolv
   if (!(learningRate >= 0 && Number.isFinite(learningRate)))
     throw new SpecError(
       `${path}.learningRate`,
-      `must be a finite number >= 0, got ${learningRate}`,
+      `must be a finite number >= 0, got ${quote(learningRate)}`,
     );
   const initStd = opts.initStd ?? 0;
   if (!(initStd >= 0 && Number.isFinite(initStd)))
-    throw new SpecError(`${path}.initStd`, `must be a finite number >= 0, got ${initStd}`);
+    throw new SpecError(`${path}.initStd`, `must be a finite number >= 0, got ${quote(initStd)}`);
   const seed = opts.seed ?? 0;
   let halves: { seedLo: number; seedHi: number };
   try {
@@ -183,7 +195,7 @@ export function validateDyBMOptions(opts: DyBMOptions, path = 'options'): Resolv
   if (typeof centring !== 'boolean') throw new SpecError(`${path}.centring`, 'must be a boolean');
   const centringRate = opts.centringRate ?? 0.01;
   if (!(centringRate > 0 && centringRate <= 1))
-    throw new SpecError(`${path}.centringRate`, `must be in (0, 1], got ${centringRate}`);
+    throw new SpecError(`${path}.centringRate`, `must be in (0, 1], got ${quote(centringRate)}`);
   return { optimizer, learningRate, initStd, seed, ...halves, centring, centringRate };
 }
 

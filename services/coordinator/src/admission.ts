@@ -1,0 +1,73 @@
+// Admission of submitted jobs to the queue: at most maxQueuedJobs jobs queued, whose estimates
+// (parameters, sampler state, data) add up to at most maxQueuedBytes. The coordinator keeps the
+// data of every queued job in memory, so this is what bounds it.
+import type { Bus } from '@spinmesh/bus';
+import {
+  NO_LIMITS,
+  checkJobLimits,
+  checkQueueLimits,
+  checkSequenceLimits,
+  type Limits,
+} from '@spinmesh/model';
+import type { StoredJob } from './records.js';
+
+export class Admission {
+  /** The admission in progress: admissions run one at a time, each seeing the last one's job. */
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly limits: Limits,
+  ) {}
+
+  /**
+   * Runs `create` (which stores the job, queued) when one more job of `bytes` keeps the queue
+   * within its limits. @throws LimitError naming the limit
+   */
+  admit<T>(bytes: number, create: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      checkQueueLimits(this.limits, await this.queued(), bytes);
+      return create();
+    };
+    const result = this.last.then(run, run);
+    this.last = result.catch(() => undefined);
+    return result;
+  }
+
+  /** The queued jobs on the bus and their estimates together. */
+  private async queued(): Promise<{ jobs: number; bytes: number }> {
+    let jobs = 0;
+    let bytes = 0;
+    let pageToken: string | undefined;
+    for (;;) {
+      const page = await this.bus.listJobs({
+        state: 'queued',
+        pageSize: 1000,
+        ...(pageToken ? { pageToken } : {}),
+      });
+      for (const job of page.jobs as StoredJob[]) {
+        jobs++;
+        bytes += estimatedBytes(job);
+      }
+      if (page.nextPageToken === null) return { jobs, bytes };
+      pageToken = page.nextPageToken;
+    }
+  }
+}
+
+/**
+ * A stored job's estimate, from its record: the test data are taken to be as large as the
+ * training data (the record keeps only the latter's rows).
+ */
+function estimatedBytes(job: StoredJob): number {
+  try {
+    if (job.spec)
+      return checkJobLimits(job.spec, NO_LIMITS, { train: job.rows ?? 0, test: job.rows ?? 0 })
+        .bytes;
+    if (job.sequence) return checkSequenceLimits(job.sequence, NO_LIMITS, 0).bytes;
+  } catch {
+    // A record its own version of the rules no longer accepts: it costs what it costs; it must
+    // not stop every later submission.
+  }
+  return 0;
+}
