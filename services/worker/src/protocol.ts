@@ -38,11 +38,11 @@ export function evaluationEverySteps(every: number, epochs: number, stepsPerEpoc
  * How often a shard writes an evaluation snapshot: at every evaluation step, unless evaluations
  * come more often than checkpoints, when they are taken from the checkpoints that fall on
  * evaluation steps (a snapshot every few steps would slow every shard down to the
- * coordinator's pace); 0: never.
+ * coordinator's pace); never in a job without checkpoints (checkpointEvery 0), which asked
+ * for no stops (it is evaluated at its end only); 0: never.
  */
 export function snapshotEverySteps(evaluationEvery: number, checkpointEvery: number): number {
-  if (evaluationEvery === 0) return 0;
-  return checkpointEvery > 0 && evaluationEvery < checkpointEvery ? 0 : evaluationEvery;
+  return checkpointEvery > 0 && evaluationEvery >= checkpointEvery ? evaluationEvery : 0;
 }
 
 /**

@@ -207,9 +207,11 @@ describe('bus protocol', () => {
     // every 25 epochs of 3 steps; none while training when every >= epochs
     expect(evaluationEverySteps(25, 100, 3)).toBe(75);
     expect(evaluationEverySteps(100, 100, 3)).toBe(0);
-    // snapshots at every evaluation step, unless evaluations come more often than checkpoints
+    // snapshots at every evaluation step, unless evaluations come more often than checkpoints,
+    // or the job has none
     expect(snapshotEverySteps(75, 50)).toBe(75);
-    expect(snapshotEverySteps(75, 0)).toBe(75);
+    expect(snapshotEverySteps(75, 75)).toBe(75);
+    expect(snapshotEverySteps(75, 0)).toBe(0);
     expect(snapshotEverySteps(20, 50)).toBe(0);
     expect(snapshotEverySteps(0, 50)).toBe(0);
     // Checkpoints every 100, evaluations every 250 of 1000 steps: shard 0 has its snapshot of
