@@ -78,6 +78,23 @@ describe('spinmesh train on the embedded local cluster', () => {
       /local cluster: coordinator at 127\.0\.0\.1:\d+, 1 worker process \(pid \d+\), in-process bus/,
     );
     expect(plain.stderr).toMatch(/model written to plain\.smm/);
+    expect(plain.stderr).not.toMatch(/note:/);
+
+    // A spec that leaves train.statistics to its default trains differently here than in one
+    // process: the command says so, once.
+    const defaults = basJob(20, { workers: 1 }) as { train: Record<string, unknown> };
+    delete defaults.train['statistics'];
+    writeFileSync(join(dir, 'defaults.json'), JSON.stringify(defaults));
+    const noted = spawnSync(
+      process.execPath,
+      [cli, 'train', 'defaults.json', '--out', 'defaults.smm'],
+      { cwd: dir, encoding: 'utf8', env: env(marker), timeout: 120_000 },
+    );
+    expect(noted.status).toBe(0);
+    expect(noted.stderr.match(/^note: .*$/gm)).toEqual([
+      'note: a cluster job uses train.statistics: samples; in one process this spec uses means ' +
+        '(set train.statistics: samples for identical results)',
+    ]);
     expect(marked(marker)).toEqual([]);
   });
 
