@@ -75,9 +75,26 @@ describe('spinmesh train on the embedded local cluster', () => {
     expect(plain.status).toBe(0);
     expect(plain.stdout).toMatch(/^epoch 200: exact LL -\d+\.\d{4}/m);
     expect(plain.stderr).toMatch(
-      /local cluster: coordinator at 127\.0\.0\.1:\d+, 1 worker process, in-process bus/,
+      /local cluster: coordinator at 127\.0\.0\.1:\d+, 1 worker process \(pid \d+\), in-process bus/,
     );
     expect(plain.stderr).toMatch(/model written to plain\.smm/);
+    expect(plain.stderr).not.toMatch(/note:/);
+
+    // A spec that leaves train.statistics to its default trains differently here than in one
+    // process: the command says so, once.
+    const defaults = basJob(20, { workers: 1 }) as { train: Record<string, unknown> };
+    delete defaults.train['statistics'];
+    writeFileSync(join(dir, 'defaults.json'), JSON.stringify(defaults));
+    const noted = spawnSync(
+      process.execPath,
+      [cli, 'train', 'defaults.json', '--out', 'defaults.smm'],
+      { cwd: dir, encoding: 'utf8', env: env(marker), timeout: 120_000 },
+    );
+    expect(noted.status).toBe(0);
+    expect(noted.stderr.match(/^note: .*$/gm)).toEqual([
+      'note: a cluster job uses train.statistics: samples; in one process this spec uses means ' +
+        '(set train.statistics: samples for identical results)',
+    ]);
     expect(marked(marker)).toEqual([]);
   });
 
@@ -96,6 +113,68 @@ describe('spinmesh train on the embedded local cluster', () => {
       /spinmesh: spec\.train\.statistics must be 'samples' in a cluster job/,
     );
     expect(marked(marker)).toEqual([]);
+  });
+
+  it('a worker killed with SIGKILL is started again and the job ends with the undisturbed model', async () => {
+    // Slowed down (the sleeps change no result) so that the job is still running when the kill
+    // lands after the first checkpoint, on a fast machine as on a loaded one.
+    const spec = basJob(4000, { workers: 2, checkpointEverySteps: 100 });
+    writeFileSync(join(dir, 'kill.json'), JSON.stringify(spec));
+    const marker = randomUUID();
+    const child = spawn(
+      process.execPath,
+      [cli, 'train', 'kill.json', '--out', 'kill.smm', '--kernels', 'portable'],
+      {
+        cwd: dir,
+        env: { ...env(marker), SPINMESH_DEBUG_SLOWDOWN: '4' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exit = new Promise<number | null>((resolve) =>
+      child.once('exit', (code) => resolve(code)),
+    );
+    // The victim: the second worker, once every shard is past its first checkpoint (step 100).
+    let killedAt = 0;
+    const victim = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no progress:\n${stderr}`)), 120_000);
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        const pids = /worker processes \(pid (\d+), (\d+)\)/.exec(stderr);
+        const steps = [...stderr.matchAll(/step (\d+)\/4000/g)].map((m) => Number(m[1]));
+        const step = Math.max(0, ...steps);
+        if (pids && step > 100 && killedAt === 0) {
+          killedAt = step;
+          clearTimeout(timer);
+          resolve(Number(pids[2]));
+        }
+      });
+      child.once('exit', () => reject(new Error(`the CLI exited before the kill:\n${stderr}`)));
+    });
+    expect(killedAt).toBeLessThan(4000);
+    process.kill(victim, 'SIGKILL');
+    expect(await exit, stderr).toBe(0);
+    expect(stderr).toMatch(
+      new RegExp(
+        `spinmesh: worker-1 \\(pid ${victim}\\) exited unexpectedly \\(SIGKILL\\): started again as pid \\d+ \\(restart 1 of 3\\)`,
+      ),
+    );
+    // The coordinator restored every shard from a checkpoint, not from the start.
+    const restored = /generation [2-9]: .*, restoring step (\d+)/.exec(stderr);
+    expect(restored, stderr).not.toBeNull();
+    expect(Number(restored![1]) % 100).toBe(0);
+    expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(stdout).toMatch(/^epoch 4000: exact LL/m);
+    const ref = reference(spec);
+    const model = decode(readFileSync(join(dir, 'kill.smm')));
+    expect(compareNetworks(model, ref.network)).toEqual({ identical: true, maxDiff: 0 });
+    expect(marked(marker)).toEqual([]);
+    console.log(
+      `embedded cluster: worker SIGKILL at step ~${killedAt}, restarted, restored from step ` +
+        `${restored![1]}: model bit-identical to the undisturbed run`,
+    );
   });
 
   it('stops every process it started on Ctrl-C', async () => {

@@ -11,6 +11,7 @@ import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { readModel, type LocalCluster } from '@spinmesh/coordinator';
 import { JobState, type WatchJobResponse } from '@spinmesh/proto';
 import { startRedisServer, type RedisServer } from './support/redis-server.js';
+import { runJob } from '@spinmesh/model';
 import {
   COMPLETED,
   Jobs,
@@ -19,6 +20,7 @@ import {
   compareNetworks,
   decode,
   listening,
+  portable,
   reference,
   startCluster,
 } from './cluster-helpers.js';
@@ -173,7 +175,7 @@ describe('cluster on the in-process bus', () => {
     // peers, its checkpoints by the bus, and the coordinator stops it.
     cluster.startWorker(); // a spare: 3 live workers for 2 shards
     for (let t = Date.now(); (await bus.listWorkers()).length < 3;) {
-      if (Date.now() - t > 20_000) throw new Error('the spare worker did not register');
+      if (Date.now() - t > 60_000) throw new Error('the spare worker did not register');
       await new Promise((r) => setTimeout(r, 100));
     }
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
@@ -216,7 +218,7 @@ describe('cluster on the in-process bus', () => {
     // refusal of its checkpoint), not crashed.
     const frozen = [...cluster.processes.values()].find((p) => p.child.pid === pid)!;
     for (let t = Date.now(); !/shard stopped|replaced this run/.test(frozen.tail());) {
-      if (Date.now() - t > 10_000)
+      if (Date.now() - t > 60_000)
         throw new Error(`the resumed worker's old run did not end:\n${frozen.tail()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -396,6 +398,87 @@ describe('cluster on Redis', () => {
       raw.disconnect();
     }
   });
+});
+
+describe('evaluations and progress at the edges', () => {
+  let cluster: LocalCluster;
+  let jobs: Jobs;
+
+  beforeAll(async () => {
+    // Slowed down (the sleeps change no result) so that an evaluation interval lasts seconds:
+    // each shard keeps only its newest evaluation snapshot, and the coordinator, polling every
+    // 100 ms, must read it before the next replaces it, on a loaded machine too.
+    cluster = await startCluster(2, { workerEnv: { SPINMESH_DEBUG_SLOWDOWN: '2' } });
+    jobs = new Jobs(cluster.address);
+  });
+
+  afterAll(async () => {
+    jobs?.close();
+    if (cluster) {
+      remember(cluster);
+      await cluster.stop();
+    }
+  });
+
+  it(
+    'evaluates at exactly the epochs one process does, and the last record says total/total',
+    {
+      timeout: 300_000,
+    },
+    async () => {
+      // 500 does not divide 1600, and 500 and 1000 are not multiples of the checkpoint period
+      // (300): the shards stop there for a snapshot (1500 is a checkpoint step too).
+      const spec = basJob(1600, {
+        workers: 2,
+        checkpointEverySteps: 300,
+        evaluate: { every: 500, exact: true },
+      });
+      const one = runJob(spec, portable).evaluations;
+      expect(one.map((e) => e.epoch)).toEqual([500, 1000, 1500, 1600]);
+      const { jobId } = await jobs.submit(spec);
+      const { job, events } = await jobs.follow(jobId, () => undefined, 300_000);
+      remember(cluster, events);
+      expect(job.state, job.error).toBe(COMPLETED);
+      const evaluations = events.flatMap((e) => (e.evaluation ? [e.evaluation] : []));
+      expect(evaluations.map((e) => e.epoch)).toEqual([500, 1000, 1500, 1600]);
+      // The same parameters as one process's at those epochs, bit for bit (staleness 0).
+      expect(evaluations.map((e) => e.exactLogLikelihood)).toEqual(
+        one.map((e) => e.exactLogLikelihood),
+      );
+      expect(job.progress).toMatchObject({ step: 1600, totalSteps: 1600, epoch: 1600 });
+      expect(job.progress!.shardSteps).toEqual([1600, 1600]);
+      const progress = events.flatMap((e) => (e.progress ? [e.progress] : []));
+      expect(progress.at(-1)).toMatchObject({ step: 1600, totalSteps: 1600, epoch: 1600 });
+      console.log(
+        `evaluate.every 500 of 1600 epochs on 2 workers: evaluations at ` +
+          `${evaluations.map((e) => e.epoch).join(', ')}, exact LL as in one process`,
+      );
+    },
+  );
+
+  it(
+    'evaluations more frequent than checkpoints land on checkpoint steps that are multiples',
+    {
+      timeout: 300_000,
+    },
+    async () => {
+      // every 30 epochs, checkpoints every 100 steps: no snapshots (one every 30 steps would hold
+      // the shards to the coordinator's pace); evaluated from checkpoints at multiples of 300.
+      const spec = basJob(1000, {
+        workers: 2,
+        checkpointEverySteps: 100,
+        evaluate: { every: 30, exact: true },
+      });
+      const { jobId } = await jobs.submit(spec);
+      const { job, events } = await jobs.follow(jobId, () => undefined, 300_000);
+      remember(cluster, events);
+      expect(job.state, job.error).toBe(COMPLETED);
+      const epochs = events.flatMap((e) => (e.evaluation ? [e.evaluation.epoch] : []));
+      expect(epochs.at(-1)).toBe(1000);
+      // How many of them the coordinator catches depends on its pace; where, does not.
+      for (const e of epochs.slice(0, -1)) expect(e % 300).toBe(0);
+    },
+  );
 });
 
 describe('afterwards', () => {

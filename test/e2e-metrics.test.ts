@@ -82,7 +82,7 @@ function healthcheck(
   return { code: r.status ?? -1, out: r.stdout + r.stderr };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

@@ -68,7 +68,7 @@ async function startOn(bin: string, port: number, config: unknown): Promise<Prom
   );
   const { child, stop } = server;
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (server.exited()) {
       await stop();

@@ -195,7 +195,7 @@ async function waitForPing(
   child: ChildProcess,
   output: () => string,
 ): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`redis-server exited during start-up (port ${port}): ${output().trim()}`);

@@ -135,7 +135,9 @@ exit codes:
   3    no such job
   4    the coordinator is unreachable or unavailable, or the deadline passed
   5    the token is missing or not valid
-  130  interrupted (Ctrl-C; 143 for SIGTERM); every process the command started is stopped`;
+  130  interrupted (Ctrl-C; 143 for SIGTERM); every process the command started is stopped
+
+an unexpected error (a bug) prints its message on one line; SPINMESH_DEBUG=1 adds the stack trace`;
 
 interface Command {
   run(ctx: Context): number | Promise<number>;
@@ -167,12 +169,16 @@ function report(e: unknown, ctx: Context | null): number {
     ctx?.interrupted && !(e instanceof InterruptedError)
       ? new InterruptedError(ctx.interrupted)
       : e;
-  if (!isKnownError(err))
-    // Not one of ours: a bug or an environment problem; the stack says where.
+  if (!isKnownError(err)) {
+    // Not one of ours: a bug or an environment problem. Its message, one line; the stack, which
+    // says where, only when asked for (SPINMESH_DEBUG=1), as it means nothing to a user.
+    const debug = process.env['SPINMESH_DEBUG'] === '1';
+    const text =
+      err instanceof Error ? (debug ? (err.stack ?? err.message) : err.message) : String(err);
     process.stderr.write(
-      `spinmesh: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      `spinmesh: failed: ${text}${debug ? '' : ' (SPINMESH_DEBUG=1 shows where)'}\n`,
     );
-  else process.stderr.write(`spinmesh: ${(err as Error).message}\n`);
+  } else process.stderr.write(`spinmesh: ${(err as Error).message}\n`);
   return exitCodeOf(err);
 }
 

@@ -35,6 +35,14 @@ export class JobFailedError extends Error {
   override readonly name = 'JobFailedError';
 }
 
+/**
+ * The embedded local cluster could not go on: a process of it did not start, or one died that is
+ * not restarted (the coordinator, or workers past their restarts).
+ */
+export class LocalClusterError extends Error {
+  override readonly name = 'LocalClusterError';
+}
+
 /** The user interrupted the command (Ctrl-C) or it was told to stop. */
 export class InterruptedError extends Error {
   override readonly name = 'InterruptedError';
@@ -167,6 +175,7 @@ export function isKnownError(e: unknown): e is Error {
   return (
     e instanceof UsageError ||
     e instanceof JobFailedError ||
+    e instanceof LocalClusterError ||
     e instanceof InterruptedError ||
     e instanceof ModelTransferError ||
     e instanceof ApiError ||

@@ -84,6 +84,20 @@ describe('checkpoints and recovery', () => {
     });
   }
 
+  it('snapshot steps stop every shard as checkpoint steps do, and change nothing', () => {
+    const j = job(pcd);
+    const init = initial(j.spec, portable, 7, 0.3);
+    const c = cluster(j, init, layout, portable, {
+      staleness: 0,
+      checkpointEvery: 8,
+      snapshotEvery: 6,
+      delivery: { kind: 'random', maxDelay: 5, seed: 9 },
+    });
+    c.run();
+    expect([...c.checkpoints.keys()].sort((a, b) => a - b)).toEqual([6, 8, 12, 16, 18]);
+    expect(compare(c.assemble(), reference(j, init))).toEqual({ maxDiff: 0, identical: true });
+  });
+
   it('with staleness 2 a recovered run stays consistent (replicas equal, model symmetric)', () => {
     const j = job(pcd);
     const init = initial(j.spec, portable, 7, 0.3);

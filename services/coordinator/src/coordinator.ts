@@ -42,7 +42,7 @@ import {
   type Evaluation,
 } from '@spinmesh/model';
 import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
-import { exportSlot } from '@spinmesh/worker';
+import { evaluationEverySteps, exportSlot } from '@spinmesh/worker';
 import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import {
@@ -540,22 +540,29 @@ export class Coordinator {
   }
 
   /**
-   * Evaluates a running job from its shards' checkpoints when the newest step they all have
-   * crosses a multiple of spec.evaluate.every epochs (the final evaluation comes from the
-   * exports). Best effort: a checkpoint replaced meanwhile just skips it.
+   * Evaluates a running job at the next multiple of spec.evaluate.every epochs of which every
+   * shard has left its parameters on the bus (an evaluation snapshot, or a checkpoint of that
+   * step), as one process evaluates at exactly those epochs (the final evaluation comes from the
+   * exports). Best effort: a step whose snapshots were replaced before this pass got to them is
+   * passed over, never evaluated at another step.
    */
   private async evaluateDuringTraining(job: StoredJob): Promise<void> {
     if (!job.spec) return; // a sequence job: evaluated once its shards are done
     const spec = job.spec;
-    const every = spec.evaluate.every ?? 1;
     const perEpoch = Math.max(1, job.stepsPerEpoch ?? 1);
     const K = job.workers ?? 1;
-    if (every >= spec.epochs) return;
-    const step = await this.shardState.restoreStep(this.bus, job.id, K, lastRollback(job));
-    if (step === 0 || step % perEpoch !== 0) return;
-    const epoch = step / perEpoch;
+    const every = evaluationEverySteps(spec.evaluate.every ?? 1, spec.epochs, perEpoch);
+    if (every === 0) return;
     const last = job.progress?.evaluation?.epoch ?? 0;
-    if (epoch >= spec.epochs || Math.floor(epoch / every) <= Math.floor(last / every)) return;
+    const step = await this.shardState.evaluationStep(
+      this.bus,
+      job.id,
+      K,
+      { every, after: last * perEpoch, total: job.totalSteps ?? 0 },
+      lastRollback(job),
+    );
+    if (step === 0) return;
+    const epoch = step / perEpoch;
     let evaluation: Evaluation;
     const t0 = performance.now();
     try {
@@ -877,12 +884,9 @@ export class Coordinator {
     }
     await storeModel(this.bus, job.id, total, bytes);
     this.opts.metrics?.evaluation(job.id, evaluation, seconds);
-    this.opts.metrics?.jobProgress(job.id, {
-      step: total,
-      totalSteps: total,
-      epoch: spec.epochs,
-      generation: a.generation,
-    });
+    // The record a finished job keeps says total/total: the last one the polls wrote may be
+    // older than the shards' last steps (progress is written at most every progressIntervalMs).
+    await this.progress(job, new Array<number>(job.workers ?? 1).fill(total), a.generation, []);
     const e: EvaluationEvent = { type: 'evaluation', at: this.now(), step: total, evaluation };
     await this.event(job.id, e);
     const tr = await this.bus.transitionJob(job.id, ['running'], 'completed', {
@@ -983,6 +987,7 @@ export class Coordinator {
       return;
     }
     await storeModel(this.bus, job.id, total, bytes);
+    await this.progress(job, new Array<number>(K).fill(total), job.progress?.generation ?? 1, []);
     await this.event(job.id, { type: 'evaluation', at: this.now(), step: total, evaluation });
     const tr = await this.bus.transitionJob(job.id, ['running'], 'completed', {
       evaluation,

@@ -38,4 +38,5 @@ export {
   SERVICE_MAINS,
   type LocalClusterOptions,
   type LocalProcess,
+  type WorkerRestart,
 } from './local-cluster.js';

@@ -35,10 +35,39 @@ export interface LocalClusterOptions {
   startTimeoutMs?: number;
   /** How long stop() lets the children end after SIGTERM before SIGKILL, in ms. @defaultValue 10000 */
   stopGraceMs?: number;
-  /** Called when a child exits while the cluster is not stopping. */
+  /**
+   * Called when a child exits while the cluster is not stopping, and is not restarted (the
+   * coordinator, or a worker past `workerRestarts`).
+   */
   onExit?: (name: string, code: number | null, signal: NodeJS.Signals | null) => void;
+  /**
+   * How many times, all slots together, a worker that exits on its own (a crash, a kill) is
+   * started again in its slot: a new process with the same name and worker id, so that the
+   * coordinator finds the worker of its assignment holding no job at its next Status call and
+   * restores the job from its last common checkpoint, rather than waiting out the heartbeat
+   * timeout. Bounded, so that a worker that cannot run ends the cluster instead of looping.
+   * @defaultValue 0 (never: onExit is called)
+   */
+  workerRestarts?: number;
+  /** Called when a worker was started again in its slot (`restarts`: so far, this one included). */
+  onRestart?: (restart: WorkerRestart) => void;
   /** Paths of the entry points (tests). @defaultValue SERVICE_MAINS */
   mains?: { coordinator: string; worker: string };
+}
+
+/** A worker started again after it exited on its own (LocalClusterOptions.workerRestarts). */
+export interface WorkerRestart {
+  /** 'worker-<i>'. */
+  name: string;
+  /** The process that exited, and how. */
+  oldPid: number | undefined;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The new process. */
+  pid: number | undefined;
+  /** Restarts so far (this one included), and the most allowed. */
+  restarts: number;
+  limit: number;
 }
 
 /** One child process of the cluster. */
@@ -65,6 +94,7 @@ export class LocalCluster {
   private readonly env: NodeJS.ProcessEnv;
   private stopping = false;
   private nextWorker = 0;
+  private restarts = 0;
 
   private constructor(opts: LocalClusterOptions) {
     this.opts = opts;
@@ -121,10 +151,16 @@ export class LocalCluster {
 
   /** Starts one more worker; returns its process name. */
   startWorker(): string {
-    const mains = this.opts.mains ?? SERVICE_MAINS;
     const i = this.nextWorker++;
     const name = `worker-${i}`;
-    this.spawn(name, mains.worker, {
+    this.spawnWorker(i);
+    return name;
+  }
+
+  /** Starts the worker of slot i (its first start, or a restart). */
+  private spawnWorker(i: number): LocalProcess {
+    const mains = this.opts.mains ?? SERVICE_MAINS;
+    return this.spawn(`worker-${i}`, mains.worker, {
       ...this.common(),
       ...(this.redisPrefix === null ? { SPINMESH_BUS_ADDRESS: this.address } : {}),
       SPINMESH_WORKER_LISTEN: '127.0.0.1:0',
@@ -132,7 +168,40 @@ export class LocalCluster {
       OPENBLAS_NUM_THREADS: this.env['OPENBLAS_NUM_THREADS'] ?? '1',
       ...this.opts.workerEnv,
     });
-    return name;
+  }
+
+  /**
+   * A child exited while the cluster was not stopping: a worker within the restart budget is
+   * started again in its slot; anything else goes to onExit.
+   */
+  private exitedOnItsOwn(
+    p: LocalProcess,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): void {
+    const limit = this.opts.workerRestarts ?? 0;
+    const slot = /^worker-(\d+)$/.exec(p.name);
+    if (slot === null || this.restarts >= limit) {
+      this.opts.onExit?.(p.name, code, signal);
+      return;
+    }
+    this.restarts++;
+    let next: LocalProcess;
+    try {
+      next = this.spawnWorker(Number(slot[1]));
+    } catch {
+      this.opts.onExit?.(p.name, code, signal);
+      return;
+    }
+    this.opts.onRestart?.({
+      name: p.name,
+      oldPid: p.child.pid,
+      code,
+      signal,
+      pid: next.child.pid,
+      restarts: this.restarts,
+      limit,
+    });
   }
 
   /** Sends a signal to one child (SIGKILL: a crash) and waits for it to exit. */
@@ -190,7 +259,7 @@ export class LocalCluster {
     child.stdin!.on('error', () => undefined);
     const exited = new Promise<void>((resolve) => {
       child.once('exit', (code, signal) => {
-        if (!this.stopping) this.opts.onExit?.(name, code, signal);
+        if (!this.stopping) this.exitedOnItsOwn(p, code, signal);
         resolve();
       });
       child.once('error', () => resolve());

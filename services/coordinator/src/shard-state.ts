@@ -16,7 +16,9 @@ import {
   commonCheckpointStep,
   currentRun,
   exportSlot,
+  nextEvaluationStep,
   readShardExports,
+  snapshotSlot,
   type Rollback,
 } from '@spinmesh/worker';
 
@@ -60,8 +62,20 @@ export interface ShardStateReader {
    */
   restoreStep(bus: Bus, jobId: string, shards: number, last?: Rollback): Promise<number>;
   /**
-   * Every shard's owned parameters at checkpoint step `step` (for evaluating a job while it
-   * trains), or null when some shard has no checkpoint of that step (any more).
+   * The next step to evaluate a training job at: the first multiple of `every` steps after
+   * `after` and before `totalSteps` of which every shard has a checkpoint or an evaluation
+   * snapshot on the bus (of the current run); 0 when there is none yet.
+   */
+  evaluationStep(
+    bus: Bus,
+    jobId: string,
+    shards: number,
+    steps: { every: number; after: number; total: number },
+    last?: Rollback,
+  ): Promise<number>;
+  /**
+   * Every shard's owned parameters at checkpoint (or evaluation snapshot) step `step`, for
+   * evaluating a job while it trains; null when some shard has none of that step (any more).
    * @throws SpecError or FormatError when a checkpoint does not fit the job
    */
   checkpointExports(bus: Bus, ctx: CheckpointContext, step: number): Promise<ShardExport[] | null>;
@@ -89,11 +103,16 @@ export const busShardState: ShardStateReader = {
     return commonCheckpointStep(await bus.listCheckpoints(jobId), shards, last);
   },
 
+  async evaluationStep(bus, jobId, shards, steps, last) {
+    const list = await bus.listCheckpoints(jobId);
+    return nextEvaluationStep(list, shards, steps.every, steps.after, steps.total, last);
+  },
+
   async checkpointExports(bus, ctx, step) {
     const out: ShardExport[] = [];
     for (let s = 0; s < ctx.layout.length; s++) {
       let bytes: Uint8Array | null = null;
-      for (const slot of checkpointSlots(s)) {
+      for (const slot of [...checkpointSlots(s), snapshotSlot(s)]) {
         const c = await bus.getCheckpoint(ctx.jobId, slot);
         if (c !== null && c.step === step) bytes = c.data;
       }

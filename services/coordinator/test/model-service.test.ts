@@ -32,7 +32,16 @@ import {
   type SampleResponse,
 } from '@spinmesh/proto';
 import type { CoordinatorServer } from '../src/server.js';
-import { coordinator, failure, getJob, healthOf, jobClient, submit, unary } from './helpers.js';
+import {
+  coordinator,
+  failure,
+  getJob,
+  healthOf,
+  jobClient,
+  submit,
+  unary,
+  watch,
+} from './helpers.js';
 
 const hopfield = {
   name: 'memory',
@@ -52,16 +61,18 @@ function chunks(c: ModelServiceClient, jobId: string, format: ModelFormat, chunk
   });
 }
 
+/** Submits a job and follows its WatchJob stream to its end (the job is final): completed. */
 async function completed(server: CoordinatorServer, spec: unknown, id: string): Promise<void> {
   const jobs = jobClient(server.address);
-  await submit(jobs, spec, id);
-  for (let i = 0; i < 200; i++) {
+  try {
+    await submit(jobs, spec, id);
+    const { error } = await watch(jobs, id);
+    expect(error).toBeNull();
     const job = await getJob(jobs, id);
-    if (job.state === JobState.JOB_STATE_COMPLETED) return;
-    expect(job.state).not.toBe(JobState.JOB_STATE_FAILED);
-    await new Promise((r) => setTimeout(r, 25));
+    expect(job.state, job.error).toBe(JobState.JOB_STATE_COMPLETED);
+  } finally {
+    jobs.close();
   }
-  throw new Error(`job ${id} did not complete`);
 }
 
 describe('ModelService', () => {
@@ -258,7 +269,9 @@ describe('ModelService', () => {
       ),
     );
     expect(e.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    expect(Date.now() - started).toBeLessThan(5000);
+    // The work runs off this process's event loop (the server is in-process): the client's
+    // deadline fires instead of waiting for 1e10 unit updates, however loaded the machine.
+    expect(Date.now() - started).toBeLessThan(30_000);
     // The server goes on serving.
     const s = await unary<SampleResponse>((cb) =>
       models.sample(

@@ -24,8 +24,13 @@ export {
 export {
   PREVIOUS_SLOT_BASE,
   EXPORT_SLOT_BASE,
+  SNAPSHOT_SLOT_BASE,
   checkpointSlots,
   exportSlot,
+  snapshotSlot,
+  evaluationEverySteps,
+  snapshotEverySteps,
+  nextEvaluationStep,
   slotFor,
   checkpointSteps,
   commonCheckpointStep,

@@ -7,15 +7,73 @@ import type { ParameterBlock, ShardExport } from '@spinmesh/model';
 
 /**
  * A job has at most 65535 shards; shard s keeps its two newest checkpoints in slots s and
- * PREVIOUS_SLOT_BASE + s (which of the two is newer alternates), and its final export in
- * EXPORT_SLOT_BASE + s. All below 2^24, clear of the coordinator's own slots.
+ * PREVIOUS_SLOT_BASE + s (which of the two is newer alternates), its final export in
+ * EXPORT_SLOT_BASE + s, and its newest evaluation snapshot (a checkpoint taken at an evaluation
+ * step that is not a checkpoint step) in SNAPSHOT_SLOT_BASE + s. All below 2^24, clear of the
+ * coordinator's own slots.
  */
 export const PREVIOUS_SLOT_BASE = 0x1_0000;
 export const EXPORT_SLOT_BASE = 0x2_0000;
+export const SNAPSHOT_SLOT_BASE = 0x3_0000;
 
 /** The two checkpoint slots of a shard. */
 export function checkpointSlots(shard: number): [number, number] {
   return [shard, PREVIOUS_SLOT_BASE + shard];
+}
+
+/** The slot of a shard's evaluation snapshot. */
+export function snapshotSlot(shard: number): number {
+  return SNAPSHOT_SLOT_BASE + shard;
+}
+
+/**
+ * The steps at which a job is evaluated while it trains: every `every` epochs (as in one
+ * process), before the last step (whose evaluation comes from the final exports); 0: none.
+ */
+export function evaluationEverySteps(every: number, epochs: number, stepsPerEpoch: number): number {
+  return every >= epochs ? 0 : every * stepsPerEpoch;
+}
+
+/**
+ * How often a shard writes an evaluation snapshot: at every evaluation step, unless evaluations
+ * come more often than checkpoints, when they are taken from the checkpoints that fall on
+ * evaluation steps (a snapshot every few steps would slow every shard down to the
+ * coordinator's pace); never in a job without checkpoints (checkpointEvery 0), which asked
+ * for no stops (it is evaluated at its end only); 0: never.
+ */
+export function snapshotEverySteps(evaluationEvery: number, checkpointEvery: number): number {
+  return checkpointEvery > 0 && evaluationEvery >= checkpointEvery ? evaluationEvery : 0;
+}
+
+/**
+ * The next step to evaluate a training job at: the first multiple of `evaluationEvery` after
+ * step `after` and before `totalSteps` of which every shard has a checkpoint or a snapshot (of
+ * the current run, when the job's last rollback is given); 0 when there is none yet. An
+ * evaluation step whose checkpoints and snapshots were all replaced before the coordinator got
+ * to them is passed over: evaluations land only on evaluation steps, never between.
+ */
+export function nextEvaluationStep(
+  current: readonly CheckpointInfo[],
+  shardCount: number,
+  evaluationEvery: number,
+  after: number,
+  totalSteps: number,
+  last?: Rollback,
+): number {
+  if (evaluationEvery <= 0) return 0;
+  const steps = checkpointSteps(current, shardCount, last);
+  for (const c of current) {
+    const s = c.shardId - SNAPSHOT_SLOT_BASE;
+    if (s < 0 || s >= shardCount || c.shardId >= SNAPSHOT_SLOT_BASE + 0x1_0000) continue;
+    if (last && !currentRun(c, last)) continue;
+    steps[s]!.add(c.step);
+  }
+  let best = 0;
+  for (const t of steps[0] ?? []) {
+    if (t <= after || t >= totalSteps || t % evaluationEvery !== 0) continue;
+    if ((best === 0 || t < best) && steps.every((x) => x.has(t))) best = t;
+  }
+  return best;
 }
 
 /** The slot of a shard's final export. */

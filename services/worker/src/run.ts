@@ -47,9 +47,12 @@ import {
   ShardEvents,
   checkpointSlots,
   encodeShardExport,
+  evaluationEverySteps,
   exportSlot,
   isShardExport,
   slotFor,
+  snapshotEverySteps,
+  snapshotSlot,
 } from './protocol.js';
 
 const Status = grpc.status;
@@ -248,6 +251,16 @@ export class ShardRun {
     }
     const busAssignment = record['layout'] === undefined ? await bus.getAssignment(a.jobId) : null;
     const job = loadShardJob(record, a, busAssignment, this.deps.loadData);
+    // The coordinator evaluates the job from the shards' parameters at exactly the steps one
+    // process would evaluate at: each shard stops there for a snapshot (protocol.ts).
+    const snapshotEvery = snapshotEverySteps(
+      evaluationEverySteps(
+        job.spec.evaluate.every ?? 1,
+        job.spec.epochs,
+        job.totalSteps / job.spec.epochs,
+      ),
+      a.checkpointEverySteps,
+    );
     const tr = new ShardTrainer({
       network: job.spec.network,
       train: { statistics: 'samples', ...job.spec.train },
@@ -258,6 +271,7 @@ export class ShardRun {
       steps: job.totalSteps,
       staleness: trainerStaleness(a.staleness),
       checkpointEvery: a.checkpointEverySteps,
+      snapshotEvery,
       params: jobParameterSource(job.spec, job.data, kernels),
     });
     if (a.restoreFromStep > 0) await this.restore(tr, a.restoreFromStep);
@@ -495,7 +509,11 @@ export class ShardRun {
           await this.waitForPeers(seen, sent > 0);
           break;
         case 'checkpoint':
-          await this.writeCheckpoint(tr, r.step);
+          await this.writeCheckpoint(
+            tr,
+            r.step,
+            tr.checkpointEvery > 0 && r.step % tr.checkpointEvery === 0,
+          );
           // An in-process bus answers in microtasks: let I/O in, as after any slice.
           await yieldNow();
           break;
@@ -607,9 +625,25 @@ export class ShardRun {
     if (m.step === s.step) s.blocks.set(m.layer, m.packed);
   }
 
-  private async writeCheckpoint(tr: ShardTrainer, step: number): Promise<void> {
+  /**
+   * Writes the trainer's checkpoint of `step`: to the checkpoint slots when `periodic` (or at a
+   * stop's boundary), and to the snapshot slot when the step is one of the snapshot steps.
+   */
+  private async writeCheckpoint(tr: ShardTrainer, step: number, periodic = true): Promise<void> {
     const { bus } = this.deps;
     const bytes = tr.checkpoint();
+    if (tr.snapshotEvery > 0 && step % tr.snapshotEvery === 0) {
+      // Refused only when the slot holds a later step, left by a run that a rollback abandoned.
+      const ok = await bus.putCheckpoint(
+        this.jobId,
+        snapshotSlot(this.shardId),
+        step,
+        bytes,
+        this.generation,
+      );
+      this.log.debug({ step, bytes: bytes.length, ok }, 'evaluation snapshot written');
+    }
+    if (!periodic) return;
     const slot = slotFor(this.shardId, step, await bus.listCheckpoints(this.jobId));
     // Tagged with this run's generation: after a rollback, a checkpoint of a later step left by
     // the abandoned run is told apart from this one's (commonCheckpointStep).

@@ -7,6 +7,7 @@ import {
   ConfigError,
   EXPORT_SLOT_BASE,
   PREVIOUS_SLOT_BASE,
+  SNAPSHOT_SLOT_BASE,
   checkpointSlots,
   checkpointSteps,
   commonCheckpointStep,
@@ -16,8 +17,12 @@ import {
   decodeShardExport,
   defaultWorkerId,
   encodeShardExport,
+  evaluationEverySteps,
   isShardExport,
+  nextEvaluationStep,
   slotFor,
+  snapshotEverySteps,
+  snapshotSlot,
 } from '../src/index.js';
 
 describe('configFromEnv', () => {
@@ -194,6 +199,42 @@ describe('bus protocol', () => {
     expect(currentRun(info(0, 20, 0), last)).toBe(true);
     expect(currentRun(info(0, 50, 3), last)).toBe(true);
     expect(currentRun(info(0, 31, 1), last)).toBe(false);
+  });
+
+  it('evaluates at multiples of evaluate.every only, from snapshots or checkpoints', () => {
+    const P = PREVIOUS_SLOT_BASE;
+    expect(snapshotSlot(2)).toBe(SNAPSHOT_SLOT_BASE + 2);
+    // every 25 epochs of 3 steps; none while training when every >= epochs
+    expect(evaluationEverySteps(25, 100, 3)).toBe(75);
+    expect(evaluationEverySteps(100, 100, 3)).toBe(0);
+    // snapshots at every evaluation step, unless evaluations come more often than checkpoints,
+    // or the job has none
+    expect(snapshotEverySteps(75, 50)).toBe(75);
+    expect(snapshotEverySteps(75, 75)).toBe(75);
+    expect(snapshotEverySteps(75, 0)).toBe(0);
+    expect(snapshotEverySteps(20, 50)).toBe(0);
+    expect(snapshotEverySteps(0, 50)).toBe(0);
+    // Checkpoints every 100, evaluations every 250 of 1000 steps: shard 0 has its snapshot of
+    // 250, shard 1 not yet; the newest common checkpoint (300) is not an evaluation step.
+    const list = [
+      info(0, 300),
+      info(P, 200),
+      info(SNAPSHOT_SLOT_BASE, 250),
+      info(1, 300),
+      info(P + 1, 200),
+    ];
+    expect(nextEvaluationStep(list, 2, 250, 0, 1000)).toBe(0);
+    list.push(info(SNAPSHOT_SLOT_BASE + 1, 250));
+    expect(nextEvaluationStep(list, 2, 250, 0, 1000)).toBe(250);
+    expect(nextEvaluationStep(list, 2, 250, 250, 1000)).toBe(0);
+    // a checkpoint of an evaluation step counts as well; the oldest pending step comes first
+    expect(nextEvaluationStep(list, 2, 100, 0, 1000)).toBe(200);
+    expect(nextEvaluationStep(list, 2, 100, 200, 1000)).toBe(300);
+    // the last step is evaluated from the exports, not here
+    expect(nextEvaluationStep(list, 2, 100, 200, 300)).toBe(0);
+    // a snapshot left by a run that a rollback to 200 abandoned does not count
+    const last = { generation: 2, step: 200 };
+    expect(nextEvaluationStep(list, 2, 250, 0, 1000, last)).toBe(0);
   });
 
   it('encodes a shard export and decodes it exactly', () => {

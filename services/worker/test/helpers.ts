@@ -43,8 +43,8 @@ export function stampedOk(step: number, packed: Uint8Array, chains = 8, unitCoun
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `cond` every 5 ms until it holds, failing after `ms`. */
-export async function until(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
+/** Polls `cond` every 5 ms until it holds, failing after `ms` (generous: a loaded CI machine). */
+export async function until(cond: () => boolean, ms = 60_000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

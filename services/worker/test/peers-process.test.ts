@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { PeerLink, PeerServer } from '../src/index.js';
-import { sleep, stampedBlock, stampedOk } from './helpers.js';
+import { sleep, stampedBlock, stampedOk, until } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const fixture = fileURLToPath(new URL('./fixtures/peer-child.mjs', import.meta.url));
@@ -117,9 +117,9 @@ describe('peer transport across processes', () => {
         for (let i = 1000; i < 1100; i++) await link.send(stampedBlock(i));
         await link.flush();
       })();
-      await sleep(150);
+      // The window fills up; the rest wait in send().
+      await until(() => link.inFlight === 16, 60_000, 'a full window');
       expect(['backoff', 'connecting']).toContain(link.state);
-      expect(link.inFlight).toBe(16); // the window is full; the rest wait in send()
 
       // A new peer on the same port gets everything sent since, once and in order.
       const second = await startChild(port);

@@ -130,7 +130,7 @@ describe('Worker (in process)', () => {
     });
     // The same assignment again is accepted as it is; another one of the same generation is not.
     expect((await control.assign(w.address, a!)).generation).toBe(1);
-    const [st] = await waitDone(control, [w.address], 20_000);
+    const [st] = await waitDone(control, [w.address], 60_000);
     expect(st).toMatchObject({ jobId: 'solo', step: job.totalSteps, checkpointStep: 28 });
     expect(compare(await assembleFromBus(bus, job), singleProcessReference(job))).toEqual({
       identical: true,
@@ -170,7 +170,7 @@ describe('Worker (in process)', () => {
     await control.assign(w.address, { ...a!, generation: 4, restoreFromStep: 50 });
     await until(
       async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_FAILED,
-      10_000,
+      60_000,
       'FAILED',
     );
     expect((await control.status(w.address)).error).toMatch(
@@ -181,7 +181,7 @@ describe('Worker (in process)', () => {
     await control.assign(w.address, { ...a!, jobId: 'missing', generation: 1 });
     await until(
       async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_FAILED,
-      10_000,
+      60_000,
       'FAILED',
     );
     expect((await control.status(w.address)).error).toBe("job 'missing' is not on the bus");
@@ -198,13 +198,13 @@ describe('Worker (in process)', () => {
       shards: [{ shardId: 0, workerId: 'w1', units: a!.units }],
     });
     await control.assign(w.address, a!);
-    await until(async () => (await bus.listCheckpoints('z')).length > 0, 10_000, 'a checkpoint');
+    await until(async () => (await bus.listCheckpoints('z')).length > 0, 60_000, 'a checkpoint');
     // The coordinator moves the shard on (it took this worker for dead): generation 2.
     expect(await bus.reassignShard('z', 0, 'w1', 'w2')).toBe(true);
     const fenced = await bus.listCheckpoints('z');
     await until(
       async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_IDLE,
-      10_000,
+      60_000,
       'IDLE',
     );
     const st = await control.status(w.address);
@@ -219,7 +219,7 @@ describe('Worker (in process)', () => {
     const next = await createJob(bus, 'after', basSpec(10), 1);
     const [b] = assignments(next, [w.address], 1, { checkpointEvery: 0 });
     expect((await control.assign(w.address, b!)).jobId).toBe('after');
-    const [done] = await waitDone(control, [w.address], 20_000);
+    const [done] = await waitDone(control, [w.address], 60_000);
     expect(done).toMatchObject({ jobId: 'after', step: next.totalSteps });
   });
 
@@ -228,7 +228,7 @@ describe('Worker (in process)', () => {
     const job = await createJob(bus, 'long', basSpec(100_000), 1);
     const [a] = assignments(job, [w.address], 1, { checkpointEvery: 0 });
     await control.assign(w.address, a!);
-    await until(async () => (await control.status(w.address)).step > 10, 10_000, 'steps');
+    await until(async () => (await control.status(w.address)).step > 10, 60_000, 'steps');
     const t0 = Date.now();
     const r = await control.stop(w.address, 'long', false);
     expect(Date.now() - t0).toBeLessThan(2_000);
@@ -242,7 +242,7 @@ describe('Worker (in process)', () => {
     const job = await createJob(bus, 'b', basSpec(100_000), 1);
     const [a] = assignments(job, [w.address], 1, { checkpointEvery: 0 });
     await control.assign(w.address, a!);
-    await until(async () => (await control.status(w.address)).step > 10, 10_000, 'steps');
+    await until(async () => (await control.status(w.address)).step > 10, 60_000, 'steps');
     const r = await control.stop(w.address, 'b', true);
     expect(r.checkpointStep).toBe(r.step);
     const list = await bus.listCheckpoints('b');

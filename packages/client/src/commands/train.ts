@@ -3,7 +3,7 @@
 // process per shard over loopback gRPC) when --workers or the spec's cluster fields say so.
 import { writeFileSync } from 'node:fs';
 import { RedisBus, RemoteBus, redisBusOptionsFromEnv, type Bus } from '@spinmesh/bus';
-import { LocalCluster, planJob, readModel } from '@spinmesh/coordinator';
+import { LocalCluster, planJob, readModel, type LocalClusterOptions } from '@spinmesh/coordinator';
 import {
   loadModel,
   runJob,
@@ -15,7 +15,7 @@ import {
 import { JobState } from '@spinmesh/proto';
 import { SpinmeshClient } from '../client.js';
 import type { Context } from '../context.js';
-import { InterruptedError, JobFailedError, UsageError } from '../errors.js';
+import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
 import { describeEvaluation, fmt } from '../output.js';
 import { applyOverrides, parseSpecFile } from '../spec-file.js';
@@ -25,6 +25,9 @@ import { trainSequence } from './sequence.js';
 const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
 
 export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers'];
+
+/** Restarts of crashed workers (all slots together) that one `train` on the cluster allows. */
+const WORKER_RESTARTS = 3;
 
 export function train(ctx: Context): number | Promise<number> {
   const { args, out } = ctx;
@@ -95,6 +98,14 @@ async function trainOnCluster(
   // The cluster's own rules (sampled statistics, a network that splits into the shards, data
   // that load) are checked here too, before any process starts.
   planJob(raw);
+  // A cluster can only exchange sampled spins, so its default statistics differ from one
+  // process's: the same spec without the field trains a different model. Kept as it is (changing
+  // either default would change the results of existing specs) and said once, here.
+  if (spec.train.statistics === undefined)
+    out.say(
+      'note: a cluster job uses train.statistics: samples; in one process this spec uses means ' +
+        '(set train.statistics: samples for identical results)',
+    );
   const file = args.str('out') ?? `${spec.name}.smm`;
   // The first reason to give up (a child died, a signal), set from event handlers.
   const trouble: { first: Error | null } = { first: null };
@@ -106,11 +117,35 @@ async function trainOnCluster(
     };
   });
   aborted.catch(() => undefined);
-  const cluster = await LocalCluster.start({
+  const cluster = await startCluster({
     workers: spec.workers,
     ...(choice !== undefined ? { kernels: choice } : {}),
+    // A worker that dies is started again in its slot, and the coordinator restores the job
+    // from its last common checkpoint (as it does for a service's worker); the coordinator
+    // dying, or workers dying more often than this, ends the command.
+    workerRestarts: WORKER_RESTARTS,
+    onRestart: (r) => {
+      out.say(
+        `spinmesh: ${r.name} (pid ${r.oldPid ?? '?'}) exited unexpectedly (${r.signal ?? `code ${r.code}`}): ` +
+          `started again as pid ${r.pid ?? '?'} (restart ${r.restarts} of ${r.limit}); ` +
+          'the job resumes from its last checkpoint, if it has one',
+      );
+      out.emit({
+        type: 'worker-restarted',
+        name: r.name,
+        oldPid: r.oldPid,
+        ...(r.signal ? { signal: r.signal } : { code: r.code }),
+        pid: r.pid,
+        restarts: r.restarts,
+      });
+    },
     onExit: (name, code, signal) =>
-      abort(new Error(`${name} exited unexpectedly (${signal ?? `code ${code}`})`)),
+      abort(
+        new LocalClusterError(
+          `${name} of the local cluster exited unexpectedly (${signal ?? `code ${code}`})` +
+            (name === 'coordinator' ? '' : ` after ${WORKER_RESTARTS} restarts of workers`),
+        ),
+      ),
   });
   const stopListening = ctx.onInterrupt((signal) => {
     out.say(`spinmesh: ${signal}: stopping the local cluster`);
@@ -124,8 +159,9 @@ async function trainOnCluster(
   const client = new SpinmeshClient({ address: cluster.address });
   let bus: Bus | null = null;
   try {
+    const pids = workerPids(cluster);
     out.say(
-      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'}, ` +
+      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'} (pid ${pids.join(', ')}), ` +
         (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
     );
     const submitted = await Promise.race([client.submitJob(JSON.stringify(raw)), aborted]);
@@ -134,7 +170,14 @@ async function trainOnCluster(
     out.say(
       `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
     );
-    out.emit({ type: 'start', name: spec.name, jobId, workers: spec.workers, totalSteps: total });
+    out.emit({
+      type: 'start',
+      name: spec.name,
+      jobId,
+      workers: spec.workers,
+      totalSteps: total,
+      workerPids: pids,
+    });
     const { job: final, evaluation } = await Promise.race([
       followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
       aborted,
@@ -166,4 +209,20 @@ async function trainOnCluster(
     await bus?.close();
     await cluster.stop();
   }
+}
+
+/** LocalCluster.start, its failures to start as LocalClusterErrors (no stack trace to show). */
+async function startCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
+  try {
+    return await LocalCluster.start(opts);
+  } catch (err) {
+    throw new LocalClusterError(`the local cluster did not start: ${(err as Error).message}`);
+  }
+}
+
+/** The process ids of the cluster's workers, in slot order. */
+function workerPids(cluster: LocalCluster): number[] {
+  return [...cluster.processes.values()]
+    .filter((p) => p.name.startsWith('worker-'))
+    .map((p) => p.child.pid ?? 0);
 }

@@ -120,6 +120,12 @@ export interface ShardTrainerOptions {
   staleness?: number;
   /** Stop at every multiple of this step for a checkpoint; 0: never. @defaultValue 0 */
   checkpointEvery?: number;
+  /**
+   * Stop at every multiple of this step too, as at a checkpoint step (advance() says
+   * 'checkpoint'; checkpoint() goes on): a snapshot of the parameters at an exact step, such as
+   * an evaluation's, that the checkpoint steps may miss. 0: never. @defaultValue 0
+   */
+  snapshotEvery?: number;
   /** Initial parameters. @defaultValue initSource(network, kernels, init) */
   params?: ParameterSource;
   /** Initialisation when `params` is not given (as Network.create). @defaultValue {} */
@@ -312,6 +318,7 @@ export class ShardTrainer {
   readonly staleness: number;
   readonly totalSteps: number;
   readonly checkpointEvery: number;
+  readonly snapshotEvery: number;
   /** Batches (updates) per pass over the data. */
   readonly stepsPerEpoch: number;
 
@@ -425,6 +432,7 @@ export class ShardTrainer {
     this.staleness = checkSteps(opts.staleness ?? 0, 'staleness', true);
     this.totalSteps = checkSteps(opts.steps ?? Infinity, 'steps', true);
     this.checkpointEvery = checkSteps(opts.checkpointEvery ?? 0, 'checkpointEvery', false);
+    this.snapshotEvery = checkSteps(opts.snapshotEvery ?? 0, 'snapshotEvery', false);
     const L = net.layers.length;
     this.L = L;
     this.visible = o.visible.map((v) => net.layerIndex(v));
@@ -814,13 +822,7 @@ export class ShardTrainer {
       }
       if (this.applied >= this.totalSteps) return { state: 'done' };
       if (this.t >= this.totalSteps) return this.waitUpdate();
-      if (
-        this.p === 0 &&
-        this.checkpointEvery > 0 &&
-        this.t > 0 &&
-        this.t % this.checkpointEvery === 0 &&
-        this.released < this.t
-      ) {
+      if (this.p === 0 && this.t > 0 && this.released < this.t && this.stopsAt(this.t)) {
         return this.applied === this.t ? { state: 'checkpoint', step: this.t } : this.waitUpdate();
       }
       if (this.t - this.applied > this.staleness) return this.waitUpdate();
@@ -834,6 +836,14 @@ export class ShardTrainer {
       this.runStage();
       stages++;
     }
+  }
+
+  /** Whether step t is a checkpoint or snapshot step. */
+  private stopsAt(t: number): boolean {
+    return (
+      (this.checkpointEvery > 0 && t % this.checkpointEvery === 0) ||
+      (this.snapshotEvery > 0 && t % this.snapshotEvery === 0)
+    );
   }
 
   private waitUpdate(): AdvanceResult {
