@@ -1,6 +1,7 @@
 // The coordinator's settings, read once from the environment in main (README.md lists every
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
+import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 import type { TlsConfig } from '@spinmesh/proto';
 import { ConfigError, EnvReader, HOST_PORT, type Env } from '@spinmesh/worker';
@@ -71,6 +72,14 @@ export interface CoordinatorConfig {
   metricsListen: string | null;
   /** Kernels for assembling and evaluating models: native, portable or auto. @defaultValue 'auto' */
   kernels: 'native' | 'portable' | 'auto';
+  /**
+   * The directories job data files are read from (spec paths resolved with realpath must lie in
+   * one; relative paths resolve against the first), plus Fashion-MNIST's package directory for
+   * that data kind. @defaultValue [SPINMESH_DATA_DIR] when that is set, else [] (no data files)
+   */
+  dataRoots: string[];
+  /** Largest data file read, in bytes. @defaultValue 268435456 (256 MiB) */
+  dataMaxBytes: number;
   /** pino level. @defaultValue 'info' */
   logLevel: string;
   /**
@@ -96,6 +105,8 @@ export const CONFIG_DEFAULTS: Omit<
   maxUnitUpdates: 1e10,
   metricsListen: '127.0.0.1:0',
   kernels: 'auto',
+  dataRoots: [] as string[],
+  dataMaxBytes: DATA_MAX_BYTES_DEFAULT,
   logLevel: 'info',
   stopOnStdinClose: false,
 };
@@ -120,6 +131,9 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_MAX_UNIT_UPDATES',
   'SPINMESH_METRICS_LISTEN',
   'SPINMESH_KERNELS',
+  'SPINMESH_DATA_ROOTS',
+  'SPINMESH_DATA_DIR',
+  'SPINMESH_DATA_MAX_BYTES',
   'SPINMESH_LOG_LEVEL',
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
@@ -159,6 +173,8 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     maxUnitUpdates: r.int('SPINMESH_MAX_UNIT_UPDATES', CONFIG_DEFAULTS.maxUnitUpdates, 1),
     metricsListen,
     kernels,
+    dataRoots: r.dataRoots(),
+    dataMaxBytes: r.int('SPINMESH_DATA_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
     stopOnStdinClose,
   };

@@ -40,6 +40,9 @@ describe('configFromEnv', () => {
       SPINMESH_MAX_MESSAGE_BYTES: '2097152',
       SPINMESH_MAX_UNIT_UPDATES: '1000000',
       SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
+      SPINMESH_DATA_ROOTS: '/srv/data:/mnt/more',
+      SPINMESH_DATA_DIR: '/srv/fashion',
+      SPINMESH_DATA_MAX_BYTES: '1048576',
     });
     expect(c).toEqual({
       listen: '127.0.0.1:0',
@@ -60,9 +63,19 @@ describe('configFromEnv', () => {
       maxUnitUpdates: 1000000,
       metricsListen: '0.0.0.0:9464',
       kernels: 'portable',
+      dataRoots: ['/srv/data', '/mnt/more'],
+      dataMaxBytes: 1048576,
       logLevel: 'warn',
       stopOnStdinClose: true,
     });
+  });
+
+  it('reads job data from SPINMESH_DATA_DIR when no data roots are set, and from nowhere by default', () => {
+    expect(configFromEnv({ SPINMESH_DATA_DIR: '/srv/fashion' }).dataRoots).toEqual([
+      '/srv/fashion',
+    ]);
+    expect(configFromEnv({}).dataRoots).toEqual([]);
+    expect(configFromEnv({}).dataMaxBytes).toBe(256 << 20);
   });
 
   it.each([
@@ -75,6 +88,9 @@ describe('configFromEnv', () => {
     ['SPINMESH_MODEL_OPS_MAX', '0'],
     ['SPINMESH_MAX_MESSAGE_BYTES', '1000'],
     ['SPINMESH_METRICS_LISTEN', '9464'],
+    ['SPINMESH_DATA_ROOTS', '/srv/data:relative/dir'],
+    ['SPINMESH_DATA_DIR', 'data'],
+    ['SPINMESH_DATA_MAX_BYTES', '0'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));
