@@ -466,7 +466,8 @@ async function readFashionMnist(
 ): Promise<Dataset> {
   const dirField = `${field}.dir`;
   const dir = d.dir ?? fashionMnistDefaultDir();
-  const allowed = withRoot(access, FASHION_MNIST_DEFAULT_DIR);
+  // The package's directory, and the one the service's administrator named, for this kind only.
+  const allowed = withRoot(withRoot(access, FASHION_MNIST_DEFAULT_DIR), fashionMnistDefaultDir());
   const split = d.split ?? 'train';
   const files = fashionMnistFiles(split);
   const read = async (base: string): Promise<{ array: IdxArray; path: string }> => {

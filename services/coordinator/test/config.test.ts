@@ -75,7 +75,7 @@ describe('configFromEnv', () => {
       '/srv/fashion',
     ]);
     expect(configFromEnv({}).dataRoots).toEqual([]);
-    expect(configFromEnv({}).dataMaxBytes).toBe(256 << 20);
+    expect(configFromEnv({}).dataMaxBytes).toBe(64 << 20);
   });
 
   it.each([

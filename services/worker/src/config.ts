@@ -86,7 +86,7 @@ export interface WorkerConfig {
    * that data kind. @defaultValue [SPINMESH_DATA_DIR] when that is set, else [] (no data files)
    */
   dataRoots: string[];
-  /** Largest data file read, in bytes. @defaultValue 268435456 (256 MiB) */
+  /** Largest data file read, in bytes. @defaultValue 67108864 (64 MiB) */
   dataMaxBytes: number;
   /** pino level. @defaultValue 'info' */
   logLevel: string;

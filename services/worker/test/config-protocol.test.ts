@@ -37,7 +37,7 @@ describe('configFromEnv', () => {
       progressMs: 1000,
       metricsListen: '127.0.0.1:0',
       dataRoots: [],
-      dataMaxBytes: 256 << 20,
+      dataMaxBytes: 64 << 20,
       logLevel: 'info',
       stopOnStdinClose: false,
     });
