@@ -695,9 +695,12 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
           continue;
         }
         const loadBefore = loadAverage();
+        // The services read the synthetic data only from their data roots.
+        const data = { SPINMESH_DATA_ROOTS: tmp };
         const { cluster, pinning, failures } = await startBenchCluster(
-          Array.from({ length: K }, () => ({})),
+          Array.from({ length: K }, () => data),
           true,
+          data,
         );
         let r: ClusterJobResult;
         try {
