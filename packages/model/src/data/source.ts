@@ -160,7 +160,7 @@ export async function readDataFile(
       if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev)
         throw new DataFileError(field, 'not-a-file', 'changed while it was being opened');
     }
-    return await readBounded(fh, access.maxBytes, tooLarge);
+    return await readBounded(fh, access.maxBytes, st.isFile() ? st.size : 0, tooLarge);
   } catch (e) {
     if (e instanceof SpecError) throw e;
     throw unreadable(e);
@@ -169,17 +169,22 @@ export async function readDataFile(
   }
 }
 
-/** Reads to the end, at most maxBytes (one byte more says the file is too large). */
+/**
+ * Reads to the end, at most maxBytes (one byte more says the file is too large). `sizeHint` (the
+ * size stat gave; 0 for files that do not say, as in /proc) sizes the first read.
+ */
 async function readBounded(
   fh: FileHandle,
   maxBytes: number,
+  sizeHint: number,
   tooLarge: () => Error,
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for (;;) {
     const room = maxBytes - total + 1;
-    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, room));
+    const want = total === 0 && sizeHint > 0 ? sizeHint + 1 : 1 << 20;
+    const chunk = Buffer.allocUnsafe(Math.min(want, 1 << 20, room));
     const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
     if (bytesRead === 0) break;
     total += bytesRead;
