@@ -448,10 +448,14 @@ function measure(
 }
 
 /** The single-process Trainer on the same spec, kernels with `threads` BLAS threads. */
-function singleProcess(w: Workload, threads: number, steps: number): Record<string, unknown> {
+async function singleProcess(
+  w: Workload,
+  threads: number,
+  steps: number,
+): Promise<Record<string, unknown>> {
   const k = loadKernels(undefined, { threads });
   const spec = validateJobSpec(w.spec(1));
-  const data = loadData(spec.data, spec.seed);
+  const data = await loadData(spec.data, spec.seed);
   const net = Network.create(spec.network, k, { seed: spec.seed, weightStd: 0.01 });
   initVisibleBias(net, columnMeans(data));
   const trainer = new Trainer(net, { ...spec.train, monitorEvery: 1e9 });
@@ -483,11 +487,16 @@ function singleProcess(w: Workload, threads: number, steps: number): Record<stri
  * a 15 % warm-up. K workers can at best reach t(K = 1) / max over shards of t(K): the speedup
  * with no waiting and no transport at all.
  */
-function computeOnly(w: Workload, K: number, steps: number, gradients = true): number[] {
+async function computeOnly(
+  w: Workload,
+  K: number,
+  steps: number,
+  gradients = true,
+): Promise<number[]> {
   const native = loadKernels(undefined, { threads: 1 });
   const k = gradients ? native : withoutCorrelations(native);
   const spec = validateJobSpec(w.spec(K));
-  const data = loadData(spec.data, spec.seed);
+  const data = await loadData(spec.data, spec.seed);
   const net = Network.create(spec.network, k, { seed: spec.seed, weightStd: 0.01 });
   initVisibleBias(net, columnMeans(data));
   const c = new LoopbackCluster({
@@ -654,7 +663,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     const single: Record<string, number | null> = {};
     for (const w of [dense, fmnist, fmnist10]) {
       log(`\n== ${w.key}: ${w.title}`);
-      const sp = singleProcess(
+      const sp = await singleProcess(
         w,
         2,
         quick ? Math.min(w.totalSteps, 60) : Math.ceil(w.totalSteps / 2),
@@ -662,15 +671,15 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       single[w.key] = sp['spin_updates_per_s'] as number;
       log(`single process, 2 BLAS threads: ${(single[w.key]! / 1e6).toFixed(2)} M spin updates/s`);
       const boundSteps = quick ? 20 : Math.min(200, Math.ceil(w.totalSteps / 2));
-      const compute1 = computeOnly(w, 1, boundSteps);
-      const compute2 = computeOnly(w, 2, boundSteps);
+      const compute1 = await computeOnly(w, 1, boundSteps);
+      const compute2 = await computeOnly(w, 2, boundSteps);
       const bound = Number((compute1[0]! / Math.max(...compute2)).toFixed(3));
       log(
         `compute only, one process: ${compute1[0]} ms/step (1 shard), ${compute2.join(' / ')} ms/step (2 shards): ` +
           `bound on the 2-worker speedup ${bound}`,
       );
-      const free1 = computeOnly(w, 1, boundSteps, false);
-      const free2 = computeOnly(w, 2, boundSteps, false);
+      const free1 = await computeOnly(w, 1, boundSteps, false);
+      const free2 = await computeOnly(w, 2, boundSteps, false);
       const freeBound = Number((free1[0]! / Math.max(...free2)).toFixed(3));
       log(
         `  without the weight gradients: ${free1[0]} ms/step (1 shard), ${free2.join(' / ')} ms/step (2 shards): ` +
@@ -686,9 +695,12 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
           continue;
         }
         const loadBefore = loadAverage();
+        // The services read the synthetic data only from their data roots.
+        const data = { SPINMESH_DATA_ROOTS: tmp };
         const { cluster, pinning, failures } = await startBenchCluster(
-          Array.from({ length: K }, () => ({})),
+          Array.from({ length: K }, () => data),
           true,
+          data,
         );
         let r: ClusterJobResult;
         try {

@@ -1,7 +1,7 @@
 // End to end through the `spinmesh` command line as a user runs it: real child processes, real
 // files, and Debian's numpy reading the exported arrays.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,6 +126,43 @@ describe('spinmesh CLI', () => {
     const e2 = spinmesh(['eval', 'back.smm', 'bas:3', '--exact', '--json']);
     expect(JSON.parse(e2.stdout)).toEqual(JSON.parse(e.stdout));
   });
+
+  it("reads relative data paths from the spec file's directory, in this process and on the embedded cluster", () => {
+    mkdirSync(join(dir, 'specs', 'data'), { recursive: true });
+    const rows = ['1,0,1,0,1,0,1,0,1', '0,1,0,1,0,1,0,1,0', '1,1,1,0,0,0,1,1,1'];
+    writeFileSync(join(dir, 'specs', 'data', 'rows.csv'), `${rows.join('\n')}\n`);
+    const rel = {
+      ...spec,
+      name: 'rel',
+      data: { kind: 'csv', path: 'data/rows.csv' },
+      epochs: 2,
+      evaluate: { every: 2, exact: true },
+    };
+    writeFileSync(join(dir, 'specs', 'rel.json'), JSON.stringify(rel));
+    // Run from the directory above the spec's: the path is the spec's, not the shell's.
+    const here = spinmesh(['train', 'specs/rel.json', '--out', 'rel.smm']);
+    expect(here.code, here.stderr).toBe(0);
+    const cluster = spinmesh([
+      'train',
+      'specs/rel.json',
+      '--out',
+      'rel-cluster.smm',
+      '--workers',
+      '1',
+      '--kernels',
+      'portable',
+    ]);
+    expect(cluster.code, cluster.stderr).toBe(0);
+    expect(existsSync(join(dir, 'rel-cluster.smm'))).toBe(true);
+    // A relative path that names nothing next to the spec is refused, naming the field.
+    writeFileSync(
+      join(dir, 'specs', 'missing.json'),
+      JSON.stringify({ ...rel, data: { kind: 'csv', path: 'rows.csv' } }),
+    );
+    const missing = spinmesh(['train', 'specs/missing.json']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('spec.data.path cannot be read (ENOENT): rows.csv');
+  }, 120_000);
 
   it('bad input gets exit code 2 and a message naming what is wrong', () => {
     writeFileSync(

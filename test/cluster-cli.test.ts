@@ -42,7 +42,7 @@ function env(marker: string): NodeJS.ProcessEnv {
 }
 
 describe('spinmesh train on the embedded local cluster', () => {
-  it('trains with two worker processes and writes the single-process model', () => {
+  it('trains with two worker processes and writes the single-process model', async () => {
     const spec = basJob(200, { workers: 2 });
     writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
     const marker = randomUUID();
@@ -60,7 +60,7 @@ describe('spinmesh train on the embedded local cluster', () => {
     expect(lines[0]).toMatchObject({ type: 'start', workers: 2, totalSteps: 200 });
     const done = lines.at(-1)!;
     expect(done).toMatchObject({ type: 'done', model: 'cluster.smm' });
-    const ref = reference(spec);
+    const ref = await reference(spec);
     expect((done['evaluation'] as Record<string, number>)['exactLogLikelihood']).toBe(ref.ll);
     const model = decode(readFileSync(join(dir, 'cluster.smm')));
     expect(compareNetworks(model, ref.network)).toEqual({ identical: true, maxDiff: 0 });
@@ -167,7 +167,7 @@ describe('spinmesh train on the embedded local cluster', () => {
     expect(Number(restored![1]) % 100).toBe(0);
     expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(stdout).toMatch(/^epoch 4000: exact LL/m);
-    const ref = reference(spec);
+    const ref = await reference(spec);
     const model = decode(readFileSync(join(dir, 'kill.smm')));
     expect(compareNetworks(model, ref.network)).toEqual({ identical: true, maxDiff: 0 });
     expect(marked(marker)).toEqual([]);

@@ -50,8 +50,10 @@ export function basJob(
 }
 
 /** The single-process run of a spec (portable kernels): its network and last exact LL. */
-export function reference(spec: Record<string, unknown>): { network: Network; ll: number } {
-  const r = runJob(spec, portable);
+export async function reference(
+  spec: Record<string, unknown>,
+): Promise<{ network: Network; ll: number }> {
+  const r = await runJob(spec, portable);
   return { network: r.network, ll: r.evaluations.at(-1)!.exactLogLikelihood! };
 }
 

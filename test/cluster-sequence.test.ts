@@ -43,7 +43,7 @@ describe('a sequence job on worker processes', () => {
   });
 
   it('gives the single-process model with 2 and 3 workers below the smallest delay', async () => {
-    const single = runSequenceJob({ ...spec, workers: 1, staleness: 0 });
+    const single = await runSequenceJob({ ...spec, workers: 1, staleness: 0 });
     expect(single.evaluations.at(-1)!.recallExact).toBe(1);
     const jobs = new Jobs(cluster.address);
     try {
@@ -83,7 +83,7 @@ describe('a sequence job on worker processes', () => {
 
   it('a worker killed with SIGKILL: the job starts again on the spare and ends with the same model', async () => {
     const long = { ...spec, epochs: 400, evaluate: { every: 400, cue: 12 }, workers: 2 };
-    const single = runSequenceJob({ ...long, workers: 1, staleness: 0 });
+    const single = await runSequenceJob({ ...long, workers: 1, staleness: 0 });
     const jobs = new Jobs(cluster.address);
     try {
       const { jobId } = await jobs.submit(long);

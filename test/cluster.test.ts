@@ -62,7 +62,7 @@ describe('cluster on the in-process bus', () => {
 
   it('staleness 0 with 1, 2 and 3 workers gives the single-process model bit for bit', async () => {
     const specs = [1, 2, 3].map((K) => basJob(300, { workers: K }));
-    const ref = reference(specs[0]!);
+    const ref = await reference(specs[0]!);
     // All three at once: the first two run side by side, the third waits for workers.
     const ids = [];
     for (const s of specs) ids.push((await jobs.submit(s)).jobId);
@@ -89,7 +89,7 @@ describe('cluster on the in-process bus', () => {
 
   it('a worker killed with SIGKILL mid-job: the job completes with the undisturbed model', async () => {
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
-    const ref = reference(spec);
+    const ref = await reference(spec);
     const { jobId } = await jobs.submit(spec);
     let killed: Promise<void> | null = null;
     let killedAt = 0;
@@ -127,7 +127,7 @@ describe('cluster on the in-process bus', () => {
   it('with no worker left for a shard the job waits in the queue, then resumes from its checkpoint', async () => {
     // Two live workers are left after the test above: a two-shard job has no spare.
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
-    const ref = reference(spec);
+    const ref = await reference(spec);
     const { jobId } = await jobs.submit(spec);
     let victim = '';
     let killed: Promise<void> | null = null;
@@ -179,7 +179,7 @@ describe('cluster on the in-process bus', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
-    const ref = reference(spec);
+    const ref = await reference(spec);
     const { jobId } = await jobs.submit(spec);
     let victim = '';
     let pid = 0;
@@ -237,7 +237,7 @@ describe('cluster on the in-process bus', () => {
     train: Record<string, unknown>,
     staleness: number | 'unbounded',
     what: string,
-  ): Promise<{ ll: number; lockstep: ReturnType<typeof reference>; jobId: string }> {
+  ): Promise<{ ll: number; lockstep: Awaited<ReturnType<typeof reference>>; jobId: string }> {
     const settings = {
       workers: 2,
       train: {
@@ -250,7 +250,7 @@ describe('cluster on the in-process bus', () => {
         ...train,
       },
     };
-    const lockstep = reference(basJob(2000, settings));
+    const lockstep = await reference(basJob(2000, settings));
     const { jobId } = await jobs.submit(basJob(2000, { ...settings, staleness }));
     const { job, events } = await jobs.follow(jobId);
     remember(cluster, events);
@@ -332,7 +332,7 @@ describe('cluster on Redis', () => {
 
   it('a coordinator killed and restarted mid-job resumes without disturbing the workers', async () => {
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
-    const ref = reference(spec);
+    const ref = await reference(spec);
     const { jobId } = await jobs.submit(spec);
     let stepAtKill = -1;
     await new Promise<void>((resolve, reject) => {
@@ -433,7 +433,7 @@ describe('evaluations and progress at the edges', () => {
         checkpointEverySteps: 300,
         evaluate: { every: 500, exact: true },
       });
-      const one = runJob(spec, portable).evaluations;
+      const one = (await runJob(spec, portable)).evaluations;
       expect(one.map((e) => e.epoch)).toEqual([500, 1000, 1500, 1600]);
       const { jobId } = await jobs.submit(spec);
       const { job, events } = await jobs.follow(jobId, () => undefined, 300_000);

@@ -26,17 +26,17 @@ describe('examples/', () => {
     );
   });
 
-  it.each(files)('%s passes the cluster checks', (file) => {
+  it.each(files)('%s passes the cluster checks', async (file) => {
     const spec = parse(readFileSync(join(dir, file), 'utf8')) as { rule?: string };
     // Sequence jobs (rule stdp) have their own checks; the coordinator trains them on a thread.
     if (spec.rule === 'stdp') expect(validateSequenceJob(spec).epochs).toBeGreaterThan(0);
-    else expect(planJob(spec).totalSteps).toBeGreaterThan(0);
+    else expect((await planJob(spec)).totalSteps).toBeGreaterThan(0);
   });
 
-  it.each(files.filter((f) => !f.startsWith('fmnist')))('%s runs', (file) => {
+  it.each(files.filter((f) => !f.startsWith('fmnist')))('%s runs', async (file) => {
     const raw = parse(readFileSync(join(dir, file), 'utf8')) as { rule?: string };
     if (raw.rule === 'stdp') {
-      expect(runSequenceJob({ ...raw, epochs: 3 }).evaluations.length).toBeGreaterThan(0);
+      expect((await runSequenceJob({ ...raw, epochs: 3 })).evaluations.length).toBeGreaterThan(0);
       return;
     }
     const spec = validateJobSpec(raw);
@@ -45,7 +45,7 @@ describe('examples/', () => {
       epochs: spec.rule === 'hebbian' ? 1 : 3,
       evaluate: { ...spec.evaluate, every: 1 },
     };
-    const res = runJob(short, kernels);
+    const res = await runJob(short, kernels);
     expect(res.evaluations.length).toBeGreaterThan(0);
   });
 });

@@ -126,17 +126,17 @@ export class LocalSource implements ModelSource {
     return Promise.resolve(completePattern(this.net, { ...o, known }));
   }
 
-  evaluate(r: EvaluateRequest): Promise<{ evaluation: Evaluation; rows: number }> {
+  async evaluate(r: EvaluateRequest): Promise<{ evaluation: Evaluation; rows: number }> {
     const dataSpec = r.data?.spec ?? this.spec?.evaluate.test ?? this.spec?.data;
     if (!dataSpec)
       throw new UsageError(
         `${this.label} does not say what it was trained on: name the data (--data, or eval <model> <data>)`,
       );
     const seed = this.spec?.seed ?? 0;
-    const data = loadData(dataSpec, seed);
+    const data = await loadData(dataSpec, seed);
     // The probe trains on the job's training data; a model without its spec: Fashion-MNIST's.
     const train = r.probe
-      ? loadData(
+      ? await loadData(
           this.spec?.data ?? {
             kind: 'fashion-mnist',
             split: 'train',
@@ -156,7 +156,7 @@ export class LocalSource implements ModelSource {
       dataSpec,
       train: train ?? data,
     });
-    return Promise.resolve({ evaluation, rows: Math.min(data.rows, ev.limit ?? data.rows) });
+    return { evaluation, rows: Math.min(data.rows, ev.limit ?? data.rows) };
   }
 
   fields(limit: number | undefined, visible?: string): Promise<ReceptiveFields> {

@@ -1,7 +1,8 @@
 // Job spec files (YAML or JSON) as `train` and `submit` read them.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { FormatError, SpecError } from '@spinmesh/model';
+import { FormatError, SpecError, fashionMnistDefaultDir } from '@spinmesh/model';
 import type { Args } from './args.js';
 import { UsageError } from './errors.js';
 
@@ -46,4 +47,49 @@ export function applyOverrides(raw: unknown, args: Args): boolean {
     any = true;
   }
   return any;
+}
+
+/** The directory a spec file's relative data paths resolve against: the file's own. */
+export function specBaseDir(specPath: string): string {
+  return dirname(resolve(specPath));
+}
+
+/** The fields of a data spec that name files or directories. */
+const PATH_FIELDS = ['path', 'images', 'labels', 'dir'] as const;
+
+/**
+ * Makes the data paths of a raw spec (data, evaluate.test) absolute against `baseDir`, so that
+ * processes started elsewhere (the embedded cluster) read the files this process would.
+ * @returns the directories holding those files (each resolved with realpath when it exists):
+ *   the data roots the cluster's services need
+ */
+export function absoluteDataPaths(raw: Record<string, unknown>, baseDir: string): string[] {
+  const roots = new Set<string>();
+  const ev = raw['evaluate'];
+  const specs = [raw['data'], isObject(ev) ? ev['test'] : undefined];
+  for (const d of specs) {
+    if (!isObject(d)) continue;
+    for (const f of PATH_FIELDS) {
+      const v = d[f];
+      if (typeof v !== 'string' || v === '') continue;
+      const abs = resolve(baseDir, v);
+      d[f] = abs;
+      roots.add(f === 'dir' ? real(abs) : dirname(real(abs)));
+    }
+    if (d['kind'] === 'fashion-mnist' && d['dir'] === undefined)
+      roots.add(real(fashionMnistDefaultDir()));
+  }
+  return [...roots];
+}
+
+function real(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path; // it does not exist: the job's own checks say so
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

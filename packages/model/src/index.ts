@@ -7,6 +7,16 @@ export * from './data/dataset.js';
 export * from './data/fashion.js';
 export * from './data/bas.js';
 export * from './data/csv.js';
+export {
+  DATA_MAX_BYTES_DEFAULT,
+  DataFileError,
+  confinedAccess,
+  readDataFile,
+  resolveDataPath,
+  unconfinedAccess,
+  type DataAccess,
+  type DataFileProblem,
+} from './data/source.js';
 export * from './io/npy.js';
 export * from './io/modelfile.js';
 export * from './io/png.js';

@@ -13,8 +13,24 @@ import {
 import { Trainer, validateTrainOptions, type EpochStats, type TrainOptions } from './train.js';
 import { barsAndStripes, basLogLikelihoodOptimum } from './data/bas.js';
 import { binarize, type BinarizeMode, type Dataset } from './data/dataset.js';
-import { loadFashionMnist, loadIdxDataset } from './data/fashion.js';
-import { readCsv } from './data/csv.js';
+import { join } from 'node:path';
+import {
+  FASHION_MNIST_DEFAULT_DIR,
+  FASHION_MNIST_HINT,
+  fashionMnistDefaultDir,
+  fashionMnistFiles,
+  fashionMnistFrom,
+  idxDatasetFrom,
+} from './data/fashion.js';
+import { parseCsv } from './data/csv.js';
+import { decodeIdx, type IdxArray } from './data/idx.js';
+import {
+  DataFileError,
+  readDataFile,
+  unconfinedAccess,
+  withRoot,
+  type DataAccess,
+} from './data/source.js';
 import type { StateArray } from './io/modelfile.js';
 import { enumerationPlan, exactLogLikelihood, exactLogZ } from './eval/exact.js';
 import { aisLogLikelihood } from './eval/ais.js';
@@ -403,30 +419,79 @@ export function validateJobSpec(input: unknown): JobSpec {
   };
 }
 
-/** Loads the rows a data spec names (values in [0,1], binarized as the spec says). */
-export function loadData(d: DataSpec, seed = 0): Dataset {
+/**
+ * Loads the rows a data spec names (values in [0,1], binarized as the spec says), reading its
+ * files as `access` allows (relative paths against its base directory); `field` names the data
+ * spec in errors. @throws SpecError naming the field, FormatError naming the file
+ */
+export async function loadData(
+  d: DataSpec,
+  seed = 0,
+  access: DataAccess = unconfinedAccess(),
+  field = 'spec.data',
+): Promise<Dataset> {
   let ds: Dataset;
   switch (d.kind) {
     case 'bas':
       return barsAndStripes(d.size);
-    case 'fashion-mnist': {
-      const opts: Parameters<typeof loadFashionMnist>[0] = { split: d.split ?? 'train' };
-      if (d.limit !== undefined) opts.limit = d.limit;
-      if (d.dir !== undefined) opts.dir = d.dir;
-      ds = loadFashionMnist(opts);
+    case 'fashion-mnist':
+      ds = await readFashionMnist(d, access, field);
+      break;
+    case 'idx': {
+      const images = await readIdxFile(d.images, `${field}.images`, access);
+      const labels =
+        d.labels === undefined
+          ? undefined
+          : { array: await readIdxFile(d.labels, `${field}.labels`, access), path: d.labels };
+      ds = idxDatasetFrom(images, d.images, labels);
       break;
     }
-    case 'idx':
-      ds = loadIdxDataset(d.images, d.labels);
+    case 'csv': {
+      const bytes = await readDataFile(d.path, `${field}.path`, access);
+      ds = parseCsv(
+        bytes.toString('utf8'),
+        d.label === undefined ? {} : { label: d.label },
+        d.path,
+      );
       break;
-    case 'csv':
-      ds = readCsv(d.path, d.label === undefined ? {} : { label: d.label });
-      break;
+    }
     case 'random':
       return randomPatterns(d.rows, d.dims, d.p ?? 0.5, d.seed ?? seed);
   }
   const mode = d.binarize ?? (d.kind === 'fashion-mnist' ? 'threshold' : 'none');
   return mode === 'none' ? ds : binarize(ds, mode, d.threshold ?? 0.5, seed);
+}
+
+async function readIdxFile(path: string, field: string, access: DataAccess): Promise<IdxArray> {
+  return decodeIdx(await readDataFile(path, field, access), path, access.maxBytes);
+}
+
+/** Fashion-MNIST from `dir`, which a confined reader may also find in the package's directory. */
+async function readFashionMnist(
+  d: Extract<DataSpec, { kind: 'fashion-mnist' }>,
+  access: DataAccess,
+  field: string,
+): Promise<Dataset> {
+  const dirField = `${field}.dir`;
+  const dir = d.dir ?? fashionMnistDefaultDir();
+  // The package's directory, and the one the service's administrator named, for this kind only.
+  const allowed = withRoot(withRoot(access, FASHION_MNIST_DEFAULT_DIR), fashionMnistDefaultDir());
+  const split = d.split ?? 'train';
+  const files = fashionMnistFiles(split);
+  const read = async (base: string): Promise<{ array: IdxArray; path: string }> => {
+    for (const name of [base, `${base}.gz`]) {
+      const path = join(dir, name);
+      try {
+        return { array: await readIdxFile(path, dirField, allowed), path };
+      } catch (e) {
+        if (!(e instanceof DataFileError && e.problem === 'missing')) throw e;
+      }
+    }
+    throw new SpecError(dirField, `holds no ${base} (nor ${base}.gz) ${FASHION_MNIST_HINT}`);
+  };
+  const images = await read(files.images);
+  const labels = await read(files.labels);
+  return fashionMnistFrom(images.array, images.path, labels.array, labels.path, split, d.limit);
 }
 
 // Stream words of the random patterns and of the recall cues' flips; arbitrary, fixed.
@@ -597,13 +662,20 @@ export interface RunJobOptions {
   resume?: { network: Network; state: Record<string, StateArray> };
   /** Called after each epoch (checkpointing); trainer is null for rule 'hebbian'. */
   afterEpoch?: (epoch: number, network: Network, trainer: Trainer | null) => void;
+  /** How the data files are read. @defaultValue unconfinedAccess(): any path, relative to the current directory */
+  access?: DataAccess;
 }
 
 /** Runs a job in this process: load data, build the network, train, evaluate on schedule. */
-export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {}): JobResult {
+export async function runJob(
+  input: unknown,
+  kernels: Kernels,
+  opts: RunJobOptions = {},
+): Promise<JobResult> {
   const onEvent = opts.onEvent ?? (() => {});
   const spec = validateJobSpec(input);
-  const data = loadData(spec.data, spec.seed);
+  const access = opts.access ?? unconfinedAccess();
+  const data = await loadData(spec.data, spec.seed, access);
   let net: Network;
   if (opts.resume) {
     net = opts.resume.network;
@@ -621,7 +693,9 @@ export function runJob(input: unknown, kernels: Kernels, opts: RunJobOptions = {
       'spec.network',
       `visible layer '${vis.name}' has ${vis.size} units but the data has ${data.dims} columns`,
     );
-  const test = spec.evaluate.test ? loadData(spec.evaluate.test, spec.seed) : data;
+  const test = spec.evaluate.test
+    ? await loadData(spec.evaluate.test, spec.seed, access, 'spec.evaluate.test')
+    : data;
   if (test.dims !== data.dims)
     throw new SpecError(
       'spec.evaluate.test',

@@ -50,9 +50,7 @@ describe('CSV', () => {
     const ds = parseCsv('1,2\n3,4\n', { header: true });
     expect(ds.rows).toBe(1);
     expect(ds.columns).toEqual(['1', '2']);
-    expect(csvError('a,b\n1,2\n', { header: false })).toContain(
-      "line 1, column 1: 'a' is not a number",
-    );
+    expect(csvError('a,b\n1,2\n', { header: false })).toContain('line 1, column 1: not a number');
   });
 
   it('detects semicolons and tabs, handles CRLF, blank lines, quotes and a BOM', () => {
@@ -62,15 +60,17 @@ describe('CSV', () => {
     expect(q.columns).toEqual(['x', 'y']);
     expect(Array.from(q.x)).toEqual([1, 2]);
     // An explicit delimiter overrides detection.
-    expect(csvError('1;2\n', { delimiter: ',', header: false })).toContain("'1;2' is not a number");
+    expect(csvError('1;2\n', { delimiter: ',', header: false })).toBe(
+      'data.csv: line 1, column 1: not a number',
+    );
   });
 
   it('names the line and column of a non-numeric cell', () => {
     const msg = csvError('a,b,c\n1,2,3\n4,x5,6\n');
-    expect(msg).toBe("data.csv: line 3, column 2 (b): 'x5' is not a number");
+    expect(msg).toBe('data.csv: line 3, column 2: not a number');
     expect(csvError('1,2\n3,\n')).toBe('data.csv: line 2, column 2: empty cell');
-    expect(csvError('1,2\n3,NaN\n')).toContain("line 2, column 2: 'NaN' is not a number");
-    expect(csvError('1,2\n3,1e999\n')).toContain("line 2, column 2: '1e999' is out of range");
+    expect(csvError('1,2\n3,NaN\n')).toContain('line 2, column 2: not a number');
+    expect(csvError('1,2\n3,1e999\n')).toContain('line 2, column 2: number out of range');
   });
 
   it('names ragged rows, counting blank lines', () => {
@@ -82,10 +82,12 @@ describe('CSV', () => {
 
   it('rejects bad label columns', () => {
     expect(csvError('1,2.5\n', { label: 1 })).toContain(
-      "line 1, column 2: label '2.5' is not a 32-bit integer",
+      'line 1, column 2: the label is not a 32-bit integer',
     );
     expect(csvError('1,2\n', { label: 'y' })).toContain('no header row');
-    expect(csvError('a,b\n1,2\n', { label: 'y' })).toContain("no column named 'y'");
+    expect(csvError('a,b\n1,2\n', { label: 'y' })).toContain(
+      'the header has no column of the label column',
+    );
     expect(csvError('1,2\n', { label: 5 })).toContain('outside the 2 columns');
     expect(csvError('')).toContain('is empty');
   });
@@ -98,7 +100,7 @@ describe('CSV', () => {
     expect(Array.from(ds.labels!)).toEqual([2, 1]);
     const bad = join(dir, 'bad.csv');
     writeFileSync(bad, '1,2\n3,oops\n');
-    expect(() => readCsv(bad)).toThrow(`${bad}: line 2, column 2: 'oops' is not a number`);
+    expect(() => readCsv(bad)).toThrow(`${bad}: line 2, column 2: not a number`);
     expect(() => readCsv(join(dir, 'missing.csv'))).toThrow(
       /missing\.csv: cannot be read \(ENOENT\)/,
     );

@@ -68,12 +68,11 @@ describe('sequence jobs', () => {
       /has 2 values per frame but the DyBM has 3/,
     );
     bad({ data: { kind: 'words', words: ['s'] } }, /^spec\.data\.words\[0\] has 's'/);
-    bad({ data: { kind: 'csv', path: '/nonexistent.csv' } }, /nonexistent/, FormatError);
     bad({ evaluate: { cue: 9 } }, /^spec\.evaluate\.cue is 9 frames, longer than sequence 0/);
   });
 
-  it('learns a cycle, stops once it is recalled, and round-trips its model file', () => {
-    const { model, evaluations } = runSequenceJob(base);
+  it('learns a cycle, stops once it is recalled, and round-trips its model file', async () => {
+    const { model, evaluations } = await runSequenceJob(base);
     const last = evaluations.at(-1)!;
     expect(last.recallExact).toBe(1);
     expect(last.epoch).toBeLessThan(200);
@@ -93,12 +92,12 @@ describe('sequence jobs', () => {
     );
   });
 
-  it('reports the one-step RMSE of a gaussian series read from CSV', () => {
+  it('reports the one-step RMSE of a gaussian series read from CSV', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'spinmesh-seq-'));
     try {
       const series = noisySines(400, { seed: 3 });
       writeFileSync(join(dir, 's.csv'), `x\n${Array.from(series).join('\n')}\n`);
-      const { evaluations } = runSequenceJob({
+      const { evaluations } = await runSequenceJob({
         ...base,
         network: {
           dybm: { units: 1, kind: 'gaussian', delaysPerPair: [1, 2, 3, 4], ltdDecays: [] },

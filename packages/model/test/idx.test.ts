@@ -79,7 +79,7 @@ describe('IDX malformed files', () => {
   });
   it('unknown type code', () => {
     const p = write('badtype', [...header(0x0a, [1]), 0]);
-    expectFormatError(() => readIdx(p), p, 'unknown IDX data type code 0x0A');
+    expectFormatError(() => readIdx(p), p, 'unknown IDX data type code in byte 2');
   });
   it('zero dimensions', () => {
     const p = write('nodims', [0, 0, 8, 0]);

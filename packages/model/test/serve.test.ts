@@ -55,7 +55,7 @@ describe('completePattern on a Hopfield memory', () => {
 });
 
 describe('the hebbian job rule', () => {
-  it('stores and evaluates recall in one look', () => {
+  it('stores and evaluates recall in one look', async () => {
     const spec = {
       name: 'hop',
       seed: 7,
@@ -63,7 +63,7 @@ describe('the hebbian job rule', () => {
       network: { hopfield: 100 },
       data: { kind: 'random', rows: 10, dims: 100 },
     };
-    const res = runJob(spec, kernels);
+    const res = await runJob(spec, kernels);
     expect(res.trainer).toBeNull();
     expect(res.evaluations[0]!.recallAccuracy).toBeGreaterThanOrEqual(0.99);
     expect(() => validateJobSpec({ ...spec, epochs: 3 })).toThrow(/spec.epochs must be 1/);

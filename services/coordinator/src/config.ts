@@ -1,6 +1,7 @@
 // The coordinator's settings, read once from the environment in main (README.md lists every
 // variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
+import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 import { DEFAULT_LIMITS, type Limits } from '@spinmesh/model';
 import type { TlsConfig } from '@spinmesh/proto';
@@ -79,6 +80,14 @@ export interface CoordinatorConfig {
   metricsListen: string | null;
   /** Kernels for assembling and evaluating models: native, portable or auto. @defaultValue 'auto' */
   kernels: 'native' | 'portable' | 'auto';
+  /**
+   * The directories job data files are read from (spec paths resolved with realpath must lie in
+   * one; relative paths resolve against the first), plus Fashion-MNIST's package directory for
+   * that data kind. @defaultValue [SPINMESH_DATA_DIR] when that is set, else [] (no data files)
+   */
+  dataRoots: string[];
+  /** Largest data file read, in bytes. @defaultValue 67108864 (64 MiB) */
+  dataMaxBytes: number;
   /** pino level. @defaultValue 'info' */
   logLevel: string;
   /**
@@ -105,6 +114,8 @@ export const CONFIG_DEFAULTS: Omit<
   limits: DEFAULT_LIMITS,
   metricsListen: '127.0.0.1:0',
   kernels: 'auto',
+  dataRoots: [] as string[],
+  dataMaxBytes: DATA_MAX_BYTES_DEFAULT,
   logLevel: 'info',
   stopOnStdinClose: false,
 };
@@ -141,6 +152,9 @@ export const COORDINATOR_ENV_VARS = [
   ...Object.values(LIMIT_ENV_VARS),
   'SPINMESH_METRICS_LISTEN',
   'SPINMESH_KERNELS',
+  'SPINMESH_DATA_ROOTS',
+  'SPINMESH_DATA_DIR',
+  'SPINMESH_DATA_MAX_BYTES',
   'SPINMESH_LOG_LEVEL',
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
@@ -186,6 +200,8 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     ) as unknown as Limits,
     metricsListen,
     kernels,
+    dataRoots: r.dataRoots(),
+    dataMaxBytes: r.int('SPINMESH_DATA_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
     stopOnStdinClose,
   };

@@ -25,6 +25,7 @@ import {
   createHopfield,
   encodeModel,
   evaluateNetwork,
+  confinedAccess,
   loadData,
   loadSequences,
   sequenceJobFrames,
@@ -38,6 +39,7 @@ import {
   storeHebbian,
   validateSequenceJob,
   type SequenceEvaluation,
+  type DataAccess,
   type Dataset,
   type Evaluation,
 } from '@spinmesh/model';
@@ -53,7 +55,7 @@ import {
 } from './assignment.js';
 import { Admission } from './admission.js';
 import { MODEL_SLOT, storeModel } from './model-store.js';
-import { planJob, type JobPlan } from './plan.js';
+import { planJob, type DataLoader, type JobPlan } from './plan.js';
 import {
   lastRollback,
   type EvaluationEvent,
@@ -83,8 +85,11 @@ export interface CoordinatorOptions {
   maxRecoveries: number;
   /** How the workers keep their checkpoints and final exports on the bus. */
   shardState?: ShardStateReader;
-  /** Loads data sets (tests replace it). */
-  loadData?: typeof loadData;
+  /**
+   * The files job data may be read from. @defaultValue confined to no directory at all (only
+   * the data kinds that need no file)
+   */
+  dataAccess?: DataAccess;
   /** Runs sequence jobs (rule 'stdp') on threads; without it they are refused at submission. */
   runner?: ModelRunner;
   now?: () => number;
@@ -145,7 +150,8 @@ export class Coordinator {
   private readonly opts: CoordinatorOptions;
   private readonly log: Logger;
   private readonly shardState: ShardStateReader;
-  private readonly load: typeof loadData;
+  private readonly access: DataAccess;
+  private readonly load: DataLoader;
   private readonly now: () => number;
   private readonly runtimes = new Map<string, Runtime>();
   private readonly limits: Limits;
@@ -161,7 +167,8 @@ export class Coordinator {
     this.bus = opts.bus;
     this.log = opts.log;
     this.shardState = opts.shardState ?? busShardState;
-    this.load = opts.loadData ?? loadData;
+    this.access = opts.dataAccess ?? confinedAccess([], 0);
+    this.load = (d, seed, field) => loadData(d, seed, this.access, field);
     this.now = opts.now ?? Date.now;
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.admission = new Admission(this.bus, this.limits);
@@ -214,8 +221,8 @@ export class Coordinator {
     // The sizes a spec states are checked before any data is read or generated; the rest once
     // the data are loaded.
     checkJobLimits(validateJobSpec(input), this.limits);
-    const plan = planJob(input, this.load);
-    const test = this.testData(plan, plan.data);
+    const plan = await planJob(input, this.load);
+    const test = await this.testData(plan, plan.data);
     const estimate = checkJobLimits(plan.spec, this.limits, {
       train: plan.rows,
       test: test.rows,
@@ -254,7 +261,7 @@ export class Coordinator {
     if (spec.workers === 1 && !this.opts.runner)
       throw new SpecError('spec.rule', "'stdp' jobs need a coordinator that runs model threads");
     const id = jobId === undefined || jobId === '' ? newJobId() : jobId;
-    const seqs = loadSequences(spec);
+    const seqs = await loadSequences(spec, this.access);
     const estimate = checkSequenceLimits(
       spec,
       this.limits,
@@ -566,7 +573,7 @@ export class Coordinator {
     let evaluation: Evaluation;
     const t0 = performance.now();
     try {
-      const { train, test } = this.dataOf(job);
+      const { train, test } = await this.dataOf(job);
       const exports = await this.shardState.checkpointExports(
         this.bus,
         {
@@ -855,7 +862,7 @@ export class Coordinator {
       const exports = await this.shardState.exports(this.bus, job.id, job.workers ?? 1, total);
       if (!exports) return; // an export went missing under us (a rollback): the next pass sees it
       const net = assemble(spec.network, this.opts.kernels, exports);
-      const { train, test } = this.dataOf(job);
+      const { train, test } = await this.dataOf(job);
       evaluation = finite(
         evaluateNetwork(net, test, spec.evaluate, {
           seed: spec.seed,
@@ -910,7 +917,7 @@ export class Coordinator {
     let seconds: number;
     const t0 = performance.now();
     try {
-      const { train, test } = this.dataOf(job);
+      const { train, test } = await this.dataOf(job);
       const net = createHopfield(spec.network.layers[0]!.size, this.opts.kernels);
       storeHebbian(net, train.x, train.rows);
       evaluation = finite(
@@ -977,7 +984,7 @@ export class Coordinator {
           Array.from({ length: to - from }, (_, k) => from + k),
         ).exportInto(model);
       }
-      const seqs = loadSequences(spec);
+      const seqs = await loadSequences(spec, this.access);
       const e = evaluateSequences(model, seqs, spec.evaluate.cue, spec.epochs);
       evaluation = sequenceEvaluation(e);
       bytes = encodeSequenceModel(model, spec, e);
@@ -1107,21 +1114,24 @@ export class Coordinator {
     return rt;
   }
 
-  private dataOf(job: StoredJob): { train: Dataset; test: Dataset } {
+  private async dataOf(job: StoredJob): Promise<{ train: Dataset; test: Dataset }> {
     const rt = this.runtime(job.id);
     if (!rt.data) {
       const spec = job.spec!;
-      const train = this.load(spec.data, spec.seed);
+      const train = await this.load(spec.data, spec.seed, 'spec.data');
       rt.data = {
         train,
-        test: spec.evaluate.test ? this.load(spec.evaluate.test, spec.seed) : train,
+        test: spec.evaluate.test
+          ? await this.load(spec.evaluate.test, spec.seed, 'spec.evaluate.test')
+          : train,
       };
     }
     return rt.data;
   }
 
-  private testData(plan: JobPlan, train: Dataset): Dataset {
-    return plan.spec.evaluate.test ? this.load(plan.spec.evaluate.test, plan.spec.seed) : train;
+  private async testData(plan: JobPlan, train: Dataset): Promise<Dataset> {
+    const test = plan.spec.evaluate.test;
+    return test ? this.load(test, plan.spec.seed, 'spec.evaluate.test') : train;
   }
 
   /** Whether a job is final (for watchers). */

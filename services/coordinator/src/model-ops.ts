@@ -13,6 +13,7 @@ import {
   loadData,
   sampleNetwork,
   type CompleteOptions,
+  type DataAccess,
   type CompleteResult,
   type DataSpec,
   type EvaluateSpec,
@@ -59,10 +60,17 @@ export type ModelOpResult =
       result: { model: Uint8Array; evaluations: SequenceEvaluation[] };
     };
 
-/** Runs one operation. @throws SpecError or FormatError for a request the model cannot serve */
-export function runModelOp(op: ModelOp, kernels: Kernels): ModelOpResult {
+/**
+ * Runs one operation, reading data files as `access` allows. @throws SpecError or FormatError
+ * for a request the model cannot serve
+ */
+export async function runModelOp(
+  op: ModelOp,
+  kernels: Kernels,
+  access: DataAccess,
+): Promise<ModelOpResult> {
   if (op.kind === 'train-sequence') {
-    const { model, evaluations } = runSequenceJob(op.spec);
+    const { model, evaluations } = await runSequenceJob(op.spec, { access });
     const last = evaluations.at(-1) ?? null;
     return {
       kind: 'train-sequence',
@@ -86,8 +94,12 @@ export function runModelOp(op: ModelOp, kernels: Kernels): ModelOpResult {
     case 'evaluate': {
       const spec = op.spec;
       const dataSpec = op.data ?? spec.evaluate.test ?? spec.data;
-      const data = loadData(dataSpec, spec.seed);
-      const train = op.evaluate.probe ? loadData(spec.data, spec.seed) : data;
+      const field =
+        op.data !== null ? 'data' : spec.evaluate.test ? 'spec.evaluate.test' : 'spec.data';
+      const data = await loadData(dataSpec, spec.seed, access, field);
+      const train = op.evaluate.probe
+        ? await loadData(spec.data, spec.seed, access, 'spec.data')
+        : data;
       const evaluation = evaluateNetwork(network, data, op.evaluate, {
         seed: op.seed,
         train,

@@ -2,6 +2,7 @@
 // operation, terminated when the caller's deadline passes or the caller goes away.
 import { Worker } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
+import type { DataAccess } from '@spinmesh/model';
 import { ServerError } from '@spinmesh/proto';
 import type { ModelOp, ModelOpResult } from './model-ops.js';
 
@@ -20,6 +21,8 @@ export interface ModelRunnerOptions {
   kernels: 'native' | 'portable' | 'auto';
   /** Operations running at once; more are refused with RESOURCE_EXHAUSTED. */
   maxConcurrent: number;
+  /** The files Evaluate and sequence training may read their data from. */
+  dataAccess: DataAccess;
 }
 
 export class ModelRunner {
@@ -88,7 +91,9 @@ export class ModelRunner {
    * rejects). A request the model cannot serve rejects with INVALID_ARGUMENT.
    */
   runDetached(op: ModelOp): { result: Promise<ModelOpResult>; stop: () => void } {
-    const thread = new Worker(THREAD_URL, { workerData: { kernels: this.opts.kernels } });
+    const thread = new Worker(THREAD_URL, {
+      workerData: { kernels: this.opts.kernels, dataAccess: this.opts.dataAccess },
+    });
     this.threads.add(thread);
     const result = new Promise<ModelOpResult>((resolve, reject) => {
       let settled = false;

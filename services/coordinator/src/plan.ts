@@ -8,13 +8,21 @@ import {
   loadData,
   quote,
   shapeNetwork,
+  unconfinedAccess,
   validateJobSpec,
   validateLayout,
   validateTrainOptions,
+  type DataSpec,
   type Dataset,
   type JobSpec,
   type ShardLayout,
 } from '@spinmesh/model';
+
+/** Loads the data set a spec's `field` names (a service: confined to its data roots). */
+export type DataLoader = (d: DataSpec, seed: number, field: string) => Promise<Dataset>;
+
+/** Any path, relative to the current directory: for a caller reading its own user's files. */
+const loadUnconfined: DataLoader = (d, seed, field) => loadData(d, seed, unconfinedAccess(), field);
 
 /** A validated job, ready to be stored and scheduled. */
 export interface JobPlan {
@@ -52,10 +60,10 @@ export function parseSpecText(text: string): unknown {
  * (the coordinator needs their size, and a spec whose data cannot be read is refused before
  * anything is stored). @throws SpecError naming the field
  */
-export function planJob(
+export async function planJob(
   input: unknown,
-  load: typeof loadData = loadData,
-): JobPlan & { data: Dataset } {
+  load: DataLoader = loadUnconfined,
+): Promise<JobPlan & { data: Dataset }> {
   const validated = validateJobSpec(input);
   if (validated.rule === 'hebbian') return planOneLook(validated, load);
   // Workers see their peers' 1-bit spins, never their probabilities: a sharded run can only use
@@ -86,7 +94,7 @@ export function planJob(
       );
     throw e;
   }
-  const data = loadOrExplain(load, spec.data, spec.seed, 'spec.data');
+  const data = await loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const dims = train.visible.reduce((n, v) => n + shape.layers[shape.layerIndex(v)]!.size, 0);
   if (data.dims !== dims)
     throw new SpecError(
@@ -94,7 +102,7 @@ export function planJob(
       `the visible units (${train.visible.join(', ')}) are ${dims} but the data has ${data.dims} columns`,
     );
   if (spec.evaluate.test) {
-    const test = loadOrExplain(load, spec.evaluate.test, spec.seed, 'spec.evaluate.test');
+    const test = await loadOrExplain(load, spec.evaluate.test, spec.seed, 'spec.evaluate.test');
     if (test.dims !== data.dims)
       throw new SpecError(
         'spec.evaluate.test',
@@ -137,8 +145,8 @@ function mostShards(
  * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
  * with no sampling loop to distribute.
  */
-function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Dataset } {
-  const data = loadOrExplain(load, spec.data, spec.seed, 'spec.data');
+async function planOneLook(spec: JobSpec, load: DataLoader): Promise<JobPlan & { data: Dataset }> {
+  const data = await loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const n = spec.network.layers[0]!.size;
   if (data.dims !== n)
     throw new SpecError(
@@ -150,14 +158,14 @@ function planOneLook(spec: JobSpec, load: typeof loadData): JobPlan & { data: Da
 }
 
 /** Loads a data set a spec names; a failure that is not a SpecError is one naming `field`. */
-function loadOrExplain(
-  load: typeof loadData,
+async function loadOrExplain(
+  load: DataLoader,
   d: JobSpec['data'],
   seed: number,
   field: string,
-): Dataset {
+): Promise<Dataset> {
   try {
-    return load(d, seed);
+    return await load(d, seed, field);
   } catch (e) {
     if (e instanceof SpecError) throw e;
     throw new SpecError(field, `cannot be loaded: ${(e as Error).message}`);

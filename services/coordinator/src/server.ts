@@ -15,6 +15,7 @@ import {
   tokenInterceptor,
   type HealthReporter,
 } from '@spinmesh/proto';
+import { confinedAccess } from '@spinmesh/model';
 import { withRpcMetrics, type CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import type { CoordinatorConfig } from './config.js';
@@ -67,7 +68,12 @@ export async function startCoordinator(
     credentials: channelCredentials(config.tls),
     timeoutMs: config.rpcTimeoutMs,
   });
-  const runner = new ModelRunner({ kernels: config.kernels, maxConcurrent: config.modelOpsMax });
+  const dataAccess = confinedAccess(config.dataRoots, config.dataMaxBytes);
+  const runner = new ModelRunner({
+    kernels: config.kernels,
+    maxConcurrent: config.modelOpsMax,
+    dataAccess,
+  });
   const coordinator = new Coordinator({
     runner,
     bus,
@@ -78,6 +84,7 @@ export async function startCoordinator(
     pollIntervalMs: config.pollIntervalMs,
     progressIntervalMs: config.progressIntervalMs,
     maxRecoveries: config.maxRecoveries,
+    dataAccess,
     metrics: options.metrics,
     limits: config.limits,
   });

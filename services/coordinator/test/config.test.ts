@@ -47,6 +47,9 @@ describe('configFromEnv', () => {
       SPINMESH_MAX_QUEUED_JOBS: '6',
       SPINMESH_MAX_QUEUED_BYTES: '7000',
       SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
+      SPINMESH_DATA_ROOTS: '/srv/data:/mnt/more',
+      SPINMESH_DATA_DIR: '/srv/fashion',
+      SPINMESH_DATA_MAX_BYTES: '1048576',
     });
     expect(c).toEqual({
       listen: '127.0.0.1:0',
@@ -76,9 +79,19 @@ describe('configFromEnv', () => {
       },
       metricsListen: '0.0.0.0:9464',
       kernels: 'portable',
+      dataRoots: ['/srv/data', '/mnt/more'],
+      dataMaxBytes: 1048576,
       logLevel: 'warn',
       stopOnStdinClose: true,
     });
+  });
+
+  it('reads job data from SPINMESH_DATA_DIR when no data roots are set, and from nowhere by default', () => {
+    expect(configFromEnv({ SPINMESH_DATA_DIR: '/srv/fashion' }).dataRoots).toEqual([
+      '/srv/fashion',
+    ]);
+    expect(configFromEnv({}).dataRoots).toEqual([]);
+    expect(configFromEnv({}).dataMaxBytes).toBe(64 << 20);
   });
 
   it.each([
@@ -94,6 +107,9 @@ describe('configFromEnv', () => {
     ['SPINMESH_MAX_STATE_BYTES', '0'],
     ['SPINMESH_MAX_QUEUED_JOBS', 'many'],
     ['SPINMESH_MAX_WORK', '1e300'],
+    ['SPINMESH_DATA_ROOTS', '/srv/data:relative/dir'],
+    ['SPINMESH_DATA_DIR', 'data'],
+    ['SPINMESH_DATA_MAX_BYTES', '0'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));

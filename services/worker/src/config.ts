@@ -3,6 +3,7 @@
 // message naming the variable.
 import { hostname } from 'node:os';
 
+import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 import type { TlsConfig } from '@spinmesh/proto';
 import { ConfigError, EnvReader, type Env } from './env.js';
@@ -79,6 +80,14 @@ export interface WorkerConfig {
    * 0.0.0.0:9464)
    */
   metricsListen: string | null;
+  /**
+   * The directories job data files are read from (spec paths resolved with realpath must lie in
+   * one; relative paths resolve against the first), plus Fashion-MNIST's package directory for
+   * that data kind. @defaultValue [SPINMESH_DATA_DIR] when that is set, else [] (no data files)
+   */
+  dataRoots: string[];
+  /** Largest data file read, in bytes. @defaultValue 67108864 (64 MiB) */
+  dataMaxBytes: number;
   /** pino level. @defaultValue 'info' */
   logLevel: string;
   /**
@@ -97,6 +106,8 @@ export const CONFIG_DEFAULTS = {
   drainMs: 8000,
   progressMs: 1000,
   metricsListen: '127.0.0.1:0',
+  dataRoots: [] as string[],
+  dataMaxBytes: DATA_MAX_BYTES_DEFAULT,
   logLevel: 'info',
 } as const;
 
@@ -119,6 +130,9 @@ export const WORKER_ENV_VARS = [
   'SPINMESH_WORKER_DRAIN_MS',
   'SPINMESH_PROGRESS_MS',
   'SPINMESH_METRICS_LISTEN',
+  'SPINMESH_DATA_ROOTS',
+  'SPINMESH_DATA_DIR',
+  'SPINMESH_DATA_MAX_BYTES',
   'SPINMESH_LOG_LEVEL',
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
@@ -178,6 +192,8 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
     drainMs: r.int('SPINMESH_WORKER_DRAIN_MS', CONFIG_DEFAULTS.drainMs, 0),
     progressMs: r.int('SPINMESH_PROGRESS_MS', CONFIG_DEFAULTS.progressMs, 0),
     metricsListen,
+    dataRoots: r.dataRoots(),
+    dataMaxBytes: r.int('SPINMESH_DATA_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
     stopOnStdinClose,
   };

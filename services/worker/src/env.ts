@@ -1,5 +1,6 @@
 // Reading a service's settings from the environment: the checks the worker and the coordinator
 // share (each failure a ConfigError naming the variable). The coordinator imports it from here.
+import { isAbsolute } from 'node:path';
 import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
 
 /** A variable with a bad value. */
@@ -81,6 +82,19 @@ export class EnvReader {
     if (m !== 'off' && !HOST_PORT.test(m))
       throw new ConfigError('SPINMESH_METRICS_LISTEN', `must be host:port or off (got '${m}')`);
     return m === 'off' ? null : m;
+  }
+
+  /**
+   * SPINMESH_DATA_ROOTS: absolute directories separated by ':', the only places a service reads
+   * job data from; unset: SPINMESH_DATA_DIR when that is set, else none.
+   */
+  dataRoots(): string[] {
+    const name =
+      this.get('SPINMESH_DATA_ROOTS') !== undefined ? 'SPINMESH_DATA_ROOTS' : 'SPINMESH_DATA_DIR';
+    const roots = (this.get(name) ?? '').split(':').filter((r) => r !== '');
+    if (roots.some((r) => !isAbsolute(r)))
+      throw new ConfigError(name, 'must be absolute directories separated by :');
+    return roots;
   }
 
   /** SPINMESH_TLS_CERT, SPINMESH_TLS_KEY, SPINMESH_TLS_CA, SPINMESH_TLS. */

@@ -12,6 +12,7 @@ import {
   validateJobSpec,
   validateLayout,
   validateTrainOptions,
+  type DataAccess,
   type Dataset,
   type JobSpec,
   type ParameterSource,
@@ -45,12 +46,12 @@ export class JobLoadError extends Error {
  * on the bus, else the units of this shard and its peers in the Assign message (enough when
  * every other shard is a peer). @throws JobLoadError, SpecError naming the field
  */
-export function loadShardJob(
+export async function loadShardJob(
   record: JobRecord,
   a: ShardAssignment,
   busAssignment: Assignment | null,
-  loadFn: typeof loadData = loadData,
-): ShardJob {
+  access: DataAccess,
+): Promise<ShardJob> {
   if (record['spec'] === undefined)
     throw new JobLoadError(`job '${record.id}' has no spec field on the bus`);
   const spec = validateJobSpec(record['spec']);
@@ -61,7 +62,7 @@ export function loadShardJob(
     if (why !== null)
       throw new JobLoadError(`assignment.network differs from the job's spec.network: ${why}`);
   }
-  const data = loadFn(spec.data, spec.seed);
+  const data = await loadData(spec.data, spec.seed, access);
   const dims = options.visible.reduce((n, v) => n + shape.layers[shape.layerIndex(v)]!.size, 0);
   if (data.dims !== dims)
     throw new JobLoadError(

@@ -7,6 +7,7 @@
 import { loadKernels } from '@spinmesh/kernels';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { channelCredentials } from '@spinmesh/proto';
+import { confinedAccess } from '@spinmesh/model';
 import { WorkerMetrics, startMetricsServer, type MetricsServer } from '@spinmesh/telemetry';
 
 import { ConfigError, configFromEnv, type WorkerConfig } from './config.js';
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
       debugSlowdown: config.debugSlowdown,
       drainMs: config.drainMs,
       progressMs: config.progressMs,
+      dataAccess: confinedAccess(config.dataRoots, config.dataMaxBytes),
       cores: config.blasThreads,
       metrics,
       ...(metricsServer !== null ? { meta: { metrics: metricsServer.address } } : {}),

@@ -15,10 +15,10 @@ import {
   ShardTrainer,
   createSequenceModel,
   episodeLength,
-  loadData,
   loadSequences,
   sequenceJobFrames,
   validateSequenceJob,
+  type DataAccess,
   type FrameSequence,
   type SequenceJobSpec,
   type AdvanceResult,
@@ -82,8 +82,8 @@ export interface RunDeps {
   drainMs: number;
   /** Least time between two progress reports, in ms. */
   progressMs: number;
-  /** Data loader (tests may count calls). @defaultValue loadData */
-  loadData?: typeof loadData;
+  /** The files job data may be read from. */
+  dataAccess: DataAccess;
   /** Takes the shard's figures with every progress report. */
   metrics?: WorkerMetrics;
 }
@@ -246,11 +246,11 @@ export class ShardRun {
     const record = await bus.getJob(a.jobId);
     if (record === null) throw new JobLoadError(`job '${a.jobId}' is not on the bus`);
     if (record['sequence'] !== undefined) {
-      this.loadSequence(record['sequence'], a);
+      await this.loadSequence(record['sequence'], a);
       return;
     }
     const busAssignment = record['layout'] === undefined ? await bus.getAssignment(a.jobId) : null;
-    const job = loadShardJob(record, a, busAssignment, this.deps.loadData);
+    const job = await loadShardJob(record, a, busAssignment, this.deps.dataAccess);
     // The coordinator evaluates the job from the shards' parameters at exactly the steps one
     // process would evaluate at: each shard stops there for a snapshot (protocol.ts).
     const snapshotEvery = snapshotEverySteps(
@@ -318,14 +318,14 @@ export class ShardRun {
   }
 
   /** A sequence job's shard: its DyBM units, links to every other shard, no checkpoints. */
-  private loadSequence(raw: unknown, a: ShardAssignment): void {
+  private async loadSequence(raw: unknown, a: ShardAssignment): Promise<void> {
     const spec = validateSequenceJob(raw);
     if (a.restoreFromStep > 0)
       throw new JobLoadError('a sequence job has no checkpoints: restore_from_step must be 0');
     const r = a.units[0];
     if (a.units.length !== 1 || r === undefined || r.layer !== 0)
       throw new JobLoadError('a sequence job shard owns one range of units of layer 0');
-    const seqs = loadSequences(spec);
+    const seqs = await loadSequences(spec, this.deps.dataAccess);
     const units = Array.from({ length: r.end - r.start }, (_, k) => r.start + k);
     const shard = new DyBMShard(createSequenceModel(spec), units);
     this.openLinks(a);

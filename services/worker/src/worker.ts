@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import type { Bus, JsonObject } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
+import { confinedAccess, type DataAccess } from '@spinmesh/model';
 import {
   ServerError,
   ServiceNames,
@@ -60,6 +61,8 @@ export interface WorkerOptions {
   drainMs?: number;
   /** @defaultValue 1000 */
   progressMs?: number;
+  /** The files job data may be read from. @defaultValue none: only data kinds that need no file */
+  dataAccess?: DataAccess;
   /** Cores announced on the bus. @defaultValue kernels.threads, at least 1 */
   cores?: number;
   /** Extra facts for the bus registration. */
@@ -304,6 +307,7 @@ export class Worker {
         slowdown: this.opts.debugSlowdown ?? 1,
         drainMs: this.opts.drainMs ?? 8000,
         progressMs: this.opts.progressMs ?? 1000,
+        dataAccess: this.opts.dataAccess ?? confinedAccess([], 0),
         metrics: this.opts.metrics,
       });
       this.run = run;

@@ -41,6 +41,8 @@ describe('configFromEnv', () => {
       drainMs: 8000,
       progressMs: 1000,
       metricsListen: '127.0.0.1:0',
+      dataRoots: [],
+      dataMaxBytes: 64 << 20,
       logLevel: 'info',
       stopOnStdinClose: false,
     });
@@ -67,6 +69,8 @@ describe('configFromEnv', () => {
       SPINMESH_WORKER_DRAIN_MS: '100',
       SPINMESH_PROGRESS_MS: '0',
       SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
+      SPINMESH_DATA_ROOTS: '/data',
+      SPINMESH_DATA_MAX_BYTES: '4096',
       SPINMESH_LOG_LEVEL: 'debug',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
     });
@@ -87,6 +91,8 @@ describe('configFromEnv', () => {
       drainMs: 100,
       progressMs: 0,
       metricsListen: '0.0.0.0:9464',
+      dataRoots: ['/data'],
+      dataMaxBytes: 4096,
       logLevel: 'debug',
       stopOnStdinClose: true,
     });

@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import {
   FormatError,
   encodePng,
+  DataFileError,
   loadData,
   validateData,
   type BinarizeMode,
@@ -285,9 +286,9 @@ export async function complete(ctx: Context): Promise<number> {
       );
     let data;
     try {
-      data = loadData(dataSpec, src.spec?.seed ?? 0);
+      data = await loadData(dataSpec, src.spec?.seed ?? 0);
     } catch (e) {
-      if (!(e instanceof FormatError)) throw e;
+      if (!(e instanceof FormatError || e instanceof DataFileError)) throw e;
       throw new UsageError(
         `the cues come from ${dataArg !== undefined ? 'the data of --data' : `the data of ${src.label}`}, read on this machine: ${e.message}; give --data or --cue-rows`,
       );

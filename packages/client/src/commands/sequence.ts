@@ -13,6 +13,7 @@ import {
   runSequenceJob,
   validateSequenceJob,
   wordFrames,
+  type DataAccess,
   type SequenceEvaluation,
 } from '@spinmesh/model';
 import type { Context } from '../context.js';
@@ -39,13 +40,18 @@ function describe(e: SequenceEvaluation): string {
 }
 
 /** `train` of a sequence job in this process: writes `<name>.dybm.json` (or --out). */
-export function trainSequence(ctx: Context, raw: Record<string, unknown>): number {
+export async function trainSequence(
+  ctx: Context,
+  raw: Record<string, unknown>,
+  access: DataAccess,
+): Promise<number> {
   const { args, out } = ctx;
   if (args.has('resume')) throw new UsageError('--resume does not apply to sequence jobs');
   if (args.has('workers')) throw new UsageError('--workers: sequence jobs run in one process');
   const spec = validateSequenceJob(raw);
   const started = Date.now();
-  const { model, evaluations } = runSequenceJob(spec, {
+  const { model, evaluations } = await runSequenceJob(spec, {
+    access,
     onEvaluation: (e) => {
       out.emit({ type: 'evaluation', evaluation: e });
       out.print(`round ${e.epoch}: ${describe(e)}`);

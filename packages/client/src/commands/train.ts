@@ -8,7 +8,9 @@ import {
   loadModel,
   runJob,
   saveModel,
+  unconfinedAccess,
   validateJobSpec,
+  type DataAccess,
   type JobEvent,
   type JobSpec,
 } from '@spinmesh/model';
@@ -18,7 +20,7 @@ import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
 import { describeEvaluation, fmt } from '../output.js';
-import { applyOverrides, parseSpecFile } from '../spec-file.js';
+import { absoluteDataPaths, applyOverrides, parseSpecFile, specBaseDir } from '../spec-file.js';
 import { trainSequence } from './sequence.js';
 
 /** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
@@ -30,18 +32,26 @@ export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers'];
 const WORKER_RESTARTS = 3;
 
 export function train(ctx: Context): number | Promise<number> {
-  const { args, out } = ctx;
+  const { args } = ctx;
   const specPath = args.positional[1];
   if (!specPath) throw new UsageError('train needs a spec file');
   const raw = parseSpecFile(specPath) as Record<string, unknown>;
   applyOverrides(raw, args);
-  if (raw['rule'] === 'stdp') return trainSequence(ctx, raw);
+  // Relative data paths name files next to the spec, wherever the command runs.
+  const access = unconfinedAccess(specBaseDir(specPath));
+  if (raw['rule'] === 'stdp') return trainSequence(ctx, raw, access);
   const spec = validateJobSpec(raw);
   if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
     if (args.has('resume'))
       throw new UsageError('--resume runs in this process only: drop the cluster fields');
-    return trainOnCluster(ctx, raw, spec);
+    return trainOnCluster(ctx, raw, spec, absoluteDataPaths(raw, access.baseDir));
   }
+  return trainHere(ctx, spec, access);
+}
+
+/** `train` in this process. */
+async function trainHere(ctx: Context, spec: JobSpec, access: DataAccess): Promise<number> {
+  const { args, out } = ctx;
   const kernels = ctx.kernels();
   const file = args.str('out') ?? `${spec.name}.smm`;
   const resumePath = args.str('resume');
@@ -64,7 +74,8 @@ export function train(ctx: Context): number | Promise<number> {
     } else out.print(`epoch ${e.evaluation.epoch}: ${describeEvaluation(e.evaluation)}`);
   };
   const every = spec.evaluate.every ?? 1;
-  const result = runJob(spec, kernels, {
+  const result = await runJob(spec, kernels, {
+    access,
     onEvent: emit,
     ...(resume ? { resume: { network: resume.network, state: resume.state } } : {}),
     afterEpoch: (epoch, network, trainer) => {
@@ -90,6 +101,7 @@ async function trainOnCluster(
   ctx: Context,
   raw: Record<string, unknown>,
   spec: JobSpec,
+  dataRoots: string[],
 ): Promise<number> {
   const { args, out } = ctx;
   const choice = args.str('kernels');
@@ -97,7 +109,7 @@ async function trainOnCluster(
     throw new UsageError('--kernels must be native, portable or auto');
   // The cluster's own rules (sampled statistics, a network that splits into the shards, data
   // that load) are checked here too, before any process starts.
-  planJob(raw);
+  await planJob(raw);
   // A cluster can only exchange sampled spins, so its default statistics differ from one
   // process's: the same spec without the field trains a different model. Kept as it is (changing
   // either default would change the results of existing specs) and said once, here.
@@ -119,6 +131,8 @@ async function trainOnCluster(
   aborted.catch(() => undefined);
   const cluster = await startCluster({
     workers: spec.workers,
+    // The services read only the directories of the files this spec names.
+    env: { ...process.env, SPINMESH_DATA_ROOTS: dataRoots.join(':') },
     ...(choice !== undefined ? { kernels: choice } : {}),
     // A worker that dies is started again in its slot, and the coordinator restores the job
     // from its last common checkpoint (as it does for a service's worker); the coordinator

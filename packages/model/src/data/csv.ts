@@ -53,11 +53,11 @@ function detectDelimiter(line: string): CsvDelimiter {
   return best;
 }
 
-function show(cell: string): string {
-  return cell.length > 40 ? `'${cell.slice(0, 40)}...'` : `'${cell}'`;
-}
-
-/** Parses numeric CSV text. `file` names the source in errors. @throws FormatError */
+/**
+ * Parses numeric CSV text. `file` names the source in errors, which give the line and column of
+ * what is wrong but never quote the file (it may not be the CSV file the caller meant).
+ * @throws FormatError
+ */
 export function parseCsv(text: string, opts: CsvOptions = {}, file = '<text>'): CsvDataset {
   const src = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   const lines = src.split(/\r?\n/);
@@ -86,14 +86,14 @@ export function parseCsv(text: string, opts: CsvOptions = {}, file = '<text>'): 
       if (!names) {
         throw new FormatError(
           file,
-          `label column '${opts.label}' is given by name but the file has no header row`,
+          'the label column is given by name but the file has no header row',
         );
       }
       labelCol = names.indexOf(opts.label);
       if (labelCol < 0) {
         throw new FormatError(
           file,
-          `line ${first.line}: no column named '${opts.label}' in the header (${names.join(', ')})`,
+          `line ${first.line}: the header has no column of the label column's name`,
         );
       }
     } else {
@@ -108,6 +108,7 @@ export function parseCsv(text: string, opts: CsvOptions = {}, file = '<text>'): 
   if (dims === 0) throw new FormatError(file, 'has no data columns besides the label');
   const body = header ? rowsIn.slice(1) : rowsIn;
   const rows = body.length;
+  if (rows === 0) throw new FormatError(file, 'has a header row but no data rows');
   const x = new Float32Array(rows * dims);
   const labels = labelCol >= 0 ? new Int32Array(rows) : undefined;
   for (let r = 0; r < rows; r++) {
@@ -121,19 +122,15 @@ export function parseCsv(text: string, opts: CsvOptions = {}, file = '<text>'): 
     let k = r * dims;
     for (let c = 0; c < ncols; c++) {
       const cell = cells[c]!;
-      const where = `line ${line}, column ${c + 1}${names ? ` (${names[c]})` : ''}`;
+      const where = `line ${line}, column ${c + 1}`;
       if (!NUMBER.test(cell)) {
-        throw new FormatError(
-          file,
-          `${where}: ${cell === '' ? 'empty cell' : `${show(cell)} is not a number`}`,
-        );
+        throw new FormatError(file, `${where}: ${cell === '' ? 'empty cell' : 'not a number'}`);
       }
       const v = Number(cell);
-      if (!Number.isFinite(v))
-        throw new FormatError(file, `${where}: ${show(cell)} is out of range`);
+      if (!Number.isFinite(v)) throw new FormatError(file, `${where}: number out of range`);
       if (c === labelCol) {
         if (!Number.isInteger(v) || Math.abs(v) > 2 ** 31 - 1) {
-          throw new FormatError(file, `${where}: label ${show(cell)} is not a 32-bit integer`);
+          throw new FormatError(file, `${where}: the label is not a 32-bit integer`);
         }
         labels![r] = v;
       } else {

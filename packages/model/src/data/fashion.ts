@@ -44,16 +44,50 @@ function locate(dir: string, base: string): string {
 
 /** Fashion-MNIST images scaled to [0,1] (rows x 784, shape [28, 28]) with labels 0..9. */
 export function loadFashionMnist(opts: FashionMnistOptions): Dataset {
-  const dir = opts.dir ?? process.env['SPINMESH_DATA_DIR'] ?? FASHION_MNIST_DEFAULT_DIR;
-  const split = opts.split;
-  if (split !== 'train' && split !== 'test') {
-    throw new SpecError('split', `must be 'train' or 'test', got ${String(split)}`);
-  }
+  const dir = opts.dir ?? fashionMnistDefaultDir();
+  const split = checkSplit(opts.split);
   checkLimit(opts.limit);
   const files = FILES[split];
   const imagesPath = locate(dir, files.images);
   const labelsPath = locate(dir, files.labels);
-  const images = readIdx(imagesPath);
+  return fashionMnistFrom(
+    readIdx(imagesPath),
+    imagesPath,
+    readIdx(labelsPath),
+    labelsPath,
+    split,
+    opts.limit,
+  );
+}
+
+/** The directory of the Fashion-MNIST files when a spec names none. */
+export function fashionMnistDefaultDir(): string {
+  return process.env['SPINMESH_DATA_DIR'] ?? FASHION_MNIST_DEFAULT_DIR;
+}
+
+/** The names of a split's two files (each may also carry a .gz suffix). */
+export function fashionMnistFiles(split: 'train' | 'test'): { images: string; labels: string } {
+  return FILES[checkSplit(split)];
+}
+
+/** What may follow a message that a Fashion-MNIST file is missing. */
+export const FASHION_MNIST_HINT = HINT;
+
+function checkSplit(split: unknown): 'train' | 'test' {
+  if (split !== 'train' && split !== 'test')
+    throw new SpecError('split', `must be 'train' or 'test', got ${String(split)}`);
+  return split;
+}
+
+/** Fashion-MNIST from its decoded IDX files, checked. */
+export function fashionMnistFrom(
+  images: IdxArray,
+  imagesPath: string,
+  labels: IdxArray,
+  labelsPath: string,
+  split: 'train' | 'test',
+  limit?: number,
+): Dataset {
   if (images.dims.length !== 3 || images.dims[1] !== 28 || images.dims[2] !== 28) {
     throw new FormatError(
       imagesPath,
@@ -62,10 +96,16 @@ export function loadFashionMnist(opts: FashionMnistOptions): Dataset {
   }
   if (images.type !== 'ubyte')
     throw new FormatError(imagesPath, `has type ${images.type}, expected ubyte`);
-  const ds = idxToDataset(images, imagesPath, labelsPath, `fashion-mnist-${split}`, opts.limit);
+  const ds = idxToDataset(
+    images,
+    imagesPath,
+    { array: labels, path: labelsPath },
+    `fashion-mnist-${split}`,
+    limit,
+  );
   for (let i = 0; i < ds.rows; i++) {
     const l = ds.labels![i]!;
-    if (l < 0 || l > 9) throw new FormatError(labelsPath, `label ${i} is ${l}, expected 0..9`);
+    if (l < 0 || l > 9) throw new FormatError(labelsPath, `label ${i} is not in 0..9`);
   }
   return ds;
 }
@@ -75,9 +115,21 @@ export function loadFashionMnist(opts: FashionMnistOptions): Dataset {
  * integers). ubyte images are scaled by 1/255 to [0,1]; other types are kept as stored.
  */
 export function loadIdxDataset(imagesPath: string, labelsPath?: string): Dataset {
-  const images = readIdx(imagesPath);
+  return idxDatasetFrom(
+    readIdx(imagesPath),
+    imagesPath,
+    labelsPath === undefined ? undefined : { array: readIdx(labelsPath), path: labelsPath },
+  );
+}
+
+/** loadIdxDataset's dataset from the decoded files. */
+export function idxDatasetFrom(
+  images: IdxArray,
+  imagesPath: string,
+  labels?: { array: IdxArray; path: string },
+): Dataset {
   const name = imagesPath.replace(/^.*[\\/]/, '').replace(/\.gz$/, '');
-  return idxToDataset(images, imagesPath, labelsPath, name);
+  return idxToDataset(images, imagesPath, labels, name);
 }
 
 function checkLimit(limit: number | undefined): void {
@@ -89,7 +141,7 @@ function checkLimit(limit: number | undefined): void {
 function idxToDataset(
   images: IdxArray,
   imagesPath: string,
-  labelsPath: string | undefined,
+  labelsIn: { array: IdxArray; path: string } | undefined,
   name: string,
   limit?: number,
 ): Dataset {
@@ -112,8 +164,8 @@ function idxToDataset(
     x.set(src.subarray(0, x.length));
   }
   const ds: Dataset = { x, rows, dims, shape, name };
-  if (labelsPath !== undefined) {
-    const lab = readIdx(labelsPath);
+  if (labelsIn !== undefined) {
+    const { array: lab, path: labelsPath } = labelsIn;
     if (lab.dims.length !== 1 || lab.dims[0] !== total) {
       throw new FormatError(
         labelsPath,

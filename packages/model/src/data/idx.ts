@@ -45,18 +45,26 @@ function isGzip(buf: Uint8Array): boolean {
 }
 
 /**
- * Decodes an IDX file's bytes (gzipped or raw). `file` names the source in error messages.
+ * Decodes an IDX file's bytes (gzipped or raw). `file` names the source in error messages, which
+ * never quote the file's bytes. `maxBytes` bounds the decompressed size of a gzipped file.
  * @throws FormatError on anything malformed: bad magic, unknown type code, zero dimensions,
- *   truncated data, trailing bytes, corrupt gzip.
+ *   truncated data, trailing bytes, corrupt gzip, more than maxBytes decompressed.
  */
-export function decodeIdx(bytes: Uint8Array, file = '<buffer>'): IdxArray {
+export function decodeIdx(bytes: Uint8Array, file = '<buffer>', maxBytes = Infinity): IdxArray {
   let buf = bytes;
   if (isGzip(buf)) {
+    // One byte more than the limit tells a stream that is too large from one that just fits.
+    const cap = Math.min(maxBytes + 1, 2 ** 32);
     try {
-      buf = gunzipSync(buf);
+      buf = gunzipSync(buf, Number.isFinite(cap) ? { maxOutputLength: cap } : {});
     } catch (e) {
-      throw new FormatError(file, `corrupt gzip data (${(e as Error).message})`);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ERR_BUFFER_TOO_LARGE')
+        throw new FormatError(file, `decompresses to more than ${maxBytes} bytes`);
+      throw new FormatError(file, `corrupt gzip data (${code ?? 'zlib error'})`);
     }
+    if (buf.length > maxBytes)
+      throw new FormatError(file, `decompresses to more than ${maxBytes} bytes`);
   }
   if (buf.length < 4) {
     throw new FormatError(
@@ -65,17 +73,14 @@ export function decodeIdx(bytes: Uint8Array, file = '<buffer>'): IdxArray {
     );
   }
   if (buf[0] !== 0 || buf[1] !== 0) {
-    throw new FormatError(
-      file,
-      `bad magic: an IDX file starts with bytes 00 00, found ${hex(buf[0]!)} ${hex(buf[1]!)}`,
-    );
+    throw new FormatError(file, 'bad magic: an IDX file starts with bytes 00 00');
   }
   const code = buf[2]!;
   const type = TYPE_BY_CODE.get(code);
   if (!type) {
     throw new FormatError(
       file,
-      `unknown IDX data type code 0x${hex(code)} (known: 08 ubyte, 09 sbyte, 0B short, 0C int, 0D float, 0E double)`,
+      'unknown IDX data type code in byte 2 (known: 08 ubyte, 09 sbyte, 0B short, 0C int, 0D float, 0E double)',
     );
   }
   const ndims = buf[3]!;
@@ -239,8 +244,4 @@ export function writeIdx(
 ): void {
   const raw = encodeIdx(dims, data, opts.type);
   writeFileSync(path, (opts.gzip ?? path.endsWith('.gz')) ? gzipSync(raw) : raw);
-}
-
-function hex(b: number): string {
-  return b.toString(16).toUpperCase().padStart(2, '0');
 }

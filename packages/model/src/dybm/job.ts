@@ -5,7 +5,8 @@
 import { SpecError } from '../errors.js';
 import { intIn as int, isRecord, onlyKeys } from '../checks.js';
 import { quote } from '../quote.js';
-import { readCsv } from '../data/csv.js';
+import { parseCsv } from '../data/csv.js';
+import { readDataFile, unconfinedAccess, type DataAccess } from '../data/source.js';
 import { MAX_NAME_CHARS, MAX_PATH_CHARS } from '../job.js';
 import { DyBM, type DyBMSnapshot, type GenerateOptions } from './dybm.js';
 import { FONT_7, recallErrors, wordFrames, type FrameSequence } from './science.js';
@@ -192,20 +193,26 @@ export function validateSequenceJob(input: unknown): SequenceJobSpec {
     workers,
     staleness,
   };
-  const seqs = loadSequences(spec);
+  // A CSV file is checked when it is read (loadSequences), not here: validation reads no files.
+  if (data.kind !== 'csv') checkSequences(spec, inlineSequences(data));
+  return spec;
+}
+
+/** Every sequence fits the DyBM and is at least as long as the cue. @throws SpecError */
+function checkSequences(spec: SequenceJobSpec, seqs: readonly FrameSequence[]): void {
+  const units = spec.network.dybm.units;
   for (const [q, s] of seqs.entries()) {
-    if (s.units !== dybm.units)
+    if (s.units !== units)
       throw new SpecError(
-        `${p}.data`,
-        `sequence ${q} has ${s.units} values per frame but the DyBM has ${dybm.units} units`,
+        'spec.data',
+        `sequence ${q} has ${s.units} values per frame but the DyBM has ${units} units`,
       );
-    if (evaluate.cue > s.steps)
+    if (spec.evaluate.cue > s.steps)
       throw new SpecError(
-        `${p}.evaluate.cue`,
-        `is ${evaluate.cue} frames, longer than sequence ${q} (${s.steps} frames)`,
+        'spec.evaluate.cue',
+        `is ${spec.evaluate.cue} frames, longer than sequence ${q} (${s.steps} frames)`,
       );
   }
-  return spec;
 }
 
 function validateSequenceData(d: unknown, path: string): SequenceData {
@@ -264,9 +271,25 @@ function validateSequenceData(d: unknown, path: string): SequenceData {
   }
 }
 
-/** The sequences a spec names, as steps x units frames. */
-export function loadSequences(spec: Pick<SequenceJobSpec, 'data'>): FrameSequence[] {
+/**
+ * The sequences a spec names, as steps x units frames, checked against the spec; a CSV file is
+ * read as `access` allows. @throws SpecError naming the field, FormatError naming the file
+ */
+export async function loadSequences(
+  spec: SequenceJobSpec,
+  access: DataAccess = unconfinedAccess(),
+): Promise<FrameSequence[]> {
   const d = spec.data;
+  if (d.kind !== 'csv') return inlineSequences(d);
+  const bytes = await readDataFile(d.path, 'spec.data.path', access);
+  const ds = parseCsv(bytes.toString('utf8'), {}, d.path);
+  const seqs = [{ data: Float64Array.from(ds.x), steps: ds.rows, units: ds.dims }];
+  checkSequences(spec, seqs);
+  return seqs;
+}
+
+/** The sequences given in the spec itself (frames, words). */
+function inlineSequences(d: Exclude<SequenceData, { kind: 'csv' }>): FrameSequence[] {
   switch (d.kind) {
     case 'frames':
       return d.sequences.map((s) => ({
@@ -282,10 +305,6 @@ export function loadSequences(spec: Pick<SequenceJobSpec, 'data'>): FrameSequenc
         if (d.reverse) out.push(reverseWordFrames(f));
       }
       return out;
-    }
-    case 'csv': {
-      const ds = readCsv(d.path);
-      return [{ data: Float64Array.from(ds.x), steps: ds.rows, units: ds.dims }];
     }
   }
 }
@@ -376,13 +395,13 @@ export interface SequenceJobResult {
   evaluations: SequenceEvaluation[];
 }
 
-/** Runs a sequence job in this process. */
-export function runSequenceJob(
+/** Runs a sequence job in this process (its CSV file read as `opts.access` allows). */
+export async function runSequenceJob(
   input: unknown,
-  opts: { onEvaluation?: (e: SequenceEvaluation) => void } = {},
-): SequenceJobResult {
+  opts: { onEvaluation?: (e: SequenceEvaluation) => void; access?: DataAccess } = {},
+): Promise<SequenceJobResult> {
   const spec = validateSequenceJob(input);
-  const seqs = loadSequences(spec);
+  const seqs = await loadSequences(spec, opts.access);
   const model = createSequenceModel(spec);
   const evaluations: SequenceEvaluation[] = [];
   for (let e = 1; e <= spec.epochs; e++) {
@@ -434,7 +453,7 @@ export function decodeSequenceModel(bytes: Uint8Array): { file: SequenceModelFil
   try {
     file = JSON.parse(Buffer.from(bytes).toString('utf8')) as SequenceModelFile;
   } catch (e) {
-    throw new SpecError('model', `is not a sequence model file (${(e as Error).message})`);
+    throw new SpecError('model', `is not a sequence model file (not JSON: ${(e as Error).name})`);
   }
   if (file.format !== 'spinmesh-sequence-model' || file.version !== 1)
     throw new SpecError('model', 'is not a sequence model file of version 1');

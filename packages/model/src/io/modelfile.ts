@@ -164,10 +164,10 @@ function parseEntry(e: unknown, i: number, fail: (m: string) => never): ModelArr
   if (!isRecord(e)) return fail(`${at} is not an object`);
   const { name, role, dtype, shape, offset, bytes } = e;
   if (typeof name !== 'string' || name === '') fail(`${at}.name must be a non-empty string`);
-  const label = `${at} ('${String(name)}')`;
+  const label = at;
   if (role !== 'parameter' && role !== 'state')
     fail(`${label}.role must be 'parameter' or 'state'`);
-  if (dtype !== 'f4') fail(`${label}.dtype is ${JSON.stringify(dtype)}, only 'f4' is supported`);
+  if (dtype !== 'f4') fail(`${label}.dtype is not 'f4', the only one supported`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
     fail(`${label}.shape must be an array of non-negative integers`);
   }
@@ -177,7 +177,7 @@ function parseEntry(e: unknown, i: number, fail: (m: string) => never): ModelArr
   }
   if (bytes !== 4 * product(sh)) {
     fail(
-      `${label}.bytes is ${String(bytes)}, shape [${sh.join(', ')}] of f4 needs ${4 * product(sh)}`,
+      `${label}.bytes does not match its shape (shape [${sh.join(', ')}] of f4 needs ${4 * product(sh)})`,
     );
   }
   return {
@@ -224,12 +224,12 @@ export function decodeModel(bytes: Uint8Array, kernels: Kernels, file = '<buffer
         bytes.subarray(PREAMBLE, PREAMBLE + headerLen),
       ),
     );
-  } catch (e) {
-    fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
+  } catch {
+    // (The parser's message would quote the bytes.)
+    fail('header is not valid UTF-8 JSON');
   }
   if (!isRecord(header)) return fail('header is not a JSON object');
-  if (header['format'] !== version)
-    fail(`header.format is ${JSON.stringify(header['format'])}, expected ${version}`);
+  if (header['format'] !== version) fail(`header.format is not ${version}`);
   let spec: NetworkSpec;
   try {
     spec = validateNetworkSpec(header['network'], 'header.network');

@@ -97,8 +97,7 @@ function parseHeaderDict(text: string, fail: (msg: string) => never): Map<string
   };
   const expect = (ch: string): void => {
     ws();
-    if (text[i] !== ch)
-      fail(`header dict: expected '${ch}' at character ${i} of ${JSON.stringify(text)}`);
+    if (text[i] !== ch) fail(`header dict: expected '${ch}' at character ${i}`);
     i++;
   };
   const str = (): string => {
@@ -212,7 +211,7 @@ export function decodeNpy(
     );
   }
   const dt = parseDescr(descr);
-  if (!dt) return fail(`dtype '${descr}' is not supported (supported: <f4, <f8, <i4, |u1)`);
+  if (!dt) return fail('its dtype is not supported (supported: <f4, <f8, <i4, |u1)');
   const count = shape.reduce((a, b) => a * b, 1);
   const expected = count * dt.size;
   const found = bytes.length - dataStart;
@@ -334,7 +333,7 @@ export function importNpyDir(dir: string, kernels: Kernels): Network {
           : '';
       throw new FormatError(manifestPath, `cannot be read (${err.code})${hint}`);
     }
-    throw new FormatError(manifestPath, `is not valid JSON (${err.message})`);
+    throw new FormatError(manifestPath, 'is not valid JSON');
   }
   if (typeof manifest !== 'object' || manifest === null || !('network' in manifest)) {
     throw new FormatError(manifestPath, 'has no network spec');
