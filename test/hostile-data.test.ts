@@ -112,7 +112,7 @@ beforeAll(async () => {
     env: { SPINMESH_TEST_CANARY: CANARY },
     coordinatorEnv: {
       SPINMESH_DATA_ROOTS: root,
-      SPINMESH_DATA_MAX_BYTES: '4096',
+      SPINMESH_DATA_FILE_MAX_BYTES: '4096',
       SPINMESH_MAX_RECOVERIES: '0',
     },
     workerEnv: { SPINMESH_DATA_ROOTS: workerRoot },

@@ -154,7 +154,7 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_KERNELS',
   'SPINMESH_DATA_ROOTS',
   'SPINMESH_DATA_DIR',
-  'SPINMESH_DATA_MAX_BYTES',
+  'SPINMESH_DATA_FILE_MAX_BYTES',
   'SPINMESH_LOG_LEVEL',
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
@@ -201,7 +201,7 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
     metricsListen,
     kernels,
     dataRoots: r.dataRoots(),
-    dataMaxBytes: r.int('SPINMESH_DATA_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
+    dataMaxBytes: r.int('SPINMESH_DATA_FILE_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
     stopOnStdinClose,
   };

@@ -49,7 +49,7 @@ describe('configFromEnv', () => {
       SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
       SPINMESH_DATA_ROOTS: '/srv/data:/mnt/more',
       SPINMESH_DATA_DIR: '/srv/fashion',
-      SPINMESH_DATA_MAX_BYTES: '1048576',
+      SPINMESH_DATA_FILE_MAX_BYTES: '1048576',
     });
     expect(c).toEqual({
       listen: '127.0.0.1:0',
@@ -109,7 +109,7 @@ describe('configFromEnv', () => {
     ['SPINMESH_MAX_WORK', '1e300'],
     ['SPINMESH_DATA_ROOTS', '/srv/data:relative/dir'],
     ['SPINMESH_DATA_DIR', 'data'],
-    ['SPINMESH_DATA_MAX_BYTES', '0'],
+    ['SPINMESH_DATA_FILE_MAX_BYTES', '0'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));

@@ -132,7 +132,7 @@ export const WORKER_ENV_VARS = [
   'SPINMESH_METRICS_LISTEN',
   'SPINMESH_DATA_ROOTS',
   'SPINMESH_DATA_DIR',
-  'SPINMESH_DATA_MAX_BYTES',
+  'SPINMESH_DATA_FILE_MAX_BYTES',
   'SPINMESH_LOG_LEVEL',
   'SPINMESH_STOP_ON_STDIN_CLOSE',
 ] as const;
@@ -193,7 +193,7 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
     progressMs: r.int('SPINMESH_PROGRESS_MS', CONFIG_DEFAULTS.progressMs, 0),
     metricsListen,
     dataRoots: r.dataRoots(),
-    dataMaxBytes: r.int('SPINMESH_DATA_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
+    dataMaxBytes: r.int('SPINMESH_DATA_FILE_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
     stopOnStdinClose,
   };

@@ -70,7 +70,7 @@ describe('configFromEnv', () => {
       SPINMESH_PROGRESS_MS: '0',
       SPINMESH_METRICS_LISTEN: '0.0.0.0:9464',
       SPINMESH_DATA_ROOTS: '/data',
-      SPINMESH_DATA_MAX_BYTES: '4096',
+      SPINMESH_DATA_FILE_MAX_BYTES: '4096',
       SPINMESH_LOG_LEVEL: 'debug',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
     });

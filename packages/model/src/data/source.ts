@@ -37,7 +37,7 @@ export class DataFileError extends SpecError {
 }
 
 /**
- * The default of a service's size limit (SPINMESH_DATA_MAX_BYTES): 64 MiB, enough for
+ * The default of a service's size limit (SPINMESH_DATA_FILE_MAX_BYTES): 64 MiB, enough for
  * Fashion-MNIST's largest file uncompressed (47 MB). It also bounds the time and memory of
  * parsing a CSV file, which happens on the event loop and takes about 8 bytes of memory per
  * byte of text.
