@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 # libopenblas-dev: native kernels; dataset-fashion-mnist: the benchmarks' data;
 # python3-numpy: the .npy interoperability test; redis-server, prometheus: the cluster tests;
-# openssl: certificates for the Redis TLS test.
-want=(libopenblas-dev dataset-fashion-mnist python3-numpy redis-server prometheus openssl)
+# openssl: certificates for the Redis TLS test; fonts-dejavu-core: the font the plots are drawn
+# with (@spinmesh/plot loads it by path).
+want=(libopenblas-dev dataset-fashion-mnist python3-numpy redis-server prometheus openssl
+  fonts-dejavu-core)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
