@@ -17,6 +17,7 @@ import { SpinmeshClient } from '../client.js';
 import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
+import { plotArg, writeCurves } from '../plot.js';
 import { describeEvaluation, fmt } from '../output.js';
 import { applyOverrides, parseSpecFile } from '../spec-file.js';
 import { trainSequence } from './sequence.js';
@@ -24,7 +25,7 @@ import { trainSequence } from './sequence.js';
 /** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
 const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
 
-export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers'];
+export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers', 'plot'];
 
 export function train(ctx: Context): number | Promise<number> {
   const { args, out } = ctx;
@@ -32,12 +33,16 @@ export function train(ctx: Context): number | Promise<number> {
   if (!specPath) throw new UsageError('train needs a spec file');
   const raw = parseSpecFile(specPath) as Record<string, unknown>;
   applyOverrides(raw, args);
-  if (raw['rule'] === 'stdp') return trainSequence(ctx, raw);
+  const plot = plotArg(args);
+  if (raw['rule'] === 'stdp') {
+    if (plot !== undefined) throw new UsageError('--plot draws the learning curves of RBM jobs');
+    return trainSequence(ctx, raw);
+  }
   const spec = validateJobSpec(raw);
   if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
     if (args.has('resume'))
       throw new UsageError('--resume runs in this process only: drop the cluster fields');
-    return trainOnCluster(ctx, raw, spec);
+    return trainOnCluster(ctx, raw, spec, plot);
   }
   const kernels = ctx.kernels();
   const file = args.str('out') ?? `${spec.name}.smm`;
@@ -75,6 +80,8 @@ export function train(ctx: Context): number | Promise<number> {
   const last = result.evaluations[result.evaluations.length - 1];
   out.emit({ type: 'done', model: file, evaluation: last });
   out.say(`model written to ${file}`);
+  if (plot !== undefined)
+    return writeCurves(out, plot, result.evaluations, spec.name).then(() => 0);
   return 0;
 }
 
@@ -87,6 +94,7 @@ async function trainOnCluster(
   ctx: Context,
   raw: Record<string, unknown>,
   spec: JobSpec,
+  plot: string | undefined,
 ): Promise<number> {
   const { args, out } = ctx;
   const choice = args.str('kernels');
@@ -135,7 +143,11 @@ async function trainOnCluster(
       `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
     );
     out.emit({ type: 'start', name: spec.name, jobId, workers: spec.workers, totalSteps: total });
-    const { job: final, evaluation } = await Promise.race([
+    const {
+      job: final,
+      evaluation,
+      evaluations,
+    } = await Promise.race([
       followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
       aborted,
     ]);
@@ -152,6 +164,7 @@ async function trainOnCluster(
     if (cluster.redis) await bus.deleteJob(jobId);
     out.emit({ type: 'done', model: file, jobId, evaluation });
     out.say(`model written to ${file}`);
+    if (plot !== undefined) await writeCurves(out, plot, evaluations, spec.name);
     return 0;
   } catch (err) {
     // A process that died on its own: show what the processes said last.
