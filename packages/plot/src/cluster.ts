@@ -160,12 +160,22 @@ export function clusterSpec(
             text: { field: 'value', type: 'quantitative', format: '.2f' },
           },
         },
+        // One mark each, not one per row of the panel's data.
         {
+          data: { values: [{}] },
           mark: { type: 'rule', strokeDash: [6, 3], color: '#333' },
           encoding: { y: { datum: 1 } },
         },
         {
-          mark: { type: 'text', align: 'right', dy: -6, fontSize: 10, color: '#333' },
+          data: { values: [{}] },
+          mark: {
+            type: 'text',
+            align: 'right',
+            baseline: 'bottom',
+            dy: -3,
+            fontSize: 10,
+            color: '#333',
+          },
           encoding: { x: { value: 'width' }, y: { datum: 1 }, text: { value: '1 = no gain' } },
         },
       ],

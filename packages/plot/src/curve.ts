@@ -102,12 +102,15 @@ export function learningCurveSpec(
       });
     if (optimum !== undefined)
       layer.push(
+        // One mark each, not one per row of the panel's data.
         {
+          data: { values: [{}] },
           mark: { type: 'rule', strokeDash: [6, 3], color: '#555' },
           encoding: { y: { datum: optimum } },
         },
         {
-          mark: { type: 'text', align: 'right', baseline: 'alphabetic', dy: -6, color: '#333' },
+          data: { values: [{}] },
+          mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -3, color: '#333' },
           encoding: {
             x: { value: 'width' },
             y: { datum: optimum },

@@ -65,10 +65,11 @@ function signedBars(p: SignedBars): TopLevelSpec {
     });
     for (const m of panel.markers)
       rows.push({ panel: panel.key, layer: 'marker', x: m.at, marker: m.label });
+    rows.push({ panel: panel.key, layer: 'zero' });
   }
   const signs = [p.positive, p.negative, p.zero].filter((s) => rows.some((r) => r['sign'] === s));
   const colours = { [p.positive]: POSITIVE, [p.negative]: NEGATIVE, [p.zero]: NEUTRAL };
-  const xs = rows.map((r) => r['x'] as number);
+  const xs = rows.filter((r) => r['layer'] !== 'zero').map((r) => r['x'] as number);
   // Whole steps either side, not the next "nice" tick, which can leave a third of the axis empty.
   const xDomain = [Math.floor(Math.min(...xs)) - 1, Math.ceil(Math.max(...xs)) + 1];
   const markerNames = [...new Set(p.panels.flatMap((x) => x.markers.map((m) => m.label)))];
@@ -119,6 +120,8 @@ function signedBars(p: SignedBars): TopLevelSpec {
       },
     },
     {
+      // The axis y = 0, drawn once per panel.
+      transform: [{ filter: "datum.layer === 'zero'" }],
       mark: { type: 'rule' as const, color: '#333', strokeWidth: 1 },
       encoding: { y: { datum: 0 } },
     },
