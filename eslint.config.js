@@ -114,6 +114,31 @@ export default tseslint.config(
               group: ['ioredis', '@grpc/*', 'prom-client', 'node:net', 'node:http'],
               message: 'model is a pure library.',
             },
+            {
+              group: ['vega', 'vega-*', '@resvg/*', 'fontkit'],
+              message: 'plots are @spinmesh/plot: model stays free of their dependencies.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // plot draws from plain data (its own input types): it depends on no other spinmesh package.
+    files: ['packages/plot/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@spinmesh/*', '!@spinmesh/plot'],
+              message: 'plot depends on no other spinmesh package.',
+            },
+            {
+              group: ['../../packages/*', '../../../packages/*', '**/packages/*/src/**'],
+              message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
+            },
           ],
         },
       ],

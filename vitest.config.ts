@@ -11,6 +11,7 @@ export default defineConfig({
       '@spinmesh/model': src('model'),
       '@spinmesh/proto': src('proto'),
       '@spinmesh/telemetry': src('telemetry'),
+      '@spinmesh/plot': src('plot'),
       '@spinmesh/worker': fileURLToPath(new URL('./services/worker/src/index.ts', import.meta.url)),
       '@spinmesh/coordinator': fileURLToPath(
         new URL('./services/coordinator/src/index.ts', import.meta.url),

@@ -1,57 +1,63 @@
-// `npm run bench -- dybm-window [--out=out/dybm/stdp-window.png] [--delay=3] [--seed=1]`: the STDP
-// window of the DyBM, as a PNG of two panels sharing no scale (captions in packages/model/DYBM.md).
-// Top: the pairing experiment (stdpWindow): the change of a synapse's efficacy (the weight of an
-// arriving spike, sum_l u_l) after one pre spike and one post spike dt = t_post - t_pre steps
-// apart, dt = -12..12, delay 3; red potentiation, blue depression; dashed lines at dt = 0 (grey)
-// and dt = delay (green). Bottom: the weight the SCIENCE network learned (bench dybm-science's
-// network, trained to exact recall) as a function of dt, averaged over its 49 ordered pairs of
-// units, dt = -12..20; dashed lines at dt = 0 and at the delays 3, 7, 11.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+// `npm run bench -- dybm-window [--out-dir=out/dybm] [--delays=1,3,7] [--seed=1]`: the STDP window
+// of the DyBM, and the weights it learns, as plots (PNG and SVG; captions in
+// packages/model/DYBM.md):
+//  - stdp-window: the pairing experiment (stdpWindow), one panel per conduction delay: the change
+//    of a synapse's efficacy (the weight of an arriving spike, sum_l u_l) after one pre spike and
+//    one post spike dt = t_post - t_pre steps apart, dt = -12..12;
+//  - science-kernel: the weight the SCIENCE network learned (bench dybm-science's network, trained
+//    to exact recall) as a function of dt, averaged over its 49 ordered pairs of units,
+//    dt = -12..20, its delays 3, 7, 11 marked.
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   DyBM,
   SCIENCE_CUE_STEPS,
   SCIENCE_OPTIONS,
-  encodePng,
   memorizeSequences,
-  plot,
   reverseFrames,
   scienceSpec,
-  stackImages,
   stdpWindow,
   wordFrames,
 } from '@spinmesh/model';
+import { kernelSpec, stdpWindowSpec, writePlot } from '@spinmesh/plot';
 import { log, numArg, parseArgs } from './_common.js';
 
-const RED = [200, 40, 40] as const;
-const BLUE = [40, 80, 200] as const;
-const GREY = [150, 150, 150] as const;
-const GREEN = [40, 160, 60] as const;
+/** The delays of every pair of units in scienceSpec. */
+const SCIENCE_DELAYS = [3, 7, 11];
+
+function delaysArg(v: string | true | undefined): number[] {
+  if (v === undefined) return [1, 3, 7];
+  const ds = v === true ? [] : v.split(',').map(Number);
+  if (ds.length === 0 || ds.some((d) => !Number.isInteger(d) || d < 1 || d > 12))
+    throw new Error('--delays: a comma-separated list of integers in 1..12');
+  return ds;
+}
 
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
-  const args = parseArgs('dybm-window', argv, ['out', 'delay', 'seed']);
+  const args = parseArgs('dybm-window', argv, ['out-dir', 'delays', 'seed']);
   const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-  const out = args.has('out')
-    ? resolve(String(args.get('out')))
-    : resolve(repoRoot, 'out', 'dybm', 'stdp-window.png');
-  const delay = numArg(args, 'delay', 3);
+  const dir = args.has('out-dir')
+    ? resolve(String(args.get('out-dir')))
+    : resolve(repoRoot, 'out', 'dybm');
+  const delays = delaysArg(args.get('delays'));
   const seed = numArg(args, 'seed', 1);
+  const round = (v: number): number => Number(v.toFixed(5));
 
-  const w = stdpWindow({ delay });
-  log(
-    `pairing window (delay ${delay}): ${w.dt.map((t, i) => `${t}:${w.dw[i]!.toFixed(3)}`).join(' ')}`,
+  const windows = delays.map((delay) => stdpWindow({ delay }));
+  for (const w of windows)
+    log(
+      `pairing window (delay ${w.delay}): ${w.dt.map((t, i) => `${t}:${w.dw[i]!.toFixed(3)}`).join(' ')}`,
+    );
+  const window = await writePlot(
+    resolve(dir, 'stdp-window.png'),
+    stdpWindowSpec(windows, {
+      subtitle: [
+        'A two-unit DyBM (one synapse, LTP decays 0.5 and 0.8, biases −3, SGD rate 0.1) sees one pre',
+        'and one post spike Δt apart and learns online. Δw: the change of the spike’s weight, Σ_l u_l.',
+      ],
+    }),
   );
-  const top = plot([{ x: w.dt, y: w.dw, style: 'bars', color: RED, negativeColor: BLUE }], {
-    width: 640,
-    height: 300,
-    margin: 16,
-    xTicks: w.dt,
-    markers: [
-      { x: 0, color: GREY },
-      { x: delay, color: GREEN },
-    ],
-  });
+  log(`wrote ${window.png} and ${window.svg}`);
 
   const fwd = wordFrames('SCIENCE');
   const m = new DyBM(scienceSpec(), { ...SCIENCE_OPTIONS, seed });
@@ -65,28 +71,36 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   log(
     `learned SCIENCE kernel, mean over pairs: ${dts.map((t, q) => `${t}:${mean[q]!.toFixed(2)}`).join(' ')}`,
   );
-  const bottom = plot([{ x: dts, y: mean, style: 'bars', color: RED, negativeColor: BLUE }], {
-    width: 640,
-    height: 300,
-    margin: 16,
-    xTicks: dts,
-    markers: [{ x: 0, color: GREY }, ...[3, 7, 11].map((x) => ({ x, color: GREEN }))],
-  });
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, encodePng(stackImages([top, bottom], 8, [255, 255, 255])));
-  log(`wrote ${out}`);
-  const round = (v: number): number => Number(v.toFixed(5));
+  const kernel = await writePlot(
+    resolve(dir, 'science-kernel.png'),
+    kernelSpec(
+      {
+        dt: dts,
+        weight: Array.from(mean),
+        delays: SCIENCE_DELAYS,
+      },
+      {
+        title: 'Weights the SCIENCE network learned, against the spike-time difference',
+        subtitle: [
+          `Seven units trained to recall SCIENCE and its reverse (seed ${seed}, ${res.rounds} rounds); DyBM.kernel`,
+          'averaged over the 49 ordered pairs of units.',
+        ],
+        yTitle: 'mean learned weight (log-odds)',
+      },
+    ),
+  );
+  log(`wrote ${kernel.png} and ${kernel.svg}`);
   return {
-    out,
-    pairing: {
+    out: [window.png, window.svg, kernel.png, kernel.svg],
+    pairing: windows.map((w) => ({
       delay: w.delay,
       dt: w.dt,
       dw: w.dw.map(round),
       unpaired: round(w.unpaired),
       ltp_peak: round(Math.max(...w.dw)),
-      dw_before_arrival_min: round(Math.min(...w.dw.filter((_, i) => w.dt[i]! < delay))),
-      dw_before_arrival_max: round(Math.max(...w.dw.filter((_, i) => w.dt[i]! < delay))),
-    },
+      dw_before_arrival_min: round(Math.min(...w.dw.filter((_, i) => w.dt[i]! < w.delay))),
+      dw_before_arrival_max: round(Math.max(...w.dw.filter((_, i) => w.dt[i]! < w.delay))),
+    })),
     learned: {
       seed,
       recalled: res.recalled,

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # libopenblas-dev: native kernels; dataset-fashion-mnist: the benchmarks' data;
 # python3-numpy: the .npy interoperability test; redis-server, prometheus: the cluster tests;
 # openssl: certificates for the Redis TLS test; strace: the hostile-input test lists the files
-# the services open.
-want=(libopenblas-dev dataset-fashion-mnist python3-numpy redis-server prometheus openssl strace)
+# the services open; fonts-dejavu-core: the font the plots are drawn with (@spinmesh/plot loads
+# it by path).
+want=(libopenblas-dev dataset-fashion-mnist python3-numpy redis-server prometheus openssl strace
+  fonts-dejavu-core)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -25,6 +25,8 @@ export const OPTIONS: Readonly<Record<string, OptionKind>> = {
   resume: 'value',
   epochs: 'value',
   workers: 'value',
+  // train, submit --watch, watch
+  plot: 'value',
   // submit, list, pull
   id: 'value',
   watch: 'flag',

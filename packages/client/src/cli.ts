@@ -47,6 +47,9 @@ in this process (no coordinator needed):
                               process only)
       --epochs <n>            override spec.epochs
       --workers <n>           override spec.workers and run on the embedded local cluster
+      --plot <file.png>       at the end, the learning curves (exact LL, AIS LL with its
+                              interval, pseudo-LL, reconstruction error against the epoch) as
+                              a PNG, with an SVG beside it
                               a sequence job (rule: stdp) trains its DyBM here and writes
                               <name>.dybm.json
   info <model>                print a model file's spec and training state
@@ -58,9 +61,12 @@ jobs on a coordinator (--address):
       --id <id>               the job's id (default: the coordinator makes one up)
       --epochs <n>, --workers <n>   override the spec's fields
       --watch                 then follow it, as watch does
+      --plot <file.png>       with --watch: the learning curves, as watch --plot writes them
   watch <job>                 follow a job to its end: a progress bar on a terminal (plain lines
                               otherwise), evaluations, state and worker changes; exit code 1
                               when it failed or was cancelled
+      --plot <file.png>       at the end, the learning curves of the evaluations seen (PNG,
+                              and an SVG beside it)
   list                        the jobs, oldest first, one page (the next page's token on stderr)
       --state <s>             only jobs in this state (queued, running, completed, failed,
                               cancelled); repeat it or separate with commas for several

@@ -128,6 +128,8 @@ export interface FollowResult {
   job: Job;
   /** The last evaluation seen. */
   evaluation?: Evaluation;
+  /** Every evaluation seen, in order (the learning curves of --plot). */
+  evaluations: Evaluation[];
 }
 
 /**
@@ -145,6 +147,7 @@ export async function followJob(
   const progress = new ProgressLine(out, opts.epochs);
   let after = '';
   let evaluation: Evaluation | undefined;
+  const evaluations: Evaluation[] = [];
   let lastWorkers = '';
   const onEvent = (e: WatchJobResponse): void => {
     after = e.eventId;
@@ -162,6 +165,7 @@ export async function followJob(
       progress.update(p.step, p.totalSteps, p.epoch, time);
     } else if (e.evaluation) {
       evaluation = fromMessage(e.evaluation);
+      evaluations.push(evaluation);
       out.emit({ type: 'evaluation', evaluation });
       progress.line(`epoch ${evaluation.epoch}: ${describeEvaluation(evaluation)}`, true);
     } else if (e.workers) {
@@ -215,6 +219,7 @@ export async function followJob(
       if (isFinal(job.state))
         return {
           job,
+          evaluations,
           ...(evaluation
             ? { evaluation }
             : job.evaluation

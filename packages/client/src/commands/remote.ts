@@ -6,11 +6,12 @@ import { JobState, ModelFormat, type Job } from '@spinmesh/proto';
 import type { Context } from '../context.js';
 import { JobFailedError, ModelTransferError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
+import { plotArg, writeCurves } from '../plot.js';
 import { fromMessage, parseState, stateName } from '../output.js';
 import { applyOverrides, parseSpecFile, readSpecText } from '../spec-file.js';
 
-export const SUBMIT_OPTIONS = ['id', 'watch', 'epochs', 'workers'];
-export const WATCH_OPTIONS: string[] = [];
+export const SUBMIT_OPTIONS = ['id', 'watch', 'epochs', 'workers', 'plot'];
+export const WATCH_OPTIONS = ['plot'];
 export const LIST_OPTIONS = ['state', 'page-size', 'page-token', 'all'];
 export const CANCEL_OPTIONS: string[] = [];
 export const PULL_OPTIONS = ['out', 'npy'];
@@ -55,15 +56,22 @@ function epochsOf(job: Job): number | undefined {
 /** Follows a job to its end; 0 when it completed, JobFailedError when it failed or was cancelled. */
 async function follow(ctx: Context, job: Job): Promise<number> {
   const { out } = ctx;
+  const plot = plotArg(ctx.args);
   const id = job.jobId;
   const stop = ctx.onInterrupt(() =>
     out.say(`stopped watching job ${id}; it goes on (spinmesh cancel ${id} stops it)`),
   );
   try {
     const epochs = epochsOf(job);
-    const { job: final, evaluation } = await followJob(ctx.client(), id, out, {
+    const {
+      job: final,
+      evaluation,
+      evaluations,
+    } = await followJob(ctx.client(), id, out, {
       ...(epochs !== undefined ? { epochs } : {}),
     });
+    // The curves so far, also of a job that failed or was cancelled.
+    if (plot !== undefined) await writeCurves(out, plot, evaluations, `job ${id} (${final.name})`);
     out.emit({ type: 'done', ...jobJson(final), ...(evaluation ? { evaluation } : {}) });
     if (final.state === JobState.JOB_STATE_COMPLETED) {
       out.say(
@@ -85,6 +93,8 @@ export async function submit(ctx: Context): Promise<number> {
   const { args, out } = ctx;
   const path = args.positional[1];
   if (!path) throw new UsageError('submit needs a spec file');
+  if (plotArg(args) !== undefined && !args.has('watch'))
+    throw new UsageError('--plot draws what --watch follows: add --watch');
   let text = readSpecText(path);
   // The spec goes as it is written, unless options change it.
   if (args.has('epochs') || args.has('workers')) {

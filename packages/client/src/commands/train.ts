@@ -19,6 +19,7 @@ import { SpinmeshClient } from '../client.js';
 import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
+import { plotArg, writeCurves } from '../plot.js';
 import { describeEvaluation, fmt } from '../output.js';
 import { absoluteDataPaths, applyOverrides, parseSpecFile, specBaseDir } from '../spec-file.js';
 import { trainSequence } from './sequence.js';
@@ -26,7 +27,7 @@ import { trainSequence } from './sequence.js';
 /** The spec's fields that only a cluster run uses: their presence selects the cluster path. */
 const CLUSTER_FIELDS = ['workers', 'staleness', 'checkpointEverySteps'];
 
-export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers'];
+export const TRAIN_OPTIONS = ['out', 'resume', 'epochs', 'workers', 'plot'];
 
 /** Restarts of crashed workers (all slots together) that one `train` on the cluster allows. */
 const WORKER_RESTARTS = 3;
@@ -39,18 +40,27 @@ export function train(ctx: Context): number | Promise<number> {
   applyOverrides(raw, args);
   // Relative data paths name files next to the spec, wherever the command runs.
   const access = unconfinedAccess(specBaseDir(specPath));
-  if (raw['rule'] === 'stdp') return trainSequence(ctx, raw, access);
+  const plot = plotArg(args);
+  if (raw['rule'] === 'stdp') {
+    if (plot !== undefined) throw new UsageError('--plot draws the learning curves of RBM jobs');
+    return trainSequence(ctx, raw, access);
+  }
   const spec = validateJobSpec(raw);
   if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
     if (args.has('resume'))
       throw new UsageError('--resume runs in this process only: drop the cluster fields');
-    return trainOnCluster(ctx, raw, spec, absoluteDataPaths(raw, access.baseDir));
+    return trainOnCluster(ctx, raw, spec, absoluteDataPaths(raw, access.baseDir), plot);
   }
-  return trainHere(ctx, spec, access);
+  return trainHere(ctx, spec, access, plot);
 }
 
 /** `train` in this process. */
-async function trainHere(ctx: Context, spec: JobSpec, access: DataAccess): Promise<number> {
+async function trainHere(
+  ctx: Context,
+  spec: JobSpec,
+  access: DataAccess,
+  plot: string | undefined,
+): Promise<number> {
   const { args, out } = ctx;
   const kernels = ctx.kernels();
   const file = args.str('out') ?? `${spec.name}.smm`;
@@ -89,6 +99,8 @@ async function trainHere(ctx: Context, spec: JobSpec, access: DataAccess): Promi
   const last = result.evaluations[result.evaluations.length - 1];
   out.emit({ type: 'done', model: file, evaluation: last });
   out.say(`model written to ${file}`);
+  if (plot !== undefined)
+    return writeCurves(out, plot, result.evaluations, spec.name).then(() => 0);
   return 0;
 }
 
@@ -102,6 +114,7 @@ async function trainOnCluster(
   raw: Record<string, unknown>,
   spec: JobSpec,
   dataRoots: string[],
+  plot: string | undefined,
 ): Promise<number> {
   const { args, out } = ctx;
   const choice = args.str('kernels');
@@ -192,7 +205,11 @@ async function trainOnCluster(
       totalSteps: total,
       workerPids: pids,
     });
-    const { job: final, evaluation } = await Promise.race([
+    const {
+      job: final,
+      evaluation,
+      evaluations,
+    } = await Promise.race([
       followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
       aborted,
     ]);
@@ -209,6 +226,7 @@ async function trainOnCluster(
     if (cluster.redis) await bus.deleteJob(jobId);
     out.emit({ type: 'done', model: file, jobId, evaluation });
     out.say(`model written to ${file}`);
+    if (plot !== undefined) await writeCurves(out, plot, evaluations, spec.name);
     return 0;
   } catch (err) {
     // A process that died on its own: show what the processes said last.

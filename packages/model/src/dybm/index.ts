@@ -7,7 +7,4 @@ export * from './ar.js';
 export * from './series.js';
 export * from './window.js';
 export * from './shard.js';
-// The plot helper lives with the other writers in io/; it is exported here so that the package
-// entry needs a single line for this module.
-export * from '../io/plot.js';
 export * from './job.js';

@@ -2,7 +2,8 @@ import { deflateSync } from 'node:zlib';
 import { SpecError } from '../errors.js';
 
 // PNG images (ISO/IEC 15948): 8-bit greyscale or RGB, written with node:zlib. Used for sample
-// grids, receptive fields and plots; nothing here reads PNG.
+// grids and receptive fields (plots with axes and text are @spinmesh/plot's); nothing here
+// reads PNG.
 
 /** An 8-bit image: `channels` bytes per pixel (1 = grey, 3 = RGB), rows top to bottom. */
 export interface Image {
