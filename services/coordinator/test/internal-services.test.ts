@@ -205,12 +205,15 @@ describe('a coordinator with an in-process bus and no SPINMESH_CLUSTER_SECRET', 
   let address: string;
   let api: Api;
   let bus: BusServiceClient;
+  /** What it wrote until it listened. */
+  let startLog: string;
 
   beforeAll(async () => {
     ({ proc, address } = await startCoordinatorProcess({
       SPINMESH_API_TOKEN: TOKEN,
       SPINMESH_MAX_MESSAGE_BYTES: String(LIMIT),
     }));
+    startLog = proc.output();
     api = new Api(address);
     bus = new BusServiceClient(address, grpc.credentials.createInsecure(), {
       'grpc.max_send_message_length': -1,
@@ -224,7 +227,7 @@ describe('a coordinator with an in-process bus and no SPINMESH_CLUSTER_SECRET', 
   });
 
   it('says once that its bus refuses every worker', () => {
-    const lines = proc.output().split('\n');
+    const lines = startLog.split('\n');
     const said = lines.filter((l) => l.includes('SPINMESH_CLUSTER_SECRET is not set'));
     expect(said).toHaveLength(1);
     expect(JSON.parse(said[0]!)).toMatchObject({ level: 40 });
