@@ -15,8 +15,14 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export function startServerProcess(bin: string, args: string[], dir: string): ServerProcess {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `bin` with `args` (and `env`, else this process's environment); `dir` is its own. */
+export function startServerProcess(
+  bin: string,
+  args: string[],
+  dir: string,
+  env?: NodeJS.ProcessEnv,
+): ServerProcess {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   let output = '';
   const keep = (chunk: Buffer): void => {
     output = (output + chunk.toString()).slice(-4000);

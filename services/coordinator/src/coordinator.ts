@@ -65,6 +65,7 @@ import {
   type StoredJob,
   type WorkersEvent,
 } from './records.js';
+import { recordProblem } from './record-shape.js';
 import { busShardState, type ShardStateReader } from './shard-state.js';
 import type { WorkerClients } from './worker-client.js';
 import type { ModelRunner } from './model-runner.js';
@@ -330,12 +331,38 @@ export class Coordinator {
       const head = ahead;
       let started = false;
       await this.guard(job, async () => {
-        started = await this.schedule(job, pool, head);
+        started = await this.startOrReject(job, pool, head);
       });
       if (!started) ahead ??= job;
     }
     const active = new Set([...running, ...queued].map((j) => j.id));
     for (const id of this.runtimes.keys()) if (!active.has(id)) this.runtimes.delete(id);
+  }
+
+  /**
+   * schedule(), except that a record that cannot start (malformed: not written by SubmitJob) is
+   * failed with the reason and counts as started: left queued, it would hold every job behind it.
+   * Bus errors still propagate, to be retried at the next pass.
+   */
+  private async startOrReject(
+    job: StoredJob,
+    pool: Pool,
+    ahead: StoredJob | null,
+  ): Promise<boolean> {
+    const problem = recordProblem(job);
+    if (problem !== null) {
+      await this.fail(job, `the job record is malformed: ${problem}`);
+      return true;
+    }
+    try {
+      return await this.schedule(job, pool, ahead);
+    } catch (err) {
+      if (err instanceof BusError) throw err;
+      this.log.warn({ jobId: job.id, err }, 'job could not be started');
+      const why = err instanceof SpecError ? err.message.slice(0, 300) : 'internal error';
+      await this.fail(job, `the job could not be started: ${why}`);
+      return true;
+    }
   }
 
   private async guard(job: StoredJob, fn: () => Promise<void>): Promise<void> {

@@ -136,9 +136,19 @@ export function toJobState(s: unknown): JobState {
     : JobState.JOB_STATE_UNSPECIFIED;
 }
 
+// A record's fields are read as what the message can carry, whatever the record holds: one
+// written by another hand than SubmitJob's must not make GetJob and ListJobs fail to encode.
+/** An integer in [0, max], else 0. */
+const count = (v: unknown, max = Number.MAX_SAFE_INTEGER): number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max ? v : 0;
+const fraction = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /** A model evaluation as the proto message (absent figures stay absent). */
 export function toEvaluation(e: ModelEvaluation): Evaluation {
-  const out: Evaluation = { epoch: e.epoch };
+  const out: Evaluation = { epoch: count(e.epoch) };
   const copy = <K extends keyof Evaluation & keyof ModelEvaluation>(k: K): void => {
     const v = e[k];
     if (typeof v === 'number' && Number.isFinite(v)) (out as unknown as Record<K, number>)[k] = v;
@@ -161,35 +171,40 @@ export function toEvaluation(e: ModelEvaluation): Evaluation {
 }
 
 function toProgress(p: ProgressRecord | undefined, totalSteps: number): JobProgress {
+  const r: Record<string, unknown> = isObject(p) ? p : {};
   return {
-    step: p?.step ?? 0,
-    totalSteps: p?.totalSteps ?? totalSteps,
-    epoch: p?.epoch ?? 0,
-    shardSteps: p?.shardSteps ?? [],
-    restoredFromStep: p?.restoredFromStep ?? 0,
-    computeFraction: p?.computeFraction ?? 0,
-    waitFraction: p?.waitFraction ?? 0,
+    step: count(r['step']),
+    totalSteps: count(r['totalSteps'] ?? totalSteps),
+    epoch: count(r['epoch']),
+    shardSteps: Array.isArray(r['shardSteps']) ? r['shardSteps'].map((v) => count(v)) : [],
+    restoredFromStep: count(r['restoredFromStep']),
+    computeFraction: fraction(r['computeFraction']),
+    waitFraction: fraction(r['waitFraction']),
   };
 }
 
 /** A stored job as the Job message. */
 export function toJobMessage(job: StoredJob, generation: number): Job {
   const state = job.state;
-  const spec = job.spec ?? job.sequence;
-  const evaluation = job.evaluation ?? job.progress?.evaluation;
+  const spec: unknown = job.spec ?? job.sequence;
+  const evaluation: unknown = job.evaluation ?? job.progress?.evaluation;
+  const name = job.name ?? (isObject(spec) ? spec['name'] : undefined);
+  const error = job.error ?? (state === 'queued' || state === 'cancelled' ? job.reason : '');
   return {
     jobId: job.id,
-    name: job.name ?? spec?.name ?? '',
+    name: text(name),
     state: toJobState(state),
     specJson: spec === undefined ? '' : JSON.stringify(spec),
-    workers: job.workers ?? 0,
-    createdAtMs: job.createdAt,
-    updatedAtMs: job.updatedAt,
-    progress: toProgress(job.progress, job.totalSteps ?? 0),
-    ...(evaluation ? { evaluation: toEvaluation(evaluation) } : {}),
-    error: job.error ?? (state === 'queued' || state === 'cancelled' ? (job.reason ?? '') : ''),
-    generation,
-    modelBytes: job.model?.bytes ?? 0,
+    workers: count(job.workers, 0xffff_ffff),
+    createdAtMs: count(job.createdAt),
+    updatedAtMs: count(job.updatedAt),
+    progress: toProgress(job.progress, count(job.totalSteps)),
+    ...(isObject(evaluation)
+      ? { evaluation: toEvaluation(evaluation as unknown as ModelEvaluation) }
+      : {}),
+    error: text(error),
+    generation: count(generation, 0xffff_ffff),
+    modelBytes: count(isObject(job.model) ? job.model.bytes : undefined),
   };
 }
 

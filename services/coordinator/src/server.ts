@@ -1,8 +1,10 @@
 // The coordinator process put together: the state bus (Redis, or in-process and served to the
 // workers over gRPC), the gRPC server (JobService, health, the bus), the control loop, and an
 // orderly shutdown.
+import { randomBytes } from 'node:crypto';
+
 import * as grpc from '@grpc/grpc-js';
-import { BUS_SERVER_OPTIONS, MemoryBus, RedisBus, serveBus, type Bus } from '@spinmesh/bus';
+import { MemoryBus, RedisBus, serveBus, type Bus } from '@spinmesh/bus';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
 import {
   OVERALL_HEALTH,
@@ -62,9 +64,21 @@ export async function startCoordinator(
         })
       : new MemoryBus());
   const inProcessBus = options.bus === undefined && config.redis === null;
+  // The bus is never served without a secret: with none configured, one that nobody else knows,
+  // which closes it to every worker outside this process (the embedded cluster passes its own).
+  const configuredSecret = config.clusterSecret === '' ? null : config.clusterSecret;
+  const busSecret = inProcessBus
+    ? (configuredSecret ?? randomBytes(32).toString('base64url'))
+    : null;
+  const clusterSecret = busSecret ?? configuredSecret;
+  if (inProcessBus && configuredSecret === null)
+    log.warn(
+      'SPINMESH_CLUSTER_SECRET is not set: the in-process bus refuses every worker; ' +
+        'give the coordinator and its workers the same SPINMESH_CLUSTER_SECRET',
+    );
   const kernels = options.kernels ?? loadKernels(config.kernels);
   const workers = new WorkerClients({
-    clusterSecret: config.clusterSecret,
+    clusterSecret,
     credentials: channelCredentials(config.tls),
     timeoutMs: config.rpcTimeoutMs,
   });
@@ -89,14 +103,12 @@ export async function startCoordinator(
     limits: config.limits,
   });
 
-  // The in-process bus carries checkpoints: its messages may be far larger than the API's.
+  // One limit for every service on this listener, the in-process bus included: grpc-js applies
+  // it per server, before a message is buffered, and a larger one for the bus's checkpoints would
+  // let anyone send messages that large to the API too. A checkpoint must fit in it.
   const serverOptions: grpc.ServerOptions = {
-    ...(inProcessBus
-      ? BUS_SERVER_OPTIONS
-      : {
-          'grpc.max_receive_message_length': config.maxMessageBytes,
-          'grpc.max_send_message_length': config.maxMessageBytes,
-        }),
+    'grpc.max_receive_message_length': config.maxMessageBytes,
+    'grpc.max_send_message_length': config.maxMessageBytes,
     // The bus checks the cluster secret itself; health stays open for probes.
     ...(config.apiToken !== null
       ? {
@@ -128,9 +140,9 @@ export async function startCoordinator(
     ServiceNames.health,
     ...(inProcessBus ? [ServiceNames.bus] : []),
   ]);
-  if (inProcessBus) {
+  if (busSecret !== null) {
     serveBus(server, bus, {
-      ...(config.clusterSecret !== null ? { secret: config.clusterSecret } : {}),
+      secret: busSecret,
       onError: (err, method) => log.warn({ err, method }, 'bus call failed'),
     });
   }

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 import type { TlsConfig } from '@spinmesh/proto';
-import { ConfigError, EnvReader, type Env } from './env.js';
+import { ConfigError, EnvReader, isLoopbackListen, type Env } from './env.js';
 
 export { ConfigError } from './env.js';
 
@@ -43,7 +43,9 @@ export interface WorkerConfig {
   tls: TlsConfig;
   /**
    * The cluster secret: required from callers of WorkerControl and PeerService and sent to peers
-   * and to a remote bus (metadata `spinmesh-cluster-secret`). null: none.
+   * and to a remote bus (metadata `spinmesh-cluster-secret`). null: none, allowed only for a
+   * worker that listens on loopback (127.0.0.0/8, ::1, localhost) and uses Redis: a worker that
+   * listens beyond it, or uses a coordinator's bus (which always wants a secret), refuses to start.
    */
   clusterSecret: string | null;
   /** Kernels: native, portable or auto. @defaultValue 'auto' */
@@ -178,13 +180,25 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
   const stopOnStdinClose = r.stopOnStdinClose();
   const tls = r.tls();
   const metricsListen = r.metricsListen(CONFIG_DEFAULTS.metricsListen ?? 'off');
+  const clusterSecret = r.get('SPINMESH_CLUSTER_SECRET') ?? null;
+  if (clusterSecret === null && !isLoopbackListen(listen))
+    throw new ConfigError(
+      'SPINMESH_CLUSTER_SECRET',
+      `must be set when SPINMESH_WORKER_LISTEN reaches beyond loopback (${listen}): ` +
+        'without it WorkerControl and PeerService would answer anyone',
+    );
+  if (clusterSecret === null && bus.kind === 'remote')
+    throw new ConfigError(
+      'SPINMESH_CLUSTER_SECRET',
+      "must be set with SPINMESH_BUS_ADDRESS: a coordinator's bus answers only callers with it",
+    );
   return {
     workerId,
     tls,
     listen,
     advertise,
     bus,
-    clusterSecret: r.get('SPINMESH_CLUSTER_SECRET') ?? null,
+    clusterSecret,
     kernels,
     blasThreads: r.int('OPENBLAS_NUM_THREADS', CONFIG_DEFAULTS.blasThreads, 1),
     heartbeatMs: r.int('SPINMESH_HEARTBEAT_MS', CONFIG_DEFAULTS.heartbeatMs, 10),

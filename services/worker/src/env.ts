@@ -1,6 +1,8 @@
 // Reading a service's settings from the environment: the checks the worker and the coordinator
 // share (each failure a ConfigError naming the variable). The coordinator imports it from here.
+import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute } from 'node:path';
+
 import { tlsFromEnv, type TlsConfig } from '@spinmesh/proto';
 
 /** A variable with a bad value. */
@@ -18,6 +20,21 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /** host:port, with a bracketed IPv6 host allowed. */
 export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+/**
+ * Whether a host:port binds loopback only: 127.0.0.0/8 or ::1 (also as ::ffff:127.x.x.x), or
+ * `localhost`. A wildcard (0.0.0.0, ::), a name or any other address reaches beyond the host.
+ */
+export function isLoopbackListen(hostPort: string): boolean {
+  const host = hostPort.slice(0, hostPort.lastIndexOf(':'));
+  if (host === 'localhost') return true;
+  if (isIPv4(host)) return host.startsWith('127.');
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (!isIPv6(bare)) return false;
+  // The URL parser writes an IPv6 address in its one shortest form.
+  const canonical = new URL(`http://[${bare}]/`).hostname;
+  return canonical === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(canonical);
+}
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 

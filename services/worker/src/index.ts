@@ -12,7 +12,7 @@ export {
   type WorkerConfig,
   type BusConfig,
 } from './config.js';
-export { ConfigError, EnvReader, HOST_PORT, type Env } from './env.js';
+export { ConfigError, EnvReader, HOST_PORT, isLoopbackListen, type Env } from './env.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export {
   loadShardJob,

@@ -29,6 +29,7 @@ import {
 } from '@spinmesh/proto';
 import { withRpcMetrics, type WorkerMetrics } from '@spinmesh/telemetry';
 
+import { isLoopbackListen } from './env.js';
 import type { Logger } from './log.js';
 import { PeerServer, SECRET_METADATA } from './peers.js';
 import { ShardRun, type RunState } from './run.js';
@@ -51,7 +52,10 @@ export interface WorkerOptions {
   bus: Bus;
   kernels: Kernels;
   log: Logger;
-  /** Required from callers of WorkerControl and PeerService, and sent to peers. */
+  /**
+   * Required from callers of WorkerControl and PeerService, and sent to peers. Without it the
+   * worker must listen on loopback (start refuses otherwise).
+   */
   clusterSecret?: string | null;
   /** @defaultValue 1000 */
   heartbeatMs?: number;
@@ -146,8 +150,16 @@ export class Worker {
     this.server.addService(WorkerControlService, impl);
   }
 
-  /** Binds the server, registers on the bus and starts heartbeating. */
+  /**
+   * Binds the server, registers on the bus and starts heartbeating. @throws Error when `listen`
+   * reaches beyond loopback and there is no cluster secret: WorkerControl and PeerService would
+   * answer anyone who can reach the port.
+   */
   static async start(opts: WorkerOptions): Promise<Worker> {
+    if (!opts.clusterSecret && !isLoopbackListen(opts.listen))
+      throw new Error(
+        `a worker that listens beyond loopback (${opts.listen}) needs a cluster secret`,
+      );
     const w = new Worker(opts);
     const port = await new Promise<number>((resolve, reject) =>
       w.server.bindAsync(opts.listen, serverCredentials(opts.tls ?? PLAINTEXT), (err, p) =>

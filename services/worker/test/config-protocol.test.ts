@@ -18,6 +18,7 @@ import {
   defaultWorkerId,
   encodeShardExport,
   evaluationEverySteps,
+  isLoopbackListen,
   isShardExport,
   nextEvaluationStep,
   slotFor,
@@ -141,6 +142,38 @@ describe('configFromEnv', () => {
       expect((err as ConfigError).variable).toBe(variable);
       expect((err as ConfigError).message.startsWith(variable)).toBe(true);
     }
+  });
+
+  it('wants the cluster secret beyond loopback and with a coordinator bus, and never echoes it', () => {
+    const refused: Record<string, string>[] = [
+      { SPINMESH_WORKER_LISTEN: '0.0.0.0:7100' },
+      { SPINMESH_WORKER_LISTEN: '[::]:7100' },
+      { SPINMESH_WORKER_LISTEN: '10.1.2.3:7100' },
+      { SPINMESH_WORKER_LISTEN: 'worker-7:7100' },
+      { SPINMESH_WORKER_LISTEN: '128.0.0.1:7100' },
+      { SPINMESH_BUS_ADDRESS: 'coordinator:7070' },
+    ];
+    for (const env of refused) {
+      expect(() => configFromEnv(env), JSON.stringify(env)).toThrow(
+        /^SPINMESH_CLUSTER_SECRET must be set/,
+      );
+      expect(() => configFromEnv({ ...env, SPINMESH_CLUSTER_SECRET: '   ' })).toThrow(
+        /^SPINMESH_CLUSTER_SECRET must be set/,
+      );
+      expect(configFromEnv({ ...env, SPINMESH_CLUSTER_SECRET: 'xyzzy' }).clusterSecret).toBe(
+        'xyzzy',
+      );
+    }
+    for (const listen of ['127.0.0.1:0', '127.9.9.9:7100', '[::1]:7100', 'localhost:7100'])
+      expect(configFromEnv({ SPINMESH_WORKER_LISTEN: listen }).clusterSecret).toBeNull();
+  });
+
+  it('tells loopback addresses from the rest', () => {
+    const loopback = ['127.0.0.1:1', '127.255.0.3:1', '[::1]:1', '[0:0:0:0:0:0:0:1]:1'];
+    const beyond = ['0.0.0.0:1', '[::]:1', '[::2]:1', '[::ffff:10.0.0.1]:1', 'example.org:1'];
+    for (const a of [...loopback, 'localhost:1', '[::ffff:127.0.0.1]:1'])
+      expect(isLoopbackListen(a), a).toBe(true);
+    for (const a of beyond) expect(isLoopbackListen(a), a).toBe(false);
   });
 });
 

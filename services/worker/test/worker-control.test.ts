@@ -88,6 +88,19 @@ describe('Worker (in process)', () => {
     expect(err?.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 
+  it('will not start beyond loopback without a secret, and starts there with one', async () => {
+    const bus = new MemoryBus();
+    const opts = { id: 'wide', bus, kernels: portable, log: silentLogger() };
+    for (const listen of ['0.0.0.0:0', '[::]:0'])
+      await expect(Worker.start({ ...opts, listen })).rejects.toThrow(
+        /listens beyond loopback .* needs a cluster secret/,
+      );
+    expect((await bus.listWorkers()).length).toBe(0);
+    const w = await Worker.start({ ...opts, listen: '0.0.0.0:0', clusterSecret: SECRET });
+    cleanups.push(() => w.shutdown());
+    expect((await bus.listWorkers()).map((i) => i.id)).toEqual(['wide']);
+  });
+
   it('refuses malformed assignments with INVALID_ARGUMENT naming the field', async () => {
     const { w, bus, control } = await startWorker();
     const job = await createJob(bus, 'j', basSpec(1), 2);
