@@ -370,10 +370,13 @@ describe('docker compose on a real engine', () => {
         if (e.workers?.kind === 'worker-lost') lost = true;
         // After two checkpoints: the shard moves to the spare and resumes from the newest.
         if (!killed && victim && (e.progress?.step ?? 0) >= 900)
-          killed = must('docker', ['kill', victim], engine!.env, MIN);
+          // Settled here, so that a failed kill is reported below, not as an unhandled rejection.
+          killed = must('docker', ['kill', victim], engine!.env, MIN).catch(
+            (err: Error) => `kill failed: ${err.message}`,
+          );
       });
       expect(killed, 'the job ended before a worker could be killed').toBeDefined();
-      await killed;
+      expect((await killed)!.trim()).toMatch(/^[0-9a-f]+$/);
       const job = await client!.getJob(jobId);
       expect(job.state, job.error).toBe(JobState.JOB_STATE_COMPLETED);
       expect(lost).toBe(true);
