@@ -243,15 +243,16 @@ describe('docker compose on a real engine', () => {
   it(
     'runs a job from the host CLI on the container workers; every target and panel answers',
     async () => {
-      // Long enough for several 15 s scrapes while it runs (rates over its window have data);
-      // staleness 2 fills the staleness histogram; every evaluation the dashboards show.
-      const spec = basJob(9000, {
+      // Long enough, even on a fast machine, for several 15 s scrapes while it runs: a rate
+      // over its window needs two different samples, or a ratio of rates is 0/0 and a quantile
+      // NaN. Staleness 2 fills the staleness histogram; every evaluation the dashboards show.
+      const spec = basJob(36000, {
         name: 'compose-e2e-metrics',
         workers: 2,
         staleness: 2,
-        checkpointEverySteps: 1000,
+        checkpointEverySteps: 4000,
         evaluate: {
-          every: 3000,
+          every: 12000,
           exact: true,
           ais: { runs: 20, steps: 500 },
           pseudo: true,
