@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const src = (p: string): string =>
   fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url));
@@ -21,6 +21,9 @@ export default defineConfig({
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    // Its own step of `npm test` (test/vitest.compose.config.ts): its image builds would starve
+    // the tests running beside it.
+    exclude: [...configDefaults.exclude, 'test/compose-e2e.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -81,6 +81,13 @@ function required(): Set<string> {
   return new Set([...read('docker-compose.yml').matchAll(/\$\{([A-Z_]+):\?/g)].map((m) => m[1]!));
 }
 
+/** A `ports` entry with the defaults of its variables: host address, host port, container port. */
+function published(entry: string): { address: string; hostPort: number; port: number } {
+  const parts = resolved({ p: entry })['p']!.split(':');
+  expect(parts, entry).toHaveLength(3);
+  return { address: parts[0]!, hostPort: Number(parts[1]), port: Number(parts[2]) };
+}
+
 function mountOf(s: Service, target: string): string | undefined {
   return s.volumes?.map((v) => v.split(':')).find((p) => p[1] === target)?.[0];
 }
@@ -90,6 +97,15 @@ describe('docker-compose.yml', () => {
     expect(Object.keys(services).sort()).toEqual(
       ['coordinator', 'grafana', 'prometheus', 'redis', 'worker'].sort(),
     );
+  });
+
+  it('publishes ports on 127.0.0.1 unless SPINMESH_PUBLISH_ADDRESS opens them', () => {
+    const ports = Object.values(services).flatMap((s) => s.ports ?? []);
+    expect(ports.length).toBe(3);
+    for (const p of ports) {
+      expect(p).toMatch(/^\$\{SPINMESH_PUBLISH_ADDRESS:-127\.0\.0\.1\}:/);
+      expect(published(p).address).toBe('127.0.0.1');
+    }
   });
 
   it('pins every image, limits memory and health-checks every service', () => {
@@ -102,9 +118,14 @@ describe('docker-compose.yml', () => {
 
   it('gives Redis append-only persistence on a volume and a password from the environment', () => {
     const r = services['redis']!;
-    const cmd = [r.command].flat().join(' ');
+    // Arguments to the image's entry point, which drops root for the redis user only when the
+    // command is redis-server itself (a shell wrapper kept it root).
+    const args = [r.command].flat() as string[];
+    expect(args[0]).toBe('redis-server');
+    expect(r.entrypoint).toBeUndefined();
+    const cmd = args.join(' ');
     expect(cmd).toMatch(/--appendonly yes/);
-    expect(cmd).toMatch(/--requirepass "\$\$REDIS_PASSWORD"/);
+    expect(args[args.indexOf('--requirepass') + 1]).toMatch(/^\$\{SPINMESH_REDIS_PASSWORD:\?/);
     expect(r.environment?.['REDIS_PASSWORD']).toMatch(/^\$\{SPINMESH_REDIS_PASSWORD:\?/);
     expect(compose.volumes).toHaveProperty(mountOf(r, '/data')!);
     expect(r.healthcheck?.test.join(' ')).toContain('redis-cli ping');
@@ -155,7 +176,7 @@ describe('docker-compose.yml', () => {
     expect(c.clusterSecret).toBe('test-spinmesh_cluster_secret');
     expect(c.apiToken).toBeNull();
     const { port } = parseHostPort(c.listen);
-    expect(s.ports).toEqual([`${port}:${port}`]);
+    expect(s.ports?.map(published)).toEqual([{ address: '127.0.0.1', hostPort: port, port }]);
     expect(parseHostPort(c.metricsListen!)).toEqual({ host: '0.0.0.0', port: 9464 });
     const job = prometheusYml.scrape_configs.find((j) => j.job_name === 'coordinator')!;
     expect(job.static_configs).toEqual([{ targets: [`coordinator:${9464}`] }]);
@@ -200,8 +221,7 @@ describe('docker-compose.yml', () => {
       datasources: { uid: string; url: string; type: string }[];
     };
     expect(ds.datasources).toHaveLength(1);
-    const [promPort] = p.ports![0]!.split(':');
-    expect(ds.datasources[0]!.url).toBe(`http://prometheus:${promPort}`);
+    expect(ds.datasources[0]!.url).toBe(`http://prometheus:${published(p.ports![0]!).port}`);
     for (const d of loadDashboards())
       for (const q of panelQueries(d))
         expect(q.datasourceUid, `${d.title}: ${q.panel}`).toBe(ds.datasources[0]!.uid);
@@ -212,6 +232,10 @@ describe('docker-compose.yml', () => {
 describe('deploy/Dockerfile', () => {
   const text = read('deploy/Dockerfile');
   const stages = text.split(/^FROM /m).slice(1);
+
+  it('needs no front-end image from a registry (no `# syntax=` line): offline builds work', () => {
+    expect(text).not.toMatch(/^#\s*syntax\s*=/im);
+  });
 
   it('builds in one stage and runs in another, from pinned images', () => {
     expect(stages.length).toBe(2);
