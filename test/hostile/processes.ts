@@ -8,6 +8,12 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/** One successful open: the path as the process named it, and its flags (`O_RDONLY|…`). */
+export interface Opened {
+  path: string;
+  flags: string;
+}
+
 /** A service process under strace. */
 export interface TracedService {
   readonly name: string;
@@ -22,7 +28,7 @@ export interface TracedService {
   /** Peak resident set size so far, in bytes (VmHWM). */
   peakRssBytes(): number;
   /** Files it opened since it started listening (successful opens only), as strace saw them. */
-  openedSinceReady(): string[];
+  openedSinceReady(): Opened[];
   /** Its recent log output. */
   output(): string;
   stop(): Promise<void>;
@@ -103,8 +109,9 @@ export function startTraced(
         const pid = tracee(child.pid!);
         // A guard, not a wait: it samples memory until the process ends.
         const guard = setInterval(() => {
+          peakRss(pid);
           if (residentBytes(pid) > killAboveBytes) {
-            ending = `killed by the test: resident memory above ${killAboveBytes >> 20} MiB`;
+            ending = `killed by the test: resident memory above ${Math.round(killAboveBytes / 2 ** 20)} MiB`;
             process.kill(pid, 'SIGKILL');
           }
         }, 100);
@@ -183,16 +190,17 @@ function traceSizes(prefix: string): Map<string, number> {
   );
 }
 
-/** Paths of the successful opens strace logged after the sizes `from` of its output files. */
-function openedSince(prefix: string, from: Map<string, number>): string[] {
-  const out: string[] = [];
+/** The successful opens strace logged after the sizes `from` of its output files. */
+function openedSince(prefix: string, from: Map<string, number>): Opened[] {
+  const out: Opened[] = [];
   // e.g. `openat(AT_FDCWD, "/data/x.csv", O_RDONLY|O_CLOEXEC) = 21`
-  const re = /open(?:at2?)?\((?:[^,]*, )?"((?:[^"\\]|\\.)*)"[^\n]*\) = (-?\d+)/g;
+  const re = /open(?:at2?)?\((?:[^,]*, )?"((?:[^"\\]|\\.)*)", ([A-Z_|]+)[^\n]*\) = (-?\d+)/g;
   for (const file of traceSizes(prefix).keys()) {
     const text = readFileSync(file)
       .subarray(from.get(file) ?? 0)
       .toString('utf8');
-    for (let m = re.exec(text); m; m = re.exec(text)) if (Number(m[2]) >= 0) out.push(m[1]!);
+    for (let m = re.exec(text); m; m = re.exec(text))
+      if (Number(m[3]) >= 0) out.push({ path: m[1]!, flags: m[2]! });
   }
   return out;
 }
