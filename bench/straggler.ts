@@ -35,7 +35,7 @@
 //  - pcd: PCD-3, 100 persistent chains, learning rate 0.1 decaying linearly to 0 (single-process,
 //    this reaches -3.9 nats by step 1200 of 2000): with an exact positive phase a shard
 //    may run ahead up to the bound on stale chain spins of its peer, which biases the negative
-//    phase (services/coordinator/README.md, "Staleness, measured"). Measured and reported as is.
+//    phase (docs/benchmarks.md, "Staleness, measured"). Measured and reported as is.
 import { barsAndStripes, basLogLikelihoodOptimum } from '@spinmesh/model';
 import { JobState, WorkerState } from '@spinmesh/proto';
 import { loadKernels } from '@spinmesh/kernels';

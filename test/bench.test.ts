@@ -1,4 +1,4 @@
-// The cluster benchmarks, where the README's speed claims come from, run from a clean clone: each
+// The cluster benchmarks, where docs/benchmarks.md's speed claims come from, run from a clean clone: each
 // in its --quick form (a few seconds of training), printing the final JSON line the issue asks
 // for. The figures themselves are timings of a loaded 2-core machine and are not judged here,
 // except the wire cost, which does not depend on timing: it must stay under the 1.1-bit goal.

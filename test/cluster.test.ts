@@ -287,14 +287,12 @@ describe('cluster on the in-process bus', () => {
     // PCD-3: a shard that runs ahead reads its peer's chain states from up to 2 steps back, and
     // the update pairs each final draw with the peer states it read (SHARDING.md, "Pairing");
     // the stamps travel with the spins (SpinFrame.reads: without them the receiving shard
-    // refuses the frame and the job fails). Measured over eight runs, alone and within the whole
-    // suite: 0.04 to 0.50 nats below lockstep (-3.743), and -0.01 to 0.38 in 13 runs alone or
-    // beside busy loops on 2026-11-28, but once 1.50 within the whole suite; the spread comes
-    // from the timing, which decides which stale states are read (for this job in a
-    // LoopbackCluster, staleness 1 ends 0.07-0.09 below with a slow shard and 0.50 with random
-    // delays). The bound catches a run that does not learn (the untrained model is about 7 nats
-    // below); pairing itself is checked deterministically in shard-pairing.test.ts
-    // (12 to 31 nats worse without it). Unbounded staleness is not tested with persistent chains:
+    // refuses the frame and the job fails). How far below lockstep such a run lands depends on
+    // the timing, which decides which stale states are read, so it varies from run to run and
+    // with the machine's load (the spread seen is in docs/benchmarks.md, "Staleness, measured").
+    // The bound is set to catch a run that does not learn (the untrained model is about 7 nats
+    // below) without failing on that spread; pairing itself is checked deterministically in
+    // shard-pairing.test.ts. Unbounded staleness is not tested with persistent chains:
     // its lag, and with it the bias of a Gibbs chain reading stale states, has no bound.
     const r = await asynchronous({ negative: 'pcd', chains: 100, k: 3 }, 2, 'PCD-3, staleness 2');
     // asynchronous: not the lockstep model

@@ -1,5 +1,5 @@
-// The coordinator's settings, read once from the environment in main (README.md lists every
-// variable). Defaults first, then validated: a bad value stops the process at start with a
+// The coordinator's settings, read once from the environment in main (docs/configuration.md lists
+// every variable). Defaults first, then validated: a bad value stops the process at start with a
 // message naming the variable.
 import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The coordinator process: `node services/coordinator/dist/main.js`. Reads its environment
-// (README.md lists every variable), serves until SIGTERM or SIGINT, then shuts down in order.
+// (docs/configuration.md lists every variable), serves until SIGTERM or SIGINT, then shuts down in
+// order.
 import { CoordinatorMetrics, startMetricsServer } from '@spinmesh/telemetry';
 
 import { ConfigError, configFromEnv, type CoordinatorConfig } from './config.js';

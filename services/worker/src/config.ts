@@ -1,6 +1,6 @@
-// The worker's settings, read once from the environment in main (README.md lists every
-// variable). Defaults first, then validated: a bad value stops the process at start with a
-// message naming the variable.
+// The worker's settings, read once from the environment in main (docs/configuration.md lists every
+// variable). Defaults first, then validated: a bad value stops the process at start with a message
+// naming the variable.
 import { hostname } from 'node:os';
 
 import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
