@@ -1,5 +1,6 @@
-// Structured logs: one JSON line per event on stdout, with the time, the level, the service
-// ('worker'), the worker id and, where there is one, the job id (pino).
+// Structured logs: one JSON line per event on stdout, with the time, the level as a word, the
+// service ('worker'), its pid, the worker id and, where there is one, the job id (pino); the
+// coordinator writes the same format.
 import { pino, type Logger } from 'pino';
 
 export type { Logger };
@@ -12,7 +13,7 @@ export function createLogger(
 ): Logger {
   const opts: pino.LoggerOptions = {
     level,
-    base: { service: 'worker', worker: workerId },
+    base: { service: 'worker', pid: process.pid, worker: workerId },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
