@@ -25,7 +25,7 @@ import {
   type UnitName,
 } from '@spinmesh/model';
 import { ModelFormat, type Patterns } from '@spinmesh/proto';
-import type { SpinmeshClient } from './client.js';
+import type { SpinmeshClient } from '@spinmesh/client';
 import { UsageError } from './errors.js';
 import { fromMessage } from './output.js';
 

@@ -15,7 +15,7 @@ import {
   type JobSpec,
 } from '@spinmesh/model';
 import { JobState } from '@spinmesh/proto';
-import { SpinmeshClient } from '../client.js';
+import { SpinmeshClient } from '@spinmesh/client';
 import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';

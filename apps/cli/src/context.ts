@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
 import type { Args } from './args.js';
-import { SpinmeshClient, type ClientOptions } from './client.js';
+import { SpinmeshClient, type ClientOptions } from '@spinmesh/client';
 import { UsageError } from './errors.js';
 import type { Output } from './output.js';
 
