@@ -190,7 +190,7 @@ export default tseslint.config(
   {
     // The client is a library of the public API: it depends on the generated API (proto) and
     // grpc-js only, so a program that calls the API pulls in no service, Redis or native addon.
-    files: ['packages/client/**/*.ts'],
+    files: ['packages/client/src/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
