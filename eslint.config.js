@@ -188,6 +188,74 @@ export default tseslint.config(
     },
   },
   {
+    // The client is a library of the public API: it depends on the generated API (proto) and
+    // grpc-js only, so a program that calls the API pulls in no service, Redis or native addon.
+    files: ['packages/client/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              // Anything but these, its own files and Node's built-ins.
+              regex: '^(?!(@grpc/grpc-js|@spinmesh/proto|node:.*|\\./.*)$)',
+              message: 'client depends only on @spinmesh/proto and @grpc/grpc-js.',
+            },
+            {
+              group: ['@spinmesh/*/*'],
+              message:
+                'Import a package through its public entry (@spinmesh/<name>), not its files.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The CLI is an application: the client for a coordinator, the coordinator itself for the
+    // embedded local cluster, and the libraries; never the worker's internals (it starts workers
+    // as processes).
+    files: ['apps/cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '@spinmesh/*',
+                '!@spinmesh/kernels',
+                '!@spinmesh/model',
+                '!@spinmesh/bus',
+                '!@spinmesh/proto',
+                '!@spinmesh/plot',
+                '!@spinmesh/client',
+                '!@spinmesh/coordinator',
+              ],
+              message:
+                'the CLI depends only on kernels, model, bus, proto, plot, client and coordinator.',
+            },
+            {
+              group: ['@spinmesh/*/*'],
+              message:
+                'Import a package through its public entry (@spinmesh/<name>), not its files.',
+            },
+            {
+              group: [
+                '../../packages/*',
+                '../../../packages/*',
+                '../../../services/*',
+                '**/packages/*/src/**',
+                '**/services/*/src/**',
+              ],
+              message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // The worker may use kernels, model, bus, proto and telemetry; nothing above it (client,
     // coordinator).
     files: ['services/worker/**/*.ts'],

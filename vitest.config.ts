@@ -12,6 +12,7 @@ export default defineConfig({
       '@spinmesh/proto': src('proto'),
       '@spinmesh/telemetry': src('telemetry'),
       '@spinmesh/plot': src('plot'),
+      '@spinmesh/client': src('client'),
       '@spinmesh/worker': fileURLToPath(new URL('./services/worker/src/index.ts', import.meta.url)),
       '@spinmesh/coordinator': fileURLToPath(
         new URL('./services/coordinator/src/index.ts', import.meta.url),
@@ -20,7 +21,12 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: [
+      'packages/*/test/**/*.test.ts',
+      'services/*/test/**/*.test.ts',
+      'apps/*/test/**/*.test.ts',
+      'test/**/*.test.ts',
+    ],
     // Its own step of `npm test` (test/vitest.compose.config.ts): its image builds would starve
     // the tests running beside it.
     exclude: [...configDefaults.exclude, 'test/compose-e2e.test.ts'],

@@ -12,7 +12,7 @@ import type { LocalCluster } from '@spinmesh/coordinator';
 import { basJob, startCluster } from './cluster-helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'packages/client/dist/cli.js');
+const cli = join(root, 'apps/cli/dist/cli.js');
 let dir: string;
 let cluster: LocalCluster | null = null;
 

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wordFrames } from '@spinmesh/model';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'packages/client/bin/spinmesh.js');
+const bin = join(root, 'apps/cli/bin/spinmesh.js');
 const coordinatorMain = join(root, 'services/coordinator/dist/main.js');
 const TOKEN = 'cli-remote-test-token';
 
@@ -127,7 +127,7 @@ function startCoordinator(): Promise<string> {
 }
 
 beforeAll(async () => {
-  for (const f of [coordinatorMain, join(root, 'packages/client/dist/cli.js')])
+  for (const f of [coordinatorMain, join(root, 'apps/cli/dist/cli.js')])
     if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build first`);
   dir = mkdtempSync(join(tmpdir(), 'spinmesh-cli-remote-'));
   address = await startCoordinator();

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'packages/client/dist/cli.js');
+const cli = join(root, 'apps/cli/dist/cli.js');
 let dir: string;
 
 function spinmesh(args: string[]): { code: number; stdout: string; stderr: string } {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basJob, compareNetworks, decode, reference } from './cluster-helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'packages/client/dist/cli.js');
+const cli = join(root, 'apps/cli/dist/cli.js');
 let dir: string;
 
 beforeAll(() => {

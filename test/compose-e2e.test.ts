@@ -29,7 +29,7 @@ import { freePort } from './support/server-process.js';
 import { must, provideImages, run, startEngine, type Engine } from './support/engine.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const CLI = join(ROOT, 'packages/client/dist/cli.js');
+const CLI = join(ROOT, 'apps/cli/dist/cli.js');
 const MIN = 60_000;
 
 const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), {

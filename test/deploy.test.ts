@@ -249,9 +249,17 @@ describe('deploy/Dockerfile', () => {
     expect(runtime).toMatch(/^USER node$/m);
     expect(runtime).toMatch(/libopenblas0/);
     expect(runtime).toMatch(/COPY --from=build \/app\/services/);
+    expect(runtime).toMatch(/COPY --from=build \/app\/apps/);
     expect(stages[0]).toMatch(/libopenblas-dev/);
     expect(stages[0]).toMatch(/npm ci/);
     expect(stages[0]).toMatch(/npm prune --omit=dev/);
+  });
+
+  it('runs the CLI by default, from a script the build compiles', () => {
+    const entry = /^ENTRYPOINT \["node", "([^"]+)"\]$/m.exec(text)?.[1];
+    expect(entry).toBeDefined();
+    const source = entry!.replace('/dist/', '/src/').replace(/\.js$/, '.ts');
+    expect(existsSync(join(ROOT, source)), `${source} is missing`).toBe(true);
   });
 });
 

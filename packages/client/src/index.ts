@@ -1,6 +1,6 @@
 // @spinmesh/client: a typed client of a spinmesh coordinator's public API (JobService,
-// ModelService) and the errors it translates gRPC statuses into. The `spinmesh` command line
-// (src/cli.ts) is built on it.
+// ModelService) and the errors it translates gRPC statuses into. It depends on the generated
+// API (@spinmesh/proto) and grpc-js only; the `spinmesh` command line (apps/cli) is built on it.
 export {
   SpinmeshClient,
   type ClientOptions,
@@ -12,13 +12,11 @@ export {
 export {
   ApiError,
   CallCancelledError,
-  ExitCode,
   InvalidRequestError,
   JobNotFoundError,
   JobStateError,
   ModelTransferError,
   UnauthenticatedError,
   UnavailableError,
-  exitCodeOf,
   toApiError,
 } from './errors.js';

@@ -2,9 +2,10 @@
 // watch, list, cancel, pull.
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { ModelTransferError } from '@spinmesh/client';
 import { JobState, ModelFormat, type Job } from '@spinmesh/proto';
 import type { Context } from '../context.js';
-import { JobFailedError, ModelTransferError, UsageError } from '../errors.js';
+import { JobFailedError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';
 import { plotArg, writeCurves } from '../plot.js';
 import { fromMessage, parseState, stateName } from '../output.js';

@@ -2,10 +2,9 @@
 // JSON lines with --json; evaluations, state and worker changes as they happen. Used by
 // `watch`, `submit --watch` and `train` on the embedded cluster.
 import * as grpc from '@grpc/grpc-js';
+import { UnavailableError, type SpinmeshClient } from '@spinmesh/client';
 import type { Evaluation } from '@spinmesh/model';
 import { JobState, type Job, type WatchJobResponse } from '@spinmesh/proto';
-import type { SpinmeshClient } from './client.js';
-import { UnavailableError } from './errors.js';
 import { describeEvaluation, fromMessage, isFinal, stateName, type Output } from './output.js';
 
 /** Least time between two redraws of the bar, and between two plain progress lines. */

@@ -1,6 +1,7 @@
 // Where `sample`, `filters`, `complete` and `eval` find their model: a completed job on the
 // coordinator (ModelService; --job) or a model file run in this process with packages/model's
 // functions (--model). Both answer the same questions with the same results for the same seed.
+import type { SpinmeshClient } from '@spinmesh/client';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
 import {
   completePattern,
@@ -25,7 +26,6 @@ import {
   type UnitName,
 } from '@spinmesh/model';
 import { ModelFormat, type Patterns } from '@spinmesh/proto';
-import type { SpinmeshClient } from './client.js';
 import { UsageError } from './errors.js';
 import { fromMessage } from './output.js';
 

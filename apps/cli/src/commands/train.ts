@@ -3,6 +3,7 @@
 // process per shard over loopback gRPC) when --workers or the spec's cluster fields say so.
 import { writeFileSync } from 'node:fs';
 import { RedisBus, RemoteBus, redisBusOptionsFromEnv, type Bus } from '@spinmesh/bus';
+import { SpinmeshClient } from '@spinmesh/client';
 import { LocalCluster, planJob, readModel, type LocalClusterOptions } from '@spinmesh/coordinator';
 import {
   loadModel,
@@ -15,7 +16,6 @@ import {
   type JobSpec,
 } from '@spinmesh/model';
 import { JobState } from '@spinmesh/proto';
-import { SpinmeshClient } from '../client.js';
 import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob } from '../follow.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `spinmesh` executable: a committed shim, so npm can link it at install time before the
-// TypeScript is compiled; the command itself is packages/client/src/cli.ts.
+// TypeScript is compiled; the command itself is apps/cli/src/cli.ts.
 import { existsSync } from 'node:fs';
 
 const cli = new URL('../dist/cli.js', import.meta.url);

@@ -2,8 +2,8 @@
 // the global options name, and the interruption (Ctrl-C) of whatever waits on the network.
 import { readFileSync } from 'node:fs';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
+import { SpinmeshClient, type ClientOptions } from '@spinmesh/client';
 import type { Args } from './args.js';
-import { SpinmeshClient, type ClientOptions } from './client.js';
 import { UsageError } from './errors.js';
 import type { Output } from './output.js';
 
