@@ -17,6 +17,7 @@ export default defineConfig({
         new URL('./services/coordinator/src/index.ts', import.meta.url),
       ),
       '@spinmesh/bus': src('bus'),
+      '@spinmesh/cluster': src('cluster'),
     },
   },
   test: {

@@ -44,7 +44,7 @@ import {
   type Evaluation,
 } from '@spinmesh/model';
 import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
-import { evaluationEverySteps, exportSlot } from '@spinmesh/worker';
+import { evaluationEverySteps, exportSlot } from '@spinmesh/cluster';
 import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import {

@@ -12,7 +12,7 @@ import type {
   SequenceJobSpec,
   ShardLayout,
 } from '@spinmesh/model';
-import type { Rollback } from '@spinmesh/worker';
+import type { Rollback } from '@spinmesh/cluster';
 import {
   JobState,
   type Evaluation,
@@ -268,7 +268,7 @@ export function toWatchResponse(id: string, e: JobEventRecord, reason = ''): Wat
 /**
  * The job's last rollback, from its progress record: the generation now running and the step
  * its shards restored from (none before the first assignment). After it, only the checkpoints
- * of the run that went on from that step count (commonCheckpointStep of @spinmesh/worker).
+ * of the run that went on from that step count (commonCheckpointStep of @spinmesh/cluster).
  */
 export function lastRollback(job: StoredJob): Rollback | undefined {
   const p = job.progress;

@@ -4,7 +4,7 @@
 // final export, of the abandoned run behind).
 import { describe, expect, it } from 'vitest';
 import { MemoryBus } from '@spinmesh/bus';
-import { checkpointSlots, exportSlot } from '@spinmesh/worker';
+import { checkpointSlots, exportSlot } from '@spinmesh/cluster';
 import { lastRollback, type StoredJob } from '../src/records.js';
 import { busShardState } from '../src/shard-state.js';
 

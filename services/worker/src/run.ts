@@ -53,7 +53,7 @@ import {
   slotFor,
   snapshotEverySteps,
   snapshotSlot,
-} from './protocol.js';
+} from '@spinmesh/cluster';
 
 const Status = grpc.status;
 
@@ -252,7 +252,7 @@ export class ShardRun {
     const busAssignment = record['layout'] === undefined ? await bus.getAssignment(a.jobId) : null;
     const job = await loadShardJob(record, a, busAssignment, this.deps.dataAccess);
     // The coordinator evaluates the job from the shards' parameters at exactly the steps one
-    // process would evaluate at: each shard stops there for a snapshot (protocol.ts).
+    // process would evaluate at: each shard stops there for a snapshot (@spinmesh/cluster's protocol).
     const snapshotEvery = snapshotEverySteps(
       evaluationEverySteps(
         job.spec.evaluate.every ?? 1,
