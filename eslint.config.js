@@ -36,6 +36,19 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'import-x/no-self-import': 'error',
+      // Neither service imports the other, by package name or by path: what they share is
+      // @spinmesh/cluster's.
+      'import-x/no-restricted-paths': [
+        'error',
+        {
+          zones: ['worker', 'coordinator'].map((name) => ({
+            target: `./services/${name}`,
+            from: './services',
+            except: [`./${name}`],
+            message: 'A service imports no other service: what they share is @spinmesh/cluster.',
+          })),
+        },
+      ],
       'no-restricted-imports': [
         'error',
         {
@@ -117,6 +130,39 @@ export default tseslint.config(
             {
               group: ['vega', 'vega-*', '@resvg/*', 'fontkit'],
               message: 'plots are @spinmesh/plot: model stays free of their dependencies.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // cluster is the contract of the two services (environment reading, the bus protocol): it
+    // depends on bus, model and proto, never on a service.
+    files: ['packages/cluster/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '@spinmesh/*',
+                '!@spinmesh/cluster',
+                '!@spinmesh/bus',
+                '!@spinmesh/model',
+                '!@spinmesh/proto',
+              ],
+              message: 'cluster depends on no other spinmesh package than bus, model and proto.',
+            },
+            {
+              group: ['@spinmesh/*/*'],
+              message:
+                'Import a package through its public entry (@spinmesh/<name>), not its files.',
+            },
+            {
+              group: ['../../packages/*', '../../../packages/*', '**/packages/*/src/**'],
+              message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
             },
           ],
         },
@@ -231,9 +277,10 @@ export default tseslint.config(
                 '!@spinmesh/plot',
                 '!@spinmesh/client',
                 '!@spinmesh/coordinator',
+                '!@spinmesh/cluster',
               ],
               message:
-                'the CLI depends only on kernels, model, bus, proto, plot, client and coordinator.',
+                'the CLI depends only on kernels, model, bus, proto, plot, client, cluster and coordinator.',
             },
             {
               group: ['@spinmesh/*/*'],
@@ -256,8 +303,8 @@ export default tseslint.config(
     },
   },
   {
-    // The worker may use kernels, model, bus, proto and telemetry; nothing above it (client,
-    // coordinator).
+    // The worker may use kernels, model, bus, proto, telemetry and cluster; no other service,
+    // nothing above it (client).
     files: ['services/worker/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -272,9 +319,10 @@ export default tseslint.config(
                 '!@spinmesh/bus',
                 '!@spinmesh/proto',
                 '!@spinmesh/telemetry',
+                '!@spinmesh/cluster',
                 '!@spinmesh/worker',
               ],
-              message: 'worker depends only on kernels, model, bus, proto and telemetry.',
+              message: 'worker depends only on kernels, model, bus, proto, telemetry and cluster.',
             },
             {
               group: ['@spinmesh/*/*'],
@@ -285,15 +333,18 @@ export default tseslint.config(
               group: ['../../packages/*', '../../../packages/*', '**/packages/*/src/**'],
               message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
             },
+            {
+              group: ['../../worker/**', '../../coordinator/**', '../../../services/**'],
+              message: 'A service imports no other service: what they share is @spinmesh/cluster.',
+            },
           ],
         },
       ],
     },
   },
   {
-    // The coordinator may use kernels, model, bus, proto and telemetry, and the worker's public
-    // entry for the layout of what workers leave on the bus (its protocol); nothing above it
-    // (client).
+    // The coordinator may use kernels, model, bus, proto, telemetry and cluster (the layout of
+    // what workers leave on the bus); no other service, nothing above it (client).
     files: ['services/coordinator/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -308,11 +359,11 @@ export default tseslint.config(
                 '!@spinmesh/bus',
                 '!@spinmesh/proto',
                 '!@spinmesh/telemetry',
-                '!@spinmesh/worker',
+                '!@spinmesh/cluster',
                 '!@spinmesh/coordinator',
               ],
               message:
-                'coordinator depends only on kernels, model, bus, proto, telemetry and worker.',
+                'coordinator depends only on kernels, model, bus, proto, telemetry and cluster.',
             },
             {
               group: ['@spinmesh/*/*'],
@@ -322,6 +373,10 @@ export default tseslint.config(
             {
               group: ['../../packages/*', '../../../packages/*', '**/packages/*/src/**'],
               message: 'Import a sibling package through @spinmesh/<name>, not a relative path.',
+            },
+            {
+              group: ['../../worker/**', '../../coordinator/**', '../../../services/**'],
+              message: 'A service imports no other service: what they share is @spinmesh/cluster.',
             },
           ],
         },

@@ -18,6 +18,7 @@ export default defineConfig({
         new URL('./services/coordinator/src/index.ts', import.meta.url),
       ),
       '@spinmesh/bus': src('bus'),
+      '@spinmesh/cluster': src('cluster'),
     },
   },
   test: {

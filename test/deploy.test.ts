@@ -261,6 +261,23 @@ describe('deploy/Dockerfile', () => {
     const source = entry!.replace('/dist/', '/src/').replace(/\.js$/, '.ts');
     expect(existsSync(join(ROOT, source)), `${source} is missing`).toBe(true);
   });
+
+  it('builds and ships every workspace (npm ci wants each one, the services import them)', () => {
+    const workspaces = (JSON.parse(read('package.json')) as { workspaces: string[] }).workspaces;
+    const copied = (stage: string, from: RegExp): string[] =>
+      [...stage.matchAll(from)].flatMap((m) => m[1]!.trim().split(/\s+/).slice(0, -1));
+    const built = copied(stages[0]!, /^COPY (?!--)(.+)$/gm).map((s) => s.replace(/^\.\//, ''));
+    const shipped = copied(stages.at(-1)!, /^COPY --from=build (.+)$/gm).map((s) =>
+      s.replace(/^\/app\//, ''),
+    );
+    const covers = (dirs: string[], ws: string): boolean =>
+      dirs.some((d) => ws === d || ws.startsWith(`${d}/`));
+    expect(workspaces).toContain('packages/cluster');
+    for (const ws of workspaces) {
+      expect(covers(built, ws), `the build stage copies ${ws}`).toBe(true);
+      expect(covers(shipped, ws), `the runtime stage copies ${ws}`).toBe(true);
+    }
+  });
 });
 
 describe('deploy/prometheus/prometheus.yml', () => {

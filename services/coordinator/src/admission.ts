@@ -9,7 +9,7 @@ import {
   checkSequenceLimits,
   type Limits,
 } from '@spinmesh/model';
-import type { StoredJob } from './records.js';
+import type { StoredJob } from '@spinmesh/cluster';
 
 export class Admission {
   /** The admission in progress: admissions run one at a time, each seeing the last one's job. */

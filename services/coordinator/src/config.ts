@@ -5,9 +5,9 @@ import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 import { DEFAULT_LIMITS, type Limits } from '@spinmesh/model';
 import type { TlsConfig } from '@spinmesh/proto';
-import { ConfigError, EnvReader, HOST_PORT, type Env } from '@spinmesh/worker';
+import { ConfigError, EnvReader, HOST_PORT, type Env } from '@spinmesh/cluster';
 
-export { ConfigError } from '@spinmesh/worker';
+export { ConfigError } from '@spinmesh/cluster';
 
 export interface CoordinatorConfig {
   /**

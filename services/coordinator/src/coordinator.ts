@@ -44,7 +44,13 @@ import {
   type Evaluation,
 } from '@spinmesh/model';
 import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
-import { evaluationEverySteps, exportSlot } from '@spinmesh/worker';
+import {
+  evaluationEverySteps,
+  exportSlot,
+  type JobFields,
+  type ProgressRecord,
+  type StoredJob,
+} from '@spinmesh/cluster';
 import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import {
@@ -59,10 +65,7 @@ import { planJob, type DataLoader, type JobPlan } from './plan.js';
 import {
   lastRollback,
   type EvaluationEvent,
-  type JobFields,
   type ProgressEvent,
-  type ProgressRecord,
-  type StoredJob,
   type WorkersEvent,
 } from './records.js';
 import { recordProblem } from './record-shape.js';

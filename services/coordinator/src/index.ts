@@ -20,16 +20,7 @@ export {
   type PlacedShard,
 } from './assignment.js';
 export { MODEL_SLOT, readModel, storeModel } from './model-store.js';
-export {
-  toEvaluation,
-  toJobMessage,
-  toJobState,
-  toWatchResponse,
-  type JobFields,
-  type ProgressRecord,
-  type ModelRecord,
-  type StoredJob,
-} from './records.js';
+export { toEvaluation, toJobMessage, toJobState, toWatchResponse } from './records.js';
 export { busShardState, type ShardStateReader } from './shard-state.js';
 export { WorkerClients, WorkerCallError, type WorkerClientsOptions } from './worker-client.js';
 export { createLogger, type Logger } from './log.js';

@@ -18,11 +18,12 @@ import {
   type WatchJobResponse,
 } from '@spinmesh/proto';
 import { quote } from '@spinmesh/model';
+import type { StoredJob } from '@spinmesh/cluster';
 
 import type { Coordinator } from './coordinator.js';
 import { requireId, toStatusError, unary, writeMessage } from './handlers.js';
 import { parseSpecText } from './plan.js';
-import { toJobMessage, toWatchResponse, type StoredJob } from './records.js';
+import { toJobMessage, toWatchResponse } from './records.js';
 
 const Status = grpc.status;
 

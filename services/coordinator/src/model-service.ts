@@ -25,13 +25,14 @@ import {
   type ModelServiceServer,
   type Patterns,
 } from '@spinmesh/proto';
+import type { StoredJob } from '@spinmesh/cluster';
 
 import { LIMIT_ENV_VARS } from './config.js';
 import { requireId, toStatusError, unary, writeMessage } from './handlers.js';
 import { readModel } from './model-store.js';
 import type { ModelRunner } from './model-runner.js';
 import { parseSpecText } from './plan.js';
-import { toEvaluation, type StoredJob } from './records.js';
+import { toEvaluation } from './records.js';
 
 const Status = grpc.status;
 

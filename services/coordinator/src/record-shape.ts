@@ -1,7 +1,7 @@
 // What a queued job record must hold before the control loop tries to start it. Every record
 // SubmitJob writes has it; one that lacks it came from elsewhere (a caller of the bus with the
 // cluster secret, another version) and is failed rather than left at the head of the queue.
-import type { StoredJob } from './records.js';
+import type { StoredJob } from '@spinmesh/cluster';
 
 /** Most shards a record may ask for: the spec validator's own bound on `workers`. */
 const MAX_SHARDS = 0xffff;

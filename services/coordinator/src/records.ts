@@ -1,18 +1,8 @@
-// What the coordinator keeps on the bus for a job (the record's fields and the events it
-// appends), and how both read as JobService messages.
-import type {
-  JobEventRecord,
-  JobRecord,
-  JobState as BusJobState,
-  NewJobEvent,
-} from '@spinmesh/bus';
-import type {
-  Evaluation as ModelEvaluation,
-  JobSpec,
-  SequenceJobSpec,
-  ShardLayout,
-} from '@spinmesh/model';
-import type { Rollback } from '@spinmesh/worker';
+// The events the coordinator appends to a job's stream, and how a job record (its fields are
+// @spinmesh/cluster's JobFields) and those events read as JobService messages.
+import type { JobEventRecord, JobState as BusJobState, NewJobEvent } from '@spinmesh/bus';
+import type { Evaluation as ModelEvaluation } from '@spinmesh/model';
+import type { ProgressRecord, Rollback, StoredJob } from '@spinmesh/cluster';
 import {
   JobState,
   type Evaluation,
@@ -21,72 +11,6 @@ import {
   type WatchJobResponse,
   type WorkerChange,
 } from '@spinmesh/proto';
-
-/**
- * The coordinator's fields of a job record (besides the bus's id, state, createdAt,
- * updatedAt). Written once by SubmitJob, except `progress` (updateJobProgress) and the fields
- * that transitions patch in (`error`, `evaluation`, `model`, `reason`).
- */
-export interface JobFields {
-  /** spec.name. */
-  name: string;
-  /**
-   * The validated spec, defaults filled in: what every worker reads to build its shard. Absent
-   * for a sequence job, whose spec is `sequence`.
-   */
-  spec?: JobSpec;
-  /** A sequence job's spec (rule 'stdp'): trained by the coordinator on a thread. */
-  sequence?: SequenceJobSpec;
-  /** Number of shards (spec.workers). */
-  workers: number;
-  /** Shard s owns layout[s] (layer name -> [start, end)). */
-  layout: ShardLayout;
-  rows: number;
-  stepsPerEpoch: number;
-  totalSteps: number;
-  progress?: ProgressRecord;
-  /** Why the job failed, or why it went back to the queue. */
-  error?: string;
-  reason?: string;
-  /** The last evaluation. */
-  evaluation?: ModelEvaluation;
-  /** Where the model is, once completed. */
-  model?: ModelRecord;
-}
-
-/** The job's `progress` field: the coordinator's aggregate of the workers' reports. */
-export interface ProgressRecord {
-  /** Steps every shard has completed. */
-  step: number;
-  totalSteps: number;
-  epoch: number;
-  /** Steps per shard, by shard id. */
-  shardSteps: number[];
-  /** The assignment generation the figures belong to. */
-  generation: number;
-  /** The step the shards last restarted from after a failure (0: never). */
-  restoredFromStep: number;
-  /** Reassignments after failures so far. */
-  recoveries: number;
-  /** Mean over the shards of the fraction of their run spent computing / waiting for peers. */
-  computeFraction?: number;
-  waitFraction?: number;
-  /** The last evaluation during training, if any. */
-  evaluation?: ModelEvaluation;
-}
-
-/** Where a completed job's model file is on the bus. */
-export interface ModelRecord {
-  /** The bus checkpoint slot that holds it (see model-store.ts). */
-  shard: number;
-  /** The step it was trained to. */
-  step: number;
-  /** Size of the model file in bytes. */
-  bytes: number;
-}
-
-/** A job record read back with the coordinator's fields typed. */
-export type StoredJob = JobRecord & Partial<JobFields>;
 
 /** Events the coordinator appends to a job's stream, besides the bus's own `state` events. */
 export interface ProgressEvent extends NewJobEvent {
@@ -268,7 +192,7 @@ export function toWatchResponse(id: string, e: JobEventRecord, reason = ''): Wat
 /**
  * The job's last rollback, from its progress record: the generation now running and the step
  * its shards restored from (none before the first assignment). After it, only the checkpoints
- * of the run that went on from that step count (commonCheckpointStep of @spinmesh/worker).
+ * of the run that went on from that step count (commonCheckpointStep of @spinmesh/cluster).
  */
 export function lastRollback(job: StoredJob): Rollback | undefined {
   const p = job.progress;

@@ -1,7 +1,7 @@
 // How the coordinator reads what the workers leave on the bus: their shard checkpoints (to pick
 // the step every shard restarts from after a failure) and their final exports (to assemble the
-// model). The layout of those bytes and slots is the worker's (services/worker/src/protocol.ts);
-// this file only reads it with the worker's own functions, so the two cannot drift apart.
+// model). The layout of those bytes and slots is @spinmesh/cluster's, which the workers write
+// with; this file reads it with the same functions, so the two cannot drift apart.
 import type { Bus, CheckpointInfo } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
@@ -20,7 +20,7 @@ import {
   readShardExports,
   snapshotSlot,
   type Rollback,
-} from '@spinmesh/worker';
+} from '@spinmesh/cluster';
 
 /** What reading a job's checkpoints as parameters needs to know about it. */
 export interface CheckpointContext {

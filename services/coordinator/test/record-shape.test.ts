@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import type { StoredJob } from '@spinmesh/cluster';
 
 import { recordProblem } from '../src/record-shape.js';
-import type { StoredJob } from '../src/records.js';
 import type { CoordinatorServer } from '../src/server.js';
 import { coordinator } from './helpers.js';
 

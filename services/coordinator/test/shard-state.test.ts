@@ -4,8 +4,9 @@
 // final export, of the abandoned run behind).
 import { describe, expect, it } from 'vitest';
 import { MemoryBus } from '@spinmesh/bus';
-import { checkpointSlots, exportSlot } from '@spinmesh/worker';
-import { lastRollback, type StoredJob } from '../src/records.js';
+import { checkpointSlots, exportSlot, type StoredJob } from '@spinmesh/cluster';
+
+import { lastRollback } from '../src/records.js';
 import { busShardState } from '../src/shard-state.js';
 
 describe('restore step', () => {

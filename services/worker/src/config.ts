@@ -6,9 +6,7 @@ import { hostname } from 'node:os';
 import { DATA_MAX_BYTES_DEFAULT } from '@spinmesh/model';
 import { REDIS_ENV_VARS, redisBusOptionsFromEnv, type RedisBusOptions } from '@spinmesh/bus';
 import type { TlsConfig } from '@spinmesh/proto';
-import { ConfigError, EnvReader, isLoopbackListen, type Env } from './env.js';
-
-export { ConfigError } from './env.js';
+import { ConfigError, EnvReader, isLoopbackListen, type Env } from '@spinmesh/cluster';
 
 /** Where the worker's state bus is. */
 export type BusConfig =

@@ -1,7 +1,7 @@
 // @spinmesh/worker: one shard of a job. The service (Worker: WorkerControl, PeerService and
-// health on one port, bus membership, the sampling loop of its shard), its configuration, the
-// peer spin-exchange transport, and the bus protocol the coordinator reads (checkpoint slots,
-// final exports, shard events).
+// health on one port, bus membership, the sampling loop of its shard), its configuration and
+// the peer spin-exchange transport. The bus protocol it shares with the coordinator is
+// @spinmesh/cluster's.
 export { Worker, checkAssignment, type WorkerOptions } from './worker.js';
 export { ShardRun, batchRows, type RunState, type RunDeps, type StopResult } from './run.js';
 export {
@@ -12,7 +12,6 @@ export {
   type WorkerConfig,
   type BusConfig,
 } from './config.js';
-export { ConfigError, EnvReader, HOST_PORT, isLoopbackListen, type Env } from './env.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export {
   loadShardJob,
@@ -21,27 +20,6 @@ export {
   JobLoadError,
   type ShardJob,
 } from './job.js';
-export {
-  PREVIOUS_SLOT_BASE,
-  EXPORT_SLOT_BASE,
-  SNAPSHOT_SLOT_BASE,
-  checkpointSlots,
-  exportSlot,
-  snapshotSlot,
-  evaluationEverySteps,
-  snapshotEverySteps,
-  nextEvaluationStep,
-  slotFor,
-  checkpointSteps,
-  commonCheckpointStep,
-  currentRun,
-  type Rollback,
-  encodeShardExport,
-  decodeShardExport,
-  isShardExport,
-  readShardExports,
-  ShardEvents,
-} from './protocol.js';
 export {
   PeerServer,
   PeerLink,

@@ -1,7 +1,7 @@
 // From a job record on the bus to what one shard trains: the validated spec, the data set, the
 // total number of steps, the layout of every shard, and the initial parameters, all exactly as
 // the single-process runner (runJob) has them, so that staleness 0 reproduces it.
-import type { Assignment, JobRecord } from '@spinmesh/bus';
+import type { Assignment } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
   SpecError,
@@ -24,6 +24,7 @@ import {
   type NetworkSpec as ProtoNetworkSpec,
   type ShardAssignment,
 } from '@spinmesh/proto';
+import type { StoredJob } from '@spinmesh/cluster';
 
 /** What a shard needs of its job. */
 export interface ShardJob {
@@ -47,14 +48,14 @@ export class JobLoadError extends Error {
  * every other shard is a peer). @throws JobLoadError, SpecError naming the field
  */
 export async function loadShardJob(
-  record: JobRecord,
+  record: StoredJob,
   a: ShardAssignment,
   busAssignment: Assignment | null,
   access: DataAccess,
 ): Promise<ShardJob> {
-  if (record['spec'] === undefined)
+  if (record.spec === undefined)
     throw new JobLoadError(`job '${record.id}' has no spec field on the bus`);
-  const spec = validateJobSpec(record['spec']);
+  const spec = validateJobSpec(record.spec);
   const shape = shapeNetwork(spec.network);
   const options = validateTrainOptions({ statistics: 'samples', ...spec.train }, shape);
   if (a.network !== undefined && a.network.layers.length > 0) {
@@ -69,7 +70,7 @@ export async function loadShardJob(
       `spec.network: the visible units (${options.visible.join(', ')}) are ${dims} but the data has ${data.dims} columns`,
     );
   const totalSteps = spec.epochs * Math.ceil(data.rows / options.batchSize);
-  const recorded = record['totalSteps'];
+  const recorded = record.totalSteps;
   if (typeof recorded === 'number' && recorded !== totalSteps)
     throw new JobLoadError(
       `job '${record.id}': the record says totalSteps ${recorded} but the spec and data give ${totalSteps}`,
@@ -92,12 +93,12 @@ export async function loadShardJob(
 }
 
 function layoutOf(
-  record: JobRecord,
+  record: StoredJob,
   a: ShardAssignment,
   busAssignment: Assignment | null,
   spec: JobSpec,
 ): unknown {
-  if (record['layout'] !== undefined) return record['layout'];
+  if (record.layout !== undefined) return record.layout;
   const names = spec.network.layers.map((l) => l.name);
   const toLayout = (
     shards: { shardId: number; units: { layer: number; start: number; end: number }[] }[],

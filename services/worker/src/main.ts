@@ -9,8 +9,9 @@ import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { channelCredentials } from '@spinmesh/proto';
 import { confinedAccess } from '@spinmesh/model';
 import { WorkerMetrics, startMetricsServer, type MetricsServer } from '@spinmesh/telemetry';
+import { ConfigError } from '@spinmesh/cluster';
 
-import { ConfigError, configFromEnv, type WorkerConfig } from './config.js';
+import { configFromEnv, type WorkerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Worker } from './worker.js';
 

@@ -33,16 +33,6 @@ import {
   type StalenessSummary,
 } from '@spinmesh/proto';
 import type { ShardSample, WorkerMetrics } from '@spinmesh/telemetry';
-
-import {
-  JobLoadError,
-  jobParameterSource,
-  loadShardJob,
-  trainerStaleness,
-  type ShardJob,
-} from './job.js';
-import type { Logger } from './log.js';
-import { PeerLink, PeerLinkError, type PeerServer, type SpinBlock } from './peers.js';
 import {
   ShardEvents,
   checkpointSlots,
@@ -53,7 +43,18 @@ import {
   slotFor,
   snapshotEverySteps,
   snapshotSlot,
-} from './protocol.js';
+  type StoredJob,
+} from '@spinmesh/cluster';
+
+import {
+  JobLoadError,
+  jobParameterSource,
+  loadShardJob,
+  trainerStaleness,
+  type ShardJob,
+} from './job.js';
+import type { Logger } from './log.js';
+import { PeerLink, PeerLinkError, type PeerServer, type SpinBlock } from './peers.js';
 
 const Status = grpc.status;
 
@@ -243,16 +244,17 @@ export class ShardRun {
   private async load(): Promise<void> {
     const { bus, kernels } = this.deps;
     const a = this.assignment;
-    const record = await bus.getJob(a.jobId);
+    // Typed as the coordinator writes it; the spec and layout are validated again on loading.
+    const record: StoredJob | null = await bus.getJob(a.jobId);
     if (record === null) throw new JobLoadError(`job '${a.jobId}' is not on the bus`);
-    if (record['sequence'] !== undefined) {
-      await this.loadSequence(record['sequence'], a);
+    if (record.sequence !== undefined) {
+      await this.loadSequence(record.sequence, a);
       return;
     }
-    const busAssignment = record['layout'] === undefined ? await bus.getAssignment(a.jobId) : null;
+    const busAssignment = record.layout === undefined ? await bus.getAssignment(a.jobId) : null;
     const job = await loadShardJob(record, a, busAssignment, this.deps.dataAccess);
     // The coordinator evaluates the job from the shards' parameters at exactly the steps one
-    // process would evaluate at: each shard stops there for a snapshot (protocol.ts).
+    // process would evaluate at: each shard stops there for a snapshot (@spinmesh/cluster's protocol).
     const snapshotEvery = snapshotEverySteps(
       evaluationEverySteps(
         job.spec.evaluate.every ?? 1,

@@ -28,8 +28,8 @@ import {
   type WorkerStatus,
 } from '@spinmesh/proto';
 import { withRpcMetrics, type WorkerMetrics } from '@spinmesh/telemetry';
+import { isLoopbackListen } from '@spinmesh/cluster';
 
-import { isLoopbackListen } from './env.js';
 import type { Logger } from './log.js';
 import { PeerServer, SECRET_METADATA } from './peers.js';
 import { ShardRun, type RunState } from './run.js';

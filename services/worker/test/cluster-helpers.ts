@@ -31,13 +31,9 @@ import {
   type StopResponse,
   type WorkerStatus,
 } from '@spinmesh/proto';
+import { ShardEvents, readShardExports } from '@spinmesh/cluster';
 
-import {
-  SECRET_METADATA,
-  jobParameterSource,
-  readShardExports,
-  ShardEvents,
-} from '../src/index.js';
+import { SECRET_METADATA, jobParameterSource } from '../src/index.js';
 
 export const root = fileURLToPath(new URL('../../..', import.meta.url));
 export const mainJs = fileURLToPath(new URL('../dist/main.js', import.meta.url));

@@ -11,8 +11,9 @@ import {
   WorkerState,
   type ShardAssignment,
 } from '@spinmesh/proto';
+import { ShardEvents, exportSlot } from '@spinmesh/cluster';
 
-import { Worker, silentLogger, ShardEvents, exportSlot } from '../src/index.js';
+import { Worker, silentLogger } from '../src/index.js';
 import {
   Control,
   assembleFromBus,

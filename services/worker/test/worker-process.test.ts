@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerState } from '@spinmesh/proto';
+import { commonCheckpointStep, checkpointSlots, ShardEvents } from '@spinmesh/cluster';
 
-import { commonCheckpointStep, checkpointSlots, ShardEvents } from '../src/index.js';
 import {
   Control,
   WorkerProcs,

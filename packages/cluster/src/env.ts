@@ -1,5 +1,5 @@
 // Reading a service's settings from the environment: the checks the worker and the coordinator
-// share (each failure a ConfigError naming the variable). The coordinator imports it from here.
+// share (each failure a ConfigError naming the variable).
 import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute } from 'node:path';
 

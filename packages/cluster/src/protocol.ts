@@ -1,7 +1,7 @@
 // What the workers leave on the state bus for the coordinator: where a shard's checkpoints and
 // its final export live (checkpoint slots), how an export is encoded, which events a worker
-// appends, and which step a job can be rolled back to. The coordinator reads the same things
-// with these functions, so the two sides cannot drift apart.
+// appends, and which step a job can be rolled back to. The workers write and the coordinator
+// reads with these same functions, so the two sides cannot drift apart.
 import type { Bus, CheckpointInfo } from '@spinmesh/bus';
 import type { ParameterBlock, ShardExport } from '@spinmesh/model';
 

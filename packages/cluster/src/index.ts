@@ -1,0 +1,33 @@
+// @spinmesh/cluster: what the coordinator and the workers agree on, so that neither service
+// imports the other: how a service reads its environment (each bad value a ConfigError naming
+// the variable), and the bus protocol (where a shard's checkpoints, snapshots and final export
+// live, how an export is encoded, the events a worker appends, which step a job rolls back to),
+// and the fields of a job record.
+export { ConfigError, EnvReader, HOST_PORT, isLoopbackListen, type Env } from './env.js';
+export {
+  PREVIOUS_SLOT_BASE,
+  EXPORT_SLOT_BASE,
+  SNAPSHOT_SLOT_BASE,
+  checkpointSlots,
+  exportSlot,
+  snapshotSlot,
+  evaluationEverySteps,
+  snapshotEverySteps,
+  nextEvaluationStep,
+  slotFor,
+  checkpointSteps,
+  commonCheckpointStep,
+  currentRun,
+  type Rollback,
+  encodeShardExport,
+  decodeShardExport,
+  isShardExport,
+  readShardExports,
+  ShardEvents,
+} from './protocol.js';
+export {
+  type JobFields,
+  type ProgressRecord,
+  type ModelRecord,
+  type StoredJob,
+} from './job-record.js';
