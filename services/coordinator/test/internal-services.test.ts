@@ -230,7 +230,7 @@ describe('a coordinator with an in-process bus and no SPINMESH_CLUSTER_SECRET', 
     const lines = startLog.split('\n');
     const said = lines.filter((l) => l.includes('SPINMESH_CLUSTER_SECRET is not set'));
     expect(said).toHaveLength(1);
-    expect(JSON.parse(said[0]!)).toMatchObject({ level: 40 });
+    expect(JSON.parse(said[0]!)).toMatchObject({ level: 'warn', service: 'coordinator' });
   });
 
   it('refuses every bus call from callers without the secret, and nothing changes', async () => {
