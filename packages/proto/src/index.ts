@@ -124,6 +124,19 @@ export {
  */
 export const STALENESS_UNBOUNDED = 0xffff_ffff;
 
+/**
+ * A staleness as ShardAssignment.staleness carries it. Inside the code a staleness is a number,
+ * Infinity meaning unbounded (the spec's 'unbounded'); the sentinel exists only on the wire.
+ */
+export function stalenessToWire(staleness: number | 'unbounded'): number {
+  return staleness === 'unbounded' || staleness === Infinity ? STALENESS_UNBOUNDED : staleness;
+}
+
+/** ShardAssignment.staleness as the code's number: Infinity for the unbounded sentinel. */
+export function stalenessFromWire(wire: number): number {
+  return wire === STALENESS_UNBOUNDED ? Infinity : wire;
+}
+
 /** Fully qualified names of the services, as the health service and tools know them. */
 export const ServiceNames = {
   peer: 'spinmesh.v1.PeerService',

@@ -9,6 +9,8 @@ import {
   SpinFrame,
   STALENESS_UNBOUNDED,
   UnitType,
+  stalenessFromWire,
+  stalenessToWire,
   WorkerControlService,
   WorkerStatus,
 } from '../src/index.js';
@@ -69,6 +71,15 @@ describe('generated messages', () => {
     expect(WorkerStatus.decode(WorkerStatus.encode(WorkerStatus.fromPartial({})).finish())).toEqual(
       WorkerStatus.fromPartial({}),
     );
+  });
+
+  it("convert staleness at the wire only: 'unbounded' and Infinity to the sentinel and back to Infinity", () => {
+    expect(stalenessToWire('unbounded')).toBe(STALENESS_UNBOUNDED);
+    expect(stalenessToWire(Infinity)).toBe(STALENESS_UNBOUNDED);
+    expect(stalenessToWire(3)).toBe(3);
+    expect(stalenessFromWire(STALENESS_UNBOUNDED)).toBe(Infinity);
+    expect(stalenessFromWire(0)).toBe(0);
+    expect(stalenessFromWire(stalenessToWire(4294967294))).toBe(4294967294);
   });
 
   it('name the services as proto/ does', () => {

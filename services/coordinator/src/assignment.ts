@@ -7,12 +7,7 @@ import type {
   SequenceJobSpec,
   ShardLayout,
 } from '@spinmesh/model';
-import {
-  STALENESS_UNBOUNDED,
-  UnitType,
-  type NetworkSpec,
-  type ShardAssignment,
-} from '@spinmesh/proto';
+import { stalenessToWire, UnitType, type NetworkSpec, type ShardAssignment } from '@spinmesh/proto';
 
 const UNIT_TYPES: Record<string, UnitType> = {
   bernoulli: UnitType.UNIT_TYPE_BERNOULLI,
@@ -64,11 +59,6 @@ export function peerShards(spec: ModelNetworkSpec, layout: ShardLayout, s: numbe
   return out;
 }
 
-/** The staleness of a spec as ShardAssignment.staleness. */
-export function protoStaleness(s: JobSpec['staleness']): number {
-  return s === 'unbounded' ? STALENESS_UNBOUNDED : s;
-}
-
 export interface PlacedShard {
   shardId: number;
   workerId: string;
@@ -100,7 +90,7 @@ export function buildAssignment(args: {
       address: byId.get(p)?.address ?? '',
       units: shardRanges(spec.network, layout, p),
     })),
-    staleness: protoStaleness(spec.staleness),
+    staleness: stalenessToWire(spec.staleness),
     checkpointEverySteps: spec.checkpointEverySteps,
     restoreFromStep: args.restoreFromStep,
     seed: spec.seed,

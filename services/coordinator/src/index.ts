@@ -16,7 +16,6 @@ export {
   peerShards,
   shardRanges,
   toProtoNetwork,
-  protoStaleness,
   type PlacedShard,
 } from './assignment.js';
 export { MODEL_SLOT, readModel, storeModel } from './model-store.js';

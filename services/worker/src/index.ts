@@ -16,7 +16,6 @@ export { createLogger, silentLogger, type Logger } from './log.js';
 export {
   loadShardJob,
   jobParameterSource,
-  trainerStaleness,
   JobLoadError,
   type ShardJob,
 } from './job.js';

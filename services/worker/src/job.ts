@@ -194,8 +194,3 @@ export function jobParameterSource(
     },
   };
 }
-
-/** The spec's staleness as ShardTrainer wants it, from ShardAssignment.staleness. */
-export function trainerStaleness(protoStaleness: number): number {
-  return protoStaleness === 0xffff_ffff ? Infinity : protoStaleness;
-}

@@ -27,6 +27,7 @@ import {
 } from '@spinmesh/model';
 import {
   ServerError,
+  stalenessFromWire,
   type PeerCounters,
   type ShardAssignment,
   type SpinFrame,
@@ -46,13 +47,7 @@ import {
   type StoredJob,
 } from '@spinmesh/cluster';
 
-import {
-  JobLoadError,
-  jobParameterSource,
-  loadShardJob,
-  trainerStaleness,
-  type ShardJob,
-} from './job.js';
+import { JobLoadError, jobParameterSource, loadShardJob, type ShardJob } from './job.js';
 import type { Logger } from './log.js';
 import { PeerLink, PeerLinkError, type PeerServer, type SpinBlock } from './peers.js';
 
@@ -271,7 +266,7 @@ export class ShardRun {
       kernels,
       data: { x: job.data.x, rows: job.data.rows },
       steps: job.totalSteps,
-      staleness: trainerStaleness(a.staleness),
+      staleness: stalenessFromWire(a.staleness),
       checkpointEvery: a.checkpointEverySteps,
       snapshotEvery,
       params: jobParameterSource(job.spec, job.data, kernels),
