@@ -13,12 +13,7 @@ export {
   type BusConfig,
 } from './config.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
-export {
-  loadShardJob,
-  jobParameterSource,
-  JobLoadError,
-  type ShardJob,
-} from './job.js';
+export { loadShardJob, jobParameterSource, JobLoadError, type ShardJob } from './job.js';
 export {
   PeerServer,
   PeerLink,
