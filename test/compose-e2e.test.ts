@@ -7,7 +7,7 @@
 // started (scripts/containers/engine.sh), and where no registry answers, the base images are
 // local stand-ins (scripts/containers/standins.sh); a service whose image cannot be had is left
 // out and named. It ends with one JSON line that sums up what it saw, and asserts each part.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -149,10 +149,30 @@ describe('docker compose on a real engine', () => {
     );
     // The engine's bridges have no NAT on these machines: the build reaches apt and npm through
     // the host's network. Nothing else differs from the file a user runs.
+    // Prometheus scrapes every 2 s instead of 15 (the deploy file otherwise unchanged), so that
+    // the metrics job spans several scrapes however fast the machine runs it: a rate over its
+    // window needs two different samples, or a ratio of rates is 0/0 and a quantile NaN.
+    const promDir = join(dir, 'prometheus');
+    mkdirSync(promDir);
+    chmodSync(dir, 0o755); // the container's user reads the file through it; .env stays 0600
+    const promConfig = readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8');
+    if (!/^ {2}scrape_interval: 15s$/m.test(promConfig))
+      throw new Error(
+        'deploy/prometheus/prometheus.yml: no global scrape_interval of 15s to shorten',
+      );
+    writeFileSync(
+      join(promDir, 'prometheus.yml'),
+      promConfig
+        .replace(/^ {2}scrape_interval: 15s$/m, '  scrape_interval: 2s')
+        .replace(/^ {2}scrape_timeout: \d+s$/m, '  scrape_timeout: 2s'),
+      { mode: 0o644 },
+    );
     writeFileSync(
       join(dir, 'override.yml'),
       'services:\n  coordinator:\n    build:\n      network: host\n' +
-        '  worker:\n    build:\n      network: host\n',
+        '  worker:\n    build:\n      network: host\n' +
+        '  prometheus:\n    volumes:\n' +
+        `      - ${join(promDir, 'prometheus.yml')}:/etc/prometheus/prometheus.yml:ro\n`,
     );
     engine = await startEngine();
     summary.engine = engine.kind;
@@ -243,9 +263,9 @@ describe('docker compose on a real engine', () => {
   it(
     'runs a job from the host CLI on the container workers; every target and panel answers',
     async () => {
-      // Long enough, even on a fast machine, for several 15 s scrapes while it runs: a rate
-      // over its window needs two different samples, or a ratio of rates is 0/0 and a quantile
-      // NaN. Staleness 2 fills the staleness histogram; every evaluation the dashboards show.
+      // Long enough for several of the test's 2 s scrapes while it runs (see the override in
+      // beforeAll). Staleness 2 fills the staleness histogram; every evaluation the dashboards
+      // show.
       const spec = basJob(36000, {
         name: 'compose-e2e-metrics',
         workers: 2,
@@ -321,7 +341,7 @@ describe('docker compose on a real engine', () => {
         instance: '.*',
         __rate_interval: window,
         __range: window,
-        __interval: '15s',
+        __interval: '2s',
       };
       const empty: string[] = [];
       let queries = 0;
