@@ -55,6 +55,29 @@ describe('bench (quick)', () => {
     }
   }, 180_000);
 
+  it('scaling: the inputs of the step-time model and its predictions by K, both designs', async () => {
+    const r = await bench(['scaling', '--quick']);
+    const predictions = r['predictions'] as Record<string, number>[];
+    expect(predictions.map((p) => p['k'])).toEqual([1, 2, 4]);
+    // 512+512, 64 rows: the message sizes follow from the shapes alone. Replicated: 1 bit per
+    // spin to each peer at each of the three stages; owned: the hidden stages' partial fields
+    // (float32) and spins to each peer, nothing at the visible stage.
+    const [, two, four] = predictions;
+    expect(two!['wire_bytes_out_replicated']).toBe((64 * 256 * 3) / 8);
+    expect(two!['wire_bytes_out_owned']).toBe(2 * 64 * 256 * (4 + 1 / 8));
+    expect(four!['wire_bytes_out_owned']).toBe(2 * 3 * 64 * 128 * (4 + 1 / 8));
+    expect(four!['frames_out_owned']).toBe(4 * 3);
+    for (const p of predictions) {
+      expect(p['compute_owned_ms']).toBeGreaterThan(0);
+      expect(p['speedup_owned_tcp_pipelined']).toBeGreaterThan(0);
+    }
+    const links = r['links'] as Record<string, Record<string, number>>;
+    for (const name of ['grpc', 'tcp']) {
+      expect(links[name]!['latency_us']).toBeGreaterThan(0);
+      expect(links[name]!['bandwidth_mb_s']).toBeGreaterThan(0);
+    }
+  }, 180_000);
+
   it('cluster: a bad --staleness is refused before anything starts', async () => {
     await expect(bench(['cluster', '--staleness=-1'])).rejects.toThrow(
       /--staleness: must be 0, a positive integer or 'unbounded', got '-1'/,
