@@ -272,11 +272,19 @@ describe('the cluster across network namespaces', () => {
     });
     expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
 
-    // With its link back, the cut worker finds its registration expired and registers again:
-    // the cluster has its three workers.
-    await workers
-      .get(hostOf(victim))!
-      .waitForLog((l) => l['msg'] === 'membership expired: registering again', 60_000);
+    // With its link back, the cut worker's old run ends (refused by its peer and the bus, or
+    // stopped by the coordinator) without the process failing, and the worker, finding its
+    // registration expired, registers again: the cluster has its three workers.
+    const cutWorker = workers.get(hostOf(victim))!;
+    await cutWorker.waitForLog(
+      (l) =>
+        l['job'] === jobId &&
+        l['generation'] === 1 &&
+        /^(shard stopped|a newer generation replaced this run)/.test(String(l['msg'])),
+      60_000,
+    );
+    await cutWorker.waitForLog((l) => l['msg'] === 'membership expired: registering again', 60_000);
+    expect(alive(cutWorker.child.pid!)).toBe(true);
     for (let t = Date.now(); (await bus.listWorkers()).length < WORKERS.length;) {
       if (Date.now() - t > 60_000)
         throw new Error(`the cut worker did not come back:\n${net.tails()}`);
