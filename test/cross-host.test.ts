@@ -293,7 +293,7 @@ describe('the cluster across network namespaces', () => {
     console.log(
       `link of ${victim} cut at step ~${cutAtStep} for ${outageMs} ms (registration TTL ` +
         `${REGISTRATION_TTL_MS} ms, heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms; lost after ` +
-        `${lostAt - cutAt} ms): restored every shard from step ${moved.restoreFromStep} ` +
+        `${lostAt - cutAt} ms: ${lost.find((w) => w.workerId === victim)!.message}): restored every shard from step ${moved.restoreFromStep} ` +
         `(generation ${moved.generation}); model bit-identical to the undisturbed run`,
     );
   }, 320_000);
