@@ -86,12 +86,13 @@ beforeAll(async () => {
     [
       findRedisServer(),
       ...['--bind', coordinatorHost.address, '--port', String(REDIS_PORT)],
+      // No persistence: nothing is written to its directory.
       ...['--save', '', '--appendonly', 'no', '--dir', '/tmp', '--loglevel', 'notice'],
       ...['--requirepass', redisPassword],
     ],
     process.env,
   );
-  await waitForText(redis, /Ready to accept connections/, 30_000);
+  await redis.waitForLine(/Ready to accept connections/, 60_000);
   coordinator = net.start(
     'coordinator',
     coordinatorHost,
@@ -121,11 +122,11 @@ beforeAll(async () => {
   );
   jobs = new Jobs(`${coordinatorHost.address}:${COORDINATOR_PORT}`);
   bus = await RedisBus.connect({ url: redisUrl, password: redisPassword, prefix });
-  for (let t = Date.now(); (await bus.listWorkers()).length < WORKERS.length;) {
-    if (Date.now() - t > 60_000)
-      throw new Error(`the workers did not all register within 60 s:\n${net.tails()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  // They registered before saying so, with those addresses.
+  const registered = (await bus.listWorkers()).map((w) => [w.id, w.address]).sort();
+  expect(registered).toEqual(
+    WORKERS.map((name) => [workerId(name), `${net.host(name).address}:${WORKER_PORT}`]),
+  );
 }, 180_000);
 
 /**
@@ -147,23 +148,6 @@ function tearDown(): Promise<{ pids: number[]; network: string[] }> {
 afterAll(async () => {
   await tearDown();
 }, 60_000);
-
-/** Waits for a line of a process's output (not JSON: redis-server's own log). */
-function waitForText(p: HostProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const poll = (): void => {
-      if (pattern.test(p.tail())) return resolve();
-      if (p.child.exitCode !== null || p.child.signalCode !== null)
-        return reject(new Error(`${p.name} exited during start-up:\n${p.tail()}`));
-      if (Date.now() > deadline)
-        return reject(new Error(`${p.name} did not start within ${timeoutMs} ms:\n${p.tail()}`));
-      setTimeout(poll, 50);
-    };
-    p.child.stdout!.on('data', poll);
-    poll();
-  });
-}
 
 async function modelOf(jobId: string): Promise<ReturnType<typeof decode>> {
   const m = await readModel(bus, jobId);

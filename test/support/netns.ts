@@ -23,7 +23,9 @@ export interface HostProcess {
   tail(): string;
   /** Resolves when it has exited. */
   readonly exited: Promise<void>;
-  /** Resolves with the first JSON log line that `match` accepts; rejects if it exits first. */
+  /** Resolves when a line of its stdout matches; rejects if it exits first or on timeout. */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<string>;
+  /** Resolves with the first JSON log line that `match` accepts; rejects as waitForLine. */
   waitForLog(
     match: (line: Record<string, unknown>) => boolean,
     timeoutMs: number,
@@ -186,42 +188,50 @@ export class HostNetwork {
       child.once('error', () => resolve());
     });
     const tail = (): string => lines.join('\n');
+    /** The first line (seen or to come) that `match` maps to a value. */
+    const waitFor = <T>(match: (line: string) => T | undefined, timeoutMs: number): Promise<T> =>
+      new Promise((resolve, reject) => {
+        const check = (line: string): boolean => {
+          const found = match(line);
+          if (found === undefined) return false;
+          finish();
+          resolve(found);
+          return true;
+        };
+        const timer = setTimeout(() => {
+          finish();
+          reject(new Error(`${name}: no such line within ${timeoutMs} ms:\n${tail()}`));
+        }, timeoutMs);
+        const finish = (): void => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        for (const l of lines) if (check(l)) return;
+        listeners.add(check);
+        void exited.then(() => {
+          if (!listeners.has(check)) return;
+          finish();
+          reject(new Error(`${name} exited before the line:\n${tail()}`));
+        });
+      });
     const p: HostProcess = {
       name,
       child,
       exited,
       tail,
+      waitForLine: (pattern, timeoutMs) =>
+        waitFor((line) => (pattern.test(line) ? line : undefined), timeoutMs),
       waitForLog: (match, timeoutMs) =>
-        new Promise((resolve, reject) => {
-          const check = (line: string): boolean => {
-            try {
-              const o = JSON.parse(line) as Record<string, unknown>;
-              if (o && typeof o === 'object' && match(o)) {
-                finish();
-                resolve(o);
-                return true;
-              }
-            } catch {
-              // not a log line
-            }
-            return false;
-          };
-          const timer = setTimeout(() => {
-            finish();
-            reject(new Error(`${name}: no such log line within ${timeoutMs} ms:\n${tail()}`));
-          }, timeoutMs);
-          const finish = (): void => {
-            clearTimeout(timer);
-            listeners.delete(check);
-          };
-          for (const l of lines) if (check(l)) return;
-          listeners.add(check);
-          void exited.then(() => {
-            if (!listeners.has(check)) return;
-            finish();
-            reject(new Error(`${name} exited before the log line:\n${tail()}`));
-          });
-        }),
+        waitFor((line) => {
+          try {
+            const o = JSON.parse(line) as unknown;
+            if (o !== null && typeof o === 'object' && match(o as Record<string, unknown>))
+              return o as Record<string, unknown>;
+          } catch {
+            // not a log line
+          }
+          return undefined;
+        }, timeoutMs),
     };
     this.processes.push(p);
     return p;
