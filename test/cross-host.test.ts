@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBus } from '@spinmesh/bus';
 import { SERVICE_MAINS, readModel } from '@spinmesh/coordinator';
-import type { WatchJobResponse } from '@spinmesh/proto';
+import { JobState, type Job, type WatchJobResponse, type WorkerChange } from '@spinmesh/proto';
 import {
   COMPLETED,
   FAST,
@@ -181,109 +181,174 @@ describe('the cluster across network namespaces', () => {
     );
   }, 320_000);
 
-  it('a worker whose link is cut past the heartbeat TTL: its shard moves on, the model is undisturbed', async () => {
+  it('a worker whose link is cut past the heartbeat TTL: the spare takes its shard, the model is undisturbed', async () => {
+    // Two shards on three workers: the third is the spare.
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
     const ref = await reference(spec);
-    const { jobId } = await jobs.submit(spec);
-    let victim = '';
-    let cut: Host | null = null;
-    let cutAt = 0;
-    let cutAtStep = 0;
-    let lostAt = 0;
-    let movedAt = 0;
-    let ended = false;
-    let restoredMidJob = false;
-    const checkpointed = new Set<number>();
-    let restored: Promise<number> | null = null;
-
-    /** Restores the link once it has been down MIN_OUTAGE_MS; resolves with the outage. */
-    const restoreLater = async (): Promise<number> => {
-      const left = cutAt + MIN_OUTAGE_MS - Date.now();
-      if (left > 0) await new Promise((r) => setTimeout(r, left)); // the deliberate outage
-      net.setLink(cut!, true);
-      restoredMidJob = !ended;
-      return Date.now() - cutAt;
-    };
-
-    const onEvent = (e: WatchJobResponse): void => {
-      if (e.workers?.kind === 'assigned' && victim === '')
-        victim = e.workers.shards.find((s) => s.shardId === 1)!.workerId;
-      // After the first checkpoint of every shard (the shards' events say when): cut the link
-      // of shard 1's worker.
-      const shardEvent = e.json ? (JSON.parse(e.json) as Record<string, unknown>) : {};
-      if (shardEvent['type'] === 'shard.checkpoint') checkpointed.add(Number(shardEvent['shard']));
-      if (cut === null && checkpointed.size === 2) {
-        cut = net.host(hostOf(victim));
-        cutAt = Date.now();
-        cutAtStep = Number(shardEvent['step']);
-        net.setLink(cut, false);
-      }
-      if (cut !== null && lostAt === 0 && e.workers?.kind === 'worker-lost') lostAt = Date.now();
-      // The spare holds the shard: the cut worker may come back, into the new generation.
-      if (cut !== null && restored === null && e.workers?.kind === 'assigned') {
-        movedAt = Date.now();
-        restored = restoreLater();
-      }
-    };
-
-    let result: Awaited<ReturnType<Jobs['follow']>>;
-    try {
-      result = await jobs.follow(jobId, onEvent, 300_000);
-    } finally {
-      ended = true;
-      // Never leave a link down for the tests after this one.
-      if (cut !== null && !net.linkUp(cut)) net.setLink(cut, true);
-    }
-    const { job, events } = result;
-    expect(cut, 'the link was never cut').not.toBeNull();
-    expect(lostAt, 'the coordinator never said the worker was lost').toBeGreaterThan(0);
-    expect(restored, 'the shard never moved to the spare').not.toBeNull();
-    const outageMs = await restored!;
-    expect(outageMs).toBeGreaterThan(REGISTRATION_TTL_MS);
-    expect(outageMs).toBeGreaterThan(HEARTBEAT_TIMEOUT_MS);
+    const r = await cutOneLink(spec, 'assigned');
+    const { job, events, victim } = r;
     expect(job.state, `${job.error}\n${net.tails()}`).toBe(COMPLETED);
-
-    const lost = events.filter((e) => e.workers?.kind === 'worker-lost').map((e) => e.workers!);
-    expect(lost.map((w) => w.workerId)).toContain(victim);
+    expect(r.lost.map((w) => w.workerId)).toContain(victim);
     // Every shard restarted from a common checkpoint, on workers other than the cut one.
     const moved = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
     expect(moved.generation).toBeGreaterThanOrEqual(2);
     expect(moved.restoreFromStep).toBeGreaterThan(0);
     expect(moved.restoreFromStep % 100).toBe(0);
     expect(moved.shards.map((s) => s.workerId)).not.toContain(victim);
-    expect(compareNetworks(await modelOf(jobId), ref.network)).toEqual({
+    expect(compareNetworks(await modelOf(job.jobId), ref.network)).toEqual({
       identical: true,
       maxDiff: 0,
     });
     expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
-
-    // With its link back, the cut worker's old run ends (refused by its peer and the bus, or
-    // stopped by the coordinator) without the process failing, and the worker, finding its
-    // registration expired, registers again: the cluster has its three workers.
-    const cutWorker = workers.get(hostOf(victim))!;
-    await cutWorker.waitForLog(
-      (l) =>
-        l['job'] === jobId &&
-        l['generation'] === 1 &&
-        /^(shard stopped|a newer generation replaced this run)/.test(String(l['msg'])),
-      60_000,
-    );
-    await cutWorker.waitForLog((l) => l['msg'] === 'membership expired: registering again', 60_000);
-    expect(alive(cutWorker.child.pid!)).toBe(true);
-    for (let t = Date.now(); (await bus.listWorkers()).length < WORKERS.length;) {
-      if (Date.now() - t > 60_000)
-        throw new Error(`the cut worker did not come back:\n${net.tails()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await cameBack(job.jobId, victim);
     console.log(
-      `link of ${victim} cut at step ~${cutAtStep} for ${outageMs} ms (registration TTL ` +
-        `${REGISTRATION_TTL_MS} ms, heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms; lost after ` +
-        `${lostAt - cutAt} ms: ${lost.find((w) => w.workerId === victim)!.message}; moved after ` +
-        `${movedAt - cutAt} ms; link back ${restoredMidJob ? 'while the job ran' : 'after the job'}): restored every shard from step ${moved.restoreFromStep} ` +
-        `(generation ${moved.generation}); model bit-identical to the undisturbed run`,
+      `${r.summary}; the spare took shard 1, every shard restored from step ` +
+        `${moved.restoreFromStep} (generation ${moved.generation}); model bit-identical to the ` +
+        'undisturbed run',
+    );
+  }, 320_000);
+
+  it('with no spare, the job waits for the cut worker; its link restored, the job resumes with the undisturbed model', async () => {
+    // Three shards on three workers: the cut worker's shard has nowhere to go until it is back.
+    const spec = basJob(1500, { workers: 3, checkpointEverySteps: 100 });
+    const ref = await reference(spec);
+    const r = await cutOneLink(spec, 'requeued');
+    const { job, events, victim } = r;
+    expect(job.state, `${job.error}\n${net.tails()}`).toBe(COMPLETED);
+    expect(r.lost.map((w) => w.workerId)).toContain(victim);
+    const { JOB_STATE_QUEUED: Q, JOB_STATE_RUNNING: R } = JobState;
+    const moves = events.filter((e) => e.state).map((e) => [e.state!.from, e.state!.to]);
+    expect(moves.slice(1, 4)).toEqual([
+      [Q, R],
+      [R, Q],
+      [Q, R],
+    ]);
+    // Resumed from a common checkpoint on the three workers, the cut one among them again.
+    const resumed = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
+    expect(resumed.generation).toBeGreaterThanOrEqual(2);
+    expect(resumed.restoreFromStep).toBeGreaterThan(0);
+    expect(resumed.restoreFromStep % 100).toBe(0);
+    expect(resumed.shards.map((s) => s.workerId)).toContain(victim);
+    expect(compareNetworks(await modelOf(job.jobId), ref.network)).toEqual({
+      identical: true,
+      maxDiff: 0,
+    });
+    expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
+    await cameBack(job.jobId, victim);
+    console.log(
+      `${r.summary}; requeued, resumed on the three workers from step ` +
+        `${resumed.restoreFromStep} (generation ${resumed.generation}); model bit-identical to ` +
+        'the undisturbed run',
     );
   }, 320_000);
 });
+
+/**
+ * Runs a job and, once every shard has written its first checkpoint (the shards' events say
+ * when), takes the link of shard 1's worker down; it comes back up when the job's event
+ * `restoreOn` follows the cut ('assigned': the shard has moved to a spare; 'requeued': no worker
+ * for it, the job waits), and not before MIN_OUTAGE_MS. Follows the job to its end.
+ */
+async function cutOneLink(
+  spec: Record<string, unknown>,
+  restoreOn: 'assigned' | 'requeued',
+): Promise<{
+  job: Job;
+  events: WatchJobResponse[];
+  victim: string;
+  lost: WorkerChange[];
+  summary: string;
+}> {
+  const shards = Number(spec['workers']);
+  const { jobId } = await jobs.submit(spec);
+  let victim = '';
+  let cut: Host | null = null;
+  let cutAt = 0;
+  let cutAtStep = 0;
+  let lostAt = 0;
+  let eventAt = 0;
+  let ended = false;
+  let restoredMidJob = false;
+  const checkpointed = new Set<number>();
+  let restored: Promise<number> | null = null;
+
+  /** Restores the link once it has been down MIN_OUTAGE_MS; resolves with the outage. */
+  const restoreLater = async (): Promise<number> => {
+    const left = cutAt + MIN_OUTAGE_MS - Date.now();
+    if (left > 0) await new Promise((r) => setTimeout(r, left)); // the deliberate outage
+    net.setLink(cut!, true);
+    restoredMidJob = !ended;
+    return Date.now() - cutAt;
+  };
+
+  const onEvent = (e: WatchJobResponse): void => {
+    if (e.workers?.kind === 'assigned' && victim === '')
+      victim = e.workers.shards.find((s) => s.shardId === 1)!.workerId;
+    const shardEvent = e.json ? (JSON.parse(e.json) as Record<string, unknown>) : {};
+    if (shardEvent['type'] === 'shard.checkpoint') checkpointed.add(Number(shardEvent['shard']));
+    if (cut === null && checkpointed.size === shards) {
+      cut = net.host(hostOf(victim));
+      cutAt = Date.now();
+      cutAtStep = Number(shardEvent['step']);
+      net.setLink(cut, false);
+    }
+    if (cut !== null && lostAt === 0 && e.workers?.kind === 'worker-lost') lostAt = Date.now();
+    if (cut !== null && restored === null && e.workers?.kind === restoreOn) {
+      eventAt = Date.now();
+      restored = restoreLater();
+    }
+  };
+
+  let result: Awaited<ReturnType<Jobs['follow']>>;
+  try {
+    result = await jobs.follow(jobId, onEvent, 300_000);
+  } finally {
+    ended = true;
+    // Never leave a link down for the tests after this one.
+    if (cut !== null && !net.linkUp(cut)) net.setLink(cut, true);
+  }
+  expect(cut, 'the link was never cut').not.toBeNull();
+  expect(lostAt, 'the coordinator never said the worker was lost').toBeGreaterThan(0);
+  expect(restored, `no '${restoreOn}' event after the cut`).not.toBeNull();
+  const outageMs = await restored!;
+  expect(outageMs).toBeGreaterThan(REGISTRATION_TTL_MS);
+  expect(outageMs).toBeGreaterThan(HEARTBEAT_TIMEOUT_MS);
+  const lost = result.events.flatMap((e) => (e.workers?.kind === 'worker-lost' ? [e.workers] : []));
+  const why = lost.find((w) => w.workerId === victim)?.message ?? '?';
+  return {
+    ...result,
+    victim,
+    lost,
+    summary:
+      `link of ${victim} cut at step ~${cutAtStep} for ${outageMs} ms (registration TTL ` +
+      `${REGISTRATION_TTL_MS} ms, heartbeat timeout ${HEARTBEAT_TIMEOUT_MS} ms; lost after ` +
+      `${lostAt - cutAt} ms: ${why}; '${restoreOn}' after ${eventAt - cutAt} ms; link back ` +
+      (restoredMidJob ? 'while the job ran)' : 'after the job)'),
+  };
+}
+
+/**
+ * With its link back, the cut worker's old run has ended (refused by its peers and the bus, or
+ * stopped by the coordinator) without the process failing, and the worker, having found its
+ * registration expired, registered again: the cluster has its three workers.
+ */
+async function cameBack(jobId: string, victim: string): Promise<void> {
+  const cutWorker = workers.get(hostOf(victim))!;
+  await cutWorker.waitForLog(
+    (l) =>
+      l['job'] === jobId &&
+      l['generation'] === 1 &&
+      /^(shard stopped|a newer generation replaced this run)/.test(String(l['msg'])),
+    60_000,
+  );
+  await cutWorker.waitForLog((l) => l['msg'] === 'membership expired: registering again', 60_000);
+  expect(alive(cutWorker.child.pid!)).toBe(true);
+  for (let t = Date.now(); (await bus.listWorkers()).length < WORKERS.length;) {
+    if (Date.now() - t > 60_000)
+      throw new Error(`the cut worker did not come back:\n${net.tails()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 describe('afterwards', () => {
   it('leaves no process, namespace or link behind', async () => {
