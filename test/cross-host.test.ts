@@ -2,8 +2,9 @@
 // network namespace with its own address on a veth link to a shared bridge, started as the real
 // built services with `ip netns exec`. A job must give the single-process model bit for bit; a
 // second one, with one worker's link cut for longer than the heartbeat TTL after the first
-// checkpoint, must recover (the spare takes the shard) and still give it. Needs root (CI runs as
-// root): without namespaces the test fails, saying why.
+// checkpoint, must recover (the spare takes the shard) and still give it; so must a third, with
+// no spare, once the link is back. Needs root (CI runs as root): without namespaces the test
+// fails, saying why.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBus } from '@spinmesh/bus';
