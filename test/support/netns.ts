@@ -11,7 +11,7 @@ export interface Host {
   readonly netns: string;
   /** Its IPv4 address on the network. */
   readonly address: string;
-  /** The veth end on the bridge's side (in the bridge's namespace), the one `cut` takes down. */
+  /** The veth end on the bridge's side (in the bridge's namespace), the one setLink takes down and up. */
   readonly hostSideLink: string;
 }
 
@@ -70,7 +70,7 @@ function freeSubnet(): string {
 }
 
 /**
- * The network: `hosts` namespaces on one bridge. @throws Error saying what failed (not root, no
+ * The network: one namespace per name, on one bridge. @throws Error saying what failed (not root, no
  * iproute2, no namespace support), after removing whatever it had made
  */
 export class HostNetwork {
@@ -127,10 +127,11 @@ export class HostNetwork {
       ip('-n', netns, 'link', 'set', 'eth0', 'up');
       this.hosts.push({ netns, address, hostSideLink });
     });
-    // The test process's own link: created in the bridge's namespace, its far end moved here.
+    // The test process's own link: created in the bridge's namespace, its far end moved into
+    // this process's (named by its pid: it need not be the one of pid 1).
     ip(
       ...['-n', this.bridgeNs, 'link', 'add', 'h-test', 'type', 'veth'],
-      ...['peer', 'name', this.rootLink, 'netns', '1'],
+      ...['peer', 'name', this.rootLink, 'netns', String(process.pid)],
     );
     ip('-n', this.bridgeNs, 'link', 'set', 'h-test', 'master', 'br0', 'up');
     this.testAddress = `${subnet}.254`;
