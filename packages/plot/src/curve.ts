@@ -46,8 +46,48 @@ export function learningCurveSpec(
     throw new PlotError(
       'learning curve: no evaluation has a log-likelihood or a reconstruction error to plot',
     );
-  const ll: Record<string, unknown>[] = [];
-  const recon: Record<string, unknown>[] = [];
+  const { ll, recon, optimum } = curveRows(points);
+  const panels: Record<string, unknown>[] = [];
+  if (ll.length > 0) panels.push(logLikelihoodPanel(ll, optimum));
+  if (recon.length > 0)
+    panels.push({
+      title: { text: 'Reconstruction error', fontSize: 13 },
+      data: { values: recon },
+      width: 560,
+      height: 180,
+      mark: { type: 'line', color: '#9467bd', point: { color: '#9467bd' } },
+      encoding: {
+        x: EPOCH_AXIS,
+        y: {
+          field: 'value',
+          type: 'quantitative',
+          title: 'Σᵢ (vᵢ − rᵢ)² per example',
+          scale: { zero: false },
+        },
+      },
+    });
+  return topLevel({
+    title: {
+      text: opts.title ?? 'Learning curves',
+      ...(opts.subtitle ? { subtitle: opts.subtitle } : {}),
+    },
+    vconcat: panels,
+    resolve: { scale: { color: 'independent' } },
+  });
+}
+
+type Row = Record<string, unknown>;
+
+const EPOCH_AXIS = { field: 'epoch', type: 'quantitative' as const, title: 'epoch' };
+
+/** The plotted rows by epoch: log-likelihoods by series, reconstruction errors, the optimum. */
+function curveRows(points: readonly CurvePoint[]): {
+  ll: Row[];
+  recon: Row[];
+  optimum: number | undefined;
+} {
+  const ll: Row[] = [];
+  const recon: Row[] = [];
   let optimum: number | undefined;
   for (const p of [...points].sort((a, b) => a.epoch - b.epoch)) {
     const add = (
@@ -69,86 +109,63 @@ export function learningCurveSpec(
       recon.push({ epoch: p.epoch, value: p.reconstructionError });
     if (p.optimum !== undefined) optimum = p.optimum;
   }
-  const epochAxis = { field: 'epoch', type: 'quantitative' as const, title: 'epoch' };
+  return { ll, recon, optimum };
+}
+
+/** The log-likelihood series, AIS bounds where given, and the optimum's line where known. */
+function logLikelihoodPanel(ll: Row[], optimum: number | undefined): Row {
+  const epochAxis = EPOCH_AXIS;
   const present = SERIES.filter((s) => ll.some((r) => r['series'] === s));
-  const panels: Record<string, unknown>[] = [];
-  if (ll.length > 0) {
-    const colour = {
-      field: 'series',
-      type: 'nominal' as const,
-      title: null,
-      scale: { domain: present, range: present.map((s) => COLOURS[SERIES.indexOf(s)]!) },
-      legend: { orient: 'bottom' as const, direction: 'horizontal' as const },
-    };
-    const y = {
-      field: 'value',
-      type: 'quantitative' as const,
-      title: 'log-likelihood (nats per example)',
-      scale: { zero: false },
-    };
-    const layer: Record<string, unknown>[] = [
-      { mark: { type: 'line', point: true }, encoding: { x: epochAxis, y, color: colour } },
-    ];
-    if (ll.some((r) => r['low'] !== undefined))
-      layer.push({
-        transform: [{ filter: 'isValid(datum.low)' }],
-        mark: { type: 'rule', strokeWidth: 1.5 },
-        encoding: {
-          x: epochAxis,
-          y: { field: 'low', type: 'quantitative' },
-          y2: { field: 'high' },
-          color: colour,
-        },
-      });
-    if (optimum !== undefined)
-      layer.push(
-        // One mark each, not one per row of the panel's data.
-        {
-          data: { values: [{}] },
-          mark: { type: 'rule', strokeDash: [6, 3], color: '#555' },
-          encoding: { y: { datum: optimum } },
-        },
-        {
-          data: { values: [{}] },
-          mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -3, color: '#333' },
-          encoding: {
-            x: { value: 'width' },
-            y: { datum: optimum },
-            text: { value: `optimum ${optimum.toFixed(3).replace('-', '−')}` },
-          },
-        },
-      );
-    panels.push({
-      title: { text: 'Log-likelihood of the training data', fontSize: 13 },
-      data: { values: ll },
-      width: 560,
-      height: 240,
-      layer,
-    });
-  }
-  if (recon.length > 0)
-    panels.push({
-      title: { text: 'Reconstruction error', fontSize: 13 },
-      data: { values: recon },
-      width: 560,
-      height: 180,
-      mark: { type: 'line', color: '#9467bd', point: { color: '#9467bd' } },
+  const colour = {
+    field: 'series',
+    type: 'nominal' as const,
+    title: null,
+    scale: { domain: present, range: present.map((s) => COLOURS[SERIES.indexOf(s)]!) },
+    legend: { orient: 'bottom' as const, direction: 'horizontal' as const },
+  };
+  const y = {
+    field: 'value',
+    type: 'quantitative' as const,
+    title: 'log-likelihood (nats per example)',
+    scale: { zero: false },
+  };
+  const layer: Record<string, unknown>[] = [
+    { mark: { type: 'line', point: true }, encoding: { x: epochAxis, y, color: colour } },
+  ];
+  if (ll.some((r) => r['low'] !== undefined))
+    layer.push({
+      transform: [{ filter: 'isValid(datum.low)' }],
+      mark: { type: 'rule', strokeWidth: 1.5 },
       encoding: {
         x: epochAxis,
-        y: {
-          field: 'value',
-          type: 'quantitative',
-          title: 'Σᵢ (vᵢ − rᵢ)² per example',
-          scale: { zero: false },
-        },
+        y: { field: 'low', type: 'quantitative' },
+        y2: { field: 'high' },
+        color: colour,
       },
     });
-  return topLevel({
-    title: {
-      text: opts.title ?? 'Learning curves',
-      ...(opts.subtitle ? { subtitle: opts.subtitle } : {}),
-    },
-    vconcat: panels,
-    resolve: { scale: { color: 'independent' } },
-  });
+  if (optimum !== undefined)
+    layer.push(
+      // One mark each, not one per row of the panel's data.
+      {
+        data: { values: [{}] },
+        mark: { type: 'rule', strokeDash: [6, 3], color: '#555' },
+        encoding: { y: { datum: optimum } },
+      },
+      {
+        data: { values: [{}] },
+        mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -3, color: '#333' },
+        encoding: {
+          x: { value: 'width' },
+          y: { datum: optimum },
+          text: { value: `optimum ${optimum.toFixed(3).replace('-', '−')}` },
+        },
+      },
+    );
+  return {
+    title: { text: 'Log-likelihood of the training data', fontSize: 13 },
+    data: { values: ll },
+    width: 560,
+    height: 240,
+    layer,
+  };
 }
