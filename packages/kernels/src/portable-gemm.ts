@@ -155,6 +155,7 @@ export class BlockedGemm {
     jc: number,
     ldc: number,
   ): void {
+    // Long by design (exempt in test/shape.test.ts): the unrolled 4x4 micro-kernel.
     const ap = this.packA;
     const bp = this.packB;
     for (let j0 = 0; j0 < nc; j0 += NR) {

@@ -230,6 +230,7 @@ function rejectNulls(v: unknown, path: string): void {
 
 /** Checks a job spec from untrusted input (parsed YAML or JSON). @throws SpecError naming the field */
 export function validateJobSpec(input: unknown): JobSpec {
+  // Long by design (exempt in test/shape.test.ts): a validator, one check per field.
   const p = 'spec';
   if (!isRecord(input)) throw new SpecError(p, 'must be an object');
   rejectNulls(input, p);

@@ -146,6 +146,7 @@ export function checkJobLimits(
   limits: Limits,
   rows?: { train: number; test: number },
 ): JobEstimate {
+  // Long by design (exempt in test/shape.test.ts): a validator, one check per limit.
   const p = 'spec';
   const { units, parameters } = networkSize(spec.network);
   const field = spec.network.layers.length === 1 ? `${p}.network` : `${p}.network.layers`;
