@@ -47,8 +47,9 @@ export function learningCurveSpec(
       'learning curve: no evaluation has a log-likelihood or a reconstruction error to plot',
     );
   const { ll, recon, optimum } = curveRows(points);
+  const epochAxis = { field: 'epoch', type: 'quantitative' as const, title: 'epoch' };
   const panels: Record<string, unknown>[] = [];
-  if (ll.length > 0) panels.push(logLikelihoodPanel(ll, optimum));
+  if (ll.length > 0) panels.push(logLikelihoodPanel(ll, optimum, epochAxis));
   if (recon.length > 0)
     panels.push({
       title: { text: 'Reconstruction error', fontSize: 13 },
@@ -57,7 +58,7 @@ export function learningCurveSpec(
       height: 180,
       mark: { type: 'line', color: '#9467bd', point: { color: '#9467bd' } },
       encoding: {
-        x: EPOCH_AXIS,
+        x: epochAxis,
         y: {
           field: 'value',
           type: 'quantitative',
@@ -77,8 +78,6 @@ export function learningCurveSpec(
 }
 
 type Row = Record<string, unknown>;
-
-const EPOCH_AXIS = { field: 'epoch', type: 'quantitative' as const, title: 'epoch' };
 
 /** The plotted rows by epoch: log-likelihoods by series, reconstruction errors, the optimum. */
 function curveRows(points: readonly CurvePoint[]): {
@@ -113,8 +112,7 @@ function curveRows(points: readonly CurvePoint[]): {
 }
 
 /** The log-likelihood series, AIS bounds where given, and the optimum's line where known. */
-function logLikelihoodPanel(ll: Row[], optimum: number | undefined): Row {
-  const epochAxis = EPOCH_AXIS;
+function logLikelihoodPanel(ll: Row[], optimum: number | undefined, epochAxis: object): Row {
   const present = SERIES.filter((s) => ll.some((r) => r['series'] === s));
   const colour = {
     field: 'series',
