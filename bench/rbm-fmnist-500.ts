@@ -97,9 +97,8 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     probe_seconds: probeSeconds,
   };
   if (!args.has('no-ais')) {
-    const testBin = bin ? test : binarize(rawTest, 'threshold', 0.5);
     const ais = { runs: numArg(args, 'ais-runs', 100), steps: numArg(args, 'ais-steps', 14500) };
-    Object.assign(result, aisFigures(net, train, testBin, { ...ais, seed }));
+    Object.assign(result, aisFigures(net, train, bin ? test : rawTest, bin, { ...ais, seed }));
   }
   if (!args.has('no-peer')) Object.assign(result, sklearnPeer(k.threads, epochSeconds));
   return result;
@@ -125,14 +124,19 @@ function probeFigures(
   return { accuracy, probeSeconds };
 }
 
-/** The AIS test log-likelihood (on binarized test images) and log Z, with their spread. */
+/**
+ * The AIS test log-likelihood (on the test images, binarized at 0.5 unless `binary` says they
+ * are) and log Z, with their spread.
+ */
 function aisFigures(
   net: Network,
   train: Data,
-  testBin: Data,
+  test: Data,
+  binary: boolean,
   o: { runs: number; steps: number; seed: number },
 ): Record<string, unknown> {
   const t1 = performance.now();
+  const testBin = binary ? test : binarize(test, 'threshold', 0.5);
   const r = aisLogLikelihood(net, testBin.x, testBin.rows, {
     runs: o.runs,
     steps: o.steps,
