@@ -10,7 +10,8 @@ import {
   type NetworkSpec,
   type UnitName,
 } from './network.js';
-import { Trainer, validateTrainOptions, type EpochStats, type TrainOptions } from './train.js';
+import { Trainer, type EpochStats } from './train.js';
+import { type TrainOptions, validateTrainOptions } from './train-options.js';
 import { barsAndStripes, basLogLikelihoodOptimum } from './data/bas.js';
 import { binarize, type BinarizeMode, type Dataset } from './data/dataset.js';
 import { join } from 'node:path';

@@ -2,7 +2,7 @@
 // it needs and who needs its own, and the shapes of a step. Fixed for a run.
 import { UnitType } from '@spinmesh/kernels';
 import type { Network } from '../network.js';
-import type { ResolvedTrainOptions } from '../train.js';
+import type { ResolvedTrainOptions } from '../train-options.js';
 import type { ShardLayout } from './layout.js';
 import { type StepPlan, neighbours } from './plan.js';
 

@@ -4,7 +4,7 @@ import { type Kernels, type RngSite, UnitType } from '@spinmesh/kernels';
 import { epochOrder } from '../data/dataset.js';
 import { SpecError } from '../errors.js';
 import { Streams, biasForMeans } from '../sampler.js';
-import { type StatisticBits, bitLayers } from '../train.js';
+import { type StatisticBits, bitLayers } from '../train-rule.js';
 import type { ShardGeometry } from './shard-geometry.js';
 import type { ParameterSource } from './params.js';
 import type { ShardData } from './shard-types.js';

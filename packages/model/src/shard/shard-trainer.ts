@@ -77,7 +77,11 @@
 import { type Kernels, seedHalves } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
 import type { NetworkSpec } from '../network.js';
-import { type ResolvedTrainOptions, type TrainOptions, validateTrainOptions } from '../train.js';
+import {
+  type ResolvedTrainOptions,
+  type TrainOptions,
+  validateTrainOptions,
+} from '../train-options.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
 import { type ShardExport, initSource } from './params.js';
 import { type StepPlan, stepPlan } from './plan.js';

@@ -2,7 +2,7 @@
 // what advance() reports, and its statistics.
 import type { Kernels } from '@spinmesh/kernels';
 import type { InitOptions, NetworkSpec } from '../network.js';
-import type { TrainOptions } from '../train.js';
+import type { TrainOptions } from '../train-options.js';
 import type { ShardLayout } from './layout.js';
 import type { ParameterSource } from './params.js';
 

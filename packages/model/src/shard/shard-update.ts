@@ -10,7 +10,7 @@ import {
   lateralCorrelation,
   packStatistics,
   weightCorrelation,
-} from '../train.js';
+} from '../train-rule.js';
 import type { HeldConnection, ShardParameters } from './shard-holdings.js';
 import type { ShardGeometry } from './shard-geometry.js';
 import type { SpinInbox } from './shard-inbox.js';
