@@ -22,6 +22,8 @@ export * from './io/modelfile.js';
 export * from './io/png.js';
 export * from './hopfield.js';
 export * from './sampler.js';
+export * from './chains.js';
+export * from './tempering.js';
 export * from './train.js';
 export * from './train-options.js';
 export * from './train-rule.js';

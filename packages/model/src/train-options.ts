@@ -4,7 +4,7 @@ import { isRecord } from './checks.js';
 import { SpecError } from './errors.js';
 import type { Network } from './network.js';
 import { quote } from './quote.js';
-import type { ChainInit } from './sampler.js';
+import type { ChainInit } from './chains.js';
 import { type LearningRateSchedule, validateSchedule } from './schedule.js';
 
 export type NegativePhase = 'cd' | 'pcd';

@@ -4,7 +4,7 @@ import type { Kernels } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import type { StateArray } from './io/modelfile.js';
 import type { Network } from './network.js';
-import type { PersistentChains } from './sampler.js';
+import type { PersistentChains } from './chains.js';
 import type { TrainedParameter } from './train-update.js';
 
 /** The parts of a Trainer its state holds (shared arrays: restoring writes into them). */

@@ -46,7 +46,8 @@ import { epochOrder } from './data/dataset.js';
 import { SpecError } from './errors.js';
 import type { StateArray } from './io/modelfile.js';
 import type { Network, State } from './network.js';
-import { GibbsSampler, PersistentChains, Streams } from './sampler.js';
+import { PersistentChains } from './chains.js';
+import { GibbsSampler, Streams } from './sampler.js';
 import {
   type ResolvedTrainOptions,
   type TrainOptions,

@@ -3,7 +3,8 @@
 import { type Kernels, type RngSite, UnitType } from '@spinmesh/kernels';
 import { epochOrder } from '../data/dataset.js';
 import { SpecError } from '../errors.js';
-import { Streams, biasForMeans } from '../sampler.js';
+import { biasForMeans } from '../chains.js';
+import { Streams } from '../sampler.js';
 import { type StatisticBits, bitLayers } from '../train-rule.js';
 import type { ShardGeometry } from './shard-geometry.js';
 import type { ParameterSource } from './params.js';
