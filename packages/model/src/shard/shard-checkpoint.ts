@@ -2,7 +2,7 @@
 // blocks it owns for an assembled model, and its weight tiles for checking replicas.
 import type { Kernels } from '@spinmesh/kernels';
 import { FormatError, SpecError } from '../errors.js';
-import { type CodecArray, decodeContainer, encodeContainer } from './codec.js';
+import { type CodecArray, concatBytes, decodeContainer, encodeContainer } from './codec.js';
 import type { ParameterBlock, ShardExport } from './params.js';
 import type { ShardGeometry } from './shard-geometry.js';
 import type { ShardParameters } from './shard-holdings.js';
@@ -10,16 +10,6 @@ import type { SpinInbox } from './shard-inbox.js';
 import type { PairingBook } from './shard-pairing.js';
 import type { ShardStates } from './shard-states.js';
 import type { ShardCounters, ShardTally } from './shard-tally.js';
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((s, b) => s + b.length, 0));
-  let off = 0;
-  for (const b of parts) {
-    all.set(b, off);
-    off += b.length;
-  }
-  return all;
-}
 
 /** A weight tile with its owner (the shard of its rows) and the updates applied to it. */
 export type WeightTile = ParameterBlock & { owner: number; step: number };
@@ -84,8 +74,8 @@ export class ShardCheckpoints {
     }
     arrays.push(['versions', this.inbox.modelStamp.slice()]);
     const { index, parts } = this.inbox.entriesBefore(step);
-    arrays.push(['inbox.index', Float64Array.from(index)], ['inbox.bytes', concat(parts)]);
-    if (this.geometry.pairing) arrays.push(...this.pairing.checkpointArrays(concat));
+    arrays.push(['inbox.index', Float64Array.from(index)], ['inbox.bytes', concatBytes(parts)]);
+    if (this.geometry.pairing) arrays.push(...this.pairing.checkpointArrays());
     arrays.push(
       ['stats.spin', Float64Array.from(this.tally.spinStaleness)],
       ['stats.lag', Float64Array.from(this.tally.weightLag)],

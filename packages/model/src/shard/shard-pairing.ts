@@ -2,7 +2,7 @@
 // update pairs a cross tile's late side with the states of the early side it was drawn from
 // (see the ShardTrainer file header, "Pairing"). Both holders of a tile build the same rows.
 import type { Kernels } from '@spinmesh/kernels';
-import type { CodecArray } from './codec.js';
+import { type CodecArray, concatBytes } from './codec.js';
 import { FormatError } from '../errors.js';
 import type { TilePairing } from './shard-holdings.js';
 import type { ShardGeometry } from './shard-geometry.js';
@@ -201,7 +201,7 @@ export class PairingBook {
   }
 
   /** The arrays a checkpoint keeps: own history (index triples and bytes) and each tile's sigma. */
-  checkpointArrays(concat: (parts: readonly Uint8Array[]) => Uint8Array): [string, CodecArray][] {
+  checkpointArrays(): [string, CodecArray][] {
     const index: number[] = [];
     const parts: Uint8Array[] = [];
     this.ownHistory.forEach((history, l) => {
@@ -212,7 +212,7 @@ export class PairingBook {
     });
     return [
       ['pairing.hist.index', Float64Array.from(index)],
-      ['pairing.hist.bytes', concat(parts)],
+      ['pairing.hist.bytes', concatBytes(parts)],
       ['pairing.sigma', Float64Array.from(this.pairs.map((q) => q.sigma))],
     ];
   }
