@@ -167,7 +167,8 @@ export class TrainerUpdate {
     const k = this.kernels;
     const centring = this.options.centring;
     const { primary, secondary, bits } = stack;
-    this.params.forEach((p, pi) => {
+    for (let pi = 0; pi < this.params.length; pi++) {
+      const p = this.params[pi]!;
       const g = this.gradients[pi]!;
       if (p.kind === 'weights') {
         const c = net.connections[p.conn]!;
@@ -183,20 +184,21 @@ export class TrainerUpdate {
         const S = primary[p.layer]!;
         lateralCorrelation(k, net.layers[p.layer]!.size, R + C, S, secondary[p.layer] ?? S, g);
       }
-    });
+    }
   }
 
   /** Mean over weights and laterals of |gradient| (before centring's mapping). */
   private meanCorrelationDiff(): number {
+    // Plain loops: a sum captured by a closure would live boxed in its context.
     let s = 0;
     let cnt = 0;
-    this.params.forEach((p, pi) => {
-      if (p.kind === 'bias') return;
+    for (let pi = 0; pi < this.params.length; pi++) {
+      if (this.params[pi]!.kind === 'bias') continue;
       const g = this.gradients[pi]!;
       this.kernels.download(g);
       for (let j = 0; j < g.length; j++) s += Math.abs(g[j]!);
       cnt += g.length;
-    });
+    }
     return cnt > 0 ? s / cnt : 0;
   }
 
@@ -205,7 +207,8 @@ export class TrainerUpdate {
     const net = this.network;
     const k = this.kernels;
     const bg = this.biasGradient;
-    this.params.forEach((p, pi) => {
+    for (let pi = 0; pi < this.params.length; pi++) {
+      const p = this.params[pi]!;
       const g = this.gradients[pi]!;
       if (p.kind === 'weights') {
         const c = net.connections[p.conn]!;
@@ -217,7 +220,7 @@ export class TrainerUpdate {
         const n = net.layers[p.layer]!.size;
         centringMap(k, 'rows', n, n, g, n, this.offsets[p.layer]!, bg[p.layer]!);
       }
-    });
+    }
   }
 
   /** 4. Decay, momentum, apply; returns the squared norm of the change (monitor only). */
@@ -226,14 +229,15 @@ export class TrainerUpdate {
     const o = this.options;
     const m = o.momentum;
     let norm2 = 0;
-    this.params.forEach((p, i) => {
+    for (let i = 0; i < this.params.length; i++) {
+      const p = this.params[i]!;
       const g = this.gradients[i]!;
       const len = p.data.length;
       const isW = p.kind !== 'bias';
       const v = this.velocities[i]!;
       applyGradient(k, p.data, v, g, lr, o, isW);
       if (monitor && isW) norm2 += m > 0 ? k.sumSquares(len, v) : lr * lr * k.sumSquares(len, g);
-    });
+    }
     return norm2;
   }
 
