@@ -2,7 +2,7 @@
 import { SpecError } from './errors.js';
 import { intIn as int, isRecord, onlyKeys } from './checks.js';
 import { rbmSpec, validateNetworkSpec, type NetworkSpec, type UnitName } from './network.js';
-import { validateTrainOptions, type TrainOptions } from './train.js';
+import { validateTrainOptions, type TrainOptions } from './train-options.js';
 import type { BinarizeMode } from './data/dataset.js';
 import { hopfieldSpec, isHopfield } from './hopfield.js';
 import { shapeNetwork } from './shard/layout.js';

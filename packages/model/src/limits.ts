@@ -5,7 +5,7 @@
 import { LimitError } from './errors.js';
 import type { DataSpec, JobSpec } from './job-spec.js';
 import type { NetworkSpec } from './network.js';
-import { validateTrainOptions } from './train.js';
+import { validateTrainOptions } from './train-options.js';
 import { shapeNetwork } from './shard/layout.js';
 import { validateDyBMSpec } from './dybm/spec.js';
 import type { SequenceJobSpec } from './dybm/job.js';

@@ -1,5 +1,6 @@
-// Samplers for any Network: block Gibbs by colouring (sequential inside lateral layers),
-// mean-field fixed points, parallel tempering and persistent chains.
+// Samplers for any Network: block Gibbs by colouring (sequential inside lateral layers) and
+// mean-field fixed points. Persistent chains are in chains.ts, parallel tempering in
+// tempering.ts.
 //
 // Randomness. Every draw goes through kernels.sampleUnits / kernels.uniform, whose counter is
 // (unit, chain, step, stream) under the sampler's seed:
@@ -9,7 +10,7 @@
 // - stream = one of the `Streams` constants below, plus a sub-sweep or replica index.
 // So a draw depends on (seed, chain, unit, step, stream) only: never on how many chains one
 // call processes, on batch layout or on timing.
-import { type Kernels, type RngSite, UnitType, seedHalves } from '@spinmesh/kernels';
+import { type Kernels, type RngSite, seedHalves } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import type { Layer, Network, State } from './network.js';
 
@@ -189,12 +190,13 @@ export function annealingSchedule(
   return out;
 }
 
-function checkBeta(beta: number, path: string): void {
+/** Argument checks shared by the samplers (chains.ts, tempering.ts). */
+export function checkBeta(beta: number, path: string): void {
   if (typeof beta !== 'number' || !Number.isFinite(beta) || beta <= 0)
     throw new SpecError(path, 'must be a finite number > 0');
 }
 
-function checkCount(v: number, path: string, min = 0): void {
+export function checkCount(v: number, path: string, min = 0): void {
   if (!Number.isInteger(v) || v < min) throw new SpecError(path, `must be an integer >= ${min}`);
 }
 
@@ -210,8 +212,8 @@ export function resolveLayer(network: Network, ref: LayerRef, path: string): num
   return i;
 }
 
-/** Site object reused for every call (no per-draw allocation). */
-function makeSite(seed: number | bigint): RngSite {
+/** Site object reused for every call (no per-draw allocation). Shared by the samplers. */
+export function makeSite(seed: number | bigint): RngSite {
   const { seedLo, seedHi } = seedHalves(seed);
   return { seedLo, seedHi, unitOffset: 0, chainOffset: 0, step: 0, stream: 0 };
 }
@@ -512,268 +514,4 @@ function validateOrder(network: Network, order: readonly (readonly number[])[]):
   if (seen.size !== network.layers.length)
     throw new SpecError('sampler.order', 'must name every layer once');
   return out;
-}
-
-/** Where persistent chains start. */
-export type ChainInit =
-  | 'uniform'
-  | 'biases'
-  | 'zeros'
-  | {
-      /**
-       * Per layer name, the mean of each unit: a probability for Bernoulli, E[x] in (-1, 1) for
-       * Ising, the mean for Gaussian (unit variance). Layers not named start 'uniform'.
-       */
-      means: Readonly<Record<string, ArrayLike<number>>>;
-    };
-
-export interface ChainOptions {
-  /** @defaultValue 0 */
-  seed?: number | bigint;
-  /** Global index of the first chain held here. @defaultValue 0 */
-  chainOffset?: number;
-  /**
-   * 'uniform': independent units with field 0 (Bernoulli and Ising fair coins, Gaussian
-   * N(0,1)); 'biases': independent units from the biases alone; 'zeros': all zero; or given
-   * means. @defaultValue 'uniform'
-   */
-  init?: ChainInit;
-}
-
-/**
- * out[j] = the bias that gives one free unit of `type` the mean means[j] (logit for Bernoulli,
- * atanh for Ising, the mean itself for Gaussian), clipped away from the saturated ends.
- * @throws SpecError at `path` when the lengths differ.
- */
-export function biasForMeans(
-  type: UnitType,
-  means: ArrayLike<number>,
-  out: Float32Array,
-  path: string,
-): void {
-  const n = out.length;
-  if (means.length !== n) throw new SpecError(path, `must hold ${n} values`);
-  for (let j = 0; j < n; j++) {
-    const m = means[j]!;
-    if (type === UnitType.Bernoulli) {
-      const p = Math.min(Math.max(m, 1e-7), 1 - 1e-7);
-      out[j] = Math.log(p / (1 - p));
-    } else if (type === UnitType.Ising) {
-      out[j] = Math.atanh(Math.min(Math.max(m, -1 + 1e-7), 1 - 1e-7));
-    } else {
-      out[j] = m;
-    }
-  }
-}
-
-/** States of `count` chains, e.g. the fantasy particles of persistent contrastive divergence. */
-export class PersistentChains {
-  readonly state: State;
-  readonly chainOffset: number;
-  private readonly seed: number | bigint;
-
-  constructor(
-    readonly network: Network,
-    readonly count: number,
-    opts: ChainOptions = {},
-  ) {
-    checkCount(count, 'chains.count', 1);
-    this.chainOffset = opts.chainOffset ?? 0;
-    checkCount(this.chainOffset, 'chains.chainOffset');
-    this.seed = opts.seed ?? 0;
-    this.state = network.allocState(count);
-    this.reset(opts.init ?? 'uniform');
-  }
-
-  /** Redraws every chain from `init` (draws use Streams.chainInit at step `step`). */
-  reset(init: ChainInit = 'uniform', step = 0): void {
-    const net = this.network;
-    const k = net.kernels;
-    const site = makeSite(this.seed);
-    site.chainOffset = this.chainOffset;
-    site.step = step;
-    site.stream = Streams.chainInit;
-    if (typeof init === 'object') {
-      for (const name of Object.keys(init.means))
-        resolveLayer(net, name, `chains.init.means.${name}`);
-    } else if (init !== 'uniform' && init !== 'biases' && init !== 'zeros') {
-      throw new SpecError('chains.init', 'must be uniform, biases, zeros or { means }');
-    }
-    for (const l of net.layers) {
-      const x = this.state[l.index]!;
-      const n = l.size;
-      if (init === 'zeros') {
-        x.fill(0);
-        k.upload(x);
-        continue;
-      }
-      const bias = k.alloc(n);
-      const field = k.alloc(this.count * n);
-      const means = typeof init === 'object' ? init.means[l.name] : undefined;
-      if (means) {
-        biasForMeans(l.type, means, bias, `chains.init.means.${l.name}`);
-      } else if (init === 'biases') {
-        k.download(net.biases[l.index]!);
-        bias.set(net.biases[l.index]!);
-      }
-      k.upload(bias);
-      site.unitOffset = l.offset;
-      k.sampleUnits(l.type, this.count, n, field, n, bias, 1, null, x, site);
-    }
-  }
-
-  /** Sets layer `layer` of every chain c to row (c mod rows) of data (rows x size). */
-  setLayer(layer: LayerRef, data: ArrayLike<number>, rows: number): void {
-    const l = resolveLayer(this.network, layer, 'chains.layer');
-    const n = this.network.layers[l]!.size;
-    checkCount(rows, 'chains.rows', 1);
-    if (data.length < rows * n) throw new SpecError('chains.data', `must hold rows x ${n} values`);
-    const x = this.state[l]!;
-    for (let c = 0; c < this.count; c++) {
-      const r = c % rows;
-      for (let j = 0; j < n; j++) x[c * n + j] = data[r * n + j]!;
-    }
-    this.network.kernels.upload(x);
-  }
-}
-
-export interface TemperingOptions {
-  /** Inverse temperatures, strictly increasing and > 0; the last replica is the target (usually beta = 1). */
-  betas: readonly number[];
-  /** Chains per replica. */
-  chains: number;
-  /** @defaultValue 0 */
-  seed?: number | bigint;
-  /** @defaultValue 0 */
-  chainOffset?: number;
-  /** @defaultValue 'uniform' */
-  init?: ChainInit;
-}
-
-/**
- * Parallel tempering (replica exchange): K replicas of `chains` chains at inverse temperatures
- * betas[0] < ... < betas[K-1]. A sweep does one Gibbs sweep of every replica (replica r with
- * stream Streams.tempering + r), then, for each chain, proposes swaps of neighbours
- * (r, r+1) for r = 0..K-2 in turn, accepted with probability
- * min(1, exp((beta_r - beta_{r+1}) (E(x_r) - E(x_{r+1})))) (network.energy), the uniform for
- * pair r of chain c coming from kernels.uniform at (unit r, chain c, step, Streams.swap).
- */
-export class ParallelTempering {
-  readonly betas: readonly number[];
-  readonly replicas: State[];
-  readonly chains: number;
-  readonly chainOffset: number;
-  /** Per neighbour pair r: accepted and proposed swaps so far. */
-  readonly accepted: Float64Array;
-  readonly proposed: Float64Array;
-  readonly sampler: GibbsSampler;
-  private readonly u: Float32Array;
-  private readonly site: RngSite;
-
-  constructor(
-    readonly network: Network,
-    opts: TemperingOptions,
-  ) {
-    const betas = opts.betas;
-    if (!Array.isArray(betas) || betas.length < 1)
-      throw new SpecError('tempering.betas', 'must be a non-empty array');
-    betas.forEach((b, i) => {
-      checkBeta(b, `tempering.betas[${i}]`);
-      if (i > 0 && !(b > betas[i - 1]!))
-        throw new SpecError(`tempering.betas[${i}]`, 'must be greater than the one before');
-    });
-    this.betas = [...betas];
-    checkCount(opts.chains, 'tempering.chains', 1);
-    this.chains = opts.chains;
-    this.chainOffset = opts.chainOffset ?? 0;
-    const seed = opts.seed ?? 0;
-    this.sampler = new GibbsSampler(network, { seed });
-    // Replica r starts from its own draw (init step r), so replicas do not start identical.
-    this.replicas = this.betas.map((_, r) => {
-      const pc = new PersistentChains(network, opts.chains, {
-        seed,
-        chainOffset: this.chainOffset,
-        init: 'zeros',
-      });
-      pc.reset(opts.init ?? 'uniform', r);
-      return pc.state;
-    });
-    const K = this.betas.length;
-    this.accepted = new Float64Array(Math.max(K - 1, 0));
-    this.proposed = new Float64Array(Math.max(K - 1, 0));
-    this.u = network.kernels.alloc(Math.max(K - 1, 1) * this.chains);
-    this.site = makeSite(seed);
-  }
-
-  /** The replica at the largest beta. */
-  get target(): State {
-    return this.replicas[this.replicas.length - 1]!;
-  }
-
-  /** One sweep of every replica then one round of neighbour swaps, at update step `step`. */
-  sweep(step: number): void {
-    checkCount(step, 'tempering.step');
-    const K = this.betas.length;
-    const C = this.chains;
-    this.replicas.forEach((st, r) =>
-      this.sampler.sweep(st, C, step, {
-        beta: this.betas[r]!,
-        stream: Streams.tempering + r,
-        chainOffset: this.chainOffset,
-      }),
-    );
-    if (K < 2) return;
-    const net = this.network;
-    const k = net.kernels;
-    const energies = this.replicas.map((st) => net.energy(st, C));
-    const site = this.site;
-    site.unitOffset = 0;
-    site.chainOffset = this.chainOffset;
-    site.step = step;
-    site.stream = Streams.swap;
-    k.uniform(this.u, (K - 1) * C, K - 1, site);
-    k.download(this.u);
-    for (const st of this.replicas) for (const x of st) k.download(x);
-    for (let c = 0; c < C; c++) {
-      for (let r = 0; r < K - 1; r++) {
-        const e0 = energies[r]!;
-        const e1 = energies[r + 1]!;
-        const logA = (this.betas[r]! - this.betas[r + 1]!) * (e0[c]! - e1[c]!);
-        this.proposed[r]!++;
-        if (logA >= 0 || this.u[c * (K - 1) + r]! < Math.exp(logA)) {
-          this.accepted[r]!++;
-          const t = e0[c]!;
-          e0[c] = e1[c]!;
-          e1[c] = t;
-          const a = this.replicas[r]!;
-          const b = this.replicas[r + 1]!;
-          for (const l of net.layers) {
-            const xa = a[l.index]!;
-            const xb = b[l.index]!;
-            for (let j = c * l.size, end = j + l.size; j < end; j++) {
-              const v = xa[j]!;
-              xa[j] = xb[j]!;
-              xb[j] = v;
-            }
-          }
-        }
-      }
-    }
-    for (const st of this.replicas) for (const x of st) k.upload(x);
-  }
-
-  /** `sweeps` sweeps at steps step, step+1, ...; returns the next step. */
-  run(sweeps: number, step = 0, onSweep?: (sweep: number, step: number) => void): number {
-    checkCount(sweeps, 'tempering.sweeps');
-    for (let s = 0; s < sweeps; s++, step++) {
-      this.sweep(step);
-      onSweep?.(s, step);
-    }
-    return step;
-  }
-
-  /** Accepted / proposed swaps per neighbour pair. */
-  acceptanceRates(): Float64Array {
-    return this.accepted.map((a, r) => (this.proposed[r]! > 0 ? a / this.proposed[r]! : 0));
-  }
 }

@@ -5,7 +5,8 @@
 import { UnitType } from '@spinmesh/kernels';
 import { SpecError } from './errors.js';
 import { isHopfield, recall } from './hopfield.js';
-import { GibbsSampler, PersistentChains, resolveLayer, Streams } from './sampler.js';
+import { PersistentChains } from './chains.js';
+import { GibbsSampler, resolveLayer, Streams } from './sampler.js';
 import type { Network } from './network.js';
 
 /** Largest inverse temperature used for temperature 0 (greedy updates of binary units). */

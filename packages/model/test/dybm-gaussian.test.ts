@@ -9,8 +9,8 @@ import {
   learnSeries,
   noisySines,
   oneStepRmse,
-  solveSpd,
 } from '../src/index.js';
+import { solveSpd } from '../src/dybm/ar.js';
 
 describe('least-squares autoregression', () => {
   it('solves symmetric positive definite systems', () => {

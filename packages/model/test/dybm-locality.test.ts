@@ -8,7 +8,8 @@
 // apply it again from the same step, and require the change of s to be bit-identical.
 // Conversely, perturbing only unit k must leave every synapse that does not touch k unchanged.
 import { describe, expect, it } from 'vitest';
-import { DyBM, type DyBMArray, type DyBMSpec } from '../src/index.js';
+import { DyBM, type DyBMSpec } from '../src/index.js';
+import type { DyBMArray } from '../src/dybm/dybm.js';
 import { lcg } from './nets.js';
 
 type State = Record<string, DyBMArray>;

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_LIMITS,
-  DYBM_MAX_SYNAPSES,
   LimitError,
   NO_LIMITS,
   SpecError,
@@ -14,6 +13,7 @@ import {
   validateSequenceJob,
   type Limits,
 } from '../src/index.js';
+import { DYBM_MAX_SYNAPSES } from '../src/dybm/spec.js';
 
 const rbm = (visible: number, hidden: number, extra: Record<string, unknown> = {}) =>
   validateJobSpec({

@@ -12,6 +12,17 @@ interface Entry {
   length: number;
 }
 
+/** Byte arrays laid end to end (a checkpoint keeps variable-length messages this way). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((s, b) => s + b.length, 0));
+  let off = 0;
+  for (const b of parts) {
+    all.set(b, off);
+    off += b.length;
+  }
+  return all;
+}
+
 const pad8 = (n: number): number => (n + 7) & ~7;
 
 function typeOf(a: CodecArray): Entry['type'] {

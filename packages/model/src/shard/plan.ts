@@ -3,7 +3,7 @@
 // follow it independently and agree on what every spin message means.
 import type { Network } from '../network.js';
 import { Streams } from '../sampler.js';
-import type { ResolvedTrainOptions } from '../train.js';
+import type { ResolvedTrainOptions } from '../train-options.js';
 
 /** One block-Gibbs update of some layers inside a step (all of a colour group's free layers). */
 export interface Stage {

@@ -1,0 +1,194 @@
+// Drawing a stage on a shard: its own units of the stage's layers, from fields of the weights it
+// holds, with the counter-based draws of the single-process Trainer; the spins go out as
+// messages, and each step's own final states are kept for its update.
+import type { Kernels, RngSite } from '@spinmesh/kernels';
+import { sweepLateral } from '../sampler.js';
+import type { ShardGeometry } from './shard-geometry.js';
+import type { ShardParameters } from './shard-holdings.js';
+import type { PairingBook } from './shard-pairing.js';
+import type { ShardStates } from './shard-states.js';
+import type { ShardTally } from './shard-tally.js';
+import type { SpinMessage } from './shard-types.js';
+import type { OwnStates } from './shard-update.js';
+
+export class StageDrawer {
+  /** Spins drawn and not yet collected by outgoing(). */
+  outbox: SpinMessage[] = [];
+  /** Own final states per step drawn whose update is not applied. */
+  readonly pending = new Map<number, OwnStates>();
+  private pool: OwnStates[] = [];
+
+  constructor(
+    private readonly geometry: ShardGeometry,
+    private readonly kernels: Kernels,
+    private readonly states: ShardStates,
+    private readonly params: ShardParameters,
+    private readonly pairing: PairingBook,
+    private readonly tally: ShardTally,
+    private readonly site: RngSite,
+  ) {}
+
+  /** Start of step t: the batch into the visible layers; zeros for a sampled positive phase. */
+  beginStep(t: number, appliedSteps: number): void {
+    const g = this.geometry;
+    const s = this.states;
+    for (const v of g.visible)
+      if (g.tracksLayer[v]) s.gatherData(t, v, s.positive[v]!, appliedSteps);
+    s.positiveStep = t;
+    if (g.options.positive !== 'sample') return;
+    const R = g.batchRowsOf(t);
+    for (const l of g.net.layers) {
+      const r = g.ownRange[l.index];
+      if (!r || g.isVisible[l.index]) continue;
+      const X = s.positive[l.index]!;
+      for (let i = 0; i < R; i++) X.fill(0, i * l.size + r[0], i * l.size + r[1]);
+      this.kernels.upload(X);
+    }
+  }
+
+  /** CD chains start from the batch's positive states: copies this shard's own regions. */
+  startChainsFromBatch(t: number): void {
+    const g = this.geometry;
+    const k = this.kernels;
+    const R = g.batchRowsOf(t);
+    for (const l of g.net.layers) {
+      const r = g.ownRange[l.index];
+      if (!r) continue;
+      const n = l.size;
+      const X = this.states.positive[l.index]!;
+      const Y = this.states.model[l.index]!;
+      k.download(X);
+      k.copyBlock(R, r[1] - r[0], X, r[0], n, Y, r[0], n);
+      k.upload(Y);
+    }
+  }
+
+  /** Draws this shard's units of every own layer of stage p of step t (inputs in place). */
+  drawStage(t: number, p: number): void {
+    const g = this.geometry;
+    const stage = g.plan.stages[p]!;
+    const positive = stage.phase === 'positive';
+    const X = positive ? this.states.positive : this.states.model;
+    const rows = positive ? g.batchRowsOf(t) : g.modelRowsOf(t);
+    this.site.step = t;
+    this.site.stream = stage.stream;
+    for (const l of stage.layers) if (g.ownRange[l]) this.drawLayer(l, X, rows, t, p);
+  }
+
+  /** The local fields of this shard's units of layer l, rows x own width, into fields[l]. */
+  private fields(l: number, X: Float32Array[], rows: number, w: number): Float32Array {
+    const net = this.geometry.net;
+    const k = this.kernels;
+    const f = this.states.fields[l]!;
+    let beta = 0;
+    for (const c of net.connections) {
+      const h = this.params.connections[c.index];
+      if (c.from === l) {
+        const v = h!.fromView!;
+        const nt = net.layers[c.to]!.size;
+        k.sgemm(false, true, rows, w, nt, 1, X[c.to]!, nt, v.data, v.ld, beta, f, w);
+        beta = 1;
+      } else if (c.to === l) {
+        const v = h!.toView!;
+        const nf = net.layers[c.from]!.size;
+        k.sgemm(false, false, rows, w, nf, 1, X[c.from]!, nf, v.data, v.ld, beta, f, w);
+        beta = 1;
+      }
+    }
+    if (beta === 0) {
+      f.fill(0, 0, rows * w);
+      k.upload(f);
+    }
+    return f;
+  }
+
+  /** Draws this shard's units of layer l into X and queues their spins for the peers. */
+  private drawLayer(l: number, X: Float32Array[], rows: number, t: number, p: number): void {
+    const g = this.geometry;
+    const k = this.kernels;
+    const layer = g.net.layers[l]!;
+    const n = layer.size;
+    const [a, b] = g.ownRange[l]!;
+    const w = b - a;
+    this.tally.counters.spinUpdates += rows * w;
+    const f = this.fields(l, X, rows, w);
+    const site = this.site;
+    const x = X[l]!;
+    const bias = this.params.bias[l]!;
+    const lateral = this.params.lateral[l];
+    let spins: Float32Array;
+    if (lateral) {
+      // the whole layer is here (w = n): GibbsSampler's unit-by-unit sweep, in place
+      sweepLateral(k, layer, rows, f, x, lateral, bias, 1, null, site, null, null);
+      spins = x;
+    } else {
+      site.unitOffset = layer.offset + a;
+      k.sampleUnits(layer.type, rows, w, f, w, bias, 1, null, f, site);
+      k.download(f);
+      k.download(x);
+      k.copyBlock(rows, w, f, 0, w, x, a, n);
+      k.upload(x);
+      spins = f;
+    }
+    this.send(l, spins, rows * w, t, p);
+  }
+
+  /** Packs `count` spins of layer l drawn at stage p of step t and queues them for the peers. */
+  private send(l: number, spins: Float32Array, count: number, t: number, p: number): void {
+    const g = this.geometry;
+    const to = g.recipients[l]!;
+    if (to.length === 0) return;
+    const packed = new Uint8Array(Math.ceil(count / 8));
+    this.kernels.packSpins(count, spins, packed);
+    const negative = g.plan.stages[p]!.phase === 'negative';
+    if (negative) this.pairing.noteOwnDraw(l, g.stamp(t, p), packed);
+    const final = negative && p === g.plan.lastNegative[l];
+    const reads = final ? this.pairing.recordReads(l, t) : undefined;
+    this.outbox.push({ from: g.shard, to, step: t, stage: p, layer: l, packed, reads });
+    this.tally.counters.messagesSent++;
+    this.tally.counters.bytesSent += packed.length * to.length;
+  }
+
+  /** Keeps this shard's own final states of step t until its update is applied. */
+  keepOwnStates(t: number): void {
+    const g = this.geometry;
+    const k = this.kernels;
+    const R = g.batchRowsOf(t);
+    const C = g.modelRowsOf(t);
+    const own =
+      this.pool.pop() ??
+      ({
+        step: t,
+        positive: g.net.layers.map((l) => new Float32Array(g.batchSize * g.ownWidth(l.index))),
+        model: g.net.layers.map((l) => new Float32Array(g.chainRows * g.ownWidth(l.index))),
+      } satisfies OwnStates);
+    own.step = t;
+    for (const l of g.net.layers) {
+      const r = g.ownRange[l.index];
+      if (!r) continue;
+      const w = r[1] - r[0];
+      const n = l.size;
+      const X = this.states.positive[l.index]!;
+      const Y = this.states.model[l.index]!;
+      k.download(X);
+      k.download(Y);
+      k.copyBlock(R, w, X, r[0], n, own.positive[l.index]!, 0, w);
+      k.copyBlock(C, w, Y, r[0], n, own.model[l.index]!, 0, w);
+    }
+    this.pending.set(t, own);
+  }
+
+  /** The update of step u is applied: its own states go back to the pool. */
+  release(u: number): void {
+    const own = this.pending.get(u);
+    this.pending.delete(u);
+    if (own) this.pool.push(own);
+  }
+
+  /** After a restore: nothing pending, nothing to send. */
+  reset(): void {
+    for (const own of this.pending.values()) this.pool.push(own);
+    this.pending.clear();
+    this.outbox = [];
+  }
+}
