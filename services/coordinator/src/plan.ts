@@ -9,7 +9,6 @@ import {
   quote,
   shapeNetwork,
   unconfinedAccess,
-  validateJobSpec,
   validateLayout,
   validateTrainOptions,
   type DataSpec,
@@ -22,7 +21,8 @@ import {
 export type DataLoader = (d: DataSpec, seed: number, field: string) => Promise<Dataset>;
 
 /** Any path, relative to the current directory: for a caller reading its own user's files. */
-const loadUnconfined: DataLoader = (d, seed, field) => loadData(d, seed, unconfinedAccess(), field);
+export const loadUnconfined: DataLoader = (d, seed, field) =>
+  loadData(d, seed, unconfinedAccess(), field);
 
 /** A validated job, ready to be stored and scheduled. */
 export interface JobPlan {
@@ -56,16 +56,15 @@ export function parseSpecText(text: string): unknown {
 }
 
 /**
- * Validates a spec for the cluster and partitions its network. The training data are loaded
- * (the coordinator needs their size, and a spec whose data cannot be read is refused before
- * anything is stored). @throws SpecError naming the field
+ * Plans a validated spec of rule 'boltzmann' for the cluster: what a sharded run needs besides
+ * the model package's rules, and its network partitioned into one shard per worker. The
+ * training data are loaded (the coordinator needs their size, and a spec whose data cannot be
+ * read is refused before anything is stored). @throws SpecError naming the field
  */
-export async function planJob(
-  input: unknown,
+export async function planShardedJob(
+  validated: JobSpec,
   load: DataLoader = loadUnconfined,
 ): Promise<JobPlan & { data: Dataset }> {
-  const validated = validateJobSpec(input);
-  if (validated.rule === 'hebbian') return planOneLook(validated, load);
   // Workers see their peers' 1-bit spins, never their probabilities: a sharded run can only use
   // sampled statistics (and so the single-process reference is runJob with the same setting).
   const statistics = validated.train.statistics ?? 'samples';
@@ -145,7 +144,10 @@ function mostShards(
  * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
  * with no sampling loop to distribute.
  */
-async function planOneLook(spec: JobSpec, load: DataLoader): Promise<JobPlan & { data: Dataset }> {
+export async function planOneLook(
+  spec: JobSpec,
+  load: DataLoader = loadUnconfined,
+): Promise<JobPlan & { data: Dataset }> {
   const data = await loadOrExplain(load, spec.data, spec.seed, 'spec.data');
   const n = spec.network.layers[0]!.size;
   if (data.dims !== n)
