@@ -73,11 +73,18 @@ export async function modelServing(bus: Bus, jobId: string, op: ModelOperation):
     const ops = c.serves.map((o) => OPERATION_NAMES[o]);
     throw new ServerError(
       Status.FAILED_PRECONDITION,
-      `job '${m.job.id}' holds a ${c.model} (rule '${c.name}'), not one ${OPERATION_NAMES[op]} ` +
-        `answers: use ${ops.slice(0, -1).join(', ')}${ops.length > 1 ? ' or ' : ''}${ops.at(-1)} (or GetModel)`,
+      `job '${m.job.id}' holds a ${c.model} (rule '${c.name}'), not a ${servingModel(op)}: ` +
+        `use ${ops.slice(0, -1).join(', ')}${ops.length > 1 ? ' or ' : ''}${ops.at(-1)} (or GetModel)`,
     );
   }
   return m;
+}
+
+/** What a model must be to answer `op`: the first kind's that answers it. */
+function servingModel(op: ModelOperation): string {
+  return (
+    Object.values(kinds).find((k) => k.contract.serves.includes(op))?.contract.model ?? 'model'
+  );
 }
 
 /** A network model's spec (the kinds that serve Sample, Complete and Evaluate have one). */

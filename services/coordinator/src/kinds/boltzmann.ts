@@ -7,7 +7,7 @@ import { JOB_KINDS, evaluationEverySteps, type StoredJob } from '@spinmesh/clust
 
 import { buildAssignment, shardRanges } from '../assignment.js';
 import type { ControlContext } from '../control-context.js';
-import { planShardedJob } from '../plan.js';
+import { planShardedJob } from './boltzmann-plan.js';
 import { lastRollback, type EvaluationEvent } from '../records.js';
 import { completeWithModel } from './complete.js';
 import type { ShardedTraining } from './kind.js';

@@ -7,13 +7,17 @@ import {
   encodeModel,
   evaluateNetwork,
   storeHebbian,
+  SpecError,
+  type Dataset,
   type Evaluation,
+  type JobSpec,
+  type ShardLayout,
 } from '@spinmesh/model';
 import { JOB_KINDS, type ProgressRecord, type StoredJob } from '@spinmesh/cluster';
 
 import type { ControlContext } from '../control-context.js';
 import { MODEL_SLOT, storeModel } from '../model-store.js';
-import { planOneLook } from '../plan.js';
+import { loadOrExplain, loadUnconfined, type DataLoader, type JobPlan } from '../plan.js';
 import type { LocalTraining } from './kind.js';
 import {
   finite,
@@ -92,4 +96,24 @@ async function storeInOneLook(job: StoredJob, ctx: ControlContext): Promise<void
   });
   if (done.ok)
     ctx.log.info({ jobId: job.id, evaluation, modelBytes: bytes.length }, 'job completed');
+}
+
+/**
+ * A job of rule 'hebbian' (Hopfield storage in one look): one step, no workers. The coordinator
+ * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
+ * with no sampling loop to distribute.
+ */
+export async function planOneLook(
+  spec: JobSpec,
+  load: DataLoader = loadUnconfined,
+): Promise<JobPlan & { data: Dataset }> {
+  const data = await loadOrExplain(load, spec.data, spec.seed, 'spec.data');
+  const n = spec.network.layers[0]!.size;
+  if (data.dims !== n)
+    throw new SpecError(
+      'spec.network',
+      `the Hopfield network has ${n} units but the data has ${data.dims} columns`,
+    );
+  const layout: ShardLayout = [{ [spec.network.layers[0]!.name]: [0, n] }];
+  return { spec, layout, rows: data.rows, stepsPerEpoch: 1, totalSteps: 1, data };
 }

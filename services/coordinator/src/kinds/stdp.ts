@@ -19,8 +19,10 @@ import {
   type DyBMSnapshot,
   type Evaluation,
   type SequenceEvaluation,
+  type SequenceJobSpec,
+  type ShardLayout,
 } from '@spinmesh/model';
-import { ServerError } from '@spinmesh/proto';
+import { ServerError, UnitType, type ShardAssignment } from '@spinmesh/proto';
 import {
   JOB_KINDS,
   exportSlot,
@@ -29,7 +31,7 @@ import {
   type StoredJob,
 } from '@spinmesh/cluster';
 
-import { buildSequenceAssignment } from '../assignment.js';
+import type { PlacedShard } from '../assignment.js';
 import type { ControlContext } from '../control-context.js';
 import { MODEL_SLOT, storeModel } from '../model-store.js';
 import { completeWithModel } from './complete.js';
@@ -207,4 +209,50 @@ function sequenceEvaluation(e: SequenceEvaluation): Evaluation {
   if (e.rmse !== undefined) out['rmse'] = e.rmse;
   if (e.logLikelihood !== undefined) out['sequenceLogLikelihood'] = e.logLikelihood;
   return out as unknown as Evaluation;
+}
+
+/**
+ * The ShardAssignment of one shard of a sequence job (rule 'stdp'): the DyBM's units as one
+ * bernoulli layer 'x' without connections (every unit has synapses from every unit, so every
+ * other shard is a peer), its range of them, the staleness, no checkpoints.
+ */
+function buildSequenceAssignment(args: {
+  jobId: string;
+  generation: number;
+  spec: SequenceJobSpec;
+  layout: ShardLayout;
+  shards: readonly PlacedShard[];
+  shardId: number;
+}): ShardAssignment {
+  const { spec, layout, shardId } = args;
+  const range = (s: number): UnitRange => ({
+    layer: 0,
+    start: layout[s]!['x']![0],
+    end: layout[s]!['x']![1],
+  });
+  return {
+    jobId: args.jobId,
+    generation: args.generation,
+    shardId,
+    shardCount: layout.length,
+    network: {
+      layers: [
+        {
+          name: 'x',
+          size: spec.network.dybm.units,
+          units: UnitType.UNIT_TYPE_BERNOULLI,
+          lateral: false,
+        },
+      ],
+      connections: [],
+    },
+    units: [range(shardId)],
+    peers: args.shards
+      .filter((p) => p.shardId !== shardId)
+      .map((p) => ({ shardId: p.shardId, address: p.address, units: [range(p.shardId)] })),
+    staleness: spec.staleness,
+    checkpointEverySteps: 0,
+    restoreFromStep: 0,
+    seed: spec.seed,
+  };
 }
