@@ -161,8 +161,68 @@ async function trainOnCluster(
     };
   });
   aborted.catch(() => undefined);
-  const cluster = await startCluster({
-    workers: spec.workers,
+  const cluster = await startCluster(clusterOptions(ctx, spec.workers, dataRoots, choice, abort));
+  const stopListening = ctx.onInterrupt((signal) => {
+    out.say(`spinmesh: ${signal}: stopping the local cluster`);
+    abort(
+      new InterruptedError(
+        signal,
+        `interrupted (${signal}): every process of the local cluster stopped`,
+      ),
+    );
+  });
+  const client = new SpinmeshClient({ address: cluster.address });
+  let bus: Bus | null = null;
+  try {
+    const pids = workerPids(cluster);
+    out.say(
+      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'} (pid ${pids.join(', ')}), ` +
+        (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
+    );
+    const { jobId, evaluation, evaluations } = await runOnCluster(ctx, client, raw, spec, {
+      pids,
+      aborted,
+    });
+    bus = cluster.redis
+      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
+      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+    const model = await readModel(bus, jobId);
+    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
+    writeFileSync(file, model.bytes);
+    if (cluster.redis) await bus.deleteJob(jobId);
+    out.emit({ type: 'done', model: file, jobId, evaluation });
+    out.say(`model written to ${file}`);
+    if (plot !== undefined) await writeCurves(out, plot, evaluations, spec.name);
+    return 0;
+  } catch (err) {
+    // A process that died on its own: show what the processes said last.
+    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
+      process.stderr.write(`${cluster.tails()}\n`);
+    // Interrupted: the calls in flight fail as cancelled; the interruption is what happened.
+    if (trouble.first instanceof InterruptedError) throw trouble.first;
+    throw err;
+  } finally {
+    stopListening();
+    client.close();
+    await bus?.close();
+    await cluster.stop();
+  }
+}
+
+/**
+ * The embedded cluster of a `train`: its services read only the data's directories; a worker
+ * that dies is started again, and anything worse calls `abort`.
+ */
+function clusterOptions(
+  ctx: Context,
+  workers: number,
+  dataRoots: string[],
+  choice: string | undefined,
+  abort: (err: Error) => void,
+): LocalClusterOptions {
+  const { out } = ctx;
+  return {
+    workers,
     // The services read only the directories of the files this spec names.
     env: { ...process.env, SPINMESH_DATA_ROOTS: dataRoots.join(':') },
     ...(choice !== undefined ? { kernels: choice } : {}),
@@ -192,74 +252,43 @@ async function trainOnCluster(
             (name === 'coordinator' ? '' : ` after ${WORKER_RESTARTS} restarts of workers`),
         ),
       ),
+  };
+}
+
+/** Submits the job to the cluster and follows it to its end. @throws JobFailedError */
+async function runOnCluster(
+  ctx: Context,
+  client: SpinmeshClient,
+  raw: Record<string, unknown>,
+  spec: JobSpec,
+  run: { pids: number[]; aborted: Promise<never> },
+): Promise<{ jobId: string } & Awaited<ReturnType<typeof followJob>>> {
+  const { out } = ctx;
+  const { pids, aborted } = run;
+  const submitted = await Promise.race([client.submitJob(JSON.stringify(raw)), aborted]);
+  const jobId = submitted.jobId;
+  const total = submitted.progress?.totalSteps ?? 0;
+  out.say(
+    `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
+  );
+  out.emit({
+    type: 'start',
+    name: spec.name,
+    jobId,
+    workers: spec.workers,
+    totalSteps: total,
+    workerPids: pids,
   });
-  const stopListening = ctx.onInterrupt((signal) => {
-    out.say(`spinmesh: ${signal}: stopping the local cluster`);
-    abort(
-      new InterruptedError(
-        signal,
-        `interrupted (${signal}): every process of the local cluster stopped`,
-      ),
+  const followed = await Promise.race([
+    followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
+    aborted,
+  ]);
+  const final = followed.job;
+  if (final.state !== JobState.JOB_STATE_COMPLETED)
+    throw new JobFailedError(
+      `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
     );
-  });
-  const client = new SpinmeshClient({ address: cluster.address });
-  let bus: Bus | null = null;
-  try {
-    const pids = workerPids(cluster);
-    out.say(
-      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'} (pid ${pids.join(', ')}), ` +
-        (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
-    );
-    const submitted = await Promise.race([client.submitJob(JSON.stringify(raw)), aborted]);
-    const jobId = submitted.jobId;
-    const total = submitted.progress?.totalSteps ?? 0;
-    out.say(
-      `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
-    );
-    out.emit({
-      type: 'start',
-      name: spec.name,
-      jobId,
-      workers: spec.workers,
-      totalSteps: total,
-      workerPids: pids,
-    });
-    const {
-      job: final,
-      evaluation,
-      evaluations,
-    } = await Promise.race([
-      followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
-      aborted,
-    ]);
-    if (final.state !== JobState.JOB_STATE_COMPLETED)
-      throw new JobFailedError(
-        `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
-      );
-    bus = cluster.redis
-      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
-      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
-    const model = await readModel(bus, jobId);
-    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
-    writeFileSync(file, model.bytes);
-    if (cluster.redis) await bus.deleteJob(jobId);
-    out.emit({ type: 'done', model: file, jobId, evaluation });
-    out.say(`model written to ${file}`);
-    if (plot !== undefined) await writeCurves(out, plot, evaluations, spec.name);
-    return 0;
-  } catch (err) {
-    // A process that died on its own: show what the processes said last.
-    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
-      process.stderr.write(`${cluster.tails()}\n`);
-    // Interrupted: the calls in flight fail as cancelled; the interruption is what happened.
-    if (trouble.first instanceof InterruptedError) throw trouble.first;
-    throw err;
-  } finally {
-    stopListening();
-    client.close();
-    await bus?.close();
-    await cluster.stop();
-  }
+  return { jobId, ...followed };
 }
 
 /** LocalCluster.start, its failures to start as LocalClusterErrors (no stack trace to show). */
