@@ -2,7 +2,7 @@
 // imports the other: how a service reads its environment (each bad value a ConfigError naming
 // the variable), and the bus protocol (where a shard's checkpoints, snapshots and final export
 // live, how an export is encoded, the events a worker appends, which step a job rolls back to),
-// and the fields of a job record.
+// and the fields of a job record, and the job kinds both services know.
 export { ConfigError, EnvReader, HOST_PORT, isLoopbackListen, type Env } from './env.js';
 export {
   PREVIOUS_SLOT_BASE,
@@ -31,3 +31,12 @@ export {
   type ModelRecord,
   type StoredJob,
 } from './job-record.js';
+export {
+  JOB_KINDS,
+  KIND_NAMES,
+  kindOfRecord,
+  kindOfSpec,
+  type JobKindContract,
+  type KindName,
+  type ModelOperation,
+} from './kinds.js';

@@ -17,11 +17,12 @@ export interface JobFields {
   /** spec.name. */
   name: string;
   /**
-   * The validated spec, defaults filled in: what every worker reads to build its shard. Absent
+   * The validated spec, defaults filled in: what every worker reads to build its shard (the
+   * spec's one channel to the workers; an assignment says only how a generation runs). Absent
    * for a sequence job, whose spec is `sequence`.
    */
   spec?: JobSpec;
-  /** A sequence job's spec (rule 'stdp'): trained by the coordinator on a thread. */
+  /** A sequence job's spec (rule 'stdp'): on a thread of the coordinator, or in shards. */
   sequence?: SequenceJobSpec;
   /** Number of shards (spec.workers). */
   workers: number;

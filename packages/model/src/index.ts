@@ -80,6 +80,7 @@ export {
   type JobEvent,
   type JobResult,
   type JobSpec,
+  type JobRule,
   type RunJobOptions,
 } from './job.js';
 // Limits: what a job, a queue or a sequence job may cost

@@ -2,13 +2,7 @@
 // (parameters, sampler state, data) add up to at most maxQueuedBytes. The coordinator keeps the
 // data of every queued job in memory, so this is what bounds it.
 import type { Bus } from '@spinmesh/bus';
-import {
-  NO_LIMITS,
-  checkJobLimits,
-  checkQueueLimits,
-  checkSequenceLimits,
-  type Limits,
-} from '@spinmesh/model';
+import { checkQueueLimits, type Limits } from '@spinmesh/model';
 import type { StoredJob } from '@spinmesh/cluster';
 
 export class Admission {
@@ -18,6 +12,8 @@ export class Admission {
   constructor(
     private readonly bus: Bus,
     private readonly limits: Limits,
+    /** A stored job's estimate (its kind's); @throws when the record does not allow one */
+    private readonly estimate: (job: StoredJob) => number,
   ) {}
 
   /**
@@ -47,27 +43,20 @@ export class Admission {
       });
       for (const job of page.jobs as StoredJob[]) {
         jobs++;
-        bytes += estimatedBytes(job);
+        bytes += this.estimatedBytes(job);
       }
       if (page.nextPageToken === null) return { jobs, bytes };
       pageToken = page.nextPageToken;
     }
   }
-}
 
-/**
- * A stored job's estimate, from its record: the test data are taken to be as large as the
- * training data (the record keeps only the latter's rows).
- */
-function estimatedBytes(job: StoredJob): number {
-  try {
-    if (job.spec)
-      return checkJobLimits(job.spec, NO_LIMITS, { train: job.rows ?? 0, test: job.rows ?? 0 })
-        .bytes;
-    if (job.sequence) return checkSequenceLimits(job.sequence, NO_LIMITS, 0).bytes;
-  } catch {
-    // A record its own version of the rules no longer accepts: it costs what it costs; it must
-    // not stop every later submission.
+  private estimatedBytes(job: StoredJob): number {
+    try {
+      return this.estimate(job);
+    } catch {
+      // A record its own version of the rules no longer accepts: it costs what it costs; it must
+      // not stop every later submission.
+      return 0;
+    }
   }
-  return 0;
 }

@@ -1,12 +1,7 @@
 // What a worker is told about its shard: the ShardAssignment message built from a job's spec,
 // its layout and the workers chosen for the shards.
 import type { UnitRange as BusUnitRange } from '@spinmesh/bus';
-import type {
-  JobSpec,
-  NetworkSpec as ModelNetworkSpec,
-  SequenceJobSpec,
-  ShardLayout,
-} from '@spinmesh/model';
+import type { JobSpec, NetworkSpec as ModelNetworkSpec, ShardLayout } from '@spinmesh/model';
 import { stalenessToWire, UnitType, type NetworkSpec, type ShardAssignment } from '@spinmesh/proto';
 
 const UNIT_TYPES: Record<string, UnitType> = {
@@ -93,52 +88,6 @@ export function buildAssignment(args: {
     staleness: stalenessToWire(spec.staleness),
     checkpointEverySteps: spec.checkpointEverySteps,
     restoreFromStep: args.restoreFromStep,
-    seed: spec.seed,
-  };
-}
-
-/**
- * The ShardAssignment of one shard of a sequence job (rule 'stdp'): the DyBM's units as one
- * bernoulli layer 'x' without connections (every unit has synapses from every unit, so every
- * other shard is a peer), its range of them, the staleness, no checkpoints.
- */
-export function buildSequenceAssignment(args: {
-  jobId: string;
-  generation: number;
-  spec: SequenceJobSpec;
-  layout: ShardLayout;
-  shards: readonly PlacedShard[];
-  shardId: number;
-}): ShardAssignment {
-  const { spec, layout, shardId } = args;
-  const range = (s: number): BusUnitRange => ({
-    layer: 0,
-    start: layout[s]!['x']![0],
-    end: layout[s]!['x']![1],
-  });
-  return {
-    jobId: args.jobId,
-    generation: args.generation,
-    shardId,
-    shardCount: layout.length,
-    network: {
-      layers: [
-        {
-          name: 'x',
-          size: spec.network.dybm.units,
-          units: UnitType.UNIT_TYPE_BERNOULLI,
-          lateral: false,
-        },
-      ],
-      connections: [],
-    },
-    units: [range(shardId)],
-    peers: args.shards
-      .filter((p) => p.shardId !== shardId)
-      .map((p) => ({ shardId: p.shardId, address: p.address, units: [range(p.shardId)] })),
-    staleness: spec.staleness,
-    checkpointEverySteps: 0,
-    restoreFromStep: 0,
     seed: spec.seed,
   };
 }

@@ -10,7 +10,8 @@ export {
 export { Coordinator, JobStateError, newJobId, type CoordinatorOptions } from './coordinator.js';
 export { startCoordinator, type CoordinatorServer, type StartOptions } from './server.js';
 export { addJobService, type JobServiceHandle, type JobServiceOptions } from './job-service.js';
-export { planJob, parseSpecText, type JobPlan } from './plan.js';
+export { parseSpecText, type JobPlan } from './plan.js';
+export { planJob, kinds, type CoordinatorKind } from './kinds/index.js';
 export {
   buildAssignment,
   peerShards,

@@ -15,6 +15,9 @@ import {
   guardDecoding,
   toServiceError,
   type JobServiceServer,
+  type ListJobsRequest,
+  type ListJobsResponse,
+  type WatchJobRequest,
   type WatchJobResponse,
 } from '@spinmesh/proto';
 import { quote } from '@spinmesh/model';
@@ -54,22 +57,17 @@ export interface JobServiceHandle {
   close(): void;
 }
 
+/** The open watch streams, each with the function that ends it, and whether they are closed. */
+interface Watches {
+  open: Set<(err?: ServerError) => void>;
+  closed: boolean;
+}
+
 /** Adds JobService to `server`. */
 export function addJobService(server: grpc.Server, opts: JobServiceOptions): JobServiceHandle {
   const { bus, coordinator, log } = opts;
   const blockMs = opts.watchBlockMs ?? 2000;
-  /** The open watch streams, each with the function that ends it. */
-  const watchers = new Set<(err?: ServerError) => void>();
-  let closed = false;
-
-  const generationOf = async (id: string): Promise<number> =>
-    (await bus.getAssignment(id))?.generation ?? 0;
-
-  const getJob = async (id: string): Promise<StoredJob> => {
-    const job = (await bus.getJob(requireId(id))) as StoredJob | null;
-    if (!job) throw new ServerError(Status.NOT_FOUND, `job '${id}' not found`);
-    return job;
-  };
+  const watches: Watches = { open: new Set(), closed: false };
 
   const impl: JobServiceServer = {
     submitJob: unary(log, 'SubmitJob', async (req) => {
@@ -89,131 +87,155 @@ export function addJobService(server: grpc.Server, opts: JobServiceOptions): Job
     }),
 
     getJob: unary(log, 'GetJob', async (req) => {
-      const job = await getJob(req.jobId);
-      return { job: toJobMessage(job, await generationOf(job.id)) };
+      const job = await getJob(bus, req.jobId);
+      return { job: toJobMessage(job, await generationOf(bus, job.id)) };
     }),
 
-    listJobs: unary(log, 'ListJobs', async (req) => {
-      if (req.pageSize > 1000)
-        throw new ServerError(
-          Status.INVALID_ARGUMENT,
-          `page_size must be at most 1000 (got ${req.pageSize})`,
-        );
-      const states: (BusJobState | undefined)[] = req.states.length === 0 ? [undefined] : [];
-      for (const [i, st] of req.states.entries()) {
-        const name = BUS_STATES[st];
-        if (name === undefined)
-          throw new ServerError(
-            Status.INVALID_ARGUMENT,
-            `states[${i}] must be one of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED (got ${st})`,
-          );
-        if (!states.includes(name)) states.push(name);
-      }
-      // The token is '<index into states>.<the bus's token>' (empty: that state from its start).
-      let at = 0;
-      let busToken: string | undefined;
-      if (req.pageToken !== '') {
-        const m = /^(\d+)\.(.*)$/.exec(req.pageToken);
-        if (!m || Number(m[1]) >= states.length)
-          throw new ServerError(
-            Status.INVALID_ARGUMENT,
-            'page_token is not a token of this listing (pass next_page_token as it came, with the same states)',
-          );
-        at = Number(m[1]);
-        busToken = m[2] === '' ? undefined : m[2];
-      }
-      const pageSize = req.pageSize === 0 ? 100 : req.pageSize;
-      const jobs: StoredJob[] = [];
-      let next = '';
-      while (at < states.length && jobs.length < pageSize) {
-        const state = states[at];
-        const page = await bus.listJobs({
-          pageSize: pageSize - jobs.length,
-          ...(state ? { state } : {}),
-          ...(busToken !== undefined ? { pageToken: busToken } : {}),
-        });
-        jobs.push(...(page.jobs as StoredJob[]));
-        if (page.nextPageToken !== null) {
-          busToken = page.nextPageToken;
-          next = `${at}.${busToken}`;
-          if (jobs.length >= pageSize) break;
-        } else {
-          busToken = undefined;
-          at++;
-          next = at < states.length ? `${at}.` : '';
-        }
-      }
-      const generations = await Promise.all(jobs.map((j) => generationOf(j.id)));
-      return { jobs: jobs.map((j, i) => toJobMessage(j, generations[i]!)), nextPageToken: next };
-    }),
+    listJobs: unary(log, 'ListJobs', (req) => listJobs(bus, req)),
 
     cancelJob: unary(log, 'CancelJob', async (req) => {
-      await getJob(req.jobId);
+      await getJob(bus, req.jobId);
       const job = await coordinator.cancel(req.jobId);
-      return { job: toJobMessage(job, await generationOf(job.id)) };
+      return { job: toJobMessage(job, await generationOf(bus, job.id)) };
     }),
 
-    watchJob(call) {
-      const id = call.request.jobId;
-      let done = false;
-      const finish = (err?: ServerError): void => {
-        if (done) return;
-        done = true;
-        watchers.delete(finish);
-        // An 'error' event sets the call's status and ends it (grpc-js).
-        if (err) call.emit('error', toServiceError(err, 'WatchJob'));
-        else call.end();
-      };
-      watchers.add(finish);
-      call.on('cancelled', () => finish());
-      const write = (msg: WatchJobResponse): Promise<void> => writeMessage(call, msg);
-      const run = async (): Promise<void> => {
-        await getJob(id);
-        let after: string | undefined = call.request.afterEventId || undefined;
-        for (;;) {
-          if (done || closed) return;
-          const events = await bus.readEvents(id, {
-            ...(after !== undefined ? { after } : {}),
-            count: 500,
-            blockMs,
-          });
-          if (done || closed) return;
-          for (const { id: eventId, event } of events) {
-            after = eventId;
-            const final = isFinalStateEvent(event);
-            const reason = final ? await reasonOf(id) : '';
-            await write(toWatchResponse(eventId, event, reason));
-            if (final) return;
-          }
-          if (events.length === 0) {
-            // The final state event may have been trimmed from the stream: look at the record.
-            const job = await bus.getJob(id);
-            if (!job || isTerminalState(job.state)) return;
-          }
-        }
-      };
-      const reasonOf = async (jobId: string): Promise<string> => {
-        const job = (await bus.getJob(jobId)) as StoredJob | null;
-        return job?.error ?? job?.reason ?? '';
-      };
-      run().then(
-        () => finish(),
-        (err: unknown) => finish(toStatusError(err, 'WatchJob', log)),
-      );
-    },
+    watchJob: (call) => watchJob(call, { bus, log, blockMs, watches }),
   };
   server.addService(...guardDecoding(JobServiceService, impl));
 
   return {
     close() {
-      closed = true;
-      for (const finish of [...watchers]) {
+      watches.closed = true;
+      for (const finish of [...watches.open]) {
         finish(
           new ServerError(Status.UNAVAILABLE, 'the coordinator is shutting down; watch again'),
         );
       }
     },
   };
+}
+
+async function generationOf(bus: Bus, id: string): Promise<number> {
+  return (await bus.getAssignment(id))?.generation ?? 0;
+}
+
+async function getJob(bus: Bus, id: string): Promise<StoredJob> {
+  const job = (await bus.getJob(requireId(id))) as StoredJob | null;
+  if (!job) throw new ServerError(Status.NOT_FOUND, `job '${id}' not found`);
+  return job;
+}
+
+/** The states a ListJobs request names, each once (none: every state). */
+function listedStates(req: ListJobsRequest): (BusJobState | undefined)[] {
+  const states: (BusJobState | undefined)[] = req.states.length === 0 ? [undefined] : [];
+  for (const [i, st] of req.states.entries()) {
+    const name = BUS_STATES[st];
+    if (name === undefined)
+      throw new ServerError(
+        Status.INVALID_ARGUMENT,
+        `states[${i}] must be one of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED (got ${st})`,
+      );
+    if (!states.includes(name)) states.push(name);
+  }
+  return states;
+}
+
+async function listJobs(bus: Bus, req: ListJobsRequest): Promise<ListJobsResponse> {
+  if (req.pageSize > 1000)
+    throw new ServerError(
+      Status.INVALID_ARGUMENT,
+      `page_size must be at most 1000 (got ${req.pageSize})`,
+    );
+  const states = listedStates(req);
+  // The token is '<index into states>.<the bus's token>' (empty: that state from its start).
+  let at = 0;
+  let busToken: string | undefined;
+  if (req.pageToken !== '') {
+    const m = /^(\d+)\.(.*)$/.exec(req.pageToken);
+    if (!m || Number(m[1]) >= states.length)
+      throw new ServerError(
+        Status.INVALID_ARGUMENT,
+        'page_token is not a token of this listing (pass next_page_token as it came, with the same states)',
+      );
+    at = Number(m[1]);
+    busToken = m[2] === '' ? undefined : m[2];
+  }
+  const pageSize = req.pageSize === 0 ? 100 : req.pageSize;
+  const jobs: StoredJob[] = [];
+  let next = '';
+  while (at < states.length && jobs.length < pageSize) {
+    const state = states[at];
+    const page = await bus.listJobs({
+      pageSize: pageSize - jobs.length,
+      ...(state ? { state } : {}),
+      ...(busToken !== undefined ? { pageToken: busToken } : {}),
+    });
+    jobs.push(...(page.jobs as StoredJob[]));
+    if (page.nextPageToken !== null) {
+      busToken = page.nextPageToken;
+      next = `${at}.${busToken}`;
+      if (jobs.length >= pageSize) break;
+    } else {
+      busToken = undefined;
+      at++;
+      next = at < states.length ? `${at}.` : '';
+    }
+  }
+  const generations = await Promise.all(jobs.map((j) => generationOf(bus, j.id)));
+  return { jobs: jobs.map((j, i) => toJobMessage(j, generations[i]!)), nextPageToken: next };
+}
+
+/** Streams a job's events from `after_event_id` until its final state (or the call ends). */
+function watchJob(
+  call: grpc.ServerWritableStream<WatchJobRequest, WatchJobResponse>,
+  ctx: { bus: Bus; log: Logger; blockMs: number; watches: Watches },
+): void {
+  const { bus, blockMs, watches } = ctx;
+  const id = call.request.jobId;
+  let done = false;
+  const finish = (err?: ServerError): void => {
+    if (done) return;
+    done = true;
+    watches.open.delete(finish);
+    // An 'error' event sets the call's status and ends it (grpc-js).
+    if (err) call.emit('error', toServiceError(err, 'WatchJob'));
+    else call.end();
+  };
+  watches.open.add(finish);
+  call.on('cancelled', () => finish());
+  const reasonOf = async (jobId: string): Promise<string> => {
+    const job = (await bus.getJob(jobId)) as StoredJob | null;
+    return job?.error ?? job?.reason ?? '';
+  };
+  const run = async (): Promise<void> => {
+    await getJob(bus, id);
+    let after: string | undefined = call.request.afterEventId || undefined;
+    for (;;) {
+      if (done || watches.closed) return;
+      const events = await bus.readEvents(id, {
+        ...(after !== undefined ? { after } : {}),
+        count: 500,
+        blockMs,
+      });
+      if (done || watches.closed) return;
+      for (const { id: eventId, event } of events) {
+        after = eventId;
+        const final = isFinalStateEvent(event);
+        const reason = final ? await reasonOf(id) : '';
+        await writeMessage(call, toWatchResponse(eventId, event, reason));
+        if (final) return;
+      }
+      if (events.length === 0) {
+        // The final state event may have been trimmed from the stream: look at the record.
+        const job = await bus.getJob(id);
+        if (!job || isTerminalState(job.state)) return;
+      }
+    }
+  };
+  run().then(
+    () => finish(),
+    (err: unknown) => finish(toStatusError(err, 'WatchJob', ctx.log)),
+  );
 }
 
 function isFinalStateEvent(e: JobEventRecord): boolean {

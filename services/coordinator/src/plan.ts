@@ -1,17 +1,12 @@
-// From a submitted spec to a cluster job: parse (YAML or JSON), validate (the model package's
-// rules plus what a sharded run needs), and partition the units into one shard per worker.
+// What planning a submitted spec needs whatever its kind: parsing its text (YAML or JSON),
+// loading the data it names, and the plan's shape. Each kind plans its own (kinds/).
 import { parse as parseYaml } from 'yaml';
 import { checkSpecValue } from './spec-text.js';
 import {
   SpecError,
-  evenLayout,
   loadData,
   quote,
-  shapeNetwork,
   unconfinedAccess,
-  validateJobSpec,
-  validateLayout,
-  validateTrainOptions,
   type DataSpec,
   type Dataset,
   type JobSpec,
@@ -22,7 +17,8 @@ import {
 export type DataLoader = (d: DataSpec, seed: number, field: string) => Promise<Dataset>;
 
 /** Any path, relative to the current directory: for a caller reading its own user's files. */
-const loadUnconfined: DataLoader = (d, seed, field) => loadData(d, seed, unconfinedAccess(), field);
+export const loadUnconfined: DataLoader = (d, seed, field) =>
+  loadData(d, seed, unconfinedAccess(), field);
 
 /** A validated job, ready to be stored and scheduled. */
 export interface JobPlan {
@@ -55,110 +51,8 @@ export function parseSpecText(text: string): unknown {
   return value;
 }
 
-/**
- * Validates a spec for the cluster and partitions its network. The training data are loaded
- * (the coordinator needs their size, and a spec whose data cannot be read is refused before
- * anything is stored). @throws SpecError naming the field
- */
-export async function planJob(
-  input: unknown,
-  load: DataLoader = loadUnconfined,
-): Promise<JobPlan & { data: Dataset }> {
-  const validated = validateJobSpec(input);
-  if (validated.rule === 'hebbian') return planOneLook(validated, load);
-  // Workers see their peers' 1-bit spins, never their probabilities: a sharded run can only use
-  // sampled statistics (and so the single-process reference is runJob with the same setting).
-  const statistics = validated.train.statistics ?? 'samples';
-  if (statistics !== 'samples')
-    throw new SpecError(
-      'spec.train.statistics',
-      "must be 'samples' in a cluster job (workers exchange 1-bit spins, not probabilities)",
-    );
-  const spec: JobSpec = { ...validated, train: { ...validated.train, statistics } };
-  const shape = shapeNetwork(spec.network);
-  const train = validateTrainOptions(spec.train, shape);
-  if (train.positive === 'meanfield')
-    throw new SpecError(
-      'spec.train.positive',
-      "'meanfield' cannot run in a cluster job (it would exchange real-valued means); use 'exact' or 'sample'",
-    );
-  let layout: ShardLayout;
-  try {
-    layout = validateLayout(shape, evenLayout(spec.network, spec.workers));
-  } catch (e) {
-    if (e instanceof SpecError)
-      throw new SpecError(
-        'spec.workers',
-        `cannot split this network into ${spec.workers} shards: ${e.message}` +
-          mostShards(shape, spec.network, spec.workers),
-      );
-    throw e;
-  }
-  const data = await loadOrExplain(load, spec.data, spec.seed, 'spec.data');
-  const dims = train.visible.reduce((n, v) => n + shape.layers[shape.layerIndex(v)]!.size, 0);
-  if (data.dims !== dims)
-    throw new SpecError(
-      'spec.network',
-      `the visible units (${train.visible.join(', ')}) are ${dims} but the data has ${data.dims} columns`,
-    );
-  if (spec.evaluate.test) {
-    const test = await loadOrExplain(load, spec.evaluate.test, spec.seed, 'spec.evaluate.test');
-    if (test.dims !== data.dims)
-      throw new SpecError(
-        'spec.evaluate.test',
-        `has ${test.dims} columns but the training data has ${data.dims}`,
-      );
-  }
-  const stepsPerEpoch = Math.ceil(data.rows / train.batchSize);
-  return {
-    spec,
-    layout,
-    rows: data.rows,
-    stepsPerEpoch,
-    totalSteps: spec.epochs * stepsPerEpoch,
-    data,
-  };
-}
-
-/**
- * " (at most k for this network)": the most shards, fewer than `workers`, that the even layout
- * allows; empty if none does.
- */
-function mostShards(
-  shape: ReturnType<typeof shapeNetwork>,
-  net: JobSpec['network'],
-  workers: number,
-): string {
-  for (let k = Math.min(workers - 1, Math.max(...shape.layers.map((l) => l.size))); k >= 1; k--) {
-    try {
-      validateLayout(shape, evenLayout(net, k));
-      return ` (at most ${k} for this network)`;
-    } catch {
-      // fewer, then
-    }
-  }
-  return '';
-}
-
-/**
- * A job of rule 'hebbian' (Hopfield storage in one look): one step, no workers. The coordinator
- * stores the patterns itself when the job starts: L = (1/n) P^T P is one pass of a local rule,
- * with no sampling loop to distribute.
- */
-async function planOneLook(spec: JobSpec, load: DataLoader): Promise<JobPlan & { data: Dataset }> {
-  const data = await loadOrExplain(load, spec.data, spec.seed, 'spec.data');
-  const n = spec.network.layers[0]!.size;
-  if (data.dims !== n)
-    throw new SpecError(
-      'spec.network',
-      `the Hopfield network has ${n} units but the data has ${data.dims} columns`,
-    );
-  const layout: ShardLayout = [{ [spec.network.layers[0]!.name]: [0, n] }];
-  return { spec, layout, rows: data.rows, stepsPerEpoch: 1, totalSteps: 1, data };
-}
-
 /** Loads a data set a spec names; a failure that is not a SpecError is one naming `field`. */
-async function loadOrExplain(
+export async function loadOrExplain(
   load: DataLoader,
   d: JobSpec['data'],
   seed: number,

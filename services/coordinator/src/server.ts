@@ -47,13 +47,24 @@ export interface StartOptions {
   metrics?: CoordinatorMetrics;
 }
 
-/** Starts a coordinator as the config says. */
-export async function startCoordinator(
+/** The bus the coordinator uses, and whether and with which secret it serves it. */
+interface BusChoice {
+  bus: Bus;
+  /** The coordinator opened it (and closes it). */
+  ownBus: boolean;
+  /** An in-process bus, served to the workers over gRPC. */
+  inProcessBus: boolean;
+  /** The secret the served bus requires; null: not served. */
+  busSecret: string | null;
+  /** The secret of the cluster's RPCs (workers, bus). */
+  clusterSecret: string | null;
+}
+
+async function openBus(
   config: CoordinatorConfig,
   log: Logger,
-  options: StartOptions = {},
-): Promise<CoordinatorServer> {
-  const ownBus = options.bus === undefined;
+  options: StartOptions,
+): Promise<BusChoice> {
   const bus: Bus =
     options.bus ??
     (config.redis
@@ -70,15 +81,101 @@ export async function startCoordinator(
   const busSecret = inProcessBus
     ? (configuredSecret ?? randomBytes(32).toString('base64url'))
     : null;
-  const clusterSecret = busSecret ?? configuredSecret;
   if (inProcessBus && configuredSecret === null)
     log.warn(
       'SPINMESH_CLUSTER_SECRET is not set: the in-process bus refuses every worker; ' +
         'give the coordinator and its workers the same SPINMESH_CLUSTER_SECRET',
     );
+  return {
+    bus,
+    ownBus: options.bus === undefined,
+    inProcessBus,
+    busSecret,
+    clusterSecret: busSecret ?? configuredSecret,
+  };
+}
+
+/** The gRPC server with every service of the coordinator on it, not yet bound. */
+function createServer(
+  config: CoordinatorConfig,
+  log: Logger,
+  parts: {
+    choice: BusChoice;
+    coordinator: Coordinator;
+    runner: ModelRunner;
+    kernels: Kernels;
+    metrics: CoordinatorMetrics | undefined;
+  },
+): { server: grpc.Server; health: HealthReporter; jobs: JobServiceHandle } {
+  const { bus, inProcessBus, busSecret } = parts.choice;
+  // One limit for every service on this listener, the in-process bus included: grpc-js applies
+  // it per server, before a message is buffered, and a larger one for the bus's checkpoints would
+  // let anyone send messages that large to the API too. A checkpoint must fit in it.
+  const serverOptions: grpc.ServerOptions = {
+    'grpc.max_receive_message_length': config.maxMessageBytes,
+    'grpc.max_send_message_length': config.maxMessageBytes,
+    // The bus checks the cluster secret itself; health stays open for probes.
+    ...(config.apiToken !== null
+      ? {
+          interceptors: [
+            tokenInterceptor(config.apiToken, [ServiceNames.health, ServiceNames.bus]),
+          ],
+        }
+      : {}),
+  };
+  const server = new grpc.Server(withRpcMetrics(parts.metrics?.rpc, serverOptions));
+  const health: HealthReporter = addHealthService(server, {
+    [ServiceNames.jobs]: ServingStatus.SERVING,
+    [ServiceNames.models]: ServingStatus.SERVING,
+    ...(inProcessBus ? { [ServiceNames.bus]: ServingStatus.SERVING } : {}),
+  });
+  const jobs = addJobService(server, { bus, coordinator: parts.coordinator, log });
+  addModelService(server, {
+    bus,
+    runner: parts.runner,
+    kernels: parts.kernels,
+    log,
+    maxMessageBytes: config.maxMessageBytes,
+    maxUnitUpdates: config.maxUnitUpdates,
+    limits: config.limits,
+  });
+  addReflectionService(server, [
+    ServiceNames.jobs,
+    ServiceNames.models,
+    ServiceNames.health,
+    ...(inProcessBus ? [ServiceNames.bus] : []),
+  ]);
+  if (busSecret !== null) {
+    serveBus(server, bus, {
+      secret: busSecret,
+      onError: (err, method) => log.warn({ err, method }, 'bus call failed'),
+    });
+  }
+  return { server, health, jobs };
+}
+
+/** Binds the server; its host:port (the port picked when the config said 0). */
+async function listen(server: grpc.Server, config: CoordinatorConfig): Promise<string> {
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(config.listen, serverCredentials(config.tls), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+  return `${host}:${port}`;
+}
+
+/** Starts a coordinator as the config says. */
+export async function startCoordinator(
+  config: CoordinatorConfig,
+  log: Logger,
+  options: StartOptions = {},
+): Promise<CoordinatorServer> {
+  const choice = await openBus(config, log, options);
+  const { bus, ownBus, inProcessBus } = choice;
   const kernels = options.kernels ?? loadKernels(config.kernels);
   const workers = new WorkerClients({
-    clusterSecret,
+    clusterSecret: choice.clusterSecret,
     credentials: channelCredentials(config.tls),
     timeoutMs: config.rpcTimeoutMs,
   });
@@ -102,57 +199,14 @@ export async function startCoordinator(
     metrics: options.metrics,
     limits: config.limits,
   });
-
-  // One limit for every service on this listener, the in-process bus included: grpc-js applies
-  // it per server, before a message is buffered, and a larger one for the bus's checkpoints would
-  // let anyone send messages that large to the API too. A checkpoint must fit in it.
-  const serverOptions: grpc.ServerOptions = {
-    'grpc.max_receive_message_length': config.maxMessageBytes,
-    'grpc.max_send_message_length': config.maxMessageBytes,
-    // The bus checks the cluster secret itself; health stays open for probes.
-    ...(config.apiToken !== null
-      ? {
-          interceptors: [
-            tokenInterceptor(config.apiToken, [ServiceNames.health, ServiceNames.bus]),
-          ],
-        }
-      : {}),
-  };
-  const server = new grpc.Server(withRpcMetrics(options.metrics?.rpc, serverOptions));
-  const health: HealthReporter = addHealthService(server, {
-    [ServiceNames.jobs]: ServingStatus.SERVING,
-    [ServiceNames.models]: ServingStatus.SERVING,
-    ...(inProcessBus ? { [ServiceNames.bus]: ServingStatus.SERVING } : {}),
-  });
-  const jobs: JobServiceHandle = addJobService(server, { bus, coordinator, log });
-  addModelService(server, {
-    bus,
+  const { server, health, jobs } = createServer(config, log, {
+    choice,
+    coordinator,
     runner,
     kernels,
-    log,
-    maxMessageBytes: config.maxMessageBytes,
-    maxUnitUpdates: config.maxUnitUpdates,
-    limits: config.limits,
+    metrics: options.metrics,
   });
-  addReflectionService(server, [
-    ServiceNames.jobs,
-    ServiceNames.models,
-    ServiceNames.health,
-    ...(inProcessBus ? [ServiceNames.bus] : []),
-  ]);
-  if (busSecret !== null) {
-    serveBus(server, bus, {
-      secret: busSecret,
-      onError: (err, method) => log.warn({ err, method }, 'bus call failed'),
-    });
-  }
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.listen, serverCredentials(config.tls), (err, p) =>
-      err ? reject(err) : resolve(p),
-    );
-  });
-  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
-  const address = `${host}:${port}`;
+  const address = await listen(server, config);
 
   // The health of the whole server follows the bus: NOT_SERVING while it does not answer.
   const healthTimer = setInterval(() => {
@@ -183,20 +237,25 @@ export async function startCoordinator(
         // the next coordinator trains it again.
         await coordinator.stop();
         await runner.close();
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 5000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
+        await shutDown(server);
         workers.close();
         if (ownBus) await bus.close();
       })();
       return closing;
     },
   };
+}
+
+/** Lets calls in progress end, for up to 5 s, then cuts them. */
+function shutDown(server: grpc.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 5000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
 }

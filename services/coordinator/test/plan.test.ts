@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { SpecError, validateJobSpec } from '@spinmesh/model';
 import { STALENESS_UNBOUNDED, UnitType } from '@spinmesh/proto';
 import { buildAssignment, peerShards, shardRanges } from '../src/assignment.js';
-import { parseSpecText, planJob } from '../src/plan.js';
+import { planJob } from '../src/kinds/index.js';
+import { parseSpecText } from '../src/plan.js';
 
 const base = {
   name: 'bas',

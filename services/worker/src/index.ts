@@ -3,7 +3,8 @@
 // the peer spin-exchange transport. The bus protocol it shares with the coordinator is
 // @spinmesh/cluster's.
 export { Worker, checkAssignment, type WorkerOptions } from './worker.js';
-export { ShardRun, batchRows, type RunState, type RunDeps, type StopResult } from './run.js';
+export { ShardRun, type RunState, type RunDeps, type StopResult } from './run.js';
+export { batchRows, kinds, type WorkerKind, type ShardRunner } from './kinds/index.js';
 export {
   configFromEnv,
   defaultWorkerId,

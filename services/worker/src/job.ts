@@ -42,7 +42,8 @@ export class JobLoadError extends Error {
 }
 
 /**
- * Reads the job record's `spec` (a JobSpec, validated again here), loads its data and works out
+ * Reads the job record's `spec` (a JobSpec, validated here, the one time this process does; the
+ * trainer gets the result), loads its data and works out
  * the layout: the record's `layout` field (the coordinator's ShardLayout), else the assignment
  * on the bus, else the units of this shard and its peers in the Assign message (enough when
  * every other shard is a peer). @throws JobLoadError, SpecError naming the field

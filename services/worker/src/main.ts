@@ -26,15 +26,30 @@ async function connectBus(config: WorkerConfig): Promise<Bus> {
   return RedisBus.connect(config.bus.options);
 }
 
-async function main(): Promise<void> {
-  let config: WorkerConfig;
+/** The environment as a config; a bad variable ends the process (exit code 2) naming it. */
+function configOrExit(): WorkerConfig {
   try {
-    config = configFromEnv();
+    return configFromEnv();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     createLogger('unknown', 'info').fatal({ variable: err.variable }, err.message);
     process.exit(2);
   }
+}
+
+/** Calls `shutdown` on SIGTERM, SIGINT and, when the config says so, the end of stdin. */
+function stopOnSignals(config: WorkerConfig, shutdown: (why: string) => Promise<void>): void {
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  if (config.stopOnStdinClose) {
+    process.stdin.on('end', () => void shutdown('stdin closed'));
+    process.stdin.on('error', () => void shutdown('stdin closed'));
+    process.stdin.resume();
+  }
+}
+
+async function main(): Promise<void> {
+  const config = configOrExit();
   const log: Logger = createLogger(config.workerId, config.logLevel);
   let bus: Bus | null = null;
   let worker: Worker | null = null;
@@ -54,13 +69,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  if (config.stopOnStdinClose) {
-    process.stdin.on('end', () => void shutdown('stdin closed'));
-    process.stdin.on('error', () => void shutdown('stdin closed'));
-    process.stdin.resume();
-  }
+  stopOnSignals(config, shutdown);
   try {
     const kernels = loadKernels(config.kernels, { threads: config.blasThreads });
     bus = await connectBus(config);

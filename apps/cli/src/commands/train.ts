@@ -16,6 +16,7 @@ import {
   type JobSpec,
 } from '@spinmesh/model';
 import { JobState } from '@spinmesh/proto';
+import { kindOfSpec, type KindName } from '@spinmesh/cluster';
 import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob, type FollowResult } from '../follow.js';
@@ -40,19 +41,37 @@ export function train(ctx: Context): number | Promise<number> {
   applyOverrides(raw, args);
   // Relative data paths name files next to the spec, wherever the command runs.
   const access = unconfinedAccess(specBaseDir(specPath));
-  const plot = plotArg(args);
-  if (raw['rule'] === 'stdp') {
-    if (plot !== undefined) throw new UsageError('--plot draws the learning curves of RBM jobs');
-    return trainSequence(ctx, raw, access);
-  }
+  return TRAINERS[kindOfSpec(raw)](ctx, raw, access, plotArg(args));
+}
+
+/** How `train` runs a spec of one kind. */
+type Trainer = (
+  ctx: Context,
+  raw: Record<string, unknown>,
+  access: DataAccess,
+  plot: string | undefined,
+) => number | Promise<number>;
+
+/** A network spec: in this process, or on the embedded local cluster when it has cluster fields. */
+const trainNetwork: Trainer = (ctx, raw, access, plot) => {
   const spec = validateJobSpec(raw);
   if (CLUSTER_FIELDS.some((f) => raw[f] !== undefined)) {
-    if (args.has('resume'))
+    if (ctx.args.has('resume'))
       throw new UsageError('--resume runs in this process only: drop the cluster fields');
     return trainOnCluster(ctx, raw, spec, absoluteDataPaths(raw, access.baseDir), plot);
   }
   return trainHere(ctx, spec, access, plot);
-}
+};
+
+/** The trainer of each job kind (a new kind: one line). */
+const TRAINERS: Record<KindName, Trainer> = {
+  boltzmann: trainNetwork,
+  hebbian: trainNetwork,
+  stdp: (ctx, raw, access, plot) => {
+    if (plot !== undefined) throw new UsageError('--plot draws the learning curves of RBM jobs');
+    return trainSequence(ctx, raw, access);
+  },
+};
 
 /** `train` in this process. */
 async function trainHere(

@@ -1,0 +1,182 @@
+// What the control loop's parts (scheduling, monitoring, recovery, placement) and the job kinds
+// share: the coordinator's options resolved, what it remembers of each job between passes, and
+// the few writes every part makes (events, progress, failing a job, stopping its workers).
+import type { Logger } from 'pino';
+import type { Bus, WorkerInfo } from '@spinmesh/bus';
+import type { Kernels } from '@spinmesh/kernels';
+import { loadData, type DataAccess, type Dataset, type Limits } from '@spinmesh/model';
+import type { ProgressRecord, StoredJob } from '@spinmesh/cluster';
+import type { CoordinatorMetrics } from '@spinmesh/telemetry';
+
+import type { DataLoader } from './plan.js';
+import type { EvaluationEvent, ProgressEvent, WorkersEvent } from './records.js';
+import type { ShardStateReader } from './shard-state.js';
+import type { WorkerClients } from './worker-client.js';
+import type { ModelRunner } from './model-runner.js';
+
+/** What the coordinator remembers about a job between passes (rebuilt after a restart). */
+export interface Runtime {
+  /** When each worker's Status calls started failing. */
+  failingSince: Map<string, number>;
+  /** Workers whose Assign failed: replaced at the next recovery. */
+  replace: Set<string>;
+  lastProgressKey: string;
+  lastProgressAt: number;
+  lastWaitingKey: string;
+  data?: { train: Dataset; test: Dataset };
+}
+
+/** Idle live workers, in id order, taken as jobs need them during one pass. */
+export type Pool = WorkerInfo[];
+
+/** The coordinator's settings the parts read. */
+export interface ControlSettings {
+  bus: Bus;
+  workers: WorkerClients;
+  kernels: Kernels;
+  log: Logger;
+  heartbeatTimeoutMs: number;
+  progressIntervalMs: number;
+  maxRecoveries: number;
+  shardState: ShardStateReader;
+  access: DataAccess;
+  runner: ModelRunner | undefined;
+  now: () => number;
+  metrics: CoordinatorMetrics | undefined;
+  limits: Limits;
+}
+
+/** Shared state and writes of one coordinator. */
+export class ControlContext {
+  readonly bus: Bus;
+  readonly log: Logger;
+  readonly load: DataLoader;
+  readonly now: () => number;
+  private readonly runtimes = new Map<string, Runtime>();
+  /** Jobs training on threads of this coordinator (not on workers), with how to stop each. */
+  readonly localRuns = new Map<string, { stop: () => void }>();
+  /** Set once the coordinator stops: a local run that ends then leaves its job as it is. */
+  stopped = true;
+
+  constructor(readonly settings: ControlSettings) {
+    this.bus = settings.bus;
+    this.log = settings.log;
+    this.now = settings.now;
+    this.load = (d, seed, field) => loadData(d, seed, settings.access, field);
+  }
+
+  runtime(jobId: string): Runtime {
+    let rt = this.runtimes.get(jobId);
+    if (!rt) {
+      rt = {
+        failingSince: new Map(),
+        replace: new Set(),
+        lastProgressKey: '',
+        lastProgressAt: 0,
+        lastWaitingKey: '',
+      };
+      this.runtimes.set(jobId, rt);
+    }
+    return rt;
+  }
+
+  /** Forgets the jobs that are neither queued nor running any more. */
+  forgetAllBut(active: Set<string>): void {
+    for (const id of this.runtimes.keys()) if (!active.has(id)) this.runtimes.delete(id);
+  }
+
+  async event(jobId: string, e: ProgressEvent | EvaluationEvent | WorkersEvent): Promise<void> {
+    await this.bus.appendEvent(jobId, e);
+  }
+
+  async fail(job: StoredJob, message: string): Promise<void> {
+    const tr = await this.bus.transitionJob(job.id, ['queued', 'running'], 'failed', {
+      error: message,
+    });
+    if (tr.ok) this.log.error({ jobId: job.id }, `job failed: ${message}`);
+    await this.stopWorkersOf(job.id);
+  }
+
+  /** Stops the workers of a job's assignment (best effort: they may be gone). */
+  async stopWorkersOf(jobId: string): Promise<void> {
+    const a = await this.bus.getAssignment(jobId);
+    if (!a) return;
+    const live = new Map((await this.bus.listWorkers()).map((w) => [w.id, w]));
+    await Promise.all(
+      a.shards.map(async (s) => {
+        const info = live.get(s.workerId);
+        if (info) await this.settings.workers.stop(info.address, jobId).catch(() => undefined);
+      }),
+    );
+  }
+
+  /** A job's training and test data, loaded once per coordinator (kept from its submission). */
+  async dataOf(job: StoredJob): Promise<{ train: Dataset; test: Dataset }> {
+    const rt = this.runtime(job.id);
+    if (!rt.data) {
+      const spec = job.spec!;
+      const train = await this.load(spec.data, spec.seed, 'spec.data');
+      rt.data = {
+        train,
+        test: spec.evaluate.test
+          ? await this.load(spec.evaluate.test, spec.seed, 'spec.evaluate.test')
+          : train,
+      };
+    }
+    return rt.data;
+  }
+
+  /**
+   * Records and announces progress (at most every progressIntervalMs, and at the end), with the
+   * mean of the polled shards' time fractions (the last known ones when none was polled).
+   */
+  async progress(
+    job: StoredJob,
+    shardSteps: number[],
+    generation: number,
+    times: readonly { compute: number; wait: number }[],
+  ): Promise<void> {
+    const rt = this.runtime(job.id);
+    const total = job.totalSteps ?? 0;
+    const step = Math.min(...shardSteps);
+    const key = `${generation}:${shardSteps.join(',')}`;
+    const now = this.now();
+    if (key === rt.lastProgressKey) return;
+    if (now - rt.lastProgressAt < this.settings.progressIntervalMs && step < total) return;
+    rt.lastProgressKey = key;
+    rt.lastProgressAt = now;
+    const epoch = Math.floor(step / Math.max(1, job.stepsPerEpoch ?? 1));
+    const previous = job.progress;
+    const restoredFromStep = previous?.restoredFromStep ?? 0;
+    const mean = (k: 'compute' | 'wait', last: number | undefined): number =>
+      times.length > 0 ? times.reduce((n, x) => n + x[k], 0) / times.length : (last ?? 0);
+    const computeFraction = mean('compute', previous?.computeFraction);
+    const waitFraction = mean('wait', previous?.waitFraction);
+    const record: ProgressRecord = {
+      ...previous,
+      step,
+      totalSteps: total,
+      epoch,
+      shardSteps,
+      generation,
+      restoredFromStep,
+      recoveries: previous?.recoveries ?? 0,
+      computeFraction,
+      waitFraction,
+    };
+    await this.bus.updateJobProgress(job.id, record);
+    this.settings.metrics?.jobProgress(job.id, { step, totalSteps: total, epoch, generation });
+    const e: ProgressEvent = {
+      type: 'progress',
+      at: now,
+      step,
+      totalSteps: total,
+      epoch,
+      shardSteps,
+      restoredFromStep,
+      computeFraction,
+      waitFraction,
+    };
+    await this.event(job.id, e);
+  }
+}

@@ -1,0 +1,406 @@
+// Kind 'boltzmann' on a worker: one shard of a sharded Boltzmann machine. Its loop draws as far
+// as the received spins allow, sends the new spins, waits for the next frame when blocked,
+// checkpoints at every multiple of checkpoint_every_steps, and writes the shard's final export
+// when the job's steps are done.
+import { setImmediate as yieldNow, setTimeout as sleep } from 'node:timers/promises';
+
+import * as grpc from '@grpc/grpc-js';
+import {
+  SpecError,
+  ShardTrainer,
+  type AdvanceResult,
+  type ShardStats,
+  type SpinMessage,
+} from '@spinmesh/model';
+import { ServerError, stalenessFromWire, type SpinFrame } from '@spinmesh/proto';
+import {
+  ShardEvents,
+  checkpointSlots,
+  encodeShardExport,
+  evaluationEverySteps,
+  exportSlot,
+  isShardExport,
+  slotFor,
+  snapshotEverySteps,
+  snapshotSlot,
+} from '@spinmesh/cluster';
+
+import { JobLoadError, jobParameterSource, loadShardJob, type ShardJob } from '../job.js';
+import { PeerLinkError, type SpinBlock } from '../peers.js';
+import type { ShardCounts, ShardHost, ShardRunner, WorkerKind } from './kind.js';
+
+const Status = grpc.status;
+
+/** Longest stretch of drawing between two looks at the event loop (frames, RPCs, timers), ms. */
+const SLICE_MS = 5;
+/** SPINMESH_DEBUG_SLOWDOWN sleeps in pieces of at least this many ms (timer resolution). */
+const SLOW_QUANTUM_MS = 2;
+
+export const boltzmann: WorkerKind = {
+  async load(record, host) {
+    const { bus, kernels, dataAccess } = host.deps;
+    const a = host.assignment;
+    const busAssignment = record.layout === undefined ? await bus.getAssignment(a.jobId) : null;
+    const job = await loadShardJob(record, a, busAssignment, dataAccess);
+    // The coordinator evaluates the job from the shards' parameters at exactly the steps one
+    // process would evaluate at: each shard stops there for a snapshot (@spinmesh/cluster's
+    // protocol).
+    const snapshotEvery = snapshotEverySteps(
+      evaluationEverySteps(
+        job.spec.evaluate.every ?? 1,
+        job.spec.epochs,
+        job.totalSteps / job.spec.epochs,
+      ),
+      a.checkpointEverySteps,
+    );
+    const tr = new ShardTrainer({
+      network: job.spec.network,
+      train: job.options,
+      layout: job.layout,
+      shard: a.shardId,
+      kernels,
+      data: { x: job.data.x, rows: job.data.rows },
+      steps: job.totalSteps,
+      // The run's settings come with the assignment (the coordinator's, from the spec).
+      staleness: stalenessFromWire(a.staleness),
+      checkpointEvery: a.checkpointEverySteps,
+      snapshotEvery,
+      params: jobParameterSource(job.spec, job.data, kernels),
+    });
+    const shard = new TrainerShard(host, job, tr);
+    if (a.restoreFromStep > 0) await shard.restore(a.restoreFromStep);
+    if (host.control.aborted) return null;
+    host.control.openLinks(a, host.deps, host.log);
+    shard.started();
+    return shard;
+  },
+};
+
+/** Rows of step `step`'s minibatch (the last one of an epoch may be short). */
+export function batchRows(
+  step: number,
+  batch: number,
+  stepsPerEpoch: number,
+  rows: number,
+): number {
+  return Math.min(batch, rows - (step % stepsPerEpoch) * batch);
+}
+
+/** One shard of a Boltzmann machine and its loop. */
+class TrainerShard implements ShardRunner {
+  readonly reports = true;
+  checkpointStep = 0;
+  checkpointAtMs: number | null = null;
+  private baseline: ShardStats | null = null;
+  /** The newest model-phase spins of each owned layer, for the bus's spin snapshot. */
+  private snapshot: { step: number; blocks: Map<number, Uint8Array> } = {
+    step: -1,
+    blocks: new Map(),
+  };
+  /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed, and the event loop's figures when last counted. */
+  private slowDebt = 0;
+  private busyMark = performance.eventLoopUtilization();
+
+  constructor(
+    private readonly host: ShardHost,
+    private readonly job: ShardJob,
+    private readonly tr: ShardTrainer,
+  ) {}
+
+  get step(): number {
+    return this.tr.position.applied;
+  }
+
+  get totalSteps(): number {
+    return this.job.totalSteps;
+  }
+
+  /** Loaded: the counts for the metrics start here. */
+  started(): void {
+    this.baseline = this.tr.stats();
+    this.tr.monitorNextUpdate();
+  }
+
+  take(f: SpinFrame): void {
+    try {
+      this.tr.receive(
+        f.fromShard,
+        f.step,
+        f.phase,
+        f.layer,
+        f.packed,
+        f.reads.length > 0 ? f.reads : undefined,
+      );
+    } catch (err) {
+      if (err instanceof SpecError) throw new ServerError(Status.INVALID_ARGUMENT, err.message);
+      throw err;
+    }
+  }
+
+  stalenessHistogram(): number[] {
+    const now = this.tr.stats().spinStaleness;
+    const base = this.baseline?.spinStaleness ?? [];
+    return now.map((v, d) => v - (base[d] ?? 0));
+  }
+
+  counts(): ShardCounts {
+    const tr = this.tr;
+    const now = tr.stats();
+    const base = this.baseline;
+    const since = (k: 'spinUpdates' | 'sweeps' | 'updatesApplied'): number =>
+      base !== null ? now[k] - base[k] : 0;
+    const u = tr.lastUpdateStats ?? null;
+    tr.monitorNextUpdate();
+    return {
+      spinUpdates: since('spinUpdates'),
+      sweeps: since('sweeps'),
+      weightUpdates: since('updatesApplied'),
+      staleness: now.spinStaleness.map((n, d) => n - (base?.spinStaleness[d] ?? 0)),
+      update: u && {
+        updateNorm: u.updateNorm,
+        learningRate: u.learningRate,
+        dataCorrelation: u.dataCorrelation,
+        modelCorrelation: u.modelCorrelation,
+      },
+    };
+  }
+
+  spins(): { step: number; bytes: Buffer } | null {
+    const snap = this.snapshot;
+    if (snap.step < 0) return null;
+    return {
+      step: snap.step,
+      bytes: Buffer.concat([...snap.blocks.entries()].sort((x, y) => x[0] - y[0]).map((e) => e[1])),
+    };
+  }
+
+  /** Restores the checkpoint of `step` this shard left on the bus. */
+  async restore(step: number): Promise<void> {
+    const { bus } = this.host.deps;
+    const { jobId, shardId } = this.host.assignment;
+    const current = await bus.listCheckpoints(jobId);
+    const slots = checkpointSlots(shardId);
+    const slot = slots.find((s) => current.some((c) => c.shardId === s && c.step === step));
+    if (slot === undefined) {
+      const have = current.filter((c) => slots.includes(c.shardId)).map((c) => c.step);
+      throw new JobLoadError(
+        `restore_from_step ${step}: shard ${shardId} has no checkpoint of that step on the bus ` +
+          `(it has ${have.length > 0 ? have.sort((x, y) => x - y).join(', ') : 'none'})`,
+      );
+    }
+    const c = await bus.getCheckpoint(jobId, slot);
+    if (c === null || c.step !== step)
+      throw new JobLoadError(
+        `restore_from_step ${step}: shard ${shardId}'s checkpoint was replaced while read`,
+      );
+    if (isShardExport(c.data))
+      throw new JobLoadError(`restore_from_step ${step}: slot ${slot} holds an export`);
+    this.tr.restore(c.data);
+    this.checkpointStep = step;
+    this.checkpointAtMs = Date.now();
+    this.host.log.info({ step, slot, bytes: c.data.length }, 'restored from checkpoint');
+  }
+
+  async run(): Promise<void> {
+    const tr = this.tr;
+    const ctl = this.host.control;
+    this.busyMark = performance.eventLoopUtilization(); // the slowdown counts from here
+    for (;;) {
+      if (ctl.aborted) return;
+      const stop = ctl.stopping;
+      // Nothing learnt since the last checkpoint: stop here (it is the checkpoint).
+      if (stop !== null && (!stop.checkpoint || this.step === this.checkpointStep)) return;
+      // A stop without periodic checkpoints checkpoints the next step boundary instead.
+      const boundary = stop !== null && tr.checkpointEvery === 0;
+      if (boundary && tr.quiescent) {
+        await this.writeCheckpoint(tr.position.step);
+        return;
+      }
+      const seen = ctl.delivered;
+      const { r, sent } = await this.slice(boundary);
+      if (this.host.deps.slowdown > 1) await this.slowDown();
+      this.host.report(false);
+      if (ctl.aborted) return;
+      switch (r.state) {
+        case 'budget':
+          // At a boundary with an update that still needs spins: wait for them.
+          if (boundary && tr.position.stage === 0 && !tr.quiescent)
+            await ctl.waitForPeers(seen, sent > 0);
+          // Otherwise let frames, RPCs and timers in before the next slice.
+          else await yieldNow();
+          break;
+        case 'waiting':
+          await ctl.waitForPeers(seen, sent > 0);
+          break;
+        case 'checkpoint':
+          await this.writeCheckpoint(
+            r.step,
+            tr.checkpointEvery > 0 && r.step % tr.checkpointEvery === 0,
+          );
+          // An in-process bus answers in microtasks: let I/O in, as after any slice.
+          await yieldNow();
+          break;
+        case 'done':
+          await this.finish();
+          return;
+      }
+    }
+  }
+
+  /**
+   * Draws for up to SLICE_MS, a stage at a time, its spins out at once (peers wait for them);
+   * at a stop's boundary, up to the boundary.
+   */
+  private async slice(boundary: boolean): Promise<{ r: AdvanceResult; sent: number }> {
+    const tr = this.tr;
+    const ctl = this.host.control;
+    const P = tr.plan.stages.length;
+    const t0 = performance.now();
+    let r: AdvanceResult;
+    let sent = 0;
+    do {
+      const stage = tr.position.stage;
+      const t1 = performance.now();
+      r = tr.advance({ stages: boundary ? (stage === 0 ? 0 : P - stage) : 1 });
+      const took = performance.now() - t1;
+      ctl.time.computeMs += took;
+      if (ctl.woke) ctl.afterWakeMs = took;
+      ctl.woke = false;
+      const out = tr.outgoing();
+      sent = out.length;
+      await this.send(out);
+      // Frames written to a stream leave the process only when the event loop turns, so
+      // computing on after a send would hold back the spins the peers are waiting for.
+    } while (
+      !boundary &&
+      r.state === 'budget' &&
+      sent === 0 &&
+      !ctl.aborted &&
+      performance.now() - t0 < SLICE_MS
+    );
+    return { r, sent };
+  }
+
+  /**
+   * SPINMESH_DEBUG_SLOWDOWN: owes (factor - 1) x the time the process was busy since the last
+   * call (the event loop's active time: drawing and updating, but also encoding, sending and
+   * decoding frames and every RPC, as a slower machine would take longer for all of it) and
+   * sleeps once the debt reaches SLOW_QUANTUM_MS, counting what it actually slept. Timers fire
+   * no sooner than about 1 ms, so sleeping after every slice (often well under 1 ms of work)
+   * would slow the worker far more than the factor; on average it runs `factor` times slower.
+   */
+  private async slowDown(): Promise<void> {
+    const now = performance.eventLoopUtilization();
+    this.slowDebt += (this.host.deps.slowdown - 1) * (now.active - this.busyMark.active);
+    this.busyMark = now;
+    if (this.slowDebt < SLOW_QUANTUM_MS) return;
+    const t = performance.now();
+    await sleep(this.slowDebt);
+    this.slowDebt -= performance.now() - t;
+  }
+
+  private async send(msgs: SpinMessage[]): Promise<void> {
+    if (msgs.length === 0) return;
+    const tr = this.tr;
+    const job = this.job;
+    const ctl = this.host.control;
+    const shardId = this.host.assignment.shardId;
+    const own = job.layout[shardId]!;
+    const names = job.spec.network.layers.map((l) => l.name);
+    for (const m of msgs) {
+      const stage = tr.plan.stages[m.stage]!;
+      const range = own[names[m.layer]!]!;
+      const rows =
+        stage.phase === 'positive' || tr.options.negative === 'cd'
+          ? batchRows(m.step, tr.options.batchSize, tr.stepsPerEpoch, job.data.rows)
+          : tr.options.chains;
+      if (stage.phase === 'negative') this.noteSpins(m);
+      const block: SpinBlock = {
+        step: m.step,
+        phase: m.stage,
+        layer: m.layer,
+        unitStart: range[0],
+        unitCount: range[1] - range[0],
+        chains: rows,
+        packed: m.packed,
+        reads: m.reads,
+      };
+      for (const to of m.to) {
+        const link = ctl.links.get(to);
+        if (link === undefined)
+          throw new JobLoadError(
+            `shard ${shardId} sends spins of layer ${names[m.layer]} to shard ${to}, ` +
+              'which the assignment does not list among its peers',
+          );
+        try {
+          await link.send(block);
+        } catch (err) {
+          if (ctl.aborted) return;
+          if (err instanceof PeerLinkError && err.code === Status.FAILED_PRECONDITION) {
+            // The peer works under a newer generation (or another job): this one is over, and
+            // the coordinator's next Assign replaces it. Wait for that.
+            this.host.log.warn(
+              { peer: to, err: err.message },
+              'peer refused our spins: waiting for reassignment',
+            );
+            while (!ctl.ending) await ctl.waitFrames(ctl.delivered);
+            return;
+          }
+          throw err;
+        }
+      }
+    }
+  }
+
+  private noteSpins(m: SpinMessage): void {
+    const s = this.snapshot;
+    if (m.step > s.step) {
+      s.step = m.step;
+      s.blocks.clear();
+    }
+    if (m.step === s.step) s.blocks.set(m.layer, m.packed);
+  }
+
+  /**
+   * Writes the trainer's checkpoint of `step`: to the checkpoint slots when `periodic` (or at a
+   * stop's boundary), and to the snapshot slot when the step is one of the snapshot steps.
+   */
+  private async writeCheckpoint(step: number, periodic = true): Promise<void> {
+    const tr = this.tr;
+    const { bus } = this.host.deps;
+    const { jobId, shardId, generation } = this.host.assignment;
+    const log = this.host.log;
+    const bytes = tr.checkpoint();
+    if (tr.snapshotEvery > 0 && step % tr.snapshotEvery === 0) {
+      // Refused only when the slot holds a later step, left by a run that a rollback abandoned.
+      const ok = await bus.putCheckpoint(jobId, snapshotSlot(shardId), step, bytes, generation);
+      log.debug({ step, bytes: bytes.length, ok }, 'evaluation snapshot written');
+    }
+    if (!periodic) return;
+    const slot = slotFor(shardId, step, await bus.listCheckpoints(jobId));
+    // Tagged with this run's generation: after a rollback, a checkpoint of a later step left by
+    // the abandoned run is told apart from this one's (commonCheckpointStep).
+    const ok = await bus.putCheckpoint(jobId, slot, step, bytes, generation);
+    if (!ok) {
+      log.warn({ step, slot }, 'checkpoint refused: its slot holds a later step');
+      return;
+    }
+    this.checkpointStep = step;
+    this.checkpointAtMs = Date.now();
+    log.debug({ step, slot, bytes: bytes.length }, 'checkpoint written');
+    await this.host.event(ShardEvents.checkpoint, { step, slot, bytes: bytes.length });
+  }
+
+  private async finish(): Promise<void> {
+    const { bus } = this.host.deps;
+    const { jobId, shardId, generation } = this.host.assignment;
+    const step = this.tr.position.applied;
+    const bytes = encodeShardExport(this.tr.exportBlocks());
+    const slot = exportSlot(shardId);
+    await bus.putCheckpoint(jobId, slot, step, bytes, generation);
+    this.host.markDone();
+    this.host.report(true);
+    this.host.log.info({ step, slot, bytes: bytes.length }, 'shard done: final export written');
+    await this.host.event(ShardEvents.done, { step, slot, bytes: bytes.length });
+  }
+}

@@ -1,0 +1,105 @@
+// What a shard's loop and its run share while the loop runs: whether it is told to end (abort,
+// stop), the frames delivered so far and the loop waiting for the next, the links to the peers,
+// and where the loop's time went.
+import { setImmediate as yieldNow } from 'node:timers/promises';
+
+import type { ShardAssignment } from '@spinmesh/proto';
+
+import type { Logger } from './log.js';
+import { PeerLink } from './peers.js';
+import type { RunDeps } from './run.js';
+
+/** Frames sent before a wait go out first when the computation after the wait lasts longer. */
+const FLUSH_BEFORE_MS = 0.25;
+
+export class ShardControl {
+  /** The run ends at once: no checkpoint, links closed, frames in flight dropped. */
+  aborted = false;
+  /** A graceful stop is asked for (with a checkpoint first). */
+  stopping: { checkpoint: boolean } | null = null;
+  /** Frames handed to the shard so far; the loop waits for this to change. */
+  delivered = 0;
+  /** The loop woke from waitForPeers; the computation that followed took afterWakeMs. */
+  woke = false;
+  afterWakeMs = Infinity;
+  /** Milliseconds (performance.now) for the run's timing(). */
+  readonly time = { startedAt: NaN, endedAt: NaN, computeMs: 0, waitMs: 0 };
+  /** A link to each peer shard, by shard id. */
+  readonly links = new Map<number, PeerLink>();
+  private wakers: (() => void)[] = [];
+
+  /** Whether the loop must leave now (aborted, or a stop is asked for). */
+  get ending(): boolean {
+    return this.aborted || this.stopping !== null;
+  }
+
+  /** A frame was delivered (or the run is told to end): the waiting loop goes on. */
+  wake(): void {
+    const w = this.wakers;
+    this.wakers = [];
+    for (const f of w) f();
+  }
+
+  /** Counts one delivered frame and wakes the loop. */
+  frameDelivered(): void {
+    this.delivered++;
+    this.wake();
+  }
+
+  /**
+   * waitFrames, its time counted as waiting for peers (timing()). `sent`: frames were sent just
+   * before. They leave the process only when the event loop gets to HTTP/2's writes, in its
+   * check phase; a peer's frame arriving first (poll phase) would wake us to compute (a whole
+   * update, at the end of a step) with our frames still inside, and the peer would wait for that
+   * too. So when what we compute after waking takes long (the last time: afterWakeMs), a turn of
+   * the loop (some 30 us) lets them out first (2 workers, dense 2048-2048 RBM: the waiting per
+   * step halves); on a small network it would cost more than it saves.
+   */
+  async waitForPeers(seen: number, sent: boolean): Promise<void> {
+    if (sent && this.afterWakeMs > FLUSH_BEFORE_MS) await yieldNow();
+    const t = performance.now();
+    await this.waitFrames(seen);
+    this.time.waitMs += performance.now() - t;
+    this.woke = true;
+  }
+
+  /** Resolves once a frame was delivered after `seen`, or the run is told to end. */
+  async waitFrames(seen: number): Promise<void> {
+    if (this.delivered !== seen || this.aborted) return;
+    await new Promise<void>((resolve) => this.wakers.push(resolve));
+  }
+
+  /** A link to every peer of the assignment. */
+  openLinks(a: ShardAssignment, deps: RunDeps, log: Logger): void {
+    for (const p of a.peers) {
+      const link = new PeerLink({
+        address: p.address,
+        jobId: a.jobId,
+        generation: a.generation,
+        fromShard: a.shardId,
+        maxBackoffMs: 1000,
+        credentials: deps.peerCredentials,
+        ...(deps.secret !== null ? { secret: deps.secret } : {}),
+      });
+      link.on('fail', (err) => {
+        if (!this.aborted)
+          log.warn({ peer: p.shardId, address: p.address, err: err.message }, 'peer link failed');
+      });
+      this.links.set(p.shardId, link);
+    }
+  }
+
+  /** Flushes the links for up to `graceMs` (0: not at all), then closes them. */
+  async closeLinks(graceMs: number): Promise<void> {
+    const links = [...this.links.values()];
+    if (graceMs > 0 && links.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(links.map((l) => l.flush())),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    await Promise.all(links.map((l) => l.close()));
+  }
+}
