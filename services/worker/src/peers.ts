@@ -13,12 +13,15 @@ import {
   ServingStatus,
   SpinAck,
   SpinFrame,
+  StreamEndpointResponse,
   toServiceError,
   type HealthReporter,
   type PeerServiceServer,
 } from '@spinmesh/proto';
 
 import { checkFrameShape, FrameDeduper } from './frames.js';
+import { ClientStreamCall } from './stream/client.js';
+import { PeerStreamListener, type ServerStreamCall } from './stream/server.js';
 
 const Status = grpc.status;
 
@@ -96,6 +99,22 @@ export interface PeerServerOptions {
    * is ended with UNAUTHENTICATED. Unset or empty: no check.
    */
   secret?: string;
+  /** The server start() makes also takes the framed stream there (see listenStream). */
+  stream?: PeerStreamOptions;
+}
+
+/** Where a PeerServer also takes Exchange as a framed stream (listenStream). */
+export interface PeerStreamOptions {
+  /** Address to bind: the worker's listen host. */
+  host: string;
+  /** Port to bind; 0 for a free one. */
+  port: number;
+  /** TLS with the certificate and key of the worker's gRPC port. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** As PeerServerOptions.maxFrameBytes. @defaultValue 64 MiB */
+  maxFrameBytes?: number;
+  /** How long a connection may take to authenticate, in ms. @defaultValue 5000 */
+  handshakeTimeoutMs?: number;
 }
 
 /** Counters of a PeerServer since it started. */
@@ -136,8 +155,24 @@ export interface PeerServerEvents {
   handlerError: [err: unknown];
 }
 
+/**
+ * What the handler uses of an Exchange call: a grpc-js server duplex stream, or a peer stream's
+ * connection (stream/server.ts) with the same surface.
+ */
+interface ExchangeCall {
+  on(event: 'data', listener: (frame: SpinFrame) => void): unknown;
+  on(event: 'end' | 'cancelled' | 'close', listener: () => void): unknown;
+  emit(event: 'error', err: unknown): boolean;
+  sendMetadata(md: grpc.Metadata): void;
+  pause(): unknown;
+  resume(): unknown;
+  write(ack: SpinAck): boolean;
+  end(): unknown;
+  getPeer(): string;
+}
+
 interface InStream {
-  readonly call: grpc.ServerDuplexStream<SpinFrame, SpinAck>;
+  readonly call: ExchangeCall;
   readonly queue: SpinFrame[];
   fromShard: number | undefined;
   /** No more frames are handled or acknowledged (ended, rejected, cancelled, superseded). */
@@ -187,6 +222,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
   private health: HealthReporter | null = null;
   private closing: Promise<void> | null = null;
   private boundAddress = '';
+  private stream: PeerStreamListener | null = null;
+  private streamTls = false;
+  private readonly rawSecret: string;
 
   /** Makes a grpc.Server with PeerService (and health), binds it, and returns once it listens. */
   static async start(opts: PeerServerOptions): Promise<PeerServer> {
@@ -208,8 +246,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
         );
       });
       ps.boundAddress = want.replace(/:\d+$/, `:${port}`);
+      if (opts.stream) await ps.listenStream({ maxFrameBytes, ...opts.stream });
     } catch (err) {
-      server.forceShutdown();
+      ps.forceClose();
       throw err;
     }
     return ps;
@@ -237,32 +276,37 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     this.ackEvery = opts.ackEveryFrames ?? 8;
     this.closeGraceMs = opts.closeGraceMs ?? 2000;
     this.secret = opts.secret ? digest(opts.secret) : null;
+    this.rawSecret = opts.secret ?? '';
     checkPositiveInt('highWaterFrames', this.highWater);
     checkPositiveInt('ackEveryFrames', this.ackEvery);
-    // Count bytes where grpc-js (de)serializes, so the figures are those of the wire messages.
+    // Count bytes where the messages are (de)serialized, so the figures are those of the wire
+    // messages, whichever transport carried them.
     const def = {
       exchange: {
         ...PeerServiceService.exchange,
-        requestDeserialize: (b: Buffer): SpinFrame => {
-          this.stats.bytesReceived += b.length;
-          const frame = SpinFrame.decode(b);
-          let per = this.senders.get(frame.fromShard);
-          if (per === undefined) {
-            per = { framesReceived: 0, bytesReceived: 0 };
-            this.senders.set(frame.fromShard, per);
-          }
-          per.framesReceived++;
-          per.bytesReceived += b.length;
-          return frame;
-        },
-        responseSerialize: (a: SpinAck): Buffer => {
-          const b = Buffer.from(SpinAck.encode(a).finish());
-          this.stats.bytesSent += b.length;
-          return b;
-        },
+        requestDeserialize: (b: Buffer): SpinFrame => this.decodeFrame(b),
+        responseSerialize: (a: SpinAck): Buffer => this.encodeAck(a),
+      },
+      streamEndpoint: PeerServiceService.streamEndpoint,
+    };
+    const impl: PeerServiceServer = {
+      exchange: (call) => this.handle(call),
+      streamEndpoint: (call, callback) => {
+        if (!this.authorized(call.metadata)) {
+          callback(
+            new ServerError(
+              Status.UNAUTHENTICATED,
+              'peer stream endpoint: missing or wrong cluster secret',
+            ).toServiceError(),
+          );
+          return;
+        }
+        callback(
+          null,
+          StreamEndpointResponse.fromPartial({ port: this.streamPort, tls: this.streamTls }),
+        );
       },
     };
-    const impl: PeerServiceServer = { exchange: (call) => this.handle(call) };
     server.addService(def, impl);
   }
 
@@ -275,6 +319,34 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
   get port(): number {
     const m = /:(\d+)$/.exec(this.address);
     return m ? Number(m[1]) : 0;
+  }
+
+  /** The port of the framed stream (listenStream), or 0. */
+  get streamPort(): number {
+    return this.stream?.port ?? 0;
+  }
+
+  /**
+   * Also takes Exchange as a framed stream on a port of its own (stream/wire.ts), authenticated
+   * by the cluster secret; StreamEndpoint tells peers where. Returns the port.
+   */
+  async listenStream(opts: PeerStreamOptions): Promise<number> {
+    if (this.stream !== null) throw new Error('PeerServer: the stream listens already');
+    this.stream = await PeerStreamListener.start({
+      host: opts.host,
+      port: opts.port,
+      secret: this.rawSecret,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      maxFrameBytes: opts.maxFrameBytes ?? 64 * 1024 * 1024,
+      ...(opts.handshakeTimeoutMs !== undefined
+        ? { handshakeTimeoutMs: opts.handshakeTimeoutMs }
+        : {}),
+      deserialize: (b) => this.decodeFrame(b),
+      serialize: (a) => this.encodeAck(a),
+      onCall: (call: ServerStreamCall) => this.serve(call),
+    });
+    this.streamTls = opts.tls !== undefined;
+    return this.stream.port;
   }
 
   /**
@@ -336,6 +408,8 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
    */
   forceClose(): void {
     for (const s of [...this.streams]) this.finish(s, null);
+    this.stream?.destroy();
+    this.stream = null;
     this.health?.shutdown();
     this.server?.forceShutdown();
     this.server = null;
@@ -346,6 +420,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     for (const s of [...this.streams]) {
       this.finish(s, { code: Status.UNAVAILABLE, details: 'peer server shutting down' });
     }
+    const stream = this.stream;
+    this.stream = null;
+    await stream?.close();
     this.health?.shutdown();
     const server = this.server;
     this.server = null;
@@ -362,20 +439,47 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     });
   }
 
-  private handle(call: grpc.ServerDuplexStream<SpinFrame, SpinAck>): void {
-    if (this.secret !== null) {
-      const given = call.metadata.get(SECRET_METADATA)[0];
-      if (typeof given !== 'string' || !timingSafeEqual(digest(given), this.secret)) {
-        call.emit(
-          'error',
-          new ServerError(
-            Status.UNAUTHENTICATED,
-            'peer stream: missing or wrong cluster secret',
-          ).toServiceError(),
-        );
-        return;
-      }
+  private decodeFrame(b: Buffer): SpinFrame {
+    this.stats.bytesReceived += b.length;
+    const frame = SpinFrame.decode(b);
+    let per = this.senders.get(frame.fromShard);
+    if (per === undefined) {
+      per = { framesReceived: 0, bytesReceived: 0 };
+      this.senders.set(frame.fromShard, per);
     }
+    per.framesReceived++;
+    per.bytesReceived += b.length;
+    return frame;
+  }
+
+  private encodeAck(a: SpinAck): Buffer {
+    const b = Buffer.from(SpinAck.encode(a).finish());
+    this.stats.bytesSent += b.length;
+    return b;
+  }
+
+  private authorized(metadata: grpc.Metadata): boolean {
+    if (this.secret === null) return true;
+    const given = metadata.get(SECRET_METADATA)[0];
+    return typeof given === 'string' && timingSafeEqual(digest(given), this.secret);
+  }
+
+  private handle(call: grpc.ServerDuplexStream<SpinFrame, SpinAck>): void {
+    if (!this.authorized(call.metadata)) {
+      call.emit(
+        'error',
+        new ServerError(
+          Status.UNAUTHENTICATED,
+          'peer stream: missing or wrong cluster secret',
+        ).toServiceError(),
+      );
+      return;
+    }
+    this.serve(call);
+  }
+
+  /** Handles an authenticated Exchange call, from gRPC or from the framed stream. */
+  private serve(call: ExchangeCall): void {
     if (this.closing !== null) {
       call.emit(
         'error',
@@ -642,7 +746,33 @@ export interface PeerLinkOptions {
   channelOptions?: grpc.ChannelOptions;
   /** The cluster secret, sent with every stream (`spinmesh-cluster-secret`). */
   secret?: string;
+  /**
+   * 'stream': the peer's framed stream where it has one (StreamEndpoint), else gRPC; 'grpc':
+   * always the Exchange stream of gRPC. @defaultValue 'stream'
+   */
+  transport?: 'stream' | 'grpc';
+  /**
+   * TLS for the framed stream (trusting `ca`, or the system's roots): needed to use a peer's
+   * stream that speaks TLS; without it such a peer is reached over gRPC. null: plaintext only.
+   * @defaultValue null
+   */
+  streamTls?: { ca?: Buffer } | null;
 }
+
+/** What a PeerLink uses of a call: a grpc-js client duplex stream, or a ClientStreamCall. */
+interface LinkCall {
+  write(bytes: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+  on(event: 'metadata', listener: () => void): unknown;
+  on(event: 'data', listener: (ack: SpinAck) => void): unknown;
+  on(event: 'error', listener: () => void): unknown;
+  on(event: 'status', listener: (st: grpc.StatusObject) => void): unknown;
+  end(): unknown;
+  cancel(): void;
+}
+
+/** Where a peer takes the framed stream; null: it does not (or not in a form this link can use). */
+type StreamEndpoint = { port: number; tls: boolean } | null;
 
 /** Counters of a PeerLink since it was made. */
 export interface PeerLinkStats {
@@ -731,12 +861,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     peakInFlight: 0,
   };
   private readonly opts: Required<
-    Omit<PeerLinkOptions, 'channelOptions' | 'secret' | 'credentials'>
+    Omit<PeerLinkOptions, 'channelOptions' | 'secret' | 'credentials' | 'streamTls'>
   > & {
     channelOptions: grpc.ChannelOptions;
     secret: string;
     credentials: grpc.ChannelCredentials;
+    streamTls: { ca?: Buffer } | null;
   };
+  /** The peer's framed stream: undefined until asked (again after each disconnection). */
+  private endpoint: StreamEndpoint | undefined = undefined;
   private linkState: PeerLinkState = 'connecting';
   private failure: PeerLinkError | null = null;
   private nextSeq = 1;
@@ -747,7 +880,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private readonly waiting: Waiter[] = [];
   private flushers: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private client: grpc.Client | null = null;
-  private call: grpc.ClientDuplexStream<Buffer, SpinAck> | null = null;
+  private call: LinkCall | null = null;
   private draining = false;
   private attempts = 0;
   private opened = 0;
@@ -773,6 +906,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       channelOptions: opts.channelOptions ?? {},
       credentials: opts.credentials ?? grpc.credentials.createInsecure(),
       secret: opts.secret ?? '',
+      transport: opts.transport ?? 'stream',
+      streamTls: opts.streamTls ?? null,
     };
     const o = this.opts;
     if (o.address === '') throw new RangeError('PeerLink: address must be host:port');
@@ -797,6 +932,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** connecting, open (a stream is up), backoff (waiting to reconnect), failed, closed. */
   get state(): PeerLinkState {
     return this.linkState;
+  }
+
+  /** What carries the current stream: the peer's framed stream, gRPC, or nothing yet. */
+  get via(): 'stream' | 'grpc' | null {
+    if (this.call === null) return null;
+    return this.call instanceof ClientStreamCall ? 'stream' : 'grpc';
   }
 
   /** Frames sent and not yet acknowledged. */
@@ -940,26 +1081,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.timer = null;
     this.linkState = 'connecting';
     if (this.opened++ > 0) this.stats.reconnects++;
-    // A channel per stream, with its own subchannel: after a failure the next attempt connects
-    // afresh now, instead of waiting out grpc-js's own reconnection backoff (1 s and up).
-    const client = new grpc.Client(this.opts.address, this.opts.credentials, {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-      ...this.opts.channelOptions,
-    });
-    const metadata = new grpc.Metadata();
-    if (this.opts.secret !== '') metadata.set(SECRET_METADATA, this.opts.secret);
-    const call = client.makeBidiStreamRequest<Buffer, SpinAck>(
-      PeerServiceService.exchange.path,
-      (b: Buffer) => b,
-      (b: Buffer) => {
-        this.stats.bytesReceived += b.length;
-        return SpinAck.decode(b);
-      },
-      metadata,
-    );
-    this.client = client;
+    if (this.opts.transport === 'stream' && this.endpoint === undefined) {
+      this.askEndpoint();
+      return;
+    }
+    const call = this.endpoint ? this.openStream(this.endpoint) : this.openGrpc();
     this.call = call;
     this.written = 0;
     this.draining = false;
@@ -977,6 +1103,79 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     call.on('error', () => {});
     call.on('status', (st: grpc.StatusObject) => this.onStatus(call, st));
     this.pump();
+  }
+
+  /** A grpc-js channel of its own to the peer (see openGrpc). */
+  private newClient(): grpc.Client {
+    // A channel per stream, with its own subchannel: after a failure the next attempt connects
+    // afresh now, instead of waiting out grpc-js's own reconnection backoff (1 s and up).
+    return new grpc.Client(this.opts.address, this.opts.credentials, {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      ...this.opts.channelOptions,
+    });
+  }
+
+  private metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.opts.secret !== '') metadata.set(SECRET_METADATA, this.opts.secret);
+    return metadata;
+  }
+
+  /** Asks the peer where its framed stream is, then opens; a failure counts as an attempt. */
+  private askEndpoint(): void {
+    const client = this.newClient();
+    this.client = client;
+    client.makeUnaryRequest<Buffer, StreamEndpointResponse>(
+      PeerServiceService.streamEndpoint.path,
+      (b: Buffer) => b,
+      (b: Buffer) => StreamEndpointResponse.decode(b),
+      Buffer.alloc(0),
+      this.metadata(),
+      { deadline: Date.now() + 10_000 },
+      (err, res) => {
+        if (this.client !== client) return;
+        client.close();
+        this.client = null;
+        if (this.closing !== null) {
+          this.onCallEnded?.();
+          return;
+        }
+        if (err && err.code !== Status.UNIMPLEMENTED) {
+          this.retryOrFail({ code: err.code, details: err.details, metadata: err.metadata });
+          return;
+        }
+        const usable = res && res.port > 0 && (!res.tls || this.opts.streamTls !== null);
+        this.endpoint = usable ? { port: res.port, tls: res.tls } : null;
+        this.open();
+      },
+    );
+  }
+
+  private openGrpc(): LinkCall {
+    const client = this.newClient();
+    this.client = client;
+    return client.makeBidiStreamRequest<Buffer, SpinAck>(
+      PeerServiceService.exchange.path,
+      (b: Buffer) => b,
+      (b: Buffer) => {
+        this.stats.bytesReceived += b.length;
+        return SpinAck.decode(b);
+      },
+      this.metadata(),
+    );
+  }
+
+  private openStream(endpoint: { port: number; tls: boolean }): LinkCall {
+    const host = this.opts.address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    return new ClientStreamCall({
+      host,
+      port: endpoint.port,
+      secret: this.opts.secret,
+      ...(endpoint.tls ? { tls: { ...this.opts.streamTls } } : {}),
+      onAckBytes: (n) => (this.stats.bytesReceived += n),
+    });
   }
 
   private onAck(ack: SpinAck): void {
@@ -999,7 +1198,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     }
   }
 
-  private onStatus(call: grpc.ClientDuplexStream<Buffer, SpinAck>, st: grpc.StatusObject): void {
+  private onStatus(call: LinkCall, st: grpc.StatusObject): void {
     if (this.call !== call) return;
     this.call = null;
     this.client?.close();
@@ -1008,6 +1207,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.onCallEnded?.();
       return;
     }
+    this.retryOrFail(st);
+  }
+
+  /** After a stream ended with `st`: fail for good, or reconnect after a backoff. */
+  private retryOrFail(st: grpc.StatusObject): void {
+    // The peer may have restarted elsewhere: ask where its stream is again.
+    this.endpoint = undefined;
     if (FATAL.has(st.code)) {
       this.fail(new PeerLinkError(st.code, `peer ${this.opts.address} refused: ${st.details}`));
       return;

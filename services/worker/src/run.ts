@@ -72,6 +72,8 @@ export interface RunDeps {
   secret: string | null;
   /** Credentials of the links to the peers (TLS). */
   peerCredentials: grpc.ChannelCredentials;
+  /** How links reach peers' framed streams (TLS trusting ca, or not); null: gRPC only. */
+  peerStream: { tls: { ca?: Buffer } | null } | null;
   /** SPINMESH_DEBUG_SLOWDOWN. */
   slowdown: number;
   /** Longest graceful stop, in ms. */
@@ -301,8 +303,14 @@ export class ShardRun {
         fromShard: a.shardId,
         maxBackoffMs: 1000,
         credentials: this.deps.peerCredentials,
+        transport: this.deps.peerStream !== null ? 'stream' : 'grpc',
+        streamTls: this.deps.peerStream?.tls ?? null,
         ...(this.deps.secret !== null ? { secret: this.deps.secret } : {}),
       });
+      // Which transport carries the link (the framed stream, or gRPC where the peer has none).
+      link.once('connect', () =>
+        this.log.info({ peer: p.shardId, address: p.address, via: link.via }, 'peer link open'),
+      );
       link.on('fail', (err) => {
         if (!this.aborted)
           this.log.warn(
