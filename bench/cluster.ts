@@ -40,13 +40,9 @@
 // Also, for comparison, the single-process Trainer (statistics 'samples', the same spec) in this
 // process with OPENBLAS_NUM_THREADS=2 equivalent (NativeKernels threads = 2): one process on both
 // cores, against which 2 workers (one core each) gain or lose.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { BUS_SECRET_METADATA } from '@spinmesh/bus';
-import { LocalCluster } from '@spinmesh/coordinator';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
 import {
   LoopbackCluster,
@@ -60,256 +56,17 @@ import {
   validateJobSpec,
   writeIdx,
 } from '@spinmesh/model';
-import {
-  JobServiceClient,
-  JobState,
-  WorkerControlClient,
-  WorkerState,
-  type Job,
-  type WatchJobResponse,
-  type WorkerStatus,
-} from '@spinmesh/proto';
+import { JobState, WorkerState, type WorkerStatus } from '@spinmesh/proto';
 import { environment, log, numArg, parseArgs } from './_common.js';
-
-// ---------------------------------------------------------------------------------------------
-// Shared with straggler.ts: a pinned local cluster, its job service and its workers' counters.
-
-/** How the workers were pinned: to which cores, or why not. */
-export interface Pinning {
-  pinned: boolean;
-  note: string;
-}
-
-let tasksetChecked: string | null | undefined;
-
-/** The path of taskset, or null when it is not installed. */
-function tasksetPath(): string | null {
-  if (tasksetChecked !== undefined) return tasksetChecked;
-  tasksetChecked = null;
-  for (const p of ['/usr/bin/taskset', '/bin/taskset', '/usr/local/bin/taskset'])
-    try {
-      execFileSync(p, ['--version'], { stdio: 'ignore' });
-      tasksetChecked = p;
-      break;
-    } catch {
-      // not there
-    }
-  return tasksetChecked;
-}
-
-/**
- * Pins every thread of a process to one core (`taskset -a -p -c`); threads it starts later
- * inherit the mask. Returns false when taskset is missing.
- */
-export function pinProcess(pid: number, core: number): boolean {
-  const ts = tasksetPath();
-  if (ts === null) return false;
-  execFileSync(ts, ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
-  return true;
-}
-
-/** The environment of a benchmark cluster's children: quiet logs, fast control loop. */
-export const CLUSTER_ENV = {
-  coordinator: { SPINMESH_COORDINATOR_POLL_MS: '100', SPINMESH_PROGRESS_INTERVAL_MS: '200' },
-  worker: { SPINMESH_PROGRESS_MS: '500', SPINMESH_LOG_LEVEL: 'warn' },
-};
-
-/**
- * Starts a local cluster with no workers, then `workerEnvs.length` workers, worker i with the
- * extra variables workerEnvs[i] and, when `pin`, pinned to core i (mod the cores there are).
- */
-export async function startBenchCluster(
-  workerEnvs: Record<string, string>[],
-  pin: boolean,
-  coordinatorEnv: Record<string, string> = {},
-): Promise<{ cluster: LocalCluster; pinning: Pinning; failures: string[] }> {
-  const failures: string[] = [];
-  // LocalCluster spreads opts.workerEnv when it starts a worker: one object, refilled per worker.
-  const workerEnv: Record<string, string> = {};
-  const cluster = await LocalCluster.start({
-    workers: 0,
-    // The coordinator's 'listening' line is at level info: LocalCluster waits for it.
-    env: { ...process.env, SPINMESH_LOG_LEVEL: 'info', OPENBLAS_NUM_THREADS: '1' },
-    coordinatorEnv: { ...CLUSTER_ENV.coordinator, ...coordinatorEnv },
-    workerEnv,
-    stopGraceMs: 5000,
-    onExit: (name, code, signal) =>
-      failures.push(`${name} exited on its own (code ${code}, signal ${signal})`),
-  });
-  const cores = availableParallelism();
-  let pinning: Pinning = { pinned: false, note: 'not pinned (not asked)' };
-  try {
-    const pinnedTo: string[] = [];
-    for (const [i, env] of workerEnvs.entries()) {
-      for (const k of Object.keys(workerEnv)) delete workerEnv[k];
-      Object.assign(workerEnv, CLUSTER_ENV.worker, env);
-      const name = cluster.startWorker();
-      const pid = cluster.processes.get(name)!.child.pid;
-      if (!pin || pid === undefined) continue;
-      if (!pinProcess(pid, i % cores)) {
-        pinning = { pinned: false, note: 'taskset (util-linux) not found: workers NOT pinned' };
-        pin = false;
-        continue;
-      }
-      pinnedTo.push(`${name}->cpu${i % cores}`);
-    }
-    if (pin)
-      pinning = {
-        pinned: true,
-        note: `taskset -a -p -c: ${pinnedTo.join(', ')}${workerEnvs.length > cores ? ` (more workers than ${cores} cores: shared)` : ''}`,
-      };
-  } catch (err) {
-    await cluster.stop();
-    throw err;
-  }
-  return { cluster, pinning, failures };
-}
-
-type Callback<T> = (err: grpc.ServiceError | null, res: T | undefined) => void;
-
-function unary<T>(start: (cb: Callback<T>) => unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    start((err, res) => (err ? reject(err) : resolve(res!)));
-  });
-}
-
-/** One poll of every worker of a job. */
-export interface StatusSample {
-  /** ms (performance.timeOrigin + performance.now()) halfway through the poll. */
-  t: number;
-  statuses: WorkerStatus[];
-}
-
-export interface ClusterJobResult {
-  job: Job;
-  events: WatchJobResponse[];
-  samples: StatusSample[];
-  /** When the job was submitted (same clock as the samples). */
-  submittedAt: number;
-  /** When the job's final event arrived. */
-  endedAt: number;
-}
-
-export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
-}
-
-/**
- * Submits a job to a cluster, follows its events (WatchJob) and polls WorkerControl.Status of
- * its workers every `pollMs` while it runs. Rejects when a child exits, the job does not end
- * within `timeoutMs` (it is cancelled then) or a call fails.
- */
-export async function runClusterJob(
-  cluster: LocalCluster,
-  failures: string[],
-  spec: Record<string, unknown>,
-  opts: {
-    pollMs: number;
-    timeoutMs: number;
-    onEvent?: (e: WatchJobResponse, t: number) => void;
-    /** Called after each poll; returning true cancels the job (a time limit reached). */
-    onSample?: (s: StatusSample) => boolean | void;
-  },
-): Promise<ClusterJobResult> {
-  const jobs = new JobServiceClient(cluster.address, grpc.credentials.createInsecure());
-  const controls = new Map<string, WorkerControlClient>();
-  const md = new grpc.Metadata();
-  md.set(BUS_SECRET_METADATA, cluster.secret);
-  let stream: grpc.ClientReadableStream<WatchJobResponse> | null = null;
-  try {
-    const submittedAt = nowMs();
-    const submitted = await unary<{ job?: Job }>((cb) =>
-      jobs.submitJob({ spec: JSON.stringify(spec), jobId: '' }, cb),
-    );
-    const jobId = submitted.job!.jobId;
-    const events: WatchJobResponse[] = [];
-    let addresses: string[] = [];
-    let ended = false;
-    let endedAt = 0;
-    let streamError: Error | null = null;
-    stream = jobs.watchJob({ jobId, afterEventId: '' });
-    stream.on('data', (e: WatchJobResponse) => {
-      const t = nowMs();
-      events.push(e);
-      if (e.workers?.kind === 'assigned')
-        addresses = [...e.workers.shards]
-          .sort((a, b) => a.shardId - b.shardId)
-          .map((s) => s.address);
-      opts.onEvent?.(e, t);
-    });
-    stream.on('end', () => {
-      ended = true;
-      endedAt = nowMs();
-    });
-    stream.on('error', (err: Error) => {
-      if (!ended) streamError = err;
-    });
-    const status = (address: string): Promise<WorkerStatus> => {
-      let c = controls.get(address);
-      if (!c) {
-        c = new WorkerControlClient(address, grpc.credentials.createInsecure());
-        controls.set(address, c);
-      }
-      const client = c;
-      return unary<WorkerStatus>((cb) =>
-        client.status({}, md, { deadline: Date.now() + 5000 }, cb),
-      );
-    };
-    const samples: StatusSample[] = [];
-    const deadline = submittedAt + opts.timeoutMs;
-    let cancelled = false;
-    while (!ended) {
-      if (failures.length > 0)
-        throw new Error(`${failures.join('; ')}\n${cluster.tails().slice(-4000)}`);
-      if (streamError) throw streamError;
-      if (!cancelled && nowMs() > deadline) {
-        cancelled = true;
-        await unary((cb) => jobs.cancelJob({ jobId }, cb));
-      }
-      const job = addresses;
-      if (job.length > 0) {
-        const t0 = nowMs();
-        try {
-          const statuses = await Promise.all(job.map(status));
-          const s = { t: (t0 + nowMs()) / 2, statuses };
-          if (statuses.every((x) => x.jobId === jobId)) {
-            samples.push(s);
-            if (!cancelled && opts.onSample?.(s) === true) {
-              cancelled = true;
-              await unary((cb) => jobs.cancelJob({ jobId }, cb));
-            }
-          }
-        } catch {
-          // A worker between states (or stopping at the end): skip this poll.
-        }
-      }
-      await new Promise((r) => setTimeout(r, opts.pollMs));
-    }
-    const job = (await unary<{ job?: Job }>((cb) => jobs.getJob({ jobId }, cb))).job!;
-    return { job, events, samples, submittedAt, endedAt };
-  } finally {
-    stream?.cancel();
-    for (const c of controls.values()) c.close();
-    jobs.close();
-  }
-}
-
-/** Spin updates of one step of an RBM trained with an exact positive phase and CD-k / PCD-k. */
-export function rbmSpinsPerStep(
-  visible: number,
-  hidden: number,
-  batch: number,
-  chains: number,
-  k: number,
-): number {
-  return batch * hidden + k * chains * (visible + hidden);
-}
-
-export function loadAverage(): string {
-  return loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ');
-}
+import {
+  loadAverage,
+  rbmSpinsPerStep,
+  runClusterJob,
+  startBenchCluster,
+  tasksetPath,
+  type ClusterJobResult,
+  type StatusSample,
+} from './_cluster.js';
 
 // ---------------------------------------------------------------------------------------------
 
@@ -592,175 +349,22 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       staleness,
       checkpointEverySteps: 0,
     };
-    const dense: Workload = {
-      key: 'dense',
-      k: 1,
-      title: 'RBM 2048-2048 (4,096 units), batch 64, 64 chains, PCD-1, synthetic binary data',
-      visible: 2048,
-      hidden: 2048,
-      batch: 64,
-      chains: 64,
-      totalSteps: Math.ceil(denseSteps / (denseRows / 64)) * (denseRows / 64),
-      spec: (workers) => ({
-        name: 'bench-cluster-dense',
-        network: { rbm: { visible: 2048, hidden: 2048 } },
-        data: { kind: 'idx', images: denseData },
-        epochs: Math.ceil(denseSteps / (denseRows / 64)),
-        train: {
-          batchSize: 64,
-          negative: 'pcd',
-          chains: 64,
-          k: 1,
-          learningRate: 0.01,
-          momentum: 0.5,
-          centring: true,
-          statistics: 'samples',
-        },
-        evaluate: { every: 1_000_000, exact: false, recon: false },
-        workers,
-        ...common,
-      }),
-    };
-    const fmnistOf = (k: number, limit: number, epochs: number): Workload => ({
-      key: k === 1 ? 'fmnist' : `fmnist_pcd${k}`,
-      k,
-      title: `Fashion-MNIST binarized (first ${limit} rows), RBM 784-500, batch 100, 100 chains, PCD-${k}`,
-      visible: 784,
-      hidden: 500,
-      batch: 100,
-      chains: 100,
-      totalSteps: epochs * Math.ceil(limit / 100),
-      spec: (workers) => ({
-        name: 'bench-cluster-fmnist',
-        network: { rbm: { visible: 784, hidden: 500 } },
-        data: { kind: 'fashion-mnist', split: 'train', limit, binarize: 'threshold' },
-        epochs,
-        train: {
-          batchSize: 100,
-          negative: 'pcd',
-          chains: 100,
-          k,
-          learningRate: 0.05,
-          momentum: 0.5,
-          weightDecay: 1e-4,
-          centring: true,
-          statistics: 'samples',
-        },
-        evaluate: { every: 1_000_000, exact: false, recon: false },
-        workers,
-        ...common,
-      }),
-    });
-    const fmnist = fmnistOf(1, fmnistLimit, fmnistEpochs);
+    const dense = denseWorkload(denseData, denseRows, denseSteps, common);
+    const fmnist = fmnistWorkload(1, fmnistLimit, fmnistEpochs, common);
     // How the speedup grows when sampling outweighs the gradient (each shard still computes 3/4
     // of the gradient, but only 1/2 of the sampling).
-    const fmnist10 = fmnistOf(10, quick ? 3000 : 30000, 1);
+    const fmnist10 = fmnistWorkload(10, quick ? 3000 : 30000, 1, common);
 
-    const Ks = [1, 2, 4];
     const networks: Record<string, unknown> = {};
     const speedups: number[] = [];
     const wireBits: number[] = [];
     const single: Record<string, number | null> = {};
     for (const w of [dense, fmnist, fmnist10]) {
-      log(`\n== ${w.key}: ${w.title}`);
-      const sp = await singleProcess(
-        w,
-        2,
-        quick ? Math.min(w.totalSteps, 60) : Math.ceil(w.totalSteps / 2),
-      );
-      single[w.key] = sp['spin_updates_per_s'] as number;
-      log(`single process, 2 BLAS threads: ${(single[w.key]! / 1e6).toFixed(2)} M spin updates/s`);
-      const boundSteps = quick ? 20 : Math.min(200, Math.ceil(w.totalSteps / 2));
-      const compute1 = await computeOnly(w, 1, boundSteps);
-      const compute2 = await computeOnly(w, 2, boundSteps);
-      const bound = Number((compute1[0]! / Math.max(...compute2)).toFixed(3));
-      log(
-        `compute only, one process: ${compute1[0]} ms/step (1 shard), ${compute2.join(' / ')} ms/step (2 shards): ` +
-          `bound on the 2-worker speedup ${bound}`,
-      );
-      const free1 = await computeOnly(w, 1, boundSteps, false);
-      const free2 = await computeOnly(w, 2, boundSteps, false);
-      const freeBound = Number((free1[0]! / Math.max(...free2)).toFixed(3));
-      log(
-        `  without the weight gradients: ${free1[0]} ms/step (1 shard), ${free2.join(' / ')} ms/step (2 shards): ` +
-          `bound ${freeBound}`,
-      );
-      const byK: Record<string, unknown> = {};
-      for (const K of Ks) {
-        if (K > cores) {
-          byK[String(K)] = {
-            skipped: `${K} workers need ${K} cores to pin one per core; this machine has ${cores}`,
-          };
-          log(`K=${K}: skipped (${cores} cores)`);
-          continue;
-        }
-        const loadBefore = loadAverage();
-        // The services read the synthetic data only from their data roots.
-        const data = { SPINMESH_DATA_ROOTS: tmp };
-        const { cluster, pinning, failures } = await startBenchCluster(
-          Array.from({ length: K }, () => data),
-          true,
-          data,
-        );
-        let r: ClusterJobResult;
-        try {
-          r = await runClusterJob(cluster, failures, w.spec(K), {
-            // --quick jobs last about a second: poll often enough for a steady-state window.
-            pollMs: quick ? 50 : 200,
-            timeoutMs,
-            onEvent: (e) => {
-              if (e.progress && e.progress.step % 50 < 10)
-                log(`  K=${K} step ${e.progress.step}/${e.progress.totalSteps}`);
-            },
-          });
-        } finally {
-          await cluster.stop();
-        }
-        if (r.job.state !== JobState.JOB_STATE_COMPLETED)
-          throw new Error(`K=${K} ${w.key}: job ended ${JobState[r.job.state]}: ${r.job.error}`);
-        const m: KRun = {
-          ...measure(w, K, r),
-          pinning: pinning.note,
-          load_before: loadBefore,
-          load_after: loadAverage(),
-        };
-        byK[String(K)] = m;
-        const t = m.ms_per_step;
-        log(
-          `K=${K}: ${m.spin_updates_per_s === null ? 'n/a' : (m.spin_updates_per_s / 1e6).toFixed(2)} M spin updates/s over ${m.steps} steps in ${m.seconds} s; ` +
-            `${m.wire_bits_per_spin_update ?? '-'} wire bits/spin/peer; job ${m.job_seconds} s; load ${m.load_after}` +
-            (t
-              ? `\n      a step ${t.wall.toFixed(2)} ms: ${t.compute.toFixed(2)} computing, ${t.waiting.toFixed(2)} waiting for peers, ${t.other.toFixed(2)} the rest` +
-                (K > 1
-                  ? ` (mean over workers; computing + waiting by shard: ${t.by_shard.map((x) => `${x.compute.toFixed(2)} + ${x.waiting.toFixed(2)}`).join(', ')})`
-                  : '')
-              : ''),
-        );
-        if (m.wire_bits_per_spin_update !== null) wireBits.push(m.wire_bits_per_spin_update);
-      }
-      const r1 = (byK['1'] as KRun | undefined)?.spin_updates_per_s ?? null;
-      const r2 = (byK['2'] as KRun | undefined)?.spin_updates_per_s ?? null;
-      const speedup = r1 && r2 ? Number((r2 / r1).toFixed(3)) : null;
-      if (speedup !== null) speedups.push(speedup);
-      networks[w.key] = {
-        network: w.title,
-        spin_updates_per_step: rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k),
-        by_workers: byK,
-        speedup_2_workers: speedup,
-        compute_only: {
-          ms_per_step_1_shard: compute1[0],
-          ms_per_step_2_shards: compute2,
-          bound_speedup_2_workers: bound,
-          without_weight_gradients: {
-            ms_per_step_1_shard: free1[0],
-            ms_per_step_2_shards: free2,
-            bound_speedup_2_workers: freeBound,
-          },
-        },
-        single_process_2_threads: sp,
-        two_workers_vs_single_process_2_threads:
-          r2 && single[w.key] ? Number((r2 / single[w.key]!).toFixed(3)) : null,
-      };
+      const b = await benchNetwork(w, { quick, cores, tmp, timeoutMs });
+      single[w.key] = b.single;
+      networks[w.key] = b.network;
+      if (b.speedup !== null) speedups.push(b.speedup);
+      wireBits.push(...b.wireBits);
     }
     return {
       ...environment(k),
@@ -779,4 +383,207 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The spec fields every workload shares: seed, staleness, no periodic checkpoints. */
+type CommonFields = { seed: number; staleness: number | 'unbounded'; checkpointEverySteps: number };
+
+/** The dense bipartite RBM 2048-2048 on the synthetic data at `data` (`rows` rows). */
+function denseWorkload(
+  denseData: string,
+  denseRows: number,
+  denseSteps: number,
+  common: CommonFields,
+): Workload {
+  return {
+    key: 'dense',
+    k: 1,
+    title: 'RBM 2048-2048 (4,096 units), batch 64, 64 chains, PCD-1, synthetic binary data',
+    visible: 2048,
+    hidden: 2048,
+    batch: 64,
+    chains: 64,
+    totalSteps: Math.ceil(denseSteps / (denseRows / 64)) * (denseRows / 64),
+    spec: (workers) => ({
+      name: 'bench-cluster-dense',
+      network: { rbm: { visible: 2048, hidden: 2048 } },
+      data: { kind: 'idx', images: denseData },
+      epochs: Math.ceil(denseSteps / (denseRows / 64)),
+      train: {
+        batchSize: 64,
+        negative: 'pcd',
+        chains: 64,
+        k: 1,
+        learningRate: 0.01,
+        momentum: 0.5,
+        centring: true,
+        statistics: 'samples',
+      },
+      evaluate: { every: 1_000_000, exact: false, recon: false },
+      workers,
+      ...common,
+    }),
+  };
+}
+
+/** RBM 784-500 on the first `limit` rows of Fashion-MNIST, PCD-k. */
+function fmnistWorkload(k: number, limit: number, epochs: number, common: CommonFields): Workload {
+  return {
+    key: k === 1 ? 'fmnist' : `fmnist_pcd${k}`,
+    k,
+    title: `Fashion-MNIST binarized (first ${limit} rows), RBM 784-500, batch 100, 100 chains, PCD-${k}`,
+    visible: 784,
+    hidden: 500,
+    batch: 100,
+    chains: 100,
+    totalSteps: epochs * Math.ceil(limit / 100),
+    spec: (workers) => ({
+      name: 'bench-cluster-fmnist',
+      network: { rbm: { visible: 784, hidden: 500 } },
+      data: { kind: 'fashion-mnist', split: 'train', limit, binarize: 'threshold' },
+      epochs,
+      train: {
+        batchSize: 100,
+        negative: 'pcd',
+        chains: 100,
+        k,
+        learningRate: 0.05,
+        momentum: 0.5,
+        weightDecay: 1e-4,
+        centring: true,
+        statistics: 'samples',
+      },
+      evaluate: { every: 1_000_000, exact: false, recon: false },
+      workers,
+      ...common,
+    }),
+  };
+}
+
+/** One network: the single-process baseline, the compute-only bounds, and the cluster at each K. */
+async function benchNetwork(
+  w: Workload,
+  o: { quick: boolean; cores: number; tmp: string; timeoutMs: number },
+): Promise<{
+  network: Record<string, unknown>;
+  single: number | null;
+  speedup: number | null;
+  wireBits: number[];
+}> {
+  const { quick, cores } = o;
+  log(`\n== ${w.key}: ${w.title}`);
+  const sp = await singleProcess(
+    w,
+    2,
+    quick ? Math.min(w.totalSteps, 60) : Math.ceil(w.totalSteps / 2),
+  );
+  const single = sp['spin_updates_per_s'] as number;
+  log(`single process, 2 BLAS threads: ${(single / 1e6).toFixed(2)} M spin updates/s`);
+  const bounds = await computeBounds(w, quick ? 20 : Math.min(200, Math.ceil(w.totalSteps / 2)));
+  const byK: Record<string, unknown> = {};
+  const wireBits: number[] = [];
+  for (const K of [1, 2, 4]) {
+    if (K > cores) {
+      byK[String(K)] = {
+        skipped: `${K} workers need ${K} cores to pin one per core; this machine has ${cores}`,
+      };
+      log(`K=${K}: skipped (${cores} cores)`);
+      continue;
+    }
+    const m = await benchK(w, K, o);
+    byK[String(K)] = m;
+    if (m.wire_bits_per_spin_update !== null) wireBits.push(m.wire_bits_per_spin_update);
+  }
+  const r1 = (byK['1'] as KRun | undefined)?.spin_updates_per_s ?? null;
+  const r2 = (byK['2'] as KRun | undefined)?.spin_updates_per_s ?? null;
+  const speedup = r1 && r2 ? Number((r2 / r1).toFixed(3)) : null;
+  const network = {
+    network: w.title,
+    spin_updates_per_step: rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k),
+    by_workers: byK,
+    speedup_2_workers: speedup,
+    compute_only: bounds,
+    single_process_2_threads: sp,
+    two_workers_vs_single_process_2_threads: r2 && single ? Number((r2 / single).toFixed(3)) : null,
+  };
+  return { network, single, speedup, wireBits };
+}
+
+/** The compute-only bounds on the 2-worker speedup, with and without the weight gradients. */
+async function computeBounds(w: Workload, boundSteps: number): Promise<Record<string, unknown>> {
+  const compute1 = await computeOnly(w, 1, boundSteps);
+  const compute2 = await computeOnly(w, 2, boundSteps);
+  const bound = Number((compute1[0]! / Math.max(...compute2)).toFixed(3));
+  log(
+    `compute only, one process: ${compute1[0]} ms/step (1 shard), ${compute2.join(' / ')} ms/step (2 shards): ` +
+      `bound on the 2-worker speedup ${bound}`,
+  );
+  const free1 = await computeOnly(w, 1, boundSteps, false);
+  const free2 = await computeOnly(w, 2, boundSteps, false);
+  const freeBound = Number((free1[0]! / Math.max(...free2)).toFixed(3));
+  log(
+    `  without the weight gradients: ${free1[0]} ms/step (1 shard), ${free2.join(' / ')} ms/step (2 shards): ` +
+      `bound ${freeBound}`,
+  );
+  return {
+    ms_per_step_1_shard: compute1[0],
+    ms_per_step_2_shards: compute2,
+    bound_speedup_2_workers: bound,
+    without_weight_gradients: {
+      ms_per_step_1_shard: free1[0],
+      ms_per_step_2_shards: free2,
+      bound_speedup_2_workers: freeBound,
+    },
+  };
+}
+
+/** The workload on a pinned local cluster of K workers. */
+async function benchK(
+  w: Workload,
+  K: number,
+  o: { quick: boolean; tmp: string; timeoutMs: number },
+): Promise<KRun> {
+  const { quick, tmp, timeoutMs } = o;
+  const loadBefore = loadAverage();
+  // The services read the synthetic data only from their data roots.
+  const data = { SPINMESH_DATA_ROOTS: tmp };
+  const { cluster, pinning, failures } = await startBenchCluster(
+    Array.from({ length: K }, () => data),
+    true,
+    data,
+  );
+  let r: ClusterJobResult;
+  try {
+    r = await runClusterJob(cluster, failures, w.spec(K), {
+      // --quick jobs last about a second: poll often enough for a steady-state window.
+      pollMs: quick ? 50 : 200,
+      timeoutMs,
+      onEvent: (e) => {
+        if (e.progress && e.progress.step % 50 < 10)
+          log(`  K=${K} step ${e.progress.step}/${e.progress.totalSteps}`);
+      },
+    });
+  } finally {
+    await cluster.stop();
+  }
+  if (r.job.state !== JobState.JOB_STATE_COMPLETED)
+    throw new Error(`K=${K} ${w.key}: job ended ${JobState[r.job.state]}: ${r.job.error}`);
+  const m: KRun = {
+    ...measure(w, K, r),
+    pinning: pinning.note,
+    load_before: loadBefore,
+    load_after: loadAverage(),
+  };
+  const t = m.ms_per_step;
+  log(
+    `K=${K}: ${m.spin_updates_per_s === null ? 'n/a' : (m.spin_updates_per_s / 1e6).toFixed(2)} M spin updates/s over ${m.steps} steps in ${m.seconds} s; ` +
+      `${m.wire_bits_per_spin_update ?? '-'} wire bits/spin/peer; job ${m.job_seconds} s; load ${m.load_after}` +
+      (t
+        ? `\n      a step ${t.wall.toFixed(2)} ms: ${t.compute.toFixed(2)} computing, ${t.waiting.toFixed(2)} waiting for peers, ${t.other.toFixed(2)} the rest` +
+          (K > 1
+            ? ` (mean over workers; computing + waiting by shard: ${t.by_shard.map((x) => `${x.compute.toFixed(2)} + ${x.waiting.toFixed(2)}`).join(', ')})`
+            : '')
+        : ''),
+  );
+  return m;
 }

@@ -78,13 +78,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     `epoch ${epochSeconds.toFixed(3)} s, ${gflops.toFixed(1)} GFLOP/s; sgemm ${sgemmSmall.toFixed(1)} (256x784x500), ${sgemmLarge.toFixed(1)} (2048^3)`,
   );
 
-  const t0 = performance.now();
-  const ftr = hiddenFeatures(net, train.x, train.rows);
-  const fte = hiddenFeatures(net, test.x, test.rows);
-  const probe = trainProbe(ftr, train.rows, nh, train.labels!, 10, { seed, epochs: 60 });
-  const accuracy = probeAccuracy(probe, fte, test.rows, test.labels!);
-  const probeSeconds = (performance.now() - t0) / 1000;
-  log(`probe accuracy ${accuracy.toFixed(4)} (${probeSeconds.toFixed(1)} s)`);
+  const { accuracy, probeSeconds } = probeFigures(net, train, test, seed);
 
   const result: Record<string, unknown> = {
     ...environment(k),
@@ -103,33 +97,74 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     probe_seconds: probeSeconds,
   };
   if (!args.has('no-ais')) {
-    const t1 = performance.now();
-    const testBin = bin ? test : binarize(rawTest, 'threshold', 0.5);
-    const r = aisLogLikelihood(net, testBin.x, testBin.rows, {
-      runs: numArg(args, 'ais-runs', 100),
-      steps: numArg(args, 'ais-steps', 14500),
-      seed,
-      data: train.x,
-      dataRows: train.rows,
-    });
-    result['ais_test_ll'] = r.logLikelihood;
-    result['ais_test_ll_low'] = r.logLikelihoodLow;
-    result['ais_test_ll_high'] = r.logLikelihoodHigh;
-    result['ais_logz'] = r.ais.logZ;
-    result['ais_logz_std'] = r.ais.logZStd;
-    result['ais_seconds'] = (performance.now() - t1) / 1000;
-    log(
-      `AIS test LL ${r.logLikelihood.toFixed(2)} [${r.logLikelihoodLow.toFixed(2)}, ${r.logLikelihoodHigh.toFixed(2)}]`,
-    );
+    const ais = { runs: numArg(args, 'ais-runs', 100), steps: numArg(args, 'ais-steps', 14500) };
+    Object.assign(result, aisFigures(net, train, bin ? test : rawTest, bin, { ...ais, seed }));
   }
-  if (!args.has('no-peer')) {
-    log('scikit-learn BernoulliRBM peer: 3 epochs ...');
-    const peer = runPeer('sk_epoch_time.py', ['3'], k.threads);
-    result['sk_peer'] = peer;
-    if (typeof peer['sk_epoch_s'] === 'number') {
-      result['sk_epoch_seconds'] = peer['sk_epoch_s'];
-      result['epoch_time_vs_sklearn'] = epochSeconds / peer['sk_epoch_s'];
-    }
+  if (!args.has('no-peer')) Object.assign(result, sklearnPeer(k.threads, epochSeconds));
+  return result;
+}
+
+type Data = ReturnType<typeof loadFashionMnist>;
+
+/** Linear-probe accuracy on the test images, of a probe trained on the hidden features. */
+function probeFigures(
+  net: Network,
+  train: Data,
+  test: Data,
+  seed: number,
+): { accuracy: number; probeSeconds: number } {
+  const nh = net.layers[1]!.size;
+  const t0 = performance.now();
+  const ftr = hiddenFeatures(net, train.x, train.rows);
+  const fte = hiddenFeatures(net, test.x, test.rows);
+  const probe = trainProbe(ftr, train.rows, nh, train.labels!, 10, { seed, epochs: 60 });
+  const accuracy = probeAccuracy(probe, fte, test.rows, test.labels!);
+  const probeSeconds = (performance.now() - t0) / 1000;
+  log(`probe accuracy ${accuracy.toFixed(4)} (${probeSeconds.toFixed(1)} s)`);
+  return { accuracy, probeSeconds };
+}
+
+/**
+ * The AIS test log-likelihood (on the test images, binarized at 0.5 unless `binary` says they
+ * are) and log Z, with their spread.
+ */
+function aisFigures(
+  net: Network,
+  train: Data,
+  test: Data,
+  binary: boolean,
+  o: { runs: number; steps: number; seed: number },
+): Record<string, unknown> {
+  const t1 = performance.now();
+  const testBin = binary ? test : binarize(test, 'threshold', 0.5);
+  const r = aisLogLikelihood(net, testBin.x, testBin.rows, {
+    runs: o.runs,
+    steps: o.steps,
+    seed: o.seed,
+    data: train.x,
+    dataRows: train.rows,
+  });
+  const result: Record<string, unknown> = {};
+  result['ais_test_ll'] = r.logLikelihood;
+  result['ais_test_ll_low'] = r.logLikelihoodLow;
+  result['ais_test_ll_high'] = r.logLikelihoodHigh;
+  result['ais_logz'] = r.ais.logZ;
+  result['ais_logz_std'] = r.ais.logZStd;
+  result['ais_seconds'] = (performance.now() - t1) / 1000;
+  log(
+    `AIS test LL ${r.logLikelihood.toFixed(2)} [${r.logLikelihoodLow.toFixed(2)}, ${r.logLikelihoodHigh.toFixed(2)}]`,
+  );
+  return result;
+}
+
+/** scikit-learn's BernoulliRBM epoch on the same data and threads, when the peer can run. */
+function sklearnPeer(threads: number, epochSeconds: number): Record<string, unknown> {
+  log('scikit-learn BernoulliRBM peer: 3 epochs ...');
+  const peer = runPeer('sk_epoch_time.py', ['3'], threads);
+  const result: Record<string, unknown> = { sk_peer: peer };
+  if (typeof peer['sk_epoch_s'] === 'number') {
+    result['sk_epoch_seconds'] = peer['sk_epoch_s'];
+    result['epoch_time_vs_sklearn'] = epochSeconds / peer['sk_epoch_s'];
   }
   return result;
 }

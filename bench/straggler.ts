@@ -47,7 +47,7 @@ import {
   startBenchCluster,
   type ClusterJobResult,
   type StatusSample,
-} from './cluster.js';
+} from './_cluster.js';
 import { environment, log, numArg, parseArgs } from './_common.js';
 
 type Staleness = number | 'unbounded';
@@ -209,100 +209,20 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   let pinningNote = '';
   for (const mode of modes) {
     log(`\n== ${mode}: ${steps} steps, target ${target} nats, limit ${limitS} s per run`);
-    const runs: (RunFigures & { repeat: number })[] = [];
+    const runs: Run[] = [];
     for (let repeat = 0; repeat < repeats; repeat++)
       for (const { staleness: st, straggler } of SETTINGS) {
-        const label = straggler ? `staleness ${st}` : 'lockstep, no straggler';
-        const spec = {
-          name: `bench-straggler-${mode}`,
-          seed: 7,
-          network: { rbm: { visible: 16, hidden: 16 } },
-          data: { kind: 'bas', size: 4 },
-          epochs: steps,
-          train: trainOf(mode, steps),
-          evaluate: { every: CHECKPOINT_EVERY, exact: true, recon: false },
-          workers: 2,
-          staleness: st,
-          checkpointEverySteps: CHECKPOINT_EVERY,
-        };
-        // Worker 0 (pinned to cpu0) is the straggler; which shard it gets is the coordinator's
-        // choice and does not matter (the two shards of an RBM split do the same work).
-        const { cluster, pinning, failures } = await startBenchCluster(
-          [straggler ? { SPINMESH_DEBUG_SLOWDOWN: '2' } : {}, {}],
-          true,
-          // A control-loop pass every 20 ms: an evaluation of nearly every 10-step checkpoint.
-          { SPINMESH_COORDINATOR_POLL_MS: '20' },
-        );
-        pinningNote = pinning.note;
-        let r: ClusterJobResult;
-        try {
-          let t0 = 0;
-          r = await runClusterJob(cluster, failures, spec, {
-            pollMs: 50,
-            timeoutMs: limitS * 1000 + 30_000,
-            onEvent: (e) => {
-              const ll = e.evaluation?.exactLogLikelihood;
-              if (ll !== undefined && e.evaluation!.epoch % 200 === 0)
-                log(`  ${label}: step ${e.evaluation!.epoch} exact LL ${ll.toFixed(4)}`);
-            },
-            onSample: (s) => {
-              if (t0 === 0 && s.statuses.every((x) => x.state === WorkerState.WORKER_STATE_RUNNING))
-                t0 = s.t;
-              // The time limit counts from the start of training, like the time to target.
-              return t0 > 0 && nowMs() - t0 > limitS * 1000;
-            },
-          });
-        } finally {
-          await cluster.stop();
-        }
-        if (
-          r.job.state !== JobState.JOB_STATE_COMPLETED &&
-          r.job.state !== JobState.JOB_STATE_CANCELLED
-        )
-          throw new Error(`${label}: job ended ${JobState[r.job.state]}: ${r.job.error}`);
-        const f = figures(st, straggler, r, target, steps);
-        runs.push({ ...f, repeat });
-        log(
-          `[${repeat + 1}/${repeats}] ${label}: time to ${target}: ${f.time_to_target_s ?? 'not reached'} s (step ${f.target_step ?? '-'}); ` +
-            `final ${f.final_exact_ll?.toFixed(4) ?? '-'}; ${f.steps_per_s ?? '-'} steps/s; ` +
-            `spin staleness mean ${f.peer_spin_staleness_mean ?? '-'} max ${f.peer_spin_staleness_max ?? '-'}; ` +
-            `computing/waiting ${f.time_share.map((x) => `${x.slow ? 'slow ' : ''}shard ${x.shard} ${Math.round(x.computing * 100)}%/${Math.round(x.waiting * 100)}%`).join(', ')}; ` +
-            `load ${f.load_after}`,
-        );
+        const r = await stragglerRun(mode, st, straggler, {
+          steps,
+          limitS,
+          target,
+          repeat,
+          repeats,
+        });
+        pinningNote = r.pinningNote;
+        runs.push(r.run);
       }
-    const key = (st: Staleness): string => String(st);
-    const of = (st: Staleness, straggler = true): (RunFigures & { repeat: number })[] =>
-      runs.filter((x) => x.staleness === st && x.straggler === straggler);
-    // Per repeat, a run's time over the straggler's lockstep run's (null where one missed).
-    const ratiosOf = (runsOf: (RunFigures & { repeat: number })[]): (number | null)[] =>
-      Array.from({ length: repeats }, (_, i) => {
-        const t0 = of(0).find((x) => x.repeat === i)!.time_to_target_s;
-        const t = runsOf.find((x) => x.repeat === i)!.time_to_target_s;
-        return t0 !== null && t !== null && t0 > 0 ? Number((t / t0).toFixed(3)) : null;
-      });
-    const ratios = ratiosOf(of('unbounded'));
-    const floors = ratiosOf(of(0, false));
-    byMode[mode] = {
-      train: trainOf(mode, steps),
-      repeats,
-      time_to_target_s: Object.fromEntries(
-        STALENESS.map((st) => [key(st), median(of(st).map((x) => x.time_to_target_s))]),
-      ),
-      final_exact_ll: Object.fromEntries(
-        STALENESS.map((st) => {
-          const lls = of(st)
-            .map((x) => x.final_exact_ll)
-            .filter((x) => x !== null);
-          return [key(st), lls.length > 0 ? median(lls, 4) : null];
-        }),
-      ),
-      ratio_unbounded_vs_lockstep: median(ratios),
-      ratios_unbounded_vs_lockstep: ratios,
-      lockstep_without_straggler_s: median(of(0, false).map((x) => x.time_to_target_s)),
-      floor_ratio: median(floors),
-      floor_ratios: floors,
-      runs,
-    };
+    byMode[mode] = modeSummary(mode, runs, steps, repeats);
   }
   // The headline figures are the sound setup's (CD) when it ran, else the first mode's.
   const head = (byMode['cd'] ?? byMode[modes[0]!]) as Record<string, unknown>;
@@ -327,5 +247,113 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     goal: { ratio_unbounded_vs_lockstep: 0.6 },
     modes: byMode,
     load_end: loadAverage(),
+  };
+}
+
+type Run = RunFigures & { repeat: number };
+
+/** One run: the mode's job with the straggler (or without), at staleness `st`, to its end or limit. */
+async function stragglerRun(
+  mode: string,
+  st: Staleness,
+  straggler: boolean,
+  o: { steps: number; limitS: number; target: number; repeat: number; repeats: number },
+): Promise<{ run: Run; pinningNote: string }> {
+  const { steps, limitS, target, repeat, repeats } = o;
+  const label = straggler ? `staleness ${st}` : 'lockstep, no straggler';
+  const spec = {
+    name: `bench-straggler-${mode}`,
+    seed: 7,
+    network: { rbm: { visible: 16, hidden: 16 } },
+    data: { kind: 'bas', size: 4 },
+    epochs: steps,
+    train: trainOf(mode, steps),
+    evaluate: { every: CHECKPOINT_EVERY, exact: true, recon: false },
+    workers: 2,
+    staleness: st,
+    checkpointEverySteps: CHECKPOINT_EVERY,
+  };
+  // Worker 0 (pinned to cpu0) is the straggler; which shard it gets is the coordinator's
+  // choice and does not matter (the two shards of an RBM split do the same work).
+  const { cluster, pinning, failures } = await startBenchCluster(
+    [straggler ? { SPINMESH_DEBUG_SLOWDOWN: '2' } : {}, {}],
+    true,
+    // A control-loop pass every 20 ms: an evaluation of nearly every 10-step checkpoint.
+    { SPINMESH_COORDINATOR_POLL_MS: '20' },
+  );
+  let r: ClusterJobResult;
+  try {
+    let t0 = 0;
+    r = await runClusterJob(cluster, failures, spec, {
+      pollMs: 50,
+      timeoutMs: limitS * 1000 + 30_000,
+      onEvent: (e) => {
+        const ll = e.evaluation?.exactLogLikelihood;
+        if (ll !== undefined && e.evaluation!.epoch % 200 === 0)
+          log(`  ${label}: step ${e.evaluation!.epoch} exact LL ${ll.toFixed(4)}`);
+      },
+      onSample: (s) => {
+        if (t0 === 0 && s.statuses.every((x) => x.state === WorkerState.WORKER_STATE_RUNNING))
+          t0 = s.t;
+        // The time limit counts from the start of training, like the time to target.
+        return t0 > 0 && nowMs() - t0 > limitS * 1000;
+      },
+    });
+  } finally {
+    await cluster.stop();
+  }
+  if (r.job.state !== JobState.JOB_STATE_COMPLETED && r.job.state !== JobState.JOB_STATE_CANCELLED)
+    throw new Error(`${label}: job ended ${JobState[r.job.state]}: ${r.job.error}`);
+  const f = figures(st, straggler, r, target, steps);
+  const run = { ...f, repeat };
+  log(
+    `[${repeat + 1}/${repeats}] ${label}: time to ${target}: ${f.time_to_target_s ?? 'not reached'} s (step ${f.target_step ?? '-'}); ` +
+      `final ${f.final_exact_ll?.toFixed(4) ?? '-'}; ${f.steps_per_s ?? '-'} steps/s; ` +
+      `spin staleness mean ${f.peer_spin_staleness_mean ?? '-'} max ${f.peer_spin_staleness_max ?? '-'}; ` +
+      `computing/waiting ${f.time_share.map((x) => `${x.slow ? 'slow ' : ''}shard ${x.shard} ${Math.round(x.computing * 100)}%/${Math.round(x.waiting * 100)}%`).join(', ')}; ` +
+      `load ${f.load_after}`,
+  );
+  return { run, pinningNote: pinning.note };
+}
+
+/** A mode's figures over its repeats: medians by staleness and the ratios to lockstep. */
+function modeSummary(
+  mode: string,
+  runs: Run[],
+  steps: number,
+  repeats: number,
+): Record<string, unknown> {
+  const key = (st: Staleness): string => String(st);
+  const of = (st: Staleness, straggler = true): Run[] =>
+    runs.filter((x) => x.staleness === st && x.straggler === straggler);
+  // Per repeat, a run's time over the straggler's lockstep run's (null where one missed).
+  const ratiosOf = (runsOf: Run[]): (number | null)[] =>
+    Array.from({ length: repeats }, (_, i) => {
+      const t0 = of(0).find((x) => x.repeat === i)!.time_to_target_s;
+      const t = runsOf.find((x) => x.repeat === i)!.time_to_target_s;
+      return t0 !== null && t !== null && t0 > 0 ? Number((t / t0).toFixed(3)) : null;
+    });
+  const ratios = ratiosOf(of('unbounded'));
+  const floors = ratiosOf(of(0, false));
+  return {
+    train: trainOf(mode, steps),
+    repeats,
+    time_to_target_s: Object.fromEntries(
+      STALENESS.map((st) => [key(st), median(of(st).map((x) => x.time_to_target_s))]),
+    ),
+    final_exact_ll: Object.fromEntries(
+      STALENESS.map((st) => {
+        const lls = of(st)
+          .map((x) => x.final_exact_ll)
+          .filter((x) => x !== null);
+        return [key(st), lls.length > 0 ? median(lls, 4) : null];
+      }),
+    ),
+    ratio_unbounded_vs_lockstep: median(ratios),
+    ratios_unbounded_vs_lockstep: ratios,
+    lockstep_without_straggler_s: median(of(0, false).map((x) => x.time_to_target_s)),
+    floor_ratio: median(floors),
+    floor_ratios: floors,
+    runs,
   };
 }

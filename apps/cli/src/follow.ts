@@ -151,17 +151,7 @@ export async function followJob(
   const onEvent = (e: WatchJobResponse): void => {
     after = e.eventId;
     if (e.progress) {
-      const p = e.progress;
-      const time =
-        p.computeFraction > 0 ? { compute: p.computeFraction, wait: p.waitFraction } : null;
-      out.emit({
-        type: 'progress',
-        step: p.step,
-        totalSteps: p.totalSteps,
-        epoch: p.epoch,
-        ...(time ? { computeFraction: time.compute, waitFraction: time.wait } : {}),
-      });
-      progress.update(p.step, p.totalSteps, p.epoch, time);
+      showProgress(out, progress, e.progress);
     } else if (e.evaluation) {
       evaluation = fromMessage(e.evaluation);
       evaluations.push(evaluation);
@@ -169,31 +159,10 @@ export async function followJob(
       progress.line(`epoch ${evaluation.epoch}: ${describeEvaluation(evaluation)}`, true);
     } else if (e.workers) {
       const w = e.workers;
-      out.emit({
-        type: 'workers',
-        kind: w.kind,
-        generation: w.generation,
-        message: w.message,
-        ...(w.kind === 'waiting' ? { needed: w.needed, available: w.available } : {}),
-        ...(w.workerId ? { workerId: w.workerId } : {}),
-      });
-      const quiet = opts.quietWaiting && w.kind === 'waiting' && w.available === 0;
-      if (!quiet && w.message !== lastWorkers) progress.line(w.message);
+      showWorkers(out, progress, w, opts.quietWaiting ?? false, w.message !== lastWorkers);
       lastWorkers = w.message;
     } else if (e.state) {
-      const s = e.state;
-      out.emit({
-        type: 'state',
-        from: stateName(s.from),
-        to: stateName(s.to),
-        ...(s.reason ? { reason: s.reason } : {}),
-      });
-      if (s.to === JobState.JOB_STATE_COMPLETED) progress.completed();
-      const from =
-        s.from === JobState.JOB_STATE_UNSPECIFIED ? '' : `${stateName(s.from).toLowerCase()} -> `;
-      progress.line(
-        `job ${jobId}: ${from}${stateName(s.to).toLowerCase()}${s.reason ? `: ${s.reason}` : ''}`,
-      );
+      showState(out, progress, jobId, e.state);
     }
   };
   let retries = opts.retries ?? 5;
@@ -229,4 +198,55 @@ export async function followJob(
   } finally {
     progress.end();
   }
+}
+
+type WatchProgress = NonNullable<WatchJobResponse['progress']>;
+type WatchWorkers = NonNullable<WatchJobResponse['workers']>;
+type WatchState = NonNullable<WatchJobResponse['state']>;
+
+function showProgress(out: Output, progress: ProgressLine, p: WatchProgress): void {
+  const time = p.computeFraction > 0 ? { compute: p.computeFraction, wait: p.waitFraction } : null;
+  out.emit({
+    type: 'progress',
+    step: p.step,
+    totalSteps: p.totalSteps,
+    epoch: p.epoch,
+    ...(time ? { computeFraction: time.compute, waitFraction: time.wait } : {}),
+  });
+  progress.update(p.step, p.totalSteps, p.epoch, time);
+}
+
+/** Emits a change of the job's workers; prints its message when new, unless quiet while waiting. */
+function showWorkers(
+  out: Output,
+  progress: ProgressLine,
+  w: WatchWorkers,
+  quietWaiting: boolean,
+  changed: boolean,
+): void {
+  out.emit({
+    type: 'workers',
+    kind: w.kind,
+    generation: w.generation,
+    message: w.message,
+    ...(w.kind === 'waiting' ? { needed: w.needed, available: w.available } : {}),
+    ...(w.workerId ? { workerId: w.workerId } : {}),
+  });
+  const quiet = quietWaiting && w.kind === 'waiting' && w.available === 0;
+  if (!quiet && changed) progress.line(w.message);
+}
+
+function showState(out: Output, progress: ProgressLine, jobId: string, s: WatchState): void {
+  out.emit({
+    type: 'state',
+    from: stateName(s.from),
+    to: stateName(s.to),
+    ...(s.reason ? { reason: s.reason } : {}),
+  });
+  if (s.to === JobState.JOB_STATE_COMPLETED) progress.completed();
+  const from =
+    s.from === JobState.JOB_STATE_UNSPECIFIED ? '' : `${stateName(s.from).toLowerCase()} -> `;
+  progress.line(
+    `job ${jobId}: ${from}${stateName(s.to).toLowerCase()}${s.reason ? `: ${s.reason}` : ''}`,
+  );
 }

@@ -128,41 +128,8 @@ export function recall(
   const k = network.kernels;
   k.download(L);
   k.download(b);
-  const sweeps = opts.sweeps ?? 100;
-  const mode = opts.mode ?? 'deterministic';
-  const beta = opts.beta ?? 1;
-  const order = opts.order ?? 'sequential';
-  if (!Number.isInteger(sweeps) || sweeps < 0)
-    throw new SpecError('recall.sweeps', 'must be a non-negative integer');
-  if (mode !== 'deterministic' && mode !== 'stochastic') {
-    throw new SpecError('recall.mode', "must be 'deterministic' or 'stochastic'");
-  }
-  if (order !== 'sequential' && order !== 'random')
-    throw new SpecError('recall.order', "must be 'sequential' or 'random'");
-  if (!(beta >= 0 && Number.isFinite(beta)))
-    throw new SpecError('recall.beta', 'must be a finite number >= 0');
-  if (cue.length !== n)
-    throw new SpecError('cue', `has ${cue.length} values, the network has ${n} units`);
-  if (opts.clamped && opts.clamped.length !== n) {
-    throw new SpecError(
-      'recall.clamped',
-      `has ${opts.clamped.length} entries, the network has ${n} units`,
-    );
-  }
-  let seedLo = 0;
-  let seedHi = 0;
-  try {
-    ({ seedLo, seedHi } = seedHalves(opts.seed ?? 0));
-  } catch (e) {
-    throw new SpecError('recall.seed', (e as Error).message);
-  }
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = cue[i]!;
-    if (v !== 1 && v !== 0 && v !== -1)
-      throw new SpecError(`cue[${i}]`, `is ${v}; values must be -1, 0 or 1`);
-    x[i] = v > 0 ? 1 : -1;
-  }
+  const { sweeps, mode, beta, order, seedLo, seedHi } = recallSettings(opts, cue.length, n);
+  const x = cueState(cue);
   const free = new Uint8Array(n).fill(1);
   if (opts.clamped) for (let i = 0; i < n; i++) if (opts.clamped[i]) free[i] = 0;
   // Local fields h = L x + b, kept current incrementally: a flip of x_i by d adds d L_:i.
@@ -179,15 +146,7 @@ export function recall(
   let converged = false;
   while (sweepsRun < sweeps) {
     if (order === 'random') {
-      for (let i = 0; i < n; i++) perm[i] = i;
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor(
-          wordToUniform(philoxW0(i, 0, sweepsRun, STREAM_ORDER, seedLo, seedHi)) * (i + 1),
-        );
-        const t = perm[i]!;
-        perm[i] = perm[j]!;
-        perm[j] = t;
-      }
+      shuffle(perm, sweepsRun, seedLo, seedHi);
     }
     let changed = 0;
     for (let t = 0; t < n; t++) {
@@ -219,4 +178,72 @@ export function recall(
   const result: RecallResult = { state: x, sweepsRun, converged };
   if (trajectory) result.trajectory = trajectory;
   return result;
+}
+
+interface RecallSettings {
+  sweeps: number;
+  mode: 'deterministic' | 'stochastic';
+  beta: number;
+  order: 'sequential' | 'random';
+  seedLo: number;
+  seedHi: number;
+}
+
+/** recall's options with their defaults, checked against the network's n units. */
+function recallSettings(opts: RecallOptions, cueLength: number, n: number): RecallSettings {
+  const sweeps = opts.sweeps ?? 100;
+  const mode = opts.mode ?? 'deterministic';
+  const beta = opts.beta ?? 1;
+  const order = opts.order ?? 'sequential';
+  if (!Number.isInteger(sweeps) || sweeps < 0)
+    throw new SpecError('recall.sweeps', 'must be a non-negative integer');
+  if (mode !== 'deterministic' && mode !== 'stochastic') {
+    throw new SpecError('recall.mode', "must be 'deterministic' or 'stochastic'");
+  }
+  if (order !== 'sequential' && order !== 'random')
+    throw new SpecError('recall.order', "must be 'sequential' or 'random'");
+  if (!(beta >= 0 && Number.isFinite(beta)))
+    throw new SpecError('recall.beta', 'must be a finite number >= 0');
+  if (cueLength !== n)
+    throw new SpecError('cue', `has ${cueLength} values, the network has ${n} units`);
+  if (opts.clamped && opts.clamped.length !== n) {
+    throw new SpecError(
+      'recall.clamped',
+      `has ${opts.clamped.length} entries, the network has ${n} units`,
+    );
+  }
+  let seedLo = 0;
+  let seedHi = 0;
+  try {
+    ({ seedLo, seedHi } = seedHalves(opts.seed ?? 0));
+  } catch (e) {
+    throw new SpecError('recall.seed', (e as Error).message);
+  }
+  return { sweeps, mode, beta, order, seedLo, seedHi };
+}
+
+/** The cue as a state in {-1,+1} (0 reads as -1). */
+function cueState(cue: ArrayLike<number>): Float32Array {
+  const x = new Float32Array(cue.length);
+  for (let i = 0; i < cue.length; i++) {
+    const v = cue[i]!;
+    if (v !== 1 && v !== 0 && v !== -1)
+      throw new SpecError(`cue[${i}]`, `is ${v}; values must be -1, 0 or 1`);
+    x[i] = v > 0 ? 1 : -1;
+  }
+  return x;
+}
+
+/** Fisher-Yates shuffle of 0..n-1 into perm, drawn from (seed, sweep). */
+function shuffle(perm: Uint32Array, sweep: number, seedLo: number, seedHi: number): void {
+  const n = perm.length;
+  for (let i = 0; i < n; i++) perm[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(
+      wordToUniform(philoxW0(i, 0, sweep, STREAM_ORDER, seedLo, seedHi)) * (i + 1),
+    );
+    const t = perm[i]!;
+    perm[i] = perm[j]!;
+    perm[j] = t;
+  }
 }

@@ -3,7 +3,7 @@
 // service reads overrides from its configuration; a process running the user's own job on the
 // user's own machine (the CLI) does not apply them.
 import { LimitError } from './errors.js';
-import type { DataSpec, JobSpec } from './job.js';
+import type { DataSpec, JobSpec } from './job-spec.js';
 import type { NetworkSpec } from './network.js';
 import { validateTrainOptions } from './train.js';
 import { shapeNetwork } from './shard/layout.js';
@@ -146,6 +146,7 @@ export function checkJobLimits(
   limits: Limits,
   rows?: { train: number; test: number },
 ): JobEstimate {
+  // Long by design (exempt in test/shape.test.ts): a validator, one check per limit.
   const p = 'spec';
   const { units, parameters } = networkSize(spec.network);
   const field = spec.network.layers.length === 1 ? `${p}.network` : `${p}.network.layers`;

@@ -74,6 +74,7 @@ function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], pat
 
 /** Checks a network spec from untrusted input and returns it normalised (defaults filled in). */
 export function validateNetworkSpec(input: unknown, path = 'spec.network'): NetworkSpec {
+  // Long by design (exempt in test/shape.test.ts): a validator, one check per field.
   if (!isRecord(input)) throw new SpecError(path, 'must be an object with layers and connections');
   checkKeys(input, ['layers', 'connections'], path);
   const layersIn = input['layers'];

@@ -125,6 +125,27 @@ export function completePattern(net: Network, opts: CompleteOptions): CompleteRe
   const rows = count(opts.rows ?? 1, 'complete.rows', 1, 1 << 20);
   const sweeps = count(opts.sweeps ?? 50, 'complete.sweeps', 1, 1e6);
   const l = visibleIndex(net, opts.visible, 'complete.visible');
+  const knownAt = checkCue(net, opts, l, rows);
+  const cue: Cue = { rows, l, sweeps, knownAt };
+  if (isHopfield(net) && (opts.temperature ?? 0) === 0) return completeHopfield(net, opts, cue);
+  return completeBySampling(net, opts, cue);
+}
+
+/** A checked completion request: rows, the visible layer, sweeps, and which units are known. */
+interface Cue {
+  rows: number;
+  l: number;
+  sweeps: number;
+  knownAt: (r: number, j: number) => boolean;
+}
+
+/** Checks the cue's values and known mask against the layer; returns the mask's reader. */
+function checkCue(
+  net: Network,
+  opts: CompleteOptions,
+  l: number,
+  rows: number,
+): (r: number, j: number) => boolean {
   const layer = net.layers[l]!;
   const n = layer.size;
   if (opts.values.length !== rows * n)
@@ -137,8 +158,6 @@ export function completePattern(net: Network, opts: CompleteOptions): CompleteRe
       'complete.known',
       `has ${opts.known.length} entries, expected ${n} or rows x ${n} = ${rows * n}`,
     );
-  const knownAt = (r: number, j: number): boolean =>
-    Boolean(opts.known.length === n ? opts.known[j] : opts.known[r * n + j]);
   for (let i = 0; i < rows * n; i++) {
     const v = opts.values[i]!;
     if (!Number.isFinite(v)) throw new SpecError(`complete.values[${i}]`, `is ${v}`);
@@ -151,50 +170,60 @@ export function completePattern(net: Network, opts: CompleteOptions): CompleteRe
         );
     }
   }
+  return (r, j) => Boolean(opts.known.length === n ? opts.known[j] : opts.known[r * n + j]);
+}
+
+/** Asynchronous energy descent of a Hopfield network, row by row, from the cue. */
+function completeHopfield(net: Network, opts: CompleteOptions, cue: Cue): CompleteResult {
+  const { rows, l, sweeps, knownAt } = cue;
+  const n = net.layers[l]!.size;
+  const trajectory: Float32Array[] | undefined = opts.trajectory ? [] : undefined;
+  const values = new Float32Array(rows * n);
+  const steps: Float32Array[][] = [];
+  let sweepsRun = 0;
+  let converged = true;
+  for (let r = 0; r < rows; r++) {
+    const rowCue = new Float32Array(n);
+    const clamped = new Uint8Array(n);
+    for (let j = 0; j < n; j++) {
+      clamped[j] = knownAt(r, j) ? 1 : 0;
+      rowCue[j] = opts.values[r * n + j]!;
+    }
+    const res = recall(net, rowCue, { sweeps, clamped, trajectory: opts.trajectory ?? false });
+    values.set(res.state, r * n);
+    sweepsRun = Math.max(sweepsRun, res.sweepsRun);
+    converged &&= res.converged;
+    if (res.trajectory) steps.push(res.trajectory);
+  }
+  if (trajectory) {
+    // Rows that settled early keep their final state in the later frames.
+    for (let s = 0; s < sweepsRun; s++) {
+      const frame = new Float32Array(rows * n);
+      for (let r = 0; r < rows; r++) {
+        const t = steps[r]!;
+        frame.set(t[Math.min(s, t.length - 1)] ?? values.subarray(r * n, (r + 1) * n), r * n);
+      }
+      trajectory.push(frame);
+    }
+  }
+  return {
+    rows,
+    dims: n,
+    values,
+    means: values.slice(),
+    sweepsRun,
+    converged,
+    ...(trajectory ? { trajectory } : {}),
+  };
+}
+
+/** Gibbs sampling at the request's temperature (greedy settling at 0) with the known units clamped. */
+function completeBySampling(net: Network, opts: CompleteOptions, cue: Cue): CompleteResult {
+  const { rows, l, sweeps, knownAt } = cue;
+  const layer = net.layers[l]!;
+  const n = layer.size;
   const seed = opts.seed ?? 0;
   const trajectory: Float32Array[] | undefined = opts.trajectory ? [] : undefined;
-
-  if (isHopfield(net) && (opts.temperature ?? 0) === 0) {
-    // Asynchronous energy descent, row by row, from the cue.
-    const values = new Float32Array(rows * n);
-    const steps: Float32Array[][] = [];
-    let sweepsRun = 0;
-    let converged = true;
-    for (let r = 0; r < rows; r++) {
-      const cue = new Float32Array(n);
-      const clamped = new Uint8Array(n);
-      for (let j = 0; j < n; j++) {
-        clamped[j] = knownAt(r, j) ? 1 : 0;
-        cue[j] = opts.values[r * n + j]!;
-      }
-      const res = recall(net, cue, { sweeps, clamped, trajectory: opts.trajectory ?? false });
-      values.set(res.state, r * n);
-      sweepsRun = Math.max(sweepsRun, res.sweepsRun);
-      converged &&= res.converged;
-      if (res.trajectory) steps.push(res.trajectory);
-    }
-    if (trajectory) {
-      // Rows that settled early keep their final state in the later frames.
-      for (let s = 0; s < sweepsRun; s++) {
-        const frame = new Float32Array(rows * n);
-        for (let r = 0; r < rows; r++) {
-          const t = steps[r]!;
-          frame.set(t[Math.min(s, t.length - 1)] ?? values.subarray(r * n, (r + 1) * n), r * n);
-        }
-        trajectory.push(frame);
-      }
-    }
-    return {
-      rows,
-      dims: n,
-      values,
-      means: values.slice(),
-      sweepsRun,
-      converged,
-      ...(trajectory ? { trajectory } : {}),
-    };
-  }
-
   const beta = betaOf(opts.temperature ?? 1, 'complete.temperature');
   const k = net.kernels;
   const chains = new PersistentChains(net, rows, { seed, init: 'uniform' });

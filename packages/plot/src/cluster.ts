@@ -50,10 +50,30 @@ export function clusterSpec(
   r: ClusterBenchResult,
   opts: { subtitle?: string | string[] } = {},
 ): TopLevelSpec {
-  const steps: Record<string, unknown>[] = [];
-  const ratios: Record<string, unknown>[] = [];
   const keys = Object.keys(r.networks ?? {});
   if (keys.length === 0) throw new PlotError('cluster: the result has no networks');
+  const { steps, ratios } = clusterRows(r, keys);
+  if (steps.length === 0 && ratios.length === 0)
+    throw new PlotError('cluster: no network has a step breakdown or a speedup');
+  const panels: Record<string, unknown>[] = [];
+  if (steps.length > 0) panels.push(stepsPanel(steps, keys));
+  if (ratios.length > 0) panels.push(ratiosPanel(ratios, keys));
+  return topLevel({
+    title: {
+      text: 'What distribution costs: the cluster benchmark',
+      ...(opts.subtitle ? { subtitle: opts.subtitle } : {}),
+    },
+    vconcat: panels,
+    resolve: { scale: { color: 'independent' } },
+  });
+}
+
+type Row = Record<string, unknown>;
+
+/** The plotted rows: each run's step parts, and each network's throughput ratios. */
+function clusterRows(r: ClusterBenchResult, keys: string[]): { steps: Row[]; ratios: Row[] } {
+  const steps: Row[] = [];
+  const ratios: Row[] = [];
   const round = (x: number): number => Number(x.toFixed(3));
   for (const key of keys) {
     const n = r.networks[key]!;
@@ -81,112 +101,106 @@ export function clusterSpec(
       if (typeof v === 'number') ratios.push({ network, ratio: RATIOS[i], order: i, value: v });
     });
   }
-  if (steps.length === 0 && ratios.length === 0)
-    throw new PlotError('cluster: no network has a step breakdown or a speedup');
-  const panels: Record<string, unknown>[] = [];
-  if (steps.length > 0) {
-    const parts = PARTS.filter((p) => steps.some((s) => s['part'] === p));
-    panels.push({
-      title: { text: "Where a step's wall time goes (mean over the workers)", fontSize: 13 },
-      data: { values: steps },
-      facet: {
-        row: {
-          field: 'network',
+  return { steps, ratios };
+}
+
+/** Stacked bars of a step's parts, one row of bars per network. */
+function stepsPanel(steps: Row[], keys: string[]): Row {
+  const parts = PARTS.filter((p) => steps.some((s) => s['part'] === p));
+  return {
+    title: { text: "Where a step's wall time goes (mean over the workers)", fontSize: 13 },
+    data: { values: steps },
+    facet: {
+      row: {
+        field: 'network',
+        type: 'nominal',
+        title: null,
+        sort: keys.map((k) => NETWORK_LABELS[k] ?? k),
+        header: { labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold' },
+      },
+    },
+    spec: {
+      width: 520,
+      height: { step: 26 },
+      mark: { type: 'bar' },
+      encoding: {
+        y: { field: 'workers', type: 'nominal', title: null },
+        x: { field: 'ms', type: 'quantitative', title: 'ms per step', stack: 'zero' },
+        color: {
+          field: 'part',
           type: 'nominal',
           title: null,
-          sort: keys.map((k) => NETWORK_LABELS[k] ?? k),
-          header: { labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold' },
+          scale: { domain: parts, range: parts.map((p) => PART_COLOURS[PARTS.indexOf(p)]!) },
+          legend: { orient: 'bottom', direction: 'horizontal', columns: 2 },
         },
+        order: { field: 'order', type: 'ordinal' },
       },
-      spec: {
-        width: 520,
-        height: { step: 26 },
+    },
+    resolve: { scale: { x: 'independent' } },
+  };
+}
+
+/** Grouped bars of the ratios per network, with the no-gain line at 1. */
+function ratiosPanel(ratios: Row[], keys: string[]): Row {
+  const present = RATIOS.filter((x) => ratios.some((s) => s['ratio'] === x));
+  return {
+    title: { text: 'What 2 workers gain: ratios of spin updates per second', fontSize: 13 },
+    data: { values: ratios },
+    width: 520,
+    height: 220,
+    layer: [
+      {
         mark: { type: 'bar' },
         encoding: {
-          y: { field: 'workers', type: 'nominal', title: null },
-          x: { field: 'ms', type: 'quantitative', title: 'ms per step', stack: 'zero' },
-          color: {
-            field: 'part',
+          x: {
+            field: 'network',
             type: 'nominal',
             title: null,
-            scale: { domain: parts, range: parts.map((p) => PART_COLOURS[PARTS.indexOf(p)]!) },
-            legend: { orient: 'bottom', direction: 'horizontal', columns: 2 },
+            sort: keys.map((k) => NETWORK_LABELS[k] ?? k),
+            axis: { labelAngle: 0 },
           },
-          order: { field: 'order', type: 'ordinal' },
+          xOffset: { field: 'ratio', sort: present },
+          y: { field: 'value', type: 'quantitative', title: 'ratio of throughputs (×)' },
+          color: {
+            field: 'ratio',
+            type: 'nominal',
+            title: null,
+            scale: { domain: present, range: ['#4c78a8', '#9ecae9', '#72b7b2'] },
+            legend: { orient: 'bottom', direction: 'vertical' },
+          },
         },
       },
-      resolve: { scale: { x: 'independent' } },
-    });
-  }
-  if (ratios.length > 0) {
-    const present = RATIOS.filter((x) => ratios.some((s) => s['ratio'] === x));
-    panels.push({
-      title: { text: 'What 2 workers gain: ratios of spin updates per second', fontSize: 13 },
-      data: { values: ratios },
-      width: 520,
-      height: 220,
-      layer: [
-        {
-          mark: { type: 'bar' },
-          encoding: {
-            x: {
-              field: 'network',
-              type: 'nominal',
-              title: null,
-              sort: keys.map((k) => NETWORK_LABELS[k] ?? k),
-              axis: { labelAngle: 0 },
-            },
-            xOffset: { field: 'ratio', sort: present },
-            y: { field: 'value', type: 'quantitative', title: 'ratio of throughputs (×)' },
-            color: {
-              field: 'ratio',
-              type: 'nominal',
-              title: null,
-              scale: { domain: present, range: ['#4c78a8', '#9ecae9', '#72b7b2'] },
-              legend: { orient: 'bottom', direction: 'vertical' },
-            },
+      {
+        mark: { type: 'text', dy: -6, fontSize: 10 },
+        encoding: {
+          x: {
+            field: 'network',
+            type: 'nominal',
+            sort: keys.map((k) => NETWORK_LABELS[k] ?? k),
           },
+          xOffset: { field: 'ratio', sort: present },
+          y: { field: 'value', type: 'quantitative' },
+          text: { field: 'value', type: 'quantitative', format: '.2f' },
         },
-        {
-          mark: { type: 'text', dy: -6, fontSize: 10 },
-          encoding: {
-            x: {
-              field: 'network',
-              type: 'nominal',
-              sort: keys.map((k) => NETWORK_LABELS[k] ?? k),
-            },
-            xOffset: { field: 'ratio', sort: present },
-            y: { field: 'value', type: 'quantitative' },
-            text: { field: 'value', type: 'quantitative', format: '.2f' },
-          },
+      },
+      // One mark each, not one per row of the panel's data.
+      {
+        data: { values: [{}] },
+        mark: { type: 'rule', strokeDash: [6, 3], color: '#333' },
+        encoding: { y: { datum: 1 } },
+      },
+      {
+        data: { values: [{}] },
+        mark: {
+          type: 'text',
+          align: 'right',
+          baseline: 'bottom',
+          dy: -3,
+          fontSize: 10,
+          color: '#333',
         },
-        // One mark each, not one per row of the panel's data.
-        {
-          data: { values: [{}] },
-          mark: { type: 'rule', strokeDash: [6, 3], color: '#333' },
-          encoding: { y: { datum: 1 } },
-        },
-        {
-          data: { values: [{}] },
-          mark: {
-            type: 'text',
-            align: 'right',
-            baseline: 'bottom',
-            dy: -3,
-            fontSize: 10,
-            color: '#333',
-          },
-          encoding: { x: { value: 'width' }, y: { datum: 1 }, text: { value: '1 = no gain' } },
-        },
-      ],
-    });
-  }
-  return topLevel({
-    title: {
-      text: 'What distribution costs: the cluster benchmark',
-      ...(opts.subtitle ? { subtitle: opts.subtitle } : {}),
-    },
-    vconcat: panels,
-    resolve: { scale: { color: 'independent' } },
-  });
+        encoding: { x: { value: 'width' }, y: { datum: 1 }, text: { value: '1 = no gain' } },
+      },
+    ],
+  };
 }

@@ -46,86 +46,10 @@ export function learningCurveSpec(
     throw new PlotError(
       'learning curve: no evaluation has a log-likelihood or a reconstruction error to plot',
     );
-  const ll: Record<string, unknown>[] = [];
-  const recon: Record<string, unknown>[] = [];
-  let optimum: number | undefined;
-  for (const p of [...points].sort((a, b) => a.epoch - b.epoch)) {
-    const add = (
-      series: string,
-      v: number | undefined,
-      extra: Record<string, number> = {},
-    ): void => {
-      if (v !== undefined && Number.isFinite(v))
-        ll.push({ epoch: p.epoch, series, value: v, ...extra });
-    };
-    add(EXACT, p.exactLogLikelihood);
-    add(
-      AIS,
-      p.aisLogLikelihood,
-      p.aisLow !== undefined && p.aisHigh !== undefined ? { low: p.aisLow, high: p.aisHigh } : {},
-    );
-    add(PSEUDO, p.pseudoLogLikelihood);
-    if (p.reconstructionError !== undefined && Number.isFinite(p.reconstructionError))
-      recon.push({ epoch: p.epoch, value: p.reconstructionError });
-    if (p.optimum !== undefined) optimum = p.optimum;
-  }
+  const { ll, recon, optimum } = curveRows(points);
   const epochAxis = { field: 'epoch', type: 'quantitative' as const, title: 'epoch' };
-  const present = SERIES.filter((s) => ll.some((r) => r['series'] === s));
   const panels: Record<string, unknown>[] = [];
-  if (ll.length > 0) {
-    const colour = {
-      field: 'series',
-      type: 'nominal' as const,
-      title: null,
-      scale: { domain: present, range: present.map((s) => COLOURS[SERIES.indexOf(s)]!) },
-      legend: { orient: 'bottom' as const, direction: 'horizontal' as const },
-    };
-    const y = {
-      field: 'value',
-      type: 'quantitative' as const,
-      title: 'log-likelihood (nats per example)',
-      scale: { zero: false },
-    };
-    const layer: Record<string, unknown>[] = [
-      { mark: { type: 'line', point: true }, encoding: { x: epochAxis, y, color: colour } },
-    ];
-    if (ll.some((r) => r['low'] !== undefined))
-      layer.push({
-        transform: [{ filter: 'isValid(datum.low)' }],
-        mark: { type: 'rule', strokeWidth: 1.5 },
-        encoding: {
-          x: epochAxis,
-          y: { field: 'low', type: 'quantitative' },
-          y2: { field: 'high' },
-          color: colour,
-        },
-      });
-    if (optimum !== undefined)
-      layer.push(
-        // One mark each, not one per row of the panel's data.
-        {
-          data: { values: [{}] },
-          mark: { type: 'rule', strokeDash: [6, 3], color: '#555' },
-          encoding: { y: { datum: optimum } },
-        },
-        {
-          data: { values: [{}] },
-          mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -3, color: '#333' },
-          encoding: {
-            x: { value: 'width' },
-            y: { datum: optimum },
-            text: { value: `optimum ${optimum.toFixed(3).replace('-', '−')}` },
-          },
-        },
-      );
-    panels.push({
-      title: { text: 'Log-likelihood of the training data', fontSize: 13 },
-      data: { values: ll },
-      width: 560,
-      height: 240,
-      layer,
-    });
-  }
+  if (ll.length > 0) panels.push(logLikelihoodPanel(ll, optimum, epochAxis));
   if (recon.length > 0)
     panels.push({
       title: { text: 'Reconstruction error', fontSize: 13 },
@@ -151,4 +75,95 @@ export function learningCurveSpec(
     vconcat: panels,
     resolve: { scale: { color: 'independent' } },
   });
+}
+
+type Row = Record<string, unknown>;
+
+/** The plotted rows by epoch: log-likelihoods by series, reconstruction errors, the optimum. */
+function curveRows(points: readonly CurvePoint[]): {
+  ll: Row[];
+  recon: Row[];
+  optimum: number | undefined;
+} {
+  const ll: Row[] = [];
+  const recon: Row[] = [];
+  let optimum: number | undefined;
+  for (const p of [...points].sort((a, b) => a.epoch - b.epoch)) {
+    const add = (
+      series: string,
+      v: number | undefined,
+      extra: Record<string, number> = {},
+    ): void => {
+      if (v !== undefined && Number.isFinite(v))
+        ll.push({ epoch: p.epoch, series, value: v, ...extra });
+    };
+    add(EXACT, p.exactLogLikelihood);
+    add(
+      AIS,
+      p.aisLogLikelihood,
+      p.aisLow !== undefined && p.aisHigh !== undefined ? { low: p.aisLow, high: p.aisHigh } : {},
+    );
+    add(PSEUDO, p.pseudoLogLikelihood);
+    if (p.reconstructionError !== undefined && Number.isFinite(p.reconstructionError))
+      recon.push({ epoch: p.epoch, value: p.reconstructionError });
+    if (p.optimum !== undefined) optimum = p.optimum;
+  }
+  return { ll, recon, optimum };
+}
+
+/** The log-likelihood series, AIS bounds where given, and the optimum's line where known. */
+function logLikelihoodPanel(ll: Row[], optimum: number | undefined, epochAxis: object): Row {
+  const present = SERIES.filter((s) => ll.some((r) => r['series'] === s));
+  const colour = {
+    field: 'series',
+    type: 'nominal' as const,
+    title: null,
+    scale: { domain: present, range: present.map((s) => COLOURS[SERIES.indexOf(s)]!) },
+    legend: { orient: 'bottom' as const, direction: 'horizontal' as const },
+  };
+  const y = {
+    field: 'value',
+    type: 'quantitative' as const,
+    title: 'log-likelihood (nats per example)',
+    scale: { zero: false },
+  };
+  const layer: Record<string, unknown>[] = [
+    { mark: { type: 'line', point: true }, encoding: { x: epochAxis, y, color: colour } },
+  ];
+  if (ll.some((r) => r['low'] !== undefined))
+    layer.push({
+      transform: [{ filter: 'isValid(datum.low)' }],
+      mark: { type: 'rule', strokeWidth: 1.5 },
+      encoding: {
+        x: epochAxis,
+        y: { field: 'low', type: 'quantitative' },
+        y2: { field: 'high' },
+        color: colour,
+      },
+    });
+  if (optimum !== undefined)
+    layer.push(
+      // One mark each, not one per row of the panel's data.
+      {
+        data: { values: [{}] },
+        mark: { type: 'rule', strokeDash: [6, 3], color: '#555' },
+        encoding: { y: { datum: optimum } },
+      },
+      {
+        data: { values: [{}] },
+        mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -3, color: '#333' },
+        encoding: {
+          x: { value: 'width' },
+          y: { datum: optimum },
+          text: { value: `optimum ${optimum.toFixed(3).replace('-', '−')}` },
+        },
+      },
+    );
+  return {
+    title: { text: 'Log-likelihood of the training data', fontSize: 13 },
+    data: { values: ll },
+    width: 560,
+    height: 240,
+    layer,
+  };
 }

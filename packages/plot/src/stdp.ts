@@ -46,6 +46,36 @@ interface SignedBars {
 }
 
 function signedBars(p: SignedBars): TopLevelSpec {
+  const rows = signedBarRows(p);
+  const layer = signedBarLayers(p, rows);
+  const base = {
+    title: { text: p.title, ...(p.subtitle ? { subtitle: p.subtitle } : {}) },
+    data: { values: rows },
+  };
+  if (p.panels.length === 1) return topLevel({ ...base, width: p.width, height: p.height, layer });
+  return topLevel({
+    ...base,
+    facet: {
+      row: {
+        field: 'panel',
+        type: 'ordinal',
+        title: null,
+        header: {
+          labelExpr: p.panelLabel ?? 'datum.value',
+          labelOrient: 'top',
+          labelAnchor: 'start',
+          labelAngle: 0,
+          labelFontWeight: 'bold',
+        },
+      },
+    },
+    spec: { width: p.width, height: p.height, layer },
+    resolve: { axis: { x: 'independent' } },
+  });
+}
+
+/** One row per bar, marker and panel (its zero line), each tagged with its layer. */
+function signedBarRows(p: SignedBars): Record<string, unknown>[] {
   const rows: Record<string, unknown>[] = [];
   for (const panel of p.panels) {
     if (panel.x.length !== panel.y.length || panel.x.length === 0)
@@ -67,13 +97,18 @@ function signedBars(p: SignedBars): TopLevelSpec {
       rows.push({ panel: panel.key, layer: 'marker', x: m.at, marker: m.label });
     rows.push({ panel: panel.key, layer: 'zero' });
   }
+  return rows;
+}
+
+/** The bars coloured by sign, the markers' dashed rules and the zero line. */
+function signedBarLayers(p: SignedBars, rows: Record<string, unknown>[]): object[] {
   const signs = [p.positive, p.negative, p.zero].filter((s) => rows.some((r) => r['sign'] === s));
   const colours = { [p.positive]: POSITIVE, [p.negative]: NEGATIVE, [p.zero]: NEUTRAL };
   const xs = rows.filter((r) => r['layer'] !== 'zero').map((r) => r['x'] as number);
   // Whole steps either side, not the next "nice" tick, which can leave a third of the axis empty.
   const xDomain = [Math.floor(Math.min(...xs)) - 1, Math.ceil(Math.max(...xs)) + 1];
   const markerNames = [...new Set(p.panels.flatMap((x) => x.markers.map((m) => m.label)))];
-  const layer = [
+  return [
     {
       transform: [{ filter: "datum.layer === 'bar'" }],
       mark: { type: 'bar' as const },
@@ -126,30 +161,6 @@ function signedBars(p: SignedBars): TopLevelSpec {
       encoding: { y: { datum: 0 } },
     },
   ];
-  const base = {
-    title: { text: p.title, ...(p.subtitle ? { subtitle: p.subtitle } : {}) },
-    data: { values: rows },
-  };
-  if (p.panels.length === 1) return topLevel({ ...base, width: p.width, height: p.height, layer });
-  return topLevel({
-    ...base,
-    facet: {
-      row: {
-        field: 'panel',
-        type: 'ordinal',
-        title: null,
-        header: {
-          labelExpr: p.panelLabel ?? 'datum.value',
-          labelOrient: 'top',
-          labelAnchor: 'start',
-          labelAngle: 0,
-          labelFontWeight: 'bold',
-        },
-      },
-    },
-    spec: { width: p.width, height: p.height, layer },
-    resolve: { axis: { x: 'independent' } },
-  });
 }
 
 /**

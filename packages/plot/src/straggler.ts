@@ -32,12 +32,8 @@ function modeLabel(key: string, train?: { negative?: string; k?: number }): stri
     : key;
 }
 
-export function stragglerSpec(
-  r: StragglerBenchResult,
-  opts: { subtitle?: string | string[] } = {},
-): TopLevelSpec {
-  const keys = Object.keys(r.modes ?? {});
-  if (keys.length === 0) throw new PlotError('straggler: the result has no modes');
+/** One row per mode and staleness setting that has a time (null: the target was not reached). */
+function stragglerRows(r: StragglerBenchResult, keys: string[]): Record<string, unknown>[] {
   const rows: Record<string, unknown>[] = [];
   for (const key of keys) {
     const m = r.modes[key]!;
@@ -48,6 +44,16 @@ export function stragglerSpec(
       rows.push({ mode, setting: s.label, seconds: v, missed: v === null ? 'not reached' : '' });
     }
   }
+  return rows;
+}
+
+export function stragglerSpec(
+  r: StragglerBenchResult,
+  opts: { subtitle?: string | string[] } = {},
+): TopLevelSpec {
+  const keys = Object.keys(r.modes ?? {});
+  if (keys.length === 0) throw new PlotError('straggler: the result has no modes');
+  const rows = stragglerRows(r, keys);
   if (rows.length === 0) throw new PlotError('straggler: no mode has a time to target');
   const present = SETTINGS.filter((s) => rows.some((x) => x['setting'] === s.label));
   const target = r.target_exact_ll;

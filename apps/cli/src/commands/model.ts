@@ -269,44 +269,10 @@ export async function complete(ctx: Context): Promise<number> {
       `--layer must name a layer of the network (${net.layers.map((x) => x.name).join(', ')})`,
     );
   const units = l.units ?? 'bernoulli';
-  let cues: Cues;
-  let from: string;
-  if (cueFile !== undefined) {
-    cues = cuesFromCsv(cueFile, l.size, units);
-    from = cueFile;
-  } else {
-    const dataArg = args.str('data');
-    const dataSpec =
-      dataArg !== undefined
-        ? parseDataArg(dataArg, args.str('binarize')).spec
-        : (src.spec?.evaluate.test ?? src.spec?.data);
-    if (!dataSpec)
-      throw new UsageError(
-        `${src.label} does not say what it was trained on: give the cues (--cue-rows FILE.csv) or the data (--data)`,
-      );
-    let data;
-    try {
-      data = await loadData(dataSpec, src.spec?.seed ?? 0);
-    } catch (e) {
-      if (!(e instanceof FormatError || e instanceof DataFileError)) throw e;
-      throw new UsageError(
-        `the cues come from ${dataArg !== undefined ? 'the data of --data' : `the data of ${src.label}`}, read on this machine: ${e.message}; give --data or --cue-rows`,
-      );
-    }
-    if (data.dims !== l.size)
-      throw new UsageError(
-        `the data have ${data.dims} columns; layer ${l.name} has ${l.size} units`,
-      );
-    const offset = args.int('offset', 0) ?? 0;
-    const count = args.int('count', 1, 10_000) ?? Math.min(8, data.rows - offset);
-    const region: HideRegion = (hide as HideRegion | undefined) ?? (flip > 0 ? 'none' : 'bottom');
-    if (region === 'none' && flip === 0)
-      throw new UsageError(
-        'nothing to complete: hide a part (--hide bottom) or flip units (--flip 0.1)',
-      );
-    cues = cuesFromData(data, units, { offset, count, hide: region, flip, seed });
-    from = `${cues.rows} rows of ${data.name ?? dataSpec.kind}${region !== 'none' ? `, ${region} half hidden` : ''}${flip > 0 ? `, ${flip * 100}% flipped` : ''}`;
-  }
+  const { cues, from } =
+    cueFile !== undefined
+      ? { cues: cuesFromCsv(cueFile, l.size, units), from: cueFile }
+      : await cuesFromDataArgs(args, src, l, { hide, flip, seed });
   const r = await src.complete({
     values: cues.values,
     known: cues.known,
@@ -318,18 +284,7 @@ export async function complete(ctx: Context): Promise<number> {
     ...(layer !== undefined ? { visible: layer } : {}),
   });
   const score = restoredFraction(cues, r.values, units);
-  const columns: ArrayLike<number>[] = [];
-  const names: string[] = [];
-  if (cues.original) {
-    columns.push(cues.original);
-    names.push('original');
-  }
-  columns.push(cues.display, r.means);
-  names.push('cue', 'completion');
-  for (const i of frameIndices(r.trajectory?.length ?? 0, frames)) {
-    columns.push(r.trajectory![i]!);
-    names.push(`sweep ${i + 1}`);
-  }
+  const { columns, names } = completionColumns(cues, r, frames);
   if (files.png) writePng(files.png, panelsImage(columns, cues.rows, cues.dims, units, tiles));
   if (files.csv) writeCsv(files.csv, r.values, r.rows, r.dims);
   out.emit({
@@ -350,6 +305,70 @@ export async function complete(ctx: Context): Promise<number> {
   );
   if (files.png) out.say(`${files.png}: ${names.join(' | ')}`);
   return 0;
+}
+
+type Layer = ModelSource['network']['layers'][number];
+
+/** Cues drawn from the data of --data or of the model's spec, hidden or flipped as asked. */
+async function cuesFromDataArgs(
+  args: Args,
+  src: ModelSource,
+  l: Layer,
+  opts: { hide: string | undefined; flip: number; seed: number },
+): Promise<{ cues: Cues; from: string }> {
+  const { hide, flip, seed } = opts;
+  const units = l.units ?? 'bernoulli';
+  const dataArg = args.str('data');
+  const dataSpec =
+    dataArg !== undefined
+      ? parseDataArg(dataArg, args.str('binarize')).spec
+      : (src.spec?.evaluate.test ?? src.spec?.data);
+  if (!dataSpec)
+    throw new UsageError(
+      `${src.label} does not say what it was trained on: give the cues (--cue-rows FILE.csv) or the data (--data)`,
+    );
+  let data;
+  try {
+    data = await loadData(dataSpec, src.spec?.seed ?? 0);
+  } catch (e) {
+    if (!(e instanceof FormatError || e instanceof DataFileError)) throw e;
+    throw new UsageError(
+      `the cues come from ${dataArg !== undefined ? 'the data of --data' : `the data of ${src.label}`}, read on this machine: ${e.message}; give --data or --cue-rows`,
+    );
+  }
+  if (data.dims !== l.size)
+    throw new UsageError(`the data have ${data.dims} columns; layer ${l.name} has ${l.size} units`);
+  const offset = args.int('offset', 0) ?? 0;
+  const count = args.int('count', 1, 10_000) ?? Math.min(8, data.rows - offset);
+  const region: HideRegion = (hide as HideRegion | undefined) ?? (flip > 0 ? 'none' : 'bottom');
+  if (region === 'none' && flip === 0)
+    throw new UsageError(
+      'nothing to complete: hide a part (--hide bottom) or flip units (--flip 0.1)',
+    );
+  const cues = cuesFromData(data, units, { offset, count, hide: region, flip, seed });
+  const from = `${cues.rows} rows of ${data.name ?? dataSpec.kind}${region !== 'none' ? `, ${region} half hidden` : ''}${flip > 0 ? `, ${flip * 100}% flipped` : ''}`;
+  return { cues, from };
+}
+
+/** The image's columns and their names: the original, the cue, the completion, the sweeps. */
+function completionColumns(
+  cues: Cues,
+  r: Awaited<ReturnType<ModelSource['complete']>>,
+  frames: number,
+): { columns: ArrayLike<number>[]; names: string[] } {
+  const columns: ArrayLike<number>[] = [];
+  const names: string[] = [];
+  if (cues.original) {
+    columns.push(cues.original);
+    names.push('original');
+  }
+  columns.push(cues.display, r.means);
+  names.push('cue', 'completion');
+  for (const i of frameIndices(r.trajectory?.length ?? 0, frames)) {
+    columns.push(r.trajectory![i]!);
+    names.push(`sweep ${i + 1}`);
+  }
+  return { columns, names };
 }
 
 export async function evaluate(ctx: Context): Promise<number> {

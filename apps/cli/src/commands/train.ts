@@ -18,7 +18,7 @@ import {
 import { JobState } from '@spinmesh/proto';
 import type { Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
-import { followJob } from '../follow.js';
+import { followJob, type FollowResult } from '../follow.js';
 import { plotArg, writeCurves } from '../plot.js';
 import { describeEvaluation, fmt } from '../output.js';
 import { absoluteDataPaths, applyOverrides, parseSpecFile, specBaseDir } from '../spec-file.js';
@@ -117,6 +117,75 @@ async function trainOnCluster(
   plot: string | undefined,
 ): Promise<number> {
   const { args, out } = ctx;
+  const choice = await checkClusterJob(ctx, raw, spec);
+  const file = args.str('out') ?? `${spec.name}.smm`;
+  // The first reason to give up (a child died, a signal), set from event handlers.
+  const trouble: { first: Error | null } = { first: null };
+  let abort: (err: Error) => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    abort = (err) => {
+      trouble.first ??= err;
+      reject(err);
+    };
+  });
+  aborted.catch(() => undefined);
+  const cluster = await startCluster(clusterOptions(ctx, spec, dataRoots, choice, abort));
+  const stopListening = ctx.onInterrupt((signal) => {
+    out.say(`spinmesh: ${signal}: stopping the local cluster`);
+    abort(
+      new InterruptedError(
+        signal,
+        `interrupted (${signal}): every process of the local cluster stopped`,
+      ),
+    );
+  });
+  const client = new SpinmeshClient({ address: cluster.address });
+  let bus: Bus | null = null;
+  try {
+    const { jobId, evaluation, evaluations } = await submitAndFollow(
+      ctx,
+      cluster,
+      client,
+      raw,
+      spec,
+      aborted,
+    );
+    bus = cluster.redis
+      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
+      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+    const model = await readModel(bus, jobId);
+    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
+    writeFileSync(file, model.bytes);
+    if (cluster.redis) await bus.deleteJob(jobId);
+    out.emit({ type: 'done', model: file, jobId, evaluation });
+    out.say(`model written to ${file}`);
+    if (plot !== undefined) await writeCurves(out, plot, evaluations, spec.name);
+    return 0;
+  } catch (err) {
+    // A process that died on its own: show what the processes said last.
+    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
+      process.stderr.write(`${cluster.tails()}\n`);
+    // Interrupted: the calls in flight fail as cancelled; the interruption is what happened.
+    if (trouble.first instanceof InterruptedError) throw trouble.first;
+    throw err;
+  } finally {
+    stopListening();
+    client.close();
+    await bus?.close();
+    await cluster.stop();
+  }
+}
+
+/**
+ * Checks what a cluster run needs before any process starts (--kernels, the cluster's own rules)
+ * and says where its defaults differ from one process's; returns the --kernels choice.
+ */
+async function checkClusterJob(
+  ctx: Context,
+  raw: Record<string, unknown>,
+  spec: JobSpec,
+): Promise<string | undefined> {
+  const { args, out } = ctx;
   const choice = args.str('kernels');
   if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
     throw new UsageError('--kernels must be native, portable or auto');
@@ -131,18 +200,19 @@ async function trainOnCluster(
       'note: a cluster job uses train.statistics: samples; in one process this spec uses means ' +
         '(set train.statistics: samples for identical results)',
     );
-  const file = args.str('out') ?? `${spec.name}.smm`;
-  // The first reason to give up (a child died, a signal), set from event handlers.
-  const trouble: { first: Error | null } = { first: null };
-  let abort: (err: Error) => void = () => undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    abort = (err) => {
-      trouble.first ??= err;
-      reject(err);
-    };
-  });
-  aborted.catch(() => undefined);
-  const cluster = await startCluster({
+  return choice;
+}
+
+/** The local cluster for this job: its workers, data roots, kernels and restart policy. */
+function clusterOptions(
+  ctx: Context,
+  spec: JobSpec,
+  dataRoots: string[],
+  choice: string | undefined,
+  abort: (err: Error) => void,
+): LocalClusterOptions {
+  const { out } = ctx;
+  return {
     workers: spec.workers,
     // The services read only the directories of the files this spec names.
     env: { ...process.env, SPINMESH_DATA_ROOTS: dataRoots.join(':') },
@@ -173,74 +243,55 @@ async function trainOnCluster(
             (name === 'coordinator' ? '' : ` after ${WORKER_RESTARTS} restarts of workers`),
         ),
       ),
+  };
+}
+
+/** Submits the job, prints its start, and follows it to its end (or until `aborted` rejects). */
+async function submitAndFollow(
+  ctx: Context,
+  cluster: LocalCluster,
+  client: SpinmeshClient,
+  raw: Record<string, unknown>,
+  spec: JobSpec,
+  aborted: Promise<never>,
+): Promise<{
+  jobId: string;
+  evaluation: FollowResult['evaluation'];
+  evaluations: FollowResult['evaluations'];
+}> {
+  const { out } = ctx;
+  const pids = workerPids(cluster);
+  out.say(
+    `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'} (pid ${pids.join(', ')}), ` +
+      (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
+  );
+  const submitted = await Promise.race([client.submitJob(JSON.stringify(raw)), aborted]);
+  const jobId = submitted.jobId;
+  const total = submitted.progress?.totalSteps ?? 0;
+  out.say(
+    `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
+  );
+  out.emit({
+    type: 'start',
+    name: spec.name,
+    jobId,
+    workers: spec.workers,
+    totalSteps: total,
+    workerPids: pids,
   });
-  const stopListening = ctx.onInterrupt((signal) => {
-    out.say(`spinmesh: ${signal}: stopping the local cluster`);
-    abort(
-      new InterruptedError(
-        signal,
-        `interrupted (${signal}): every process of the local cluster stopped`,
-      ),
+  const {
+    job: final,
+    evaluation,
+    evaluations,
+  } = await Promise.race([
+    followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
+    aborted,
+  ]);
+  if (final.state !== JobState.JOB_STATE_COMPLETED)
+    throw new JobFailedError(
+      `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
     );
-  });
-  const client = new SpinmeshClient({ address: cluster.address });
-  let bus: Bus | null = null;
-  try {
-    const pids = workerPids(cluster);
-    out.say(
-      `local cluster: coordinator at ${cluster.address}, ${spec.workers} worker process${spec.workers === 1 ? '' : 'es'} (pid ${pids.join(', ')}), ` +
-        (cluster.redis ? `Redis (prefix ${cluster.redisPrefix})` : 'in-process bus'),
-    );
-    const submitted = await Promise.race([client.submitJob(JSON.stringify(raw)), aborted]);
-    const jobId = submitted.jobId;
-    const total = submitted.progress?.totalSteps ?? 0;
-    out.say(
-      `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
-    );
-    out.emit({
-      type: 'start',
-      name: spec.name,
-      jobId,
-      workers: spec.workers,
-      totalSteps: total,
-      workerPids: pids,
-    });
-    const {
-      job: final,
-      evaluation,
-      evaluations,
-    } = await Promise.race([
-      followJob(client, jobId, out, { epochs: spec.epochs, quietWaiting: true, retries: 0 }),
-      aborted,
-    ]);
-    if (final.state !== JobState.JOB_STATE_COMPLETED)
-      throw new JobFailedError(
-        `job ${jobId} ${final.state === JobState.JOB_STATE_CANCELLED ? 'was cancelled' : 'failed'}: ${final.error || 'no reason given'}`,
-      );
-    bus = cluster.redis
-      ? await RedisBus.connect({ ...redisBusOptionsFromEnv(), prefix: cluster.redisPrefix! })
-      : await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
-    const model = await readModel(bus, jobId);
-    if (!model) throw new JobFailedError(`job ${jobId} completed but its model is not on the bus`);
-    writeFileSync(file, model.bytes);
-    if (cluster.redis) await bus.deleteJob(jobId);
-    out.emit({ type: 'done', model: file, jobId, evaluation });
-    out.say(`model written to ${file}`);
-    if (plot !== undefined) await writeCurves(out, plot, evaluations, spec.name);
-    return 0;
-  } catch (err) {
-    // A process that died on its own: show what the processes said last.
-    if (trouble.first !== null && !(trouble.first instanceof InterruptedError))
-      process.stderr.write(`${cluster.tails()}\n`);
-    // Interrupted: the calls in flight fail as cancelled; the interruption is what happened.
-    if (trouble.first instanceof InterruptedError) throw trouble.first;
-    throw err;
-  } finally {
-    stopListening();
-    client.close();
-    await bus?.close();
-    await cluster.stop();
-  }
+  return { jobId, evaluation, evaluations };
 }
 
 /** LocalCluster.start, its failures to start as LocalClusterErrors (no stack trace to show). */

@@ -59,6 +59,7 @@ function detectDelimiter(line: string): CsvDelimiter {
  * @throws FormatError
  */
 export function parseCsv(text: string, opts: CsvOptions = {}, file = '<text>'): CsvDataset {
+  // Long by design (exempt in test/shape.test.ts): a decoder, one check per malformed case.
   const src = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   const lines = src.split(/\r?\n/);
   // Line numbers in messages are 1-based physical lines, so blank lines are skipped but counted.

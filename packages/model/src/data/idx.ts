@@ -51,6 +51,7 @@ function isGzip(buf: Uint8Array): boolean {
  *   truncated data, trailing bytes, corrupt gzip, more than maxBytes decompressed.
  */
 export function decodeIdx(bytes: Uint8Array, file = '<buffer>', maxBytes = Infinity): IdxArray {
+  // Long by design (exempt in test/shape.test.ts): a decoder, one check per header field.
   let buf = bytes;
   if (isGzip(buf)) {
     // One byte more than the limit tells a stream that is too large from one that just fits.

@@ -79,6 +79,7 @@ const TRAIN_KEYS = ['optimizer', 'learningRate', 'initStd', 'centring', 'centrin
  * (by building it) and the data (by loading it). @throws SpecError naming the field
  */
 export function validateSequenceJob(input: unknown): SequenceJobSpec {
+  // Long by design (exempt in test/shape.test.ts): a validator, one check per field.
   const p = 'spec';
   if (!isRecord(input)) throw new SpecError(p, 'must be an object');
   onlyKeys(

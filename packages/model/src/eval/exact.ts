@@ -117,6 +117,7 @@ function maxBitsOf(maxTerms: number | undefined): number {
  * than maxTerms states would have to be enumerated.
  */
 export function exactLogZ(network: Network, opts: ExactOptions = {}): number {
+  // Long by design (exempt in test/shape.test.ts): a numeric kernel, the enumeration in one piece.
   const k = network.kernels;
   const layers = network.layers;
   const maxBits = maxBitsOf(opts.maxTerms);

@@ -147,6 +147,87 @@ export function trainProbe(
   if (!Number.isInteger(classes) || classes < 2)
     throw new SpecError('classes', 'must be an integer >= 2');
   checkLabels(labels, rows, classes);
+  const { batch, epochs, lr0, l2 } = probeSettings(opts, rows);
+  const C = classes;
+  const d = dims;
+  const { mean, std } = standardisation(features, rows, d);
+
+  const adam = new Adam(d * C, C);
+  const Weff = k.alloc(d * C);
+  const Xb = k.alloc(batch * d);
+  const Z = k.alloc(batch * C);
+  const gW = k.alloc(d * C);
+  const beff = new Float64Array(C);
+  const gsum = new Float64Array(C);
+  const perm = new Int32Array(rows);
+  const u = k.alloc(rows);
+  const site: RngSite = {
+    seedLo: (opts.seed ?? 0) >>> 0,
+    seedHi: Math.floor((opts.seed ?? 0) / 2 ** 32) >>> 0,
+    unitOffset: 0,
+    chainOffset: 0,
+    step: 0,
+    stream: STREAM_PROBE,
+  };
+  const batchesPerEpoch = Math.ceil(rows / batch);
+  const totalSteps = epochs * batchesPerEpoch;
+  let t = 0;
+  const tally = { loss: 0, correct: 0 };
+
+  for (let ep = 0; ep < epochs; ep++) {
+    for (let i = 0; i < rows; i++) perm[i] = i;
+    k.uniform(u, rows, rows, { ...site, step: ep });
+    k.download(u);
+    for (let i = rows - 1; i > 0; i--) {
+      const j = Math.min(i, Math.floor(u[i]! * (i + 1)));
+      const tmp = perm[i]!;
+      perm[i] = perm[j]!;
+      perm[j] = tmp;
+    }
+    tally.loss = 0;
+    tally.correct = 0;
+    for (let s0 = 0; s0 < rows; s0 += batch) {
+      const nb = Math.min(batch, rows - s0);
+      for (let r = 0; r < nb; r++) {
+        const src = perm[s0 + r]! * d;
+        Xb.set(features.subarray(src, src + d), r * d);
+      }
+      k.upload(Xb);
+      foldStandardisation(adam, mean, std, C, Weff, beff);
+      k.upload(Weff);
+      k.sgemm(false, false, nb, C, d, 1, Xb, d, Weff, C, 0, Z, C);
+      k.download(Z);
+      softmaxGradient(Z, beff, labels, perm.subarray(s0, s0 + nb), C, gsum, tally);
+      k.upload(Z);
+      k.sgemm(true, false, d, C, nb, 1, Xb, d, Z, C, 0, gW, C);
+      k.download(gW);
+      t++;
+      const lr = 0.5 * lr0 * (1 + Math.cos((Math.PI * (t - 1)) / totalSteps));
+      adam.step(t, lr, l2, gW, gsum, mean, std, C);
+    }
+  }
+  foldStandardisation(adam, mean, std, C, Weff, beff);
+  k.upload(Weff);
+  k.download(Weff);
+  return {
+    dims: d,
+    classes: C,
+    weights: Float32Array.from(Weff),
+    bias: Float32Array.from(beff),
+    mean,
+    std,
+    trainLoss: tally.loss / rows,
+    trainAccuracy: tally.correct / rows,
+    epochs,
+    kernels: k,
+  };
+}
+
+/** trainProbe's options with their defaults, checked. */
+function probeSettings(
+  opts: ProbeOptions,
+  rows: number,
+): { batch: number; epochs: number; lr0: number; l2: number } {
   const batch = Math.min(rows, opts.batchSize ?? 256);
   const epochs = opts.epochs ?? Math.max(20, Math.ceil(3000 / Math.ceil(rows / batch)));
   const lr0 = opts.learningRate ?? 0.002;
@@ -157,10 +238,15 @@ export function trainProbe(
     throw new SpecError('batchSize', 'must be a positive integer');
   if (!(lr0 > 0)) throw new SpecError('learningRate', 'must be positive');
   if (!(l2 >= 0)) throw new SpecError('l2', 'must be >= 0');
-  const C = classes;
-  const d = dims;
+  return { batch, epochs, lr0, l2 };
+}
 
-  // standardisation statistics (float64, one pass over the data)
+/** Per-feature mean and standard deviation (float64, 1 where a feature is constant). */
+function standardisation(
+  features: Float32Array,
+  rows: number,
+  d: number,
+): { mean: Float64Array; std: Float64Array } {
   const mean = new Float64Array(d);
   const m2 = new Float64Array(d);
   for (let r = 0; r < rows; r++) {
@@ -180,138 +266,130 @@ export function trainProbe(
     const s = Math.sqrt(m2[j]! / rows);
     std[j] = s > 1e-6 ? s : 1;
   }
+  return { mean, std };
+}
 
-  const W = new Float64Array(d * C); // standardised-space weights
-  const b = new Float64Array(C);
-  const mW = new Float64Array(d * C);
-  const vW = new Float64Array(d * C);
-  const mb = new Float64Array(C);
-  const vb = new Float64Array(C);
-  const Weff = k.alloc(d * C);
-  const Xb = k.alloc(batch * d);
-  const Z = k.alloc(batch * C);
-  const gW = k.alloc(d * C);
-  const beff = new Float64Array(C);
-  const gsum = new Float64Array(C);
-  const perm = new Int32Array(rows);
-  const u = k.alloc(rows);
-  const site: RngSite = {
-    seedLo: (opts.seed ?? 0) >>> 0,
-    seedHi: Math.floor((opts.seed ?? 0) / 2 ** 32) >>> 0,
-    unitOffset: 0,
-    chainOffset: 0,
-    step: 0,
-    stream: STREAM_PROBE,
-  };
-  const b1 = 0.9;
-  const b2 = 0.999;
-  const eps = 1e-8;
-  const batchesPerEpoch = Math.ceil(rows / batch);
-  const totalSteps = epochs * batchesPerEpoch;
-  let t = 0;
-  let lossSum = 0;
-  let correct = 0;
+/** The weights and biases on raw features (Weff, beff) of the standardised-space ones. */
+function foldStandardisation(
+  adam: Adam,
+  mean: Float64Array,
+  std: Float64Array,
+  C: number,
+  Weff: Float32Array,
+  beff: Float64Array,
+): void {
+  const { W, b } = adam;
+  const d = mean.length;
+  for (let c = 0; c < C; c++) beff[c] = b[c]!;
+  for (let j = 0; j < d; j++) {
+    const is = 1 / std[j]!;
+    const mj = mean[j]!;
+    for (let c = 0; c < C; c++) {
+      const w = W[j * C + c]! * is;
+      Weff[j * C + c] = w;
+      beff[c] = beff[c]! - mj * w;
+    }
+  }
+}
 
-  const refreshEffective = (): void => {
-    for (let c = 0; c < C; c++) beff[c] = b[c]!;
-    for (let j = 0; j < d; j++) {
+/**
+ * Softmax cross-entropy of a minibatch (the rows `batch` of the data): from the logits Z (nb x C,
+ * without the biases beff) it leaves in Z the gradient with respect to them (divided by nb) and
+ * their column sums in gsum, and adds each row's loss and whether it was classified right to
+ * `tally`.
+ */
+function softmaxGradient(
+  Z: Float32Array,
+  beff: Float64Array,
+  labels: ArrayLike<number>,
+  batch: Int32Array,
+  C: number,
+  gsum: Float64Array,
+  tally: { loss: number; correct: number },
+): void {
+  const nb = batch.length;
+  gsum.fill(0);
+  for (let r = 0; r < nb; r++) {
+    const o = r * C;
+    const y = labels[batch[r]!]!;
+    let mx = -Infinity;
+    let arg = 0;
+    for (let c = 0; c < C; c++) {
+      const z = Z[o + c]! + beff[c]!;
+      if (z > mx) {
+        mx = z;
+        arg = c;
+      }
+    }
+    if (arg === y) tally.correct++;
+    let se = 0;
+    for (let c = 0; c < C; c++) se += Math.exp(Z[o + c]! + beff[c]! - mx);
+    const lse = mx + Math.log(se);
+    tally.loss += lse - (Z[o + y]! + beff[y]!);
+    for (let c = 0; c < C; c++) {
+      const g = (Math.exp(Z[o + c]! + beff[c]! - lse) - (c === y ? 1 : 0)) / nb;
+      Z[o + c] = g;
+      gsum[c] = gsum[c]! + g;
+    }
+  }
+}
+
+/** Adam over the standardised-space weights W (d x C) and biases b, with an L2 penalty on W. */
+class Adam {
+  readonly W: Float64Array;
+  readonly b: Float64Array;
+  private readonly mW: Float64Array;
+  private readonly vW: Float64Array;
+  private readonly mb: Float64Array;
+  private readonly vb: Float64Array;
+
+  constructor(weights: number, classes: number) {
+    this.W = new Float64Array(weights);
+    this.b = new Float64Array(classes);
+    this.mW = new Float64Array(weights);
+    this.vW = new Float64Array(weights);
+    this.mb = new Float64Array(classes);
+    this.vb = new Float64Array(classes);
+  }
+
+  /**
+   * Step t (from 1) at rate lr. gW is the gradient on the raw-feature weights and gsum on the
+   * biases; mean and std map it into the standardised space.
+   */
+  step(
+    t: number,
+    lr: number,
+    l2: number,
+    gW: Float32Array,
+    gsum: Float64Array,
+    mean: Float64Array,
+    std: Float64Array,
+    C: number,
+  ): void {
+    const { W, b, mW, vW, mb, vb } = this;
+    const b1 = 0.9;
+    const b2 = 0.999;
+    const eps = 1e-8;
+    const c1 = 1 / (1 - b1 ** t);
+    const c2 = 1 / (1 - b2 ** t);
+    for (let j = 0; j < mean.length; j++) {
       const is = 1 / std[j]!;
       const mj = mean[j]!;
       for (let c = 0; c < C; c++) {
-        const w = W[j * C + c]! * is;
-        Weff[j * C + c] = w;
-        beff[c] = beff[c]! - mj * w;
+        const i = j * C + c;
+        const g = (gW[i]! - mj * gsum[c]!) * is + l2 * W[i]!;
+        const m = (mW[i] = b1 * mW[i]! + (1 - b1) * g);
+        const v = (vW[i] = b2 * vW[i]! + (1 - b2) * g * g);
+        W[i] = W[i]! - (lr * m * c1) / (Math.sqrt(v * c2) + eps);
       }
     }
-    k.upload(Weff);
-  };
-
-  for (let ep = 0; ep < epochs; ep++) {
-    for (let i = 0; i < rows; i++) perm[i] = i;
-    k.uniform(u, rows, rows, { ...site, step: ep });
-    k.download(u);
-    for (let i = rows - 1; i > 0; i--) {
-      const j = Math.min(i, Math.floor(u[i]! * (i + 1)));
-      const tmp = perm[i]!;
-      perm[i] = perm[j]!;
-      perm[j] = tmp;
-    }
-    lossSum = 0;
-    correct = 0;
-    for (let s0 = 0; s0 < rows; s0 += batch) {
-      const nb = Math.min(batch, rows - s0);
-      for (let r = 0; r < nb; r++) {
-        const src = perm[s0 + r]! * d;
-        Xb.set(features.subarray(src, src + d), r * d);
-      }
-      k.upload(Xb);
-      refreshEffective();
-      k.sgemm(false, false, nb, C, d, 1, Xb, d, Weff, C, 0, Z, C);
-      k.download(Z);
-      gsum.fill(0);
-      for (let r = 0; r < nb; r++) {
-        const o = r * C;
-        const y = labels[perm[s0 + r]!]!;
-        let mx = -Infinity;
-        let arg = 0;
-        for (let c = 0; c < C; c++) {
-          const z = Z[o + c]! + beff[c]!;
-          if (z > mx) {
-            mx = z;
-            arg = c;
-          }
-        }
-        if (arg === y) correct++;
-        let se = 0;
-        for (let c = 0; c < C; c++) se += Math.exp(Z[o + c]! + beff[c]! - mx);
-        const lse = mx + Math.log(se);
-        lossSum += lse - (Z[o + y]! + beff[y]!);
-        for (let c = 0; c < C; c++) {
-          const g = (Math.exp(Z[o + c]! + beff[c]! - lse) - (c === y ? 1 : 0)) / nb;
-          Z[o + c] = g;
-          gsum[c] = gsum[c]! + g;
-        }
-      }
-      k.upload(Z);
-      k.sgemm(true, false, d, C, nb, 1, Xb, d, Z, C, 0, gW, C);
-      k.download(gW);
-      t++;
-      const lr = 0.5 * lr0 * (1 + Math.cos((Math.PI * (t - 1)) / totalSteps));
-      const c1 = 1 / (1 - b1 ** t);
-      const c2 = 1 / (1 - b2 ** t);
-      for (let j = 0; j < d; j++) {
-        const is = 1 / std[j]!;
-        const mj = mean[j]!;
-        for (let c = 0; c < C; c++) {
-          const i = j * C + c;
-          const g = (gW[i]! - mj * gsum[c]!) * is + l2 * W[i]!;
-          const m = (mW[i] = b1 * mW[i]! + (1 - b1) * g);
-          const v = (vW[i] = b2 * vW[i]! + (1 - b2) * g * g);
-          W[i] = W[i]! - (lr * m * c1) / (Math.sqrt(v * c2) + eps);
-        }
-      }
-      for (let c = 0; c < C; c++) {
-        const g = gsum[c]!;
-        const m = (mb[c] = b1 * mb[c]! + (1 - b1) * g);
-        const v = (vb[c] = b2 * vb[c]! + (1 - b2) * g * g);
-        b[c] = b[c]! - (lr * m * c1) / (Math.sqrt(v * c2) + eps);
-      }
+    for (let c = 0; c < C; c++) {
+      const g = gsum[c]!;
+      const m = (mb[c] = b1 * mb[c]! + (1 - b1) * g);
+      const v = (vb[c] = b2 * vb[c]! + (1 - b2) * g * g);
+      b[c] = b[c]! - (lr * m * c1) / (Math.sqrt(v * c2) + eps);
     }
   }
-  refreshEffective();
-  k.download(Weff);
-  return {
-    dims: d,
-    classes: C,
-    weights: Float32Array.from(Weff),
-    bias: Float32Array.from(beff),
-    mean,
-    std,
-    trainLoss: lossSum / rows,
-    trainAccuracy: correct / rows,
-    epochs,
-    kernels: k,
-  };
 }
 
 /** Predicted class of each row of features (rows x probe.dims). */

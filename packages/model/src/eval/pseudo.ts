@@ -56,6 +56,7 @@ export function pseudoLogLikelihood(
   rows: number,
   opts: PseudoLikelihoodOptions = {},
 ): number {
+  // Long by design (exempt in test/shape.test.ts): a numeric kernel, one pass over the rows.
   const k = network.kernels;
   const vis = resolveVisible(network, opts.visible);
   const vl = network.layers[vis]!;

@@ -196,6 +196,7 @@ function parseEntry(e: unknown, i: number, fail: (m: string) => never): ModelArr
  * @throws FormatError for anything wrong with the bytes, naming the file.
  */
 export function decodeModel(bytes: Uint8Array, kernels: Kernels, file = '<buffer>'): LoadedModel {
+  // Long by design (exempt in test/shape.test.ts): a decoder, one check per section.
   const fail = (msg: string): never => {
     throw new FormatError(file, msg);
   };

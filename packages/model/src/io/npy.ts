@@ -174,6 +174,7 @@ export function decodeNpy(
   file = '<buffer>',
   opts: ReadNpyOptions = {},
 ): NpyArray {
+  // Long by design (exempt in test/shape.test.ts): a decoder, one check per header field.
   const fail = (msg: string): never => {
     throw new FormatError(file, msg);
   };
