@@ -399,6 +399,86 @@ function linkModel(t: Transport[], linkGbps: number): LinkModel {
   };
 }
 
+/** Both transports timed against frame size, and the link model fitted to each. */
+async function measureLinks(
+  quick: boolean,
+  linkGbps: number,
+): Promise<{
+  measured: { grpc: Transport[]; tcp: Transport[] };
+  links: { grpc: LinkModel; tcp: LinkModel };
+}> {
+  const sizes = quick ? [128, 8192, 65536] : [128, 1024, 8192, 65536, 262144, 1048576];
+  const frames = quick ? 20 : 200;
+  const measured = {
+    grpc: await timeEcho(openPeerLink, sizes, frames, 'grpc'),
+    tcp: await timeEcho(openTcp, sizes, frames, 'tcp'),
+  };
+  const links = {
+    grpc: linkModel(measured.grpc, linkGbps),
+    tcp: linkModel(measured.tcp, linkGbps),
+  };
+  for (const [name, l] of Object.entries(links))
+    log(
+      `${name}: ${(l.perFrameS * 1e6).toFixed(1)} us/frame, ${(1 / l.perByteS / 1e6).toFixed(0)} MB/s, latency ${(l.latencyS * 1e6).toFixed(0)} us`,
+    );
+
+  return { measured, links };
+}
+
+/** The model at one K: the compute-only bounds and speedups by design and transport. */
+interface Prediction {
+  k: number;
+  compute_owned_ms: number;
+  compute_replicated_ms: number;
+  compute_only_bound_owned: number;
+  compute_only_bound_replicated: number;
+  speedup_replicated_grpc_lockstep: number;
+  speedup_owned_grpc_lockstep: number;
+  speedup_owned_grpc_pipelined: number;
+  speedup_owned_tcp_lockstep: number;
+  speedup_owned_tcp_pipelined: number;
+  speedup_owned_tcp_offloaded: number;
+  wire_bytes_out_owned: number;
+  wire_bytes_out_replicated: number;
+  frames_out_owned: number;
+  parts_ms: Record<string, number>;
+}
+
+/** The model's step times and speedups at each K measured, for both designs and transports. */
+function predict(
+  shape: Shape,
+  compute: ShardCompute[],
+  links: { grpc: LinkModel; tcp: LinkModel },
+): Prediction[] {
+  const one = compute[0]!.owned_s;
+  return compute.map((c) => {
+    const step = (design: 'owned' | 'replicated', link: LinkModel): StepPrediction =>
+      predictStep(shape, c.k, design === 'owned' ? c.owned_s : c.replicated_s, link, design);
+    const [rep, ownGrpc, ownTcp] = [
+      step('replicated', links.grpc),
+      step('owned', links.grpc),
+      step('owned', links.tcp),
+    ];
+    return {
+      k: c.k,
+      compute_owned_ms: c.owned_s * 1e3,
+      compute_replicated_ms: c.replicated_s * 1e3,
+      compute_only_bound_owned: one / c.owned_s,
+      compute_only_bound_replicated: one / c.replicated_s,
+      speedup_replicated_grpc_lockstep: one / rep.lockstep_s,
+      speedup_owned_grpc_lockstep: one / ownGrpc.lockstep_s,
+      speedup_owned_grpc_pipelined: one / ownGrpc.pipelined_s,
+      speedup_owned_tcp_lockstep: one / ownTcp.lockstep_s,
+      speedup_owned_tcp_pipelined: one / ownTcp.pipelined_s,
+      speedup_owned_tcp_offloaded: one / ownTcp.offloaded_s,
+      wire_bytes_out_owned: ownTcp.wire_bytes_out,
+      wire_bytes_out_replicated: rep.wire_bytes_out,
+      frames_out_owned: ownTcp.frames_out,
+      parts_ms: Object.fromEntries(Object.entries(c.parts).map(([n, v]) => [n, v * 1e3])),
+    };
+  });
+}
+
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const args = parseArgs('scaling', argv, [
     'visible',
@@ -429,48 +509,8 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     );
   }
 
-  const sizes = quick ? [128, 8192, 65536] : [128, 1024, 8192, 65536, 262144, 1048576];
-  const frames = quick ? 20 : 200;
-  const measured = {
-    grpc: await timeEcho(openPeerLink, sizes, frames, 'grpc'),
-    tcp: await timeEcho(openTcp, sizes, frames, 'tcp'),
-  };
-  const links = {
-    grpc: linkModel(measured.grpc, linkGbps),
-    tcp: linkModel(measured.tcp, linkGbps),
-  };
-  for (const [name, l] of Object.entries(links))
-    log(
-      `${name}: ${(l.perFrameS * 1e6).toFixed(1)} us/frame, ${(1 / l.perByteS / 1e6).toFixed(0)} MB/s, latency ${(l.latencyS * 1e6).toFixed(0)} us`,
-    );
-
-  const one = compute[0]!.owned_s;
-  const predictions = compute.map((c) => {
-    const step = (design: 'owned' | 'replicated', link: LinkModel): StepPrediction =>
-      predictStep(shape, c.k, design === 'owned' ? c.owned_s : c.replicated_s, link, design);
-    const [rep, ownGrpc, ownTcp] = [
-      step('replicated', links.grpc),
-      step('owned', links.grpc),
-      step('owned', links.tcp),
-    ];
-    return {
-      k: c.k,
-      compute_owned_ms: c.owned_s * 1e3,
-      compute_replicated_ms: c.replicated_s * 1e3,
-      compute_only_bound_owned: one / c.owned_s,
-      compute_only_bound_replicated: one / c.replicated_s,
-      speedup_replicated_grpc_lockstep: one / rep.lockstep_s,
-      speedup_owned_grpc_lockstep: one / ownGrpc.lockstep_s,
-      speedup_owned_grpc_pipelined: one / ownGrpc.pipelined_s,
-      speedup_owned_tcp_lockstep: one / ownTcp.lockstep_s,
-      speedup_owned_tcp_pipelined: one / ownTcp.pipelined_s,
-      speedup_owned_tcp_offloaded: one / ownTcp.offloaded_s,
-      wire_bytes_out_owned: ownTcp.wire_bytes_out,
-      wire_bytes_out_replicated: rep.wire_bytes_out,
-      frames_out_owned: ownTcp.frames_out,
-      parts_ms: Object.fromEntries(Object.entries(c.parts).map(([n, v]) => [n, v * 1e3])),
-    };
-  });
+  const { measured, links } = await measureLinks(quick, linkGbps);
+  const predictions = predict(shape, compute, links);
   for (const p of predictions)
     log(
       `K=${p.k}: compute-only x${p.compute_only_bound_owned.toFixed(2)} owned, x${p.compute_only_bound_replicated.toFixed(2)} replicated; ` +

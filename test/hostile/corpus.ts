@@ -198,6 +198,9 @@ export function corpus(t: Target): Case[] {
       add('internal', `WorkerControl ${method}, ${who}`, refused, () =>
         call(`/spinmesh.v1.WorkerControl/${method}`, Buffer.alloc(0), headers, t.worker),
       );
+    add('internal', `PeerService StreamEndpoint, ${who}`, refused, () =>
+      call('/spinmesh.v1.PeerService/StreamEndpoint', Buffer.alloc(0), headers, t.worker),
+    );
     add('internal', `PeerService Exchange, ${who}`, refused, async () =>
       streamRaw(
         t.worker,

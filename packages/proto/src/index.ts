@@ -15,6 +15,8 @@ export {
 export {
   SpinFrame,
   SpinAck,
+  StreamEndpointRequest,
+  StreamEndpointResponse,
   PeerServiceService,
   PeerServiceClient,
   type PeerServiceServer,

@@ -46,6 +46,12 @@ export interface WorkerConfig {
    * listens beyond it, or uses a coordinator's bus (which always wants a secret), refuses to start.
    */
   clusterSecret: string | null;
+  /**
+   * The framed peer stream (SPINMESH_PEER_STREAM_PORT): the port, on the listen host, where this
+   * worker also takes its peers' frames without HTTP/2 (0: a free one), and what its links use
+   * to reach peers that have one. null ('off'): gRPC only, both ways. @defaultValue 0
+   */
+  peerStreamPort: number | null;
   /** Kernels: native, portable or auto. @defaultValue 'auto' */
   kernels: 'native' | 'portable' | 'auto';
   /**
@@ -119,6 +125,7 @@ export const WORKER_ENV_VARS = [
   'SPINMESH_BUS_ADDRESS',
   ...REDIS_ENV_VARS,
   'SPINMESH_CLUSTER_SECRET',
+  'SPINMESH_PEER_STREAM_PORT',
   'SPINMESH_TLS_CERT',
   'SPINMESH_TLS_KEY',
   'SPINMESH_TLS_CA',
@@ -190,9 +197,17 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
       'SPINMESH_CLUSTER_SECRET',
       "must be set with SPINMESH_BUS_ADDRESS: a coordinator's bus answers only callers with it",
     );
+  const streamText = r.get('SPINMESH_PEER_STREAM_PORT');
+  const peerStreamPort = streamText === 'off' ? null : r.int('SPINMESH_PEER_STREAM_PORT', 0, 0);
+  if (peerStreamPort !== null && peerStreamPort > 65535)
+    throw new ConfigError(
+      'SPINMESH_PEER_STREAM_PORT',
+      `must be a port (0-65535, 0: a free one) or 'off' (got '${streamText}')`,
+    );
   return {
     workerId,
     tls,
+    peerStreamPort,
     listen,
     advertise,
     bus,

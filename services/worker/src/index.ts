@@ -22,6 +22,7 @@ export {
   SECRET_METADATA,
   type FrameHandler,
   type PeerServerOptions,
+  type PeerStreamOptions,
   type PeerServerStats,
   type PeerSenderStats,
   type PeerServerEvents,
@@ -31,6 +32,15 @@ export {
   type PeerLinkState,
   type SpinBlock,
 } from './peers.js';
+export { ClientStreamCall, type StreamCallOptions } from './stream/client.js';
+export {
+  RecordType,
+  RecordReader,
+  MAGIC as PEER_STREAM_MAGIC,
+  header as peerStreamHeader,
+  proof as peerStreamProof,
+  secretKey as peerStreamKey,
+} from './stream/wire.js';
 export {
   FrameDeduper,
   checkFrameShape,

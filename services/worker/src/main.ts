@@ -100,6 +100,7 @@ async function main(): Promise<void> {
       log,
       clusterSecret: config.clusterSecret,
       tls: config.tls,
+      peerStreamPort: config.peerStreamPort,
       heartbeatMs: config.heartbeatMs,
       debugSlowdown: config.debugSlowdown,
       drainMs: config.drainMs,

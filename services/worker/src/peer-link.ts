@@ -3,122 +3,23 @@
 import { EventEmitter } from 'node:events';
 
 import * as grpc from '@grpc/grpc-js';
-import { PeerServiceService, SpinAck, SpinFrame } from '@spinmesh/proto';
+import { PeerServiceService, SpinAck, SpinFrame, StreamEndpointResponse } from '@spinmesh/proto';
 
 import { checkFrameShape } from './frames.js';
 import { checkAssignment, checkPositiveInt, SECRET_METADATA } from './peer-common.js';
+import {
+  PeerLinkError,
+  type LinkCall,
+  type PeerLinkEvents,
+  type PeerLinkOptions,
+  type PeerLinkState,
+  type PeerLinkStats,
+  type SpinBlock,
+  type StreamEndpoint,
+} from './peer-link-types.js';
+import { ClientStreamCall } from './stream/client.js';
 
 const Status = grpc.status;
-
-/** A frame's payload and place; the link adds job, generation, sender and sequence number. */
-export interface SpinBlock {
-  /** SpinFrame.step. */
-  step: number;
-  /** SpinFrame.phase. */
-  phase: number;
-  /** SpinFrame.layer. */
-  layer: number;
-  /** SpinFrame.unit_start. */
-  unitStart: number;
-  /** SpinFrame.unit_count. */
-  unitCount: number;
-  /** SpinFrame.chains. */
-  chains: number;
-  /** Binary units, as kernels.packSpins packs the chains x unitCount block. */
-  packed?: Uint8Array;
-  /** Gaussian units: chains x unitCount little-endian float32. */
-  values?: Uint8Array;
-  /** SpinFrame.reads: (layer, shard, stamp) triples (asynchronous persistent chains). */
-  reads?: readonly number[];
-}
-
-/** Options of a PeerLink. */
-export interface PeerLinkOptions {
-  /** host:port of the peer's PeerService. */
-  address: string;
-  /** The channel's credentials (TLS). @defaultValue plaintext */
-  credentials?: grpc.ChannelCredentials;
-  /** Stamped on every frame: the job, the assignment generation and this shard. */
-  jobId: string;
-  generation: number;
-  fromShard: number;
-  /**
-   * The most frames sent and not yet acknowledged; send() waits beyond that.
-   * @defaultValue 16
-   */
-  maxInFlight?: number;
-  /**
-   * Wait before the first reconnection attempt, in ms; each failed attempt multiplies it by
-   * backoffMultiplier, up to maxBackoffMs. An acknowledgement resets it.
-   * @defaultValue 50
-   */
-  initialBackoffMs?: number;
-  /** @defaultValue 5000 */
-  maxBackoffMs?: number;
-  /** @defaultValue 2 */
-  backoffMultiplier?: number;
-  /**
-   * Random spread of each wait, as a fraction of it (0.2: between 0.8 and 1.2 times).
-   * @defaultValue 0.2
-   */
-  backoffJitter?: number;
-  /**
-   * Failed attempts in a row (no acknowledgement in between) after which the link gives up
-   * and fails with UNAVAILABLE.
-   * @defaultValue Infinity
-   */
-  maxAttempts?: number;
-  /** How long close() waits for the peer to end the stream before cancelling it, in ms. */
-  closeGraceMs?: number;
-  /** grpc-js channel options, over the link's own (keepalive every 10 s). */
-  channelOptions?: grpc.ChannelOptions;
-  /** The cluster secret, sent with every stream (`spinmesh-cluster-secret`). */
-  secret?: string;
-}
-
-/** Counters of a PeerLink since it was made. */
-export interface PeerLinkStats {
-  /** Frames sent the first time. */
-  framesSent: number;
-  /** Transmissions of frames sent before, after a reconnection. */
-  framesResent: number;
-  /** Frames the peer acknowledged. */
-  framesAcked: number;
-  /** Serialized SpinFrame bytes written, resends included (gRPC, HTTP/2 framing excluded). */
-  bytesSent: number;
-  /** Serialized SpinAck bytes received. */
-  bytesReceived: number;
-  /** Streams opened after the first. */
-  reconnects: number;
-  /** Times the stream's write() returned false and the link waited for 'drain'. */
-  drainWaits: number;
-  /** The most frames unacknowledged at once. */
-  peakInFlight: number;
-}
-
-/** State of a PeerLink. */
-export type PeerLinkState = 'connecting' | 'open' | 'backoff' | 'failed' | 'closed';
-
-/** Events of a PeerLink. */
-export interface PeerLinkEvents {
-  /** A stream is open: the peer answered. */
-  connect: [];
-  /** The stream broke (status says how); a reconnection is scheduled. */
-  disconnect: [status: grpc.StatusObject];
-  /** The link gave up: the peer rejected its frames, or maxAttempts ran out. */
-  fail: [err: PeerLinkError];
-}
-
-/** Why a link failed, or why its send() or flush() was refused. */
-export class PeerLinkError extends Error {
-  override readonly name = 'PeerLinkError';
-  constructor(
-    readonly code: grpc.status,
-    readonly details: string,
-  ) {
-    super(details);
-  }
-}
 
 /**
  * Statuses after which resending cannot help: the peer refuses these frames (RESOURCE_EXHAUSTED:
@@ -163,12 +64,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     peakInFlight: 0,
   };
   private readonly opts: Required<
-    Omit<PeerLinkOptions, 'channelOptions' | 'secret' | 'credentials'>
+    Omit<PeerLinkOptions, 'channelOptions' | 'secret' | 'credentials' | 'streamTls'>
   > & {
     channelOptions: grpc.ChannelOptions;
     secret: string;
     credentials: grpc.ChannelCredentials;
+    streamTls: { ca?: Buffer } | null;
   };
+  /** The peer's framed stream: undefined until asked (again after each disconnection). */
+  private endpoint: StreamEndpoint | undefined = undefined;
   private linkState: PeerLinkState = 'connecting';
   private failure: PeerLinkError | null = null;
   private nextSeq = 1;
@@ -179,7 +83,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private readonly waiting: Waiter[] = [];
   private flushers: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private client: grpc.Client | null = null;
-  private call: grpc.ClientDuplexStream<Buffer, SpinAck> | null = null;
+  private call: LinkCall | null = null;
   private draining = false;
   private attempts = 0;
   private opened = 0;
@@ -205,6 +109,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       channelOptions: opts.channelOptions ?? {},
       credentials: opts.credentials ?? grpc.credentials.createInsecure(),
       secret: opts.secret ?? '',
+      transport: opts.transport ?? 'stream',
+      streamTls: opts.streamTls ?? null,
     };
     const o = this.opts;
     if (o.address === '') throw new RangeError('PeerLink: address must be host:port');
@@ -229,6 +135,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** connecting, open (a stream is up), backoff (waiting to reconnect), failed, closed. */
   get state(): PeerLinkState {
     return this.linkState;
+  }
+
+  /** What carries the current stream: the peer's framed stream, gRPC, or nothing yet. */
+  get via(): 'stream' | 'grpc' | null {
+    if (this.call === null) return null;
+    return this.call instanceof ClientStreamCall ? 'stream' : 'grpc';
   }
 
   /** Frames sent and not yet acknowledged. */
@@ -372,26 +284,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.timer = null;
     this.linkState = 'connecting';
     if (this.opened++ > 0) this.stats.reconnects++;
-    // A channel per stream, with its own subchannel: after a failure the next attempt connects
-    // afresh now, instead of waiting out grpc-js's own reconnection backoff (1 s and up).
-    const client = new grpc.Client(this.opts.address, this.opts.credentials, {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-      ...this.opts.channelOptions,
-    });
-    const metadata = new grpc.Metadata();
-    if (this.opts.secret !== '') metadata.set(SECRET_METADATA, this.opts.secret);
-    const call = client.makeBidiStreamRequest<Buffer, SpinAck>(
-      PeerServiceService.exchange.path,
-      (b: Buffer) => b,
-      (b: Buffer) => {
-        this.stats.bytesReceived += b.length;
-        return SpinAck.decode(b);
-      },
-      metadata,
-    );
-    this.client = client;
+    if (this.opts.transport === 'stream' && this.endpoint === undefined) {
+      this.askEndpoint();
+      return;
+    }
+    const call = this.endpoint ? this.openStream(this.endpoint) : this.openGrpc();
     this.call = call;
     this.written = 0;
     this.draining = false;
@@ -409,6 +306,79 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     call.on('error', () => {});
     call.on('status', (st: grpc.StatusObject) => this.onStatus(call, st));
     this.pump();
+  }
+
+  /** A grpc-js channel of its own to the peer. */
+  private newClient(): grpc.Client {
+    // A channel per stream, with its own subchannel: after a failure the next attempt connects
+    // afresh now, instead of waiting out grpc-js's own reconnection backoff (1 s and up).
+    return new grpc.Client(this.opts.address, this.opts.credentials, {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      ...this.opts.channelOptions,
+    });
+  }
+
+  private metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.opts.secret !== '') metadata.set(SECRET_METADATA, this.opts.secret);
+    return metadata;
+  }
+
+  /** Asks the peer where its framed stream is, then opens; a failure counts as an attempt. */
+  private askEndpoint(): void {
+    const client = this.newClient();
+    this.client = client;
+    client.makeUnaryRequest<Buffer, StreamEndpointResponse>(
+      PeerServiceService.streamEndpoint.path,
+      (b: Buffer) => b,
+      (b: Buffer) => StreamEndpointResponse.decode(b),
+      Buffer.alloc(0),
+      this.metadata(),
+      { deadline: Date.now() + 10_000 },
+      (err, res) => {
+        if (this.client !== client) return;
+        client.close();
+        this.client = null;
+        if (this.closing !== null) {
+          this.onCallEnded?.();
+          return;
+        }
+        if (err && err.code !== Status.UNIMPLEMENTED) {
+          this.retryOrFail({ code: err.code, details: err.details, metadata: err.metadata });
+          return;
+        }
+        const usable = res && res.port > 0 && (!res.tls || this.opts.streamTls !== null);
+        this.endpoint = usable ? { port: res.port, tls: res.tls } : null;
+        this.open();
+      },
+    );
+  }
+
+  private openGrpc(): LinkCall {
+    const client = this.newClient();
+    this.client = client;
+    return client.makeBidiStreamRequest<Buffer, SpinAck>(
+      PeerServiceService.exchange.path,
+      (b: Buffer) => b,
+      (b: Buffer) => {
+        this.stats.bytesReceived += b.length;
+        return SpinAck.decode(b);
+      },
+      this.metadata(),
+    );
+  }
+
+  private openStream(endpoint: { port: number; tls: boolean }): LinkCall {
+    const host = this.opts.address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    return new ClientStreamCall({
+      host,
+      port: endpoint.port,
+      secret: this.opts.secret,
+      ...(endpoint.tls ? { tls: { ...this.opts.streamTls } } : {}),
+      onAckBytes: (n) => (this.stats.bytesReceived += n),
+    });
   }
 
   private onAck(ack: SpinAck): void {
@@ -431,7 +401,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     }
   }
 
-  private onStatus(call: grpc.ClientDuplexStream<Buffer, SpinAck>, st: grpc.StatusObject): void {
+  private onStatus(call: LinkCall, st: grpc.StatusObject): void {
     if (this.call !== call) return;
     this.call = null;
     this.client?.close();
@@ -440,6 +410,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.onCallEnded?.();
       return;
     }
+    this.retryOrFail(st);
+  }
+
+  /** After a stream ended with `st`: fail for good, or reconnect after a backoff. */
+  private retryOrFail(st: grpc.StatusObject): void {
+    // The peer may have restarted elsewhere: ask where its stream is again.
+    this.endpoint = undefined;
     if (FATAL.has(st.code)) {
       this.fail(new PeerLinkError(st.code, `peer ${this.opts.address} refused: ${st.details}`));
       return;

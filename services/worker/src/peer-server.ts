@@ -12,6 +12,7 @@ import {
   ServingStatus,
   SpinAck,
   SpinFrame,
+  StreamEndpointResponse,
   toServiceError,
   type HealthReporter,
   type PeerServiceServer,
@@ -19,136 +20,22 @@ import {
 
 import { checkFrameShape, FrameDeduper } from './frames.js';
 import { checkAssignment, checkPositiveInt, SECRET_METADATA } from './peer-common.js';
+import {
+  type ExchangeCall,
+  type FrameHandler,
+  type InStream,
+  type PeerServerEvents,
+  type PeerServerOptions,
+  type PeerServerStats,
+  type PeerSenderStats,
+  type PeerStreamOptions,
+} from './peer-server-types.js';
+import { PeerStreamListener, type ServerStreamCall } from './stream/server.js';
 
 const Status = grpc.status;
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
-}
-
-/** Receives each new frame; see PeerServerOptions.onFrame. */
-export type FrameHandler = (frame: SpinFrame) => void | Promise<void>;
-
-/** Options of a PeerServer. */
-export interface PeerServerOptions {
-  /** Credentials of the server start() makes (TLS). @defaultValue plaintext */
-  credentials?: grpc.ServerCredentials;
-  /**
-   * The job whose frames are accepted (SpinFrame.job_id). Leave it and `generation` out for a
-   * server with no assignment yet (a worker without a job): it answers every stream with
-   * UNAVAILABLE, so that peers assigned before it retry instead of giving up.
-   */
-  jobId?: string;
-  /** The assignment generation whose frames are accepted (SpinFrame.generation), >= 1. */
-  generation?: number;
-  /**
-   * Receives every frame the first time it arrives, in the order its sender sent it; frames of
-   * different senders may interleave. A frame is acknowledged to its sender once the handler
-   * returns (or its promise resolves), so a slow handler slows its senders down. Throwing a
-   * ServerError ends the sender's stream with that status; anything else ends it with INTERNAL
-   * and is emitted as 'handlerError'.
-   */
-  onFrame: FrameHandler;
-  /**
-   * host:port to bind when the PeerServer makes its own grpc.Server.
-   * @defaultValue '127.0.0.1:0' (a free port; read `address` after start)
-   */
-  address?: string;
-  /**
-   * Remembers delivered frames; pass the same one to a restarted server so that frames resent
-   * to it are not delivered twice.
-   * @defaultValue a new FrameDeduper
-   */
-  deduper?: FrameDeduper;
-  /**
-   * Add the gRPC health service to the server the PeerServer makes (PeerService reported
-   * SERVING while it runs).
-   * @defaultValue true
-   */
-  health?: boolean;
-  /**
-   * Largest frame the server accepts, in bytes (64 chains x 100,000 binary units is 800 KB).
-   * @defaultValue 64 MiB
-   */
-  maxFrameBytes?: number;
-  /**
-   * Frames received on one stream and not yet handled before the server stops reading it (a
-   * PeerLink never has more than its maxInFlight outstanding anyway).
-   * @defaultValue 64
-   */
-  highWaterFrames?: number;
-  /**
-   * Handled frames after which an acknowledgement is sent even though more frames are waiting
-   * (otherwise one acknowledgement covers everything handled when the queue runs empty).
-   * @defaultValue 8
-   */
-  ackEveryFrames?: number;
-  /**
-   * How long close() lets the server finish in-progress calls before forcing it down, in ms.
-   * @defaultValue 2000
-   */
-  closeGraceMs?: number;
-  /**
-   * The cluster secret: a stream whose metadata does not carry it (`spinmesh-cluster-secret`)
-   * is ended with UNAUTHENTICATED. Unset or empty: no check.
-   */
-  secret?: string;
-}
-
-/** Counters of a PeerServer since it started. */
-export interface PeerServerStats {
-  /** Exchange streams open now. */
-  streams: number;
-  /** Frames read off the wire, resent ones included. */
-  framesReceived: number;
-  /** Frames handed to onFrame. */
-  framesDelivered: number;
-  /** Frames dropped because they had been delivered before (resends). */
-  duplicates: number;
-  /** Serialized SpinFrame bytes received (gRPC and HTTP/2 framing not included). */
-  bytesReceived: number;
-  /** Acknowledgements sent (one covers every frame handled since the one before). */
-  acksSent: number;
-  /** Serialized SpinAck bytes sent. */
-  bytesSent: number;
-  /** Streams ended with an error status because of a frame (job, generation or shape). */
-  rejected: number;
-  /** The most frames received on one stream and not yet acknowledged, at any moment. */
-  peakUnacked: number;
-}
-
-/** Counters of the frames from one sender (SpinFrame.from_shard) since the assignment. */
-export interface PeerSenderStats {
-  /** Frames read off the wire, resent ones included. */
-  framesReceived: number;
-  /** Serialized SpinFrame bytes received. */
-  bytesReceived: number;
-}
-
-/** Events of a PeerServer (libraries do not log: the worker logs these). */
-export interface PeerServerEvents {
-  /** A stream was ended with an error status because of one of its frames. */
-  reject: [info: { code: grpc.status; details: string; peer: string; fromShard: number }];
-  /** onFrame threw something other than a ServerError. */
-  handlerError: [err: unknown];
-}
-
-interface InStream {
-  readonly call: grpc.ServerDuplexStream<SpinFrame, SpinAck>;
-  readonly queue: SpinFrame[];
-  fromShard: number | undefined;
-  /** No more frames are handled or acknowledged (ended, rejected, cancelled, superseded). */
-  done: boolean;
-  /** The client half-closed: end the call once the queue is handled. */
-  ended: boolean;
-  paused: boolean;
-  pumping: Promise<void> | null;
-  /** Handling of an older stream of the same sender, to wait for before handling this one. */
-  after: Promise<void> | null;
-  arrived: number;
-  acked: number;
-  sinceAck: number;
-  last: SpinFrame | null;
 }
 
 /**
@@ -184,6 +71,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
   private health: HealthReporter | null = null;
   private closing: Promise<void> | null = null;
   private boundAddress = '';
+  private stream: PeerStreamListener | null = null;
+  private streamTls = false;
+  private readonly rawSecret: string;
 
   /** Makes a grpc.Server with PeerService (and health), binds it, and returns once it listens. */
   static async start(opts: PeerServerOptions): Promise<PeerServer> {
@@ -205,8 +95,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
         );
       });
       ps.boundAddress = want.replace(/:\d+$/, `:${port}`);
+      if (opts.stream) await ps.listenStream({ maxFrameBytes, ...opts.stream });
     } catch (err) {
-      server.forceShutdown();
+      ps.forceClose();
       throw err;
     }
     return ps;
@@ -234,32 +125,37 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     this.ackEvery = opts.ackEveryFrames ?? 8;
     this.closeGraceMs = opts.closeGraceMs ?? 2000;
     this.secret = opts.secret ? digest(opts.secret) : null;
+    this.rawSecret = opts.secret ?? '';
     checkPositiveInt('highWaterFrames', this.highWater);
     checkPositiveInt('ackEveryFrames', this.ackEvery);
-    // Count bytes where grpc-js (de)serializes, so the figures are those of the wire messages.
+    // Count bytes where the messages are (de)serialized, so the figures are those of the wire
+    // messages, whichever transport carried them.
     const def = {
       exchange: {
         ...PeerServiceService.exchange,
-        requestDeserialize: (b: Buffer): SpinFrame => {
-          this.stats.bytesReceived += b.length;
-          const frame = SpinFrame.decode(b);
-          let per = this.senders.get(frame.fromShard);
-          if (per === undefined) {
-            per = { framesReceived: 0, bytesReceived: 0 };
-            this.senders.set(frame.fromShard, per);
-          }
-          per.framesReceived++;
-          per.bytesReceived += b.length;
-          return frame;
-        },
-        responseSerialize: (a: SpinAck): Buffer => {
-          const b = Buffer.from(SpinAck.encode(a).finish());
-          this.stats.bytesSent += b.length;
-          return b;
-        },
+        requestDeserialize: (b: Buffer): SpinFrame => this.decodeFrame(b),
+        responseSerialize: (a: SpinAck): Buffer => this.encodeAck(a),
+      },
+      streamEndpoint: PeerServiceService.streamEndpoint,
+    };
+    const impl: PeerServiceServer = {
+      exchange: (call) => this.handle(call),
+      streamEndpoint: (call, callback) => {
+        if (!this.authorized(call.metadata)) {
+          callback(
+            new ServerError(
+              Status.UNAUTHENTICATED,
+              'peer stream endpoint: missing or wrong cluster secret',
+            ).toServiceError(),
+          );
+          return;
+        }
+        callback(
+          null,
+          StreamEndpointResponse.fromPartial({ port: this.streamPort, tls: this.streamTls }),
+        );
       },
     };
-    const impl: PeerServiceServer = { exchange: (call) => this.handle(call) };
     server.addService(def, impl);
   }
 
@@ -272,6 +168,34 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
   get port(): number {
     const m = /:(\d+)$/.exec(this.address);
     return m ? Number(m[1]) : 0;
+  }
+
+  /** The port of the framed stream (listenStream), or 0. */
+  get streamPort(): number {
+    return this.stream?.port ?? 0;
+  }
+
+  /**
+   * Also takes Exchange as a framed stream on a port of its own (stream/wire.ts), authenticated
+   * by the cluster secret; StreamEndpoint tells peers where. Returns the port.
+   */
+  async listenStream(opts: PeerStreamOptions): Promise<number> {
+    if (this.stream !== null) throw new Error('PeerServer: the stream listens already');
+    this.stream = await PeerStreamListener.start({
+      host: opts.host,
+      port: opts.port,
+      secret: this.rawSecret,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      maxFrameBytes: opts.maxFrameBytes ?? 64 * 1024 * 1024,
+      ...(opts.handshakeTimeoutMs !== undefined
+        ? { handshakeTimeoutMs: opts.handshakeTimeoutMs }
+        : {}),
+      deserialize: (b) => this.decodeFrame(b),
+      serialize: (a) => this.encodeAck(a),
+      onCall: (call: ServerStreamCall) => this.serve(call),
+    });
+    this.streamTls = opts.tls !== undefined;
+    return this.stream.port;
   }
 
   /**
@@ -333,6 +257,8 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
    */
   forceClose(): void {
     for (const s of [...this.streams]) this.finish(s, null);
+    this.stream?.destroy();
+    this.stream = null;
     this.health?.shutdown();
     this.server?.forceShutdown();
     this.server = null;
@@ -343,6 +269,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     for (const s of [...this.streams]) {
       this.finish(s, { code: Status.UNAVAILABLE, details: 'peer server shutting down' });
     }
+    const stream = this.stream;
+    this.stream = null;
+    await stream?.close();
     this.health?.shutdown();
     const server = this.server;
     this.server = null;
@@ -359,20 +288,47 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     });
   }
 
-  private handle(call: grpc.ServerDuplexStream<SpinFrame, SpinAck>): void {
-    if (this.secret !== null) {
-      const given = call.metadata.get(SECRET_METADATA)[0];
-      if (typeof given !== 'string' || !timingSafeEqual(digest(given), this.secret)) {
-        call.emit(
-          'error',
-          new ServerError(
-            Status.UNAUTHENTICATED,
-            'peer stream: missing or wrong cluster secret',
-          ).toServiceError(),
-        );
-        return;
-      }
+  private decodeFrame(b: Buffer): SpinFrame {
+    this.stats.bytesReceived += b.length;
+    const frame = SpinFrame.decode(b);
+    let per = this.senders.get(frame.fromShard);
+    if (per === undefined) {
+      per = { framesReceived: 0, bytesReceived: 0 };
+      this.senders.set(frame.fromShard, per);
     }
+    per.framesReceived++;
+    per.bytesReceived += b.length;
+    return frame;
+  }
+
+  private encodeAck(a: SpinAck): Buffer {
+    const b = Buffer.from(SpinAck.encode(a).finish());
+    this.stats.bytesSent += b.length;
+    return b;
+  }
+
+  private authorized(metadata: grpc.Metadata): boolean {
+    if (this.secret === null) return true;
+    const given = metadata.get(SECRET_METADATA)[0];
+    return typeof given === 'string' && timingSafeEqual(digest(given), this.secret);
+  }
+
+  private handle(call: grpc.ServerDuplexStream<SpinFrame, SpinAck>): void {
+    if (!this.authorized(call.metadata)) {
+      call.emit(
+        'error',
+        new ServerError(
+          Status.UNAUTHENTICATED,
+          'peer stream: missing or wrong cluster secret',
+        ).toServiceError(),
+      );
+      return;
+    }
+    this.serve(call);
+  }
+
+  /** Handles an authenticated Exchange call, from gRPC or from the framed stream. */
+  private serve(call: ExchangeCall): void {
     if (this.closing !== null) {
       call.emit(
         'error',

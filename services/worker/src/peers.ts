@@ -1,19 +1,20 @@
 // The peer spin-exchange transport, server and link, under the one name the run loop imports.
 export { SECRET_METADATA } from './peer-common.js';
+export { PeerServer } from './peer-server.js';
 export {
-  PeerServer,
   type FrameHandler,
   type PeerServerEvents,
   type PeerServerOptions,
+  type PeerStreamOptions,
   type PeerServerStats,
   type PeerSenderStats,
-} from './peer-server.js';
+} from './peer-server-types.js';
+export { PeerLink } from './peer-link.js';
 export {
-  PeerLink,
   PeerLinkError,
   type PeerLinkEvents,
   type PeerLinkOptions,
   type PeerLinkState,
   type PeerLinkStats,
   type SpinBlock,
-} from './peer-link.js';
+} from './peer-link-types.js';

@@ -28,6 +28,8 @@ export interface RunDeps {
   secret: string | null;
   /** Credentials of the links to the peers (TLS). */
   peerCredentials: grpc.ChannelCredentials;
+  /** How links reach peers' framed streams (TLS trusting ca, or not); null: gRPC only. */
+  peerStream: { tls: { ca?: Buffer } | null } | null;
   /** SPINMESH_DEBUG_SLOWDOWN. */
   slowdown: number;
   /** Longest graceful stop, in ms. */

@@ -79,8 +79,14 @@ export class ShardControl {
         fromShard: a.shardId,
         maxBackoffMs: 1000,
         credentials: deps.peerCredentials,
+        transport: deps.peerStream !== null ? 'stream' : 'grpc',
+        streamTls: deps.peerStream?.tls ?? null,
         ...(deps.secret !== null ? { secret: deps.secret } : {}),
       });
+      // Which transport carries the link (the framed stream, or gRPC where the peer has none).
+      link.once('connect', () =>
+        log.info({ peer: p.shardId, address: p.address, via: link.via }, 'peer link open'),
+      );
       link.on('fail', (err) => {
         if (!this.aborted)
           log.warn({ peer: p.shardId, address: p.address, err: err.message }, 'peer link failed');

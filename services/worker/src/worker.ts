@@ -1,6 +1,7 @@
 // The worker process's service: one gRPC server (PeerService, WorkerControl, grpc.health.v1) on
 // one port, membership on the bus with TTL heartbeats, and the shard it was assigned (ShardRun).
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 import * as grpc from '@grpc/grpc-js';
@@ -73,6 +74,11 @@ export interface WorkerOptions {
   meta?: JsonObject;
   /** TLS of the server and of the links to peers. @defaultValue plaintext */
   tls?: TlsConfig;
+  /**
+   * Port of the framed peer stream on the listen host (0: a free one); null: gRPC only, both
+   * ways (no stream listener, links use Exchange over gRPC). @defaultValue 0
+   */
+  peerStreamPort?: number | null;
   /** Metrics to feed: RPCs (a server interceptor), the shard's figures, the worker's state. */
   metrics?: WorkerMetrics;
 }
@@ -99,6 +105,8 @@ export class Worker {
   private readonly peers: PeerServer;
   private readonly secret: Buffer | null;
   private readonly peerCredentials: grpc.ChannelCredentials;
+  /** How links reach peers' framed streams; null: over gRPC only. */
+  private readonly peerStream: { tls: { ca?: Buffer } | null } | null;
   private readonly heartbeatMs: number;
   private readonly startedAt = Date.now();
   private advertised = '';
@@ -112,6 +120,17 @@ export class Worker {
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
     this.peerCredentials = channelCredentials(opts.tls ?? PLAINTEXT);
+    const client = opts.tls?.client;
+    this.peerStream =
+      opts.peerStreamPort === null
+        ? null
+        : {
+            tls: client
+              ? client.caFile !== null
+                ? { ca: readFileSync(client.caFile) }
+                : {}
+              : null,
+          };
     this.id = opts.id;
     this.log = opts.log;
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
@@ -168,14 +187,27 @@ export class Worker {
     );
     w.bound = opts.listen.replace(/:\d+$/, `:${port}`);
     w.advertised = opts.advertise ?? advertiseOf(w.bound);
+    let streamPort = 0;
     try {
+      if (opts.peerStreamPort !== null) {
+        const server = opts.tls?.server;
+        streamPort = await w.peers.listenStream({
+          host: opts.listen.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1'),
+          port: opts.peerStreamPort ?? 0,
+          maxFrameBytes: MAX_MESSAGE_BYTES,
+          ...(server
+            ? { tls: { cert: readFileSync(server.certFile), key: readFileSync(server.keyFile) } }
+            : {}),
+        });
+      }
       await w.register();
     } catch (err) {
+      w.peers.forceClose();
       w.server.forceShutdown();
       throw err;
     }
     w.scheduleHeartbeat();
-    w.log.info({ address: w.advertised, listen: w.bound }, 'listening');
+    w.log.info({ address: w.advertised, listen: w.bound, peerStreamPort: streamPort }, 'listening');
     return w;
   }
 
@@ -316,6 +348,7 @@ export class Worker {
         peerServer: this.peers,
         secret: this.opts.clusterSecret ?? null,
         peerCredentials: this.peerCredentials,
+        peerStream: this.peerStream,
         slowdown: this.opts.debugSlowdown ?? 1,
         drainMs: this.opts.drainMs ?? 8000,
         progressMs: this.opts.progressMs ?? 1000,

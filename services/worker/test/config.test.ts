@@ -52,9 +52,11 @@ describe('configFromEnv', () => {
       SPINMESH_DATA_FILE_MAX_BYTES: '4096',
       SPINMESH_LOG_LEVEL: 'debug',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
+      SPINMESH_PEER_STREAM_PORT: '7101',
     });
     expect(c).toEqual({
       workerId: 'w-7',
+      peerStreamPort: 7101,
       listen: '0.0.0.0:7100',
       advertise: 'worker-7:7100',
       bus: { kind: 'remote', address: 'coordinator:7070' },
@@ -94,6 +96,12 @@ describe('configFromEnv', () => {
     expect(read.size).toBe(listed.length);
   });
 
+  it("takes the peer stream's port, 0 for a free one, or 'off'", () => {
+    expect(configFromEnv({}).peerStreamPort).toBe(0);
+    expect(configFromEnv({ SPINMESH_PEER_STREAM_PORT: '0' }).peerStreamPort).toBe(0);
+    expect(configFromEnv({ SPINMESH_PEER_STREAM_PORT: 'off' }).peerStreamPort).toBeNull();
+  });
+
   it('refuses bad values, naming the variable', () => {
     const bad: [Record<string, string>, string][] = [
       [{ SPINMESH_WORKER_ID: 'a:b' }, 'SPINMESH_WORKER_ID'],
@@ -108,6 +116,8 @@ describe('configFromEnv', () => {
       [{ SPINMESH_LOG_LEVEL: 'loud' }, 'SPINMESH_LOG_LEVEL'],
       [{ SPINMESH_STOP_ON_STDIN_CLOSE: 'yes' }, 'SPINMESH_STOP_ON_STDIN_CLOSE'],
       [{ SPINMESH_METRICS_LISTEN: '9464' }, 'SPINMESH_METRICS_LISTEN'],
+      [{ SPINMESH_PEER_STREAM_PORT: '70000' }, 'SPINMESH_PEER_STREAM_PORT'],
+      [{ SPINMESH_PEER_STREAM_PORT: 'on' }, 'SPINMESH_PEER_STREAM_PORT'],
     ];
     for (const [env, variable] of bad) {
       let err: unknown;

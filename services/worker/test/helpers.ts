@@ -56,8 +56,10 @@ export async function until(cond: () => boolean, ms = 60_000, what = 'condition'
 export class Servers {
   private readonly all = new Set<PeerServer>();
 
+  constructor(private readonly defaults: Partial<PeerServerOptions> = {}) {}
+
   async start(opts: PeerServerOptions): Promise<PeerServer> {
-    const s = await PeerServer.start(opts);
+    const s = await PeerServer.start({ ...this.defaults, ...opts });
     this.all.add(s);
     return s;
   }

@@ -26,16 +26,21 @@ import {
 } from './helpers.js';
 
 const kernels = new PortableKernels();
-const servers = new Servers();
-const links = new Links({ maxBackoffMs: 200 });
-const link = links.make.bind(links);
 
-afterEach(async () => {
-  await links.closeAll();
-  await servers.closeAll();
-});
+// Every behaviour holds on both transports: Exchange over gRPC, and the same frames on the
+// worker's framed stream (which a link finds through StreamEndpoint).
+describe.each(['grpc', 'stream'] as const)('PeerLink -> PeerServer over %s', (transport) => {
+  const servers = new Servers(
+    transport === 'stream' ? { stream: { host: '127.0.0.1', port: 0 } } : {},
+  );
+  const links = new Links({ maxBackoffMs: 200, transport });
+  const link = links.make.bind(links);
 
-describe('PeerLink -> PeerServer', () => {
+  afterEach(async () => {
+    await links.closeAll();
+    await servers.closeAll();
+  });
+
   it('delivers packed spins that unpack to exactly the spins sent', async () => {
     const got: SpinFrame[] = [];
     const server = await servers.start({
@@ -92,6 +97,7 @@ describe('PeerLink -> PeerServer', () => {
     expect(server.stats.framesDelivered).toBe(5);
     expect(server.stats.bytesReceived).toBe(l.stats.bytesSent);
     expect(l.stats.bytesReceived).toBe(server.stats.bytesSent);
+    expect(l.via).toBe(transport);
   });
 
   it('keeps the order of each link, with several senders at once', async () => {
@@ -329,8 +335,19 @@ describe('PeerLink -> PeerServer', () => {
     const count = (): number =>
       process.getActiveResourcesInfo().filter((k) => kinds.includes(k)).length;
     const before = count();
-    const server = await PeerServer.start({ jobId: 'job', generation: 1, onFrame: () => {} });
-    const l = new PeerLink({ address: server.address, jobId: 'job', generation: 1, fromShard: 0 });
+    const server = await PeerServer.start({
+      jobId: 'job',
+      generation: 1,
+      onFrame: () => {},
+      ...(transport === 'stream' ? { stream: { host: '127.0.0.1', port: 0 } } : {}),
+    });
+    const l = new PeerLink({
+      address: server.address,
+      jobId: 'job',
+      generation: 1,
+      fromShard: 0,
+      transport,
+    });
     for (let i = 0; i < 20; i++) await l.send(stampedBlock(i));
     await l.flush();
     expect(count()).toBeGreaterThan(before);
@@ -341,6 +358,8 @@ describe('PeerLink -> PeerServer', () => {
     await expect(l.send(stampedBlock(99))).rejects.toMatchObject({ code: grpc.status.CANCELLED });
   });
 
+  // Over gRPC a byte-counting proxy sits in front of the port, so the figures include HTTP/2's
+  // framing; the framed stream's own framing is its 5-byte record header a message.
   it('measures 64 chains x 500 units frames on loopback (printed, not asserted)', async () => {
     const chains = 64;
     const units = 500;
@@ -352,7 +371,8 @@ describe('PeerLink -> PeerServer', () => {
     });
     const proxy = await countingProxy(server.port);
     try {
-      const l = link({ address: `127.0.0.1:${proxy.port}`, fromShard: 0, maxInFlight: 32 });
+      const address = transport === 'grpc' ? `127.0.0.1:${proxy.port}` : server.address;
+      const l = link({ address, fromShard: 0, maxInFlight: 32 });
       const r = rng(7);
       const x = randomSpins(r, chains, units);
       const packed = new Uint8Array((chains * units) / 8);
@@ -377,10 +397,16 @@ describe('PeerLink -> PeerServer', () => {
         spinsPerSecond: Math.round(spins / s),
         payloadBytesPerSpin: 1 / 8,
         messageBytesPerSpin: (l.stats.bytesSent - msg0) / spins,
-        wireBytesPerSpin: (proxy.up() - up0) / spins,
-        ackWireBytesPerFrame: (proxy.down() - down0) / n,
+        wireBytesPerSpin:
+          transport === 'grpc'
+            ? (proxy.up() - up0) / spins
+            : (l.stats.bytesSent - msg0 + 5 * n) / spins,
+        ackWireBytesPerFrame: transport === 'grpc' ? (proxy.down() - down0) / n : null,
       };
-      console.log(`peer transport, 64 chains x 500 units, loopback: ${JSON.stringify(figures)}`);
+      console.log(
+        `peer transport over ${transport}, 64 chains x 500 units, loopback: ${JSON.stringify(figures)}`,
+      );
+      expect(l.via).toBe(transport);
       expect(delivered).toBe(100 + n);
     } finally {
       await links.closeAll();

@@ -98,6 +98,12 @@ describe('worker processes', () => {
       const single = singleProcessReference(job);
       expect(compare(got, loop)).toEqual({ identical: true, maxDiff: 0 });
       expect(compare(got, single)).toEqual({ identical: true, maxDiff: 0 });
+      // Every link went over the peers' framed streams, not gRPC.
+      for (const w of ws) {
+        const open = w.logs.filter((l) => l.msg === 'peer link open');
+        expect(open.length).toBeGreaterThanOrEqual(K - 1);
+        expect(new Set(open.map((l) => l['via']))).toEqual(new Set(['stream']));
+      }
 
       // Counters: lockstep means every spin used was of the same step.
       for (const st of statuses) {

@@ -12,15 +12,28 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
+  type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
 export const protobufPackage = "spinmesh.v1";
 
 export const protobufFileName = "spinmesh/v1/spins.proto";
+
+export interface StreamEndpointRequest {
+}
+
+export interface StreamEndpointResponse {
+  /** The port of the framed stream on the worker's host, or 0. */
+  port: number;
+  /** Whether the stream is TLS (with the certificate of the worker's gRPC port). */
+  tls: boolean;
+}
 
 /** The states of a block of units of one layer, in every chain, after one update. */
 export interface SpinFrame {
@@ -105,6 +118,143 @@ export interface SpinAck {
   /** seq of the last acknowledged frame: all frames of the link with seq <= this one are done. */
   seq: number;
 }
+
+function createBaseStreamEndpointRequest(): StreamEndpointRequest {
+  return {};
+}
+
+export const StreamEndpointRequest: MessageFns<StreamEndpointRequest> = {
+  encode(_: StreamEndpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamEndpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamEndpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StreamEndpointRequest {
+    return {};
+  },
+
+  toJSON(_: StreamEndpointRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamEndpointRequest>): StreamEndpointRequest {
+    return StreamEndpointRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StreamEndpointRequest>): StreamEndpointRequest {
+    const message = createBaseStreamEndpointRequest();
+    return message;
+  },
+};
+
+function createBaseStreamEndpointResponse(): StreamEndpointResponse {
+  return { port: 0, tls: false };
+}
+
+export const StreamEndpointResponse: MessageFns<StreamEndpointResponse> = {
+  encode(message: StreamEndpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== 0) {
+      writer.uint32(8).uint32(message.port);
+    }
+    if (message.tls !== false) {
+      writer.uint32(16).bool(message.tls);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamEndpointResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamEndpointResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.tls = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamEndpointResponse {
+    return {
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      tls: isSet(object.tls) ? globalThis.Boolean(object.tls) : false,
+    };
+  },
+
+  toJSON(message: StreamEndpointResponse): unknown {
+    const obj: any = {};
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.tls !== false) {
+      obj.tls = message.tls;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamEndpointResponse>): StreamEndpointResponse {
+    return StreamEndpointResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StreamEndpointResponse>): StreamEndpointResponse {
+    const message = createBaseStreamEndpointResponse();
+    message.port = object.port ?? 0;
+    message.tls = object.tls ?? false;
+    return message;
+  },
+};
 
 function createBaseSpinFrame(): SpinFrame {
   return {
@@ -594,6 +744,23 @@ export const PeerServiceService = {
     responseSerialize: (value: SpinAck): Buffer => Buffer.from(SpinAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): SpinAck => SpinAck.decode(value),
   },
+  /**
+   * Where this worker also takes Exchange as a plain framed stream on a port of its own (the same
+   * frames and acknowledgements without HTTP/2, which costs a worker less CPU a frame; the
+   * format is services/worker/src/stream/wire.ts). Port 0: it does not. Like Exchange, it needs
+   * the cluster secret.
+   */
+  streamEndpoint: {
+    path: "/spinmesh.v1.PeerService/StreamEndpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StreamEndpointRequest): Buffer =>
+      Buffer.from(StreamEndpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamEndpointRequest => StreamEndpointRequest.decode(value),
+    responseSerialize: (value: StreamEndpointResponse): Buffer =>
+      Buffer.from(StreamEndpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamEndpointResponse => StreamEndpointResponse.decode(value),
+  },
 } as const;
 
 export interface PeerServiceServer extends UntypedServiceImplementation {
@@ -606,6 +773,13 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
    * down (the sender reconnects with backoff and resends what was not acknowledged).
    */
   exchange: handleBidiStreamingCall<SpinFrame, SpinAck>;
+  /**
+   * Where this worker also takes Exchange as a plain framed stream on a port of its own (the same
+   * frames and acknowledgements without HTTP/2, which costs a worker less CPU a frame; the
+   * format is services/worker/src/stream/wire.ts). Port 0: it does not. Like Exchange, it needs
+   * the cluster secret.
+   */
+  streamEndpoint: handleUnaryCall<StreamEndpointRequest, StreamEndpointResponse>;
 }
 
 export interface PeerServiceClient extends Client {
@@ -620,6 +794,27 @@ export interface PeerServiceClient extends Client {
   exchange(): ClientDuplexStream<SpinFrame, SpinAck>;
   exchange(options: Partial<CallOptions>): ClientDuplexStream<SpinFrame, SpinAck>;
   exchange(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SpinFrame, SpinAck>;
+  /**
+   * Where this worker also takes Exchange as a plain framed stream on a port of its own (the same
+   * frames and acknowledgements without HTTP/2, which costs a worker less CPU a frame; the
+   * format is services/worker/src/stream/wire.ts). Port 0: it does not. Like Exchange, it needs
+   * the cluster secret.
+   */
+  streamEndpoint(
+    request: StreamEndpointRequest,
+    callback: (error: ServiceError | null, response: StreamEndpointResponse) => void,
+  ): ClientUnaryCall;
+  streamEndpoint(
+    request: StreamEndpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StreamEndpointResponse) => void,
+  ): ClientUnaryCall;
+  streamEndpoint(
+    request: StreamEndpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StreamEndpointResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PeerServiceClient = makeGenericClientConstructor(
