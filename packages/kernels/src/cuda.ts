@@ -11,6 +11,7 @@
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import {
@@ -151,9 +152,9 @@ interface Addon {
  * Where scripts/build-cuda.mjs leaves the addon (the same from src/ and dist/), or env
  * SPINMESH_CUDA_ADDON when set (an addon built elsewhere).
  */
-export const CUDA_ADDON_PATH =
-  process.env['SPINMESH_CUDA_ADDON'] ||
-  fileURLToPath(new URL('../cuda/build/spinmesh_cuda.node', import.meta.url));
+export const CUDA_ADDON_PATH = process.env['SPINMESH_CUDA_ADDON']
+  ? resolve(process.env['SPINMESH_CUDA_ADDON'])
+  : fileURLToPath(new URL('../cuda/build/spinmesh_cuda.node', import.meta.url));
 
 type Loaded = { ok: true; addon: Addon } | { ok: false; reason: string };
 let loaded: Loaded | undefined;
