@@ -510,10 +510,17 @@ export class CudaKernels implements Kernels {
     checkCopyBlock(rows, n, src, srcOff, srcLd, dst, dstOff, dstLd);
     this.pending.length = 0;
     if (rows === 0 || n === 0) return;
+    // Both copies: the host arrays', because the models use copyBlock as a host operation
+    // between a download and an upload (the sharded trainer gathers a shard's columns so), and
+    // the mirrors', because a kernel may read dst next without an upload.
+    for (let r = 0; r < rows; r++) {
+      const s0 = srcOff + r * srcLd;
+      dst.set(src.subarray(s0, s0 + n), dstOff + r * dstLd);
+    }
+    const mirror = this.mirrors.get(dst.buffer);
+    if (mirror === undefined) return;
     const ps = this.dev(src, 0) + 4 * srcOff;
-    const pd = this.dev(dst, 1, true) + 4 * dstOff;
-    this.addon.copyBlock(rows, n, ps, srcLd, pd, dstLd);
-    this.settle();
+    this.addon.copyBlock(rows, n, ps, srcLd, mirror + dst.byteOffset + 4 * dstOff, dstLd);
   }
 
   sumSquares(n: number, x: Float32Array): number {
