@@ -264,6 +264,14 @@ export interface CudaKernelsOptions {
   tf32?: boolean;
 }
 
+/**
+ * The device mirror of each buffer any CudaKernels allocated, by its ArrayBuffer: module-wide,
+ * since all instances share the process's one device context and a buffer from one may be
+ * passed to another. Mirrors are freed when their buffer is collected.
+ */
+const mirrors = new WeakMap<ArrayBufferLike, Ptr>();
+let reclaim: FinalizationRegistry<Ptr> | undefined;
+
 interface Slot {
   ptr: Ptr;
   bytes: number;
@@ -276,9 +284,8 @@ export class CudaKernels implements Kernels {
   readonly tf32: boolean;
   private readonly addon: Addon;
   private readonly description: string;
-  /** Device mirror of each buffer `alloc` made, by its ArrayBuffer. */
-  private readonly mirrors = new WeakMap<ArrayBufferLike, Ptr>();
-  private readonly reclaim: FinalizationRegistry<Ptr>;
+  /** Device mirror of each buffer `alloc` made, shared by every instance (one device context). */
+  private readonly mirrors = mirrors;
   /** Scratch for staged arrays, one per argument position so one call's arrays never share. */
   private readonly slots: Slot[] = [];
   /**
@@ -292,7 +299,7 @@ export class CudaKernels implements Kernels {
     this.tf32 = opts.tf32 ?? tf32FromEnv();
     this.description = this.addon.init(this.tf32);
     const addon = this.addon;
-    this.reclaim = new FinalizationRegistry((ptr: Ptr) => addon.free(ptr));
+    reclaim ??= new FinalizationRegistry((ptr: Ptr) => addon.free(ptr));
   }
 
   describe(): string {
@@ -304,7 +311,7 @@ export class CudaKernels implements Kernels {
     const host = new Float32Array(n);
     const ptr = this.addon.malloc(4 * n);
     this.mirrors.set(host.buffer, ptr);
-    this.reclaim.register(host.buffer, ptr);
+    reclaim!.register(host.buffer, ptr);
     return host;
   }
 
