@@ -206,7 +206,9 @@ export function cudaAvailable(): { ok: true; device: string } | { ok: false; rea
     return (usable = { ok: false, reason: `no device: ${why}` });
   }
   try {
-    l.addon.init(tf32FromEnv());
+    // fp32 here: the constructor applies SPINMESH_CUDA_TF32, so a bad value is an error there
+    // rather than a reason for `auto` to pass the GPU by.
+    l.addon.init(false);
     usable = { ok: true, device: p.name };
   } catch (err) {
     usable = { ok: false, reason: err instanceof Error ? err.message : String(err) };
