@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 
+import { CudaKernels, cudaAvailable } from './cuda.js';
 import type { Kernels } from './kernels.js';
 import { NativeKernels, nativeAvailable } from './native.js';
 import { PortableKernels } from './portable.js';
@@ -14,11 +15,20 @@ export {
   NATIVE_ADDON_PATH,
   type NativeKernelsOptions,
 } from './native.js';
+export {
+  CudaKernels,
+  cudaAvailable,
+  cudaAddonLoads,
+  cudaProbe,
+  cudaPhilox4x32,
+  CUDA_ADDON_PATH,
+  type CudaKernelsOptions,
+} from './cuda.js';
 export { philox4x32, philoxW0, wordToUniform, seedHalves, UNIFORM_SCALE } from './philox.js';
 
-export type KernelsChoice = 'native' | 'portable' | 'auto';
+export type KernelsChoice = 'cuda' | 'native' | 'portable' | 'auto';
 
-const CHOICES: readonly KernelsChoice[] = ['native', 'portable', 'auto'];
+const CHOICES: readonly KernelsChoice[] = ['cuda', 'native', 'portable', 'auto'];
 
 export interface LoadKernelsOptions {
   /** sgemm threads (native only). Default: OPENBLAS_NUM_THREADS, else all available cores. */
@@ -39,8 +49,10 @@ function defaultThreads(): number {
 
 /**
  * The kernels to use. `choice` defaults to the SPINMESH_KERNELS environment variable, else
- * 'auto' (native when the addon is built and loads, portable otherwise). 'native' throws when
- * the addon is not available, with what to do about it.
+ * 'auto': cuda when its addon is built and a device answers, else native when its addon is
+ * built and loads, else portable. 'cuda' and 'native' throw when they are not available, with
+ * why and what to do about it. cuda uses device 0 of those CUDA_VISIBLE_DEVICES leaves visible,
+ * so a machine with several GPUs runs one worker per GPU, each given its own.
  */
 export function loadKernels(choice?: KernelsChoice, opts: LoadKernelsOptions = {}): Kernels {
   let c: string | undefined = choice;
@@ -58,6 +70,17 @@ export function loadKernels(choice?: KernelsChoice, opts: LoadKernelsOptions = {
     throw new Error(`${from}: invalid kernels choice '${c}' (allowed: ${CHOICES.join(', ')})`);
   }
   if (c === 'portable') return new PortableKernels();
+  if (c === 'cuda' || c === 'auto') {
+    const gpu = cudaAvailable();
+    if (gpu.ok) return new CudaKernels();
+    if (c === 'cuda') {
+      throw new Error(
+        `spinmesh: cuda kernels requested${from === 'SPINMESH_KERNELS' ? ' (SPINMESH_KERNELS=cuda)' : ''} ` +
+          `but not available: ${gpu.reason}. Use SPINMESH_KERNELS=native or portable, or run ` +
+          'where an NVIDIA GPU, its driver and CUDA with cuBLAS are installed (docs/gpu.md).',
+      );
+    }
+  }
   const avail = nativeAvailable();
   if (!avail.ok) {
     if (c === 'auto') return new PortableKernels();

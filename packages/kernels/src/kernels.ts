@@ -1,5 +1,5 @@
 // The one narrow interface for dense float32 work. Models call only this for their hot paths,
-// so an implementation (native OpenBLAS, portable TypeScript, later CUDA) can be swapped
+// so an implementation (native OpenBLAS, portable TypeScript, CUDA) can be swapped
 // without touching them.
 //
 // Conventions (all implementations):
@@ -8,7 +8,7 @@
 // - No implementation allocates per call on the hot paths (sgemm, sampleUnits, axpby, ...).
 // - Buffers that models use with kernels are allocated with `alloc` and, after JS code writes
 //   into one, it calls `upload(buf)`; before JS reads one that a kernel wrote, `download(buf)`.
-//   Both are no-ops for host implementations. A device implementation (CUDA, planned) keeps a
+//   Both are no-ops for host implementations. A device implementation (cuda.ts) keeps a
 //   device mirror of every allocated buffer and uses these two calls to keep them in step, so
 //   models need no change to run on it.
 // - Dimensions and strides are integers in [0, 2^31). A call whose buffers are too small for
@@ -58,7 +58,7 @@ export interface RngSite {
 }
 
 export interface Kernels {
-  /** 'native' (OpenBLAS through N-API) or 'portable' (TypeScript). */
+  /** 'cuda' (cuBLAS and CUDA kernels), 'native' (OpenBLAS through N-API) or 'portable'. */
   readonly name: string;
   /** Threads the implementation uses for sgemm (native: OpenBLAS's process-wide setting). */
   readonly threads: number;
@@ -169,7 +169,8 @@ export interface Kernels {
   /**
    * dst[dstOff + r*dstLd + j] = src[srcOff + r*srcLd + j] for r < rows, j < n: a block of one
    * row-major matrix copied into another (a shard's columns into a whole layer's rows and back).
-   * src and dst must not overlap.
+   * src and dst must not overlap. Models use it on the host, between a download of src and an
+   * upload of dst, so a device implementation copies the host arrays as well as the mirrors.
    */
   copyBlock(
     rows: number,

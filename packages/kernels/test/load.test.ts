@@ -1,7 +1,13 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { NativeKernels, PortableKernels, loadKernels, nativeAvailable } from '../src/index.js';
+import {
+  NativeKernels,
+  PortableKernels,
+  cudaAvailable,
+  loadKernels,
+  nativeAvailable,
+} from '../src/index.js';
 
 const saved = {
   kernels: process.env.SPINMESH_KERNELS,
@@ -30,18 +36,18 @@ describe('loadKernels', () => {
   });
 
   it('rejects an invalid SPINMESH_KERNELS naming the variable and the allowed values', () => {
-    process.env.SPINMESH_KERNELS = 'cuda';
-    expect(() => loadKernels()).toThrow(/SPINMESH_KERNELS.*'cuda'.*native, portable, auto/);
+    process.env.SPINMESH_KERNELS = 'opencl';
+    expect(() => loadKernels()).toThrow(/SPINMESH_KERNELS.*'opencl'.*cuda, native, portable, auto/);
   });
 
   it('rejects an invalid choice argument', () => {
-    expect(() => loadKernels('fast' as 'auto')).toThrow(/native, portable, auto/);
+    expect(() => loadKernels('fast' as 'auto')).toThrow(/cuda, native, portable, auto/);
   });
 
-  it('auto picks native exactly when the addon is available', () => {
+  it('auto picks cuda when a device answers, else native exactly when its addon is available', () => {
     delete process.env.SPINMESH_KERNELS;
     const k = loadKernels();
-    expect(k.name).toBe(nativeAvailable().ok ? 'native' : 'portable');
+    expect(k.name).toBe(cudaAvailable().ok ? 'cuda' : nativeAvailable().ok ? 'native' : 'portable');
   });
 
   it('native without the addon says how to build it, and auto falls back to portable', async () => {
@@ -53,7 +59,7 @@ describe('loadKernels', () => {
       const fresh = await import('../src/index.js');
       expect(fresh.nativeAvailable().ok).toBe(false);
       expect(() => fresh.loadKernels('native')).toThrow(/npm run build:native.*libopenblas-dev/);
-      expect(fresh.loadKernels('auto').name).toBe('portable');
+      expect(fresh.loadKernels('auto').name).toBe(fresh.cudaAvailable().ok ? 'cuda' : 'portable');
     } finally {
       delete process.env.SPINMESH_NATIVE_ADDON;
       vi.resetModules();
