@@ -129,7 +129,7 @@ global options:
   --tls                   TLS, checking the server against the system's CAs
   --tls-ca <file>         TLS, checking the server against this CA (PEM; env SPINMESH_TLS_CA)
   --deadline <seconds>    give up a call (a whole watch or download) after this long
-  --kernels <native|portable|auto>   dense kernels here (default: env SPINMESH_KERNELS or auto)
+  --kernels <cuda|native|portable|auto> dense kernels here (default: env SPINMESH_KERNELS or auto)
   --json                  machine-readable output: one JSON object per line on stdout
   -h, --help              this text
 

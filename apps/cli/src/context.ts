@@ -1,11 +1,18 @@
 // What every command gets: its arguments, the output, the kernels, a client of the coordinator
 // the global options name, and the interruption (Ctrl-C) of whatever waits on the network.
 import { readFileSync } from 'node:fs';
-import { loadKernels, type Kernels } from '@spinmesh/kernels';
+import { loadKernels, type Kernels, type KernelsChoice } from '@spinmesh/kernels';
 import { SpinmeshClient, type ClientOptions } from '@spinmesh/client';
 import type { Args } from './args.js';
 import { UsageError } from './errors.js';
 import type { Output } from './output.js';
+
+const KERNEL_CHOICES: readonly string[] = ['cuda', 'native', 'portable', 'auto'];
+
+/** Whether a --kernels value names an implementation loadKernels knows. */
+export function isKernelsChoice(s: string): s is KernelsChoice {
+  return KERNEL_CHOICES.includes(s);
+}
 
 /** The coordinator's address when neither --address nor SPINMESH_ADDRESS says. */
 export const DEFAULT_ADDRESS = '127.0.0.1:7070';
@@ -91,8 +98,8 @@ export class Context {
   kernels(): Kernels {
     if (this.kernels_) return this.kernels_;
     const choice = this.args.str('kernels');
-    if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
-      throw new UsageError('--kernels must be native, portable or auto');
+    if (choice !== undefined && !isKernelsChoice(choice))
+      throw new UsageError('--kernels must be cuda, native, portable or auto');
     this.kernels_ = loadKernels(choice);
     this.out.say(`kernels: ${this.kernels_.describe()}`);
     return this.kernels_;

@@ -67,10 +67,15 @@ export class EnvReader {
   }
 
   /** SPINMESH_KERNELS. */
-  kernels(fallback: 'native' | 'portable' | 'auto'): 'native' | 'portable' | 'auto' {
+  kernels(
+    fallback: 'cuda' | 'native' | 'portable' | 'auto',
+  ): 'cuda' | 'native' | 'portable' | 'auto' {
     const k = this.get('SPINMESH_KERNELS') ?? fallback;
-    if (k !== 'native' && k !== 'portable' && k !== 'auto')
-      throw new ConfigError('SPINMESH_KERNELS', `must be native, portable or auto (got '${k}')`);
+    if (k !== 'cuda' && k !== 'native' && k !== 'portable' && k !== 'auto')
+      throw new ConfigError(
+        'SPINMESH_KERNELS',
+        `must be cuda, native, portable or auto (got '${k}')`,
+      );
     return k;
   }
 

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 
-import { CudaKernels, cudaAvailable } from './cuda.js';
+import { CudaKernels } from './cuda.js';
+import { cudaAvailable } from './cuda-addon.js';
 import type { Kernels } from './kernels.js';
 import { NativeKernels, nativeAvailable } from './native.js';
 import { PortableKernels } from './portable.js';
@@ -15,15 +16,14 @@ export {
   NATIVE_ADDON_PATH,
   type NativeKernelsOptions,
 } from './native.js';
+export { CudaKernels, type CudaKernelsOptions } from './cuda.js';
 export {
-  CudaKernels,
   cudaAvailable,
   cudaAddonLoads,
   cudaProbe,
   cudaPhilox4x32,
   CUDA_ADDON_PATH,
-  type CudaKernelsOptions,
-} from './cuda.js';
+} from './cuda-addon.js';
 export { philox4x32, philoxW0, wordToUniform, seedHalves, UNIFORM_SCALE } from './philox.js';
 
 export type KernelsChoice = 'cuda' | 'native' | 'portable' | 'auto';

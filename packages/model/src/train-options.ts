@@ -148,6 +148,7 @@ function exactPossible(network: Network, visible: readonly number[]): boolean {
 
 /** Checks training options (from untrusted input) against a network; fills in defaults. @throws SpecError */
 export function validateTrainOptions(input: unknown, network: Network): ResolvedTrainOptions {
+  // Long by design (exempt in test/shape.test.ts): a validator, one check per field.
   if (input === undefined) input = {};
   if (!isRecord(input)) throw new SpecError('train', 'must be an object');
   for (const k of Object.keys(input)) {
@@ -244,4 +245,22 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
     chainInit,
     monitorEvery,
   };
+}
+
+export interface EpochStats {
+  epoch: number;
+  batches: number;
+  rows: number;
+  seconds: number;
+  /** Means over the monitored batches. */
+  reconstructionError: number;
+  updateNorm: number;
+  corrDiff: number;
+}
+
+export interface EpochOptions {
+  /** Row order; default epochOrder(rows, seed, epoch). */
+  order?: ArrayLike<number>;
+  /** @defaultValue the trainer's monitorEvery */
+  monitorEvery?: number;
 }

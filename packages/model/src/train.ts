@@ -49,6 +49,8 @@ import type { Network, State } from './network.js';
 import { PersistentChains } from './chains.js';
 import { GibbsSampler, Streams } from './sampler.js';
 import {
+  type EpochOptions,
+  type EpochStats,
   type ResolvedTrainOptions,
   type TrainOptions,
   validateTrainOptions,
@@ -57,23 +59,8 @@ import { type StatisticBits, bitLayers } from './train-rule.js';
 import { restoreTrainerState, trainerState } from './train-state.js';
 import { type StackedStatistics, type TrainStats, TrainerUpdate } from './train-update.js';
 
-export interface EpochStats {
-  epoch: number;
-  batches: number;
-  rows: number;
-  seconds: number;
-  /** Means over the monitored batches. */
-  reconstructionError: number;
-  updateNorm: number;
-  corrDiff: number;
-}
+export type { EpochOptions, EpochStats };
 
-export interface EpochOptions {
-  /** Row order; default epochOrder(rows, seed, epoch). */
-  order?: ArrayLike<number>;
-  /** @defaultValue the trainer's monitorEvery */
-  monitorEvery?: number;
-}
 /** Trains a Network with the Boltzmann rule. */
 export class Trainer {
   readonly options: ResolvedTrainOptions;

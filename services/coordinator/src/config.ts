@@ -78,8 +78,8 @@ export interface CoordinatorConfig {
    * @defaultValue '127.0.0.1:0' (local clusters never collide; containers set 0.0.0.0:9464)
    */
   metricsListen: string | null;
-  /** Kernels for assembling and evaluating models: native, portable or auto. @defaultValue 'auto' */
-  kernels: 'native' | 'portable' | 'auto';
+  /** Kernels for assembling and evaluating models: cuda, native, portable or auto. @defaultValue 'auto' */
+  kernels: 'cuda' | 'native' | 'portable' | 'auto';
   /**
    * The directories job data files are read from (spec paths resolved with realpath must lie in
    * one; relative paths resolve against the first), plus Fashion-MNIST's package directory for

@@ -18,7 +18,7 @@ const THREAD_URL = import.meta.url.endsWith('.ts')
   : new URL('./model-thread.js', import.meta.url);
 
 export interface ModelRunnerOptions {
-  kernels: 'native' | 'portable' | 'auto';
+  kernels: 'cuda' | 'native' | 'portable' | 'auto';
   /** Operations running at once; more are refused with RESOURCE_EXHAUSTED. */
   maxConcurrent: number;
   /** The files Evaluate and sequence training may read their data from. */

@@ -7,7 +7,10 @@ import { runModelOp, type ModelOp } from './model-ops.js';
 import type { ThreadReply } from './model-runner.js';
 
 const port = parentPort!;
-const data = workerData as { kernels: 'native' | 'portable' | 'auto'; dataAccess: DataAccess };
+const data = workerData as {
+  kernels: 'cuda' | 'native' | 'portable' | 'auto';
+  dataAccess: DataAccess;
+};
 const kernels = loadKernels(data.kernels);
 port.once('message', (op: ModelOp) => {
   runModelOp(op, kernels, data.dataAccess).then(

@@ -52,8 +52,8 @@ export interface WorkerConfig {
    * to reach peers that have one. null ('off'): gRPC only, both ways. @defaultValue 0
    */
   peerStreamPort: number | null;
-  /** Kernels: native, portable or auto. @defaultValue 'auto' */
-  kernels: 'native' | 'portable' | 'auto';
+  /** Kernels: cuda, native, portable or auto. @defaultValue 'auto' */
+  kernels: 'cuda' | 'native' | 'portable' | 'auto';
   /**
    * BLAS threads of the native kernels, also announced as the worker's cores. One per worker by
    * default: a cluster scales out with processes, and shards of one job must use the same

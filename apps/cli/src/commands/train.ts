@@ -17,7 +17,7 @@ import {
 } from '@spinmesh/model';
 import { JobState } from '@spinmesh/proto';
 import { kindOfSpec, type KindName } from '@spinmesh/cluster';
-import type { Context } from '../context.js';
+import { isKernelsChoice, type Context } from '../context.js';
 import { InterruptedError, JobFailedError, LocalClusterError, UsageError } from '../errors.js';
 import { followJob, type FollowResult } from '../follow.js';
 import { plotArg, writeCurves } from '../plot.js';
@@ -206,8 +206,8 @@ async function checkClusterJob(
 ): Promise<string | undefined> {
   const { args, out } = ctx;
   const choice = args.str('kernels');
-  if (choice !== undefined && choice !== 'native' && choice !== 'portable' && choice !== 'auto')
-    throw new UsageError('--kernels must be native, portable or auto');
+  if (choice !== undefined && !isKernelsChoice(choice))
+    throw new UsageError('--kernels must be cuda, native, portable or auto');
   // The cluster's own rules (sampled statistics, a network that splits into the shards, data
   // that load) are checked here too, before any process starts.
   await planJob(raw);
