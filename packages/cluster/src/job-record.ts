@@ -3,7 +3,7 @@
 import type { JobRecord } from '@spinmesh/bus';
 import type {
   Evaluation as ModelEvaluation,
-  JobSpec,
+  JobSpecJson,
   SequenceJobSpec,
   ShardLayout,
 } from '@spinmesh/model';
@@ -19,9 +19,10 @@ export interface JobFields {
   /**
    * The validated spec, defaults filled in: what every worker reads to build its shard (the
    * spec's one channel to the workers; an assignment says only how a generation runs). Absent
-   * for a sequence job, whose spec is `sequence`.
+   * for a sequence job, whose spec is `sequence`. In its JSON form (jobSpecFromJson gives the
+   * code's).
    */
-  spec?: JobSpec;
+  spec?: JobSpecJson;
   /** A sequence job's spec (rule 'stdp'): on a thread of the coordinator, or in shards. */
   sequence?: SequenceJobSpec;
   /** Number of shards (spec.workers). */

@@ -94,9 +94,10 @@ export interface JobSpec {
   /**
    * Cluster runs: how many steps a shard may run ahead of the spins and updates of its peers.
    * 0 is lockstep (the result equals runJob's with `train.statistics: 'samples'`, bit for bit
-   * with the portable kernels); 'unbounded' never waits. @defaultValue 0
+   * with the portable kernels); Infinity never waits (the spec's text says 'unbounded', and so
+   * does its JSON form, JobSpecJson). @defaultValue 0
    */
-  staleness: number | 'unbounded';
+  staleness: number;
   /**
    * Cluster runs: every shard checkpoints its state every this many steps (one step = one
    * minibatch update); after a worker failure every shard restarts from the newest step all of
@@ -356,13 +357,15 @@ export function validateJobSpec(input: unknown): JobSpec {
   if (ev['limit'] !== undefined) evaluate.limit = int(ev['limit'], `${ep}.limit`, 1);
   const workers = int(input['workers'] ?? 1, `${p}.workers`, 1, 0xffff);
   const st = input['staleness'] ?? 0;
-  // Bounded staleness travels as a uint32 whose largest value means 'unbounded'.
+  // Bounded staleness travels as a uint32 whose largest value means unbounded. A spec validated
+  // before (Infinity) is taken as it is.
   if (
     st !== 'unbounded' &&
+    st !== Infinity &&
     !(typeof st === 'number' && Number.isInteger(st) && st >= 0 && st < 0xffff_ffff)
   )
     throw new SpecError(`${p}.staleness`, "must be an integer in [0, 4294967294] or 'unbounded'");
-  const staleness = st as number | 'unbounded';
+  const staleness = st === 'unbounded' ? Infinity : (st as number);
   const checkpointEverySteps = int(
     input['checkpointEverySteps'] ?? 100,
     `${p}.checkpointEverySteps`,
@@ -384,4 +387,28 @@ export function validateJobSpec(input: unknown): JobSpec {
     staleness,
     checkpointEverySteps,
   };
+}
+
+/**
+ * A validated spec as JSON can hold it (job records, model files): the same, except that an
+ * unbounded staleness is the spec's own 'unbounded', since JSON has no Infinity.
+ */
+export type JobSpecJson = Omit<JobSpec, 'staleness'> & { staleness: number | 'unbounded' };
+
+/** A validated spec in its JSON form: the one place Infinity becomes 'unbounded'. */
+export function jobSpecToJson(spec: JobSpec): JobSpecJson {
+  return { ...spec, staleness: spec.staleness === Infinity ? 'unbounded' : spec.staleness };
+}
+
+/**
+ * A spec's JSON form (validated when it was written) back in the code's form: the one place
+ * 'unbounded' becomes Infinity.
+ */
+export function jobSpecFromJson(json: JobSpecJson): JobSpec {
+  return { ...json, staleness: json.staleness === 'unbounded' ? Infinity : json.staleness };
+}
+
+/** A staleness as a person reads it: a number of steps, or 'unbounded'. */
+export function stalenessText(staleness: number): string {
+  return staleness === Infinity ? 'unbounded' : String(staleness);
 }

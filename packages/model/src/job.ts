@@ -24,8 +24,12 @@ export {
   type EvaluateSpec,
   type JobRule,
   type JobSpec,
+  type JobSpecJson,
   MAX_NAME_CHARS,
   MAX_PATH_CHARS,
+  jobSpecFromJson,
+  jobSpecToJson,
+  stalenessText,
   validateData,
   validateJobSpec,
 } from './job-spec.js';

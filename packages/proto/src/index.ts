@@ -130,8 +130,8 @@ export const STALENESS_UNBOUNDED = 0xffff_ffff;
  * A staleness as ShardAssignment.staleness carries it. Inside the code a staleness is a number,
  * Infinity meaning unbounded (the spec's 'unbounded'); the sentinel exists only on the wire.
  */
-export function stalenessToWire(staleness: number | 'unbounded'): number {
-  return staleness === 'unbounded' || staleness === Infinity ? STALENESS_UNBOUNDED : staleness;
+export function stalenessToWire(staleness: number): number {
+  return staleness === Infinity ? STALENESS_UNBOUNDED : staleness;
 }
 
 /** ShardAssignment.staleness as the code's number: Infinity for the unbounded sentinel. */

@@ -3,7 +3,7 @@
 // answer.
 import * as grpc from '@grpc/grpc-js';
 import type { Bus } from '@spinmesh/bus';
-import type { JobSpec, Limits } from '@spinmesh/model';
+import { jobSpecFromJson, type JobSpec, type Limits } from '@spinmesh/model';
 import { ServerError } from '@spinmesh/proto';
 import { kindOfRecord, type ModelOperation, type StoredJob } from '@spinmesh/cluster';
 
@@ -91,7 +91,7 @@ function servingModel(op: ModelOperation): string {
 export function networkSpec(m: JobModel): JobSpec {
   if (!m.job.spec)
     throw new ServerError(Status.FAILED_PRECONDITION, `job '${m.job.id}' has no network spec`);
-  return m.job.spec;
+  return jobSpecFromJson(m.job.spec);
 }
 
 /** Bounds on one request: the answer's size, the work, the memory. */

@@ -1,7 +1,7 @@
 // Submitted specs: the cluster fields of a job spec, what a cluster job refuses, and how the
 // units are split into shards and who exchanges spins with whom.
 import { describe, expect, it } from 'vitest';
-import { SpecError, validateJobSpec } from '@spinmesh/model';
+import { SpecError, jobSpecFromJson, jobSpecToJson, validateJobSpec } from '@spinmesh/model';
 import { STALENESS_UNBOUNDED, UnitType } from '@spinmesh/proto';
 import { buildAssignment, peerShards, shardRanges } from '../src/assignment.js';
 import { planJob } from '../src/kinds/index.js';
@@ -49,7 +49,11 @@ describe('job spec cluster fields', () => {
       staleness: 'unbounded',
       checkpointEverySteps: 0,
     });
-    expect([s.workers, s.staleness, s.checkpointEverySteps]).toEqual([3, 'unbounded', 0]);
+    // In the code an unbounded staleness is Infinity; its JSON form (records, model files) says
+    // 'unbounded' again.
+    expect([s.workers, s.staleness, s.checkpointEverySteps]).toEqual([3, Infinity, 0]);
+    expect(jobSpecToJson(s).staleness).toBe('unbounded');
+    expect(jobSpecFromJson(JSON.parse(JSON.stringify(jobSpecToJson(s))))).toEqual(s);
     expect(validateJobSpec({ ...base, staleness: 7 }).staleness).toBe(7);
   });
 

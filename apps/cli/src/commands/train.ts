@@ -6,6 +6,8 @@ import { RedisBus, RemoteBus, redisBusOptionsFromEnv, type Bus } from '@spinmesh
 import { SpinmeshClient } from '@spinmesh/client';
 import { LocalCluster, planJob, readModel, type LocalClusterOptions } from '@spinmesh/coordinator';
 import {
+  jobSpecToJson,
+  stalenessText,
   loadModel,
   runJob,
   saveModel,
@@ -110,7 +112,7 @@ async function trainHere(
     afterEpoch: (epoch, network, trainer) => {
       if (epoch % every === 0 || epoch === spec.epochs)
         saveModel(file, network, {
-          training: { spec, epoch },
+          training: { spec: jobSpecToJson(spec), epoch },
           ...(trainer ? { state: trainer.state() } : {}),
         });
     },
@@ -288,7 +290,7 @@ async function submitAndFollow(
   const jobId = submitted.jobId;
   const total = submitted.progress?.totalSteps ?? 0;
   out.say(
-    `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${spec.staleness}`,
+    `job ${jobId} (${spec.name}): ${spec.workers} shard${spec.workers === 1 ? '' : 's'}, ${total} steps, staleness ${stalenessText(spec.staleness)}`,
   );
   out.emit({
     type: 'start',

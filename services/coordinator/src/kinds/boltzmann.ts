@@ -2,7 +2,14 @@
 // places the shards, evaluates from their checkpoints during training at the epochs one process
 // would, and assembles, evaluates and stores the model from their final exports.
 import { BusError } from '@spinmesh/bus';
-import { assemble, encodeModel, evaluateNetwork, type Evaluation } from '@spinmesh/model';
+import {
+  assemble,
+  encodeModel,
+  evaluateNetwork,
+  jobSpecFromJson,
+  jobSpecToJson,
+  type Evaluation,
+} from '@spinmesh/model';
 import { JOB_KINDS, evaluationEverySteps, type StoredJob } from '@spinmesh/cluster';
 
 import { buildAssignment, shardRanges } from '../assignment.js';
@@ -32,10 +39,15 @@ const sharded: ShardedTraining = {
   on: 'workers',
   units: (job, s) => shardRanges(job.spec!.network, job.layout!, s),
   assignment: (job, args) =>
-    buildAssignment({ ...args, jobId: job.id, spec: job.spec!, layout: job.layout! }),
+    buildAssignment({
+      ...args,
+      jobId: job.id,
+      spec: jobSpecFromJson(job.spec!),
+      layout: job.layout!,
+    }),
   duringTraining: evaluateDuringTraining,
   finish: async (job, a, ctx) => {
-    const spec = job.spec!;
+    const spec = jobSpecFromJson(job.spec!);
     const total = job.totalSteps ?? 0;
     const { bus, settings } = ctx;
     let evaluation: Evaluation;
@@ -58,7 +70,7 @@ const sharded: ShardedTraining = {
       seconds = (performance.now() - t0) / 1000;
       bytes = encodeModel(net, {
         training: {
-          spec,
+          spec: jobSpecToJson(spec),
           epoch: spec.epochs,
           step: total,
           jobId: job.id,
@@ -92,7 +104,7 @@ const sharded: ShardedTraining = {
  * passed over, never evaluated at another step.
  */
 async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Promise<void> {
-  const spec = job.spec!;
+  const spec = jobSpecFromJson(job.spec!);
   const { bus, settings } = ctx;
   const perEpoch = Math.max(1, job.stepsPerEpoch ?? 1);
   const K = job.workers ?? 1;

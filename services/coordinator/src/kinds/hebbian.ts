@@ -3,6 +3,8 @@
 // completes the job, all when the job starts.
 import { BusError } from '@spinmesh/bus';
 import {
+  jobSpecFromJson,
+  jobSpecToJson,
   createHopfield,
   encodeModel,
   evaluateNetwork,
@@ -49,7 +51,7 @@ const inOneLook: LocalTraining = {
 
 /** Stores the patterns of a running job, evaluates, stores the model, completes the job. */
 async function storeInOneLook(job: StoredJob, ctx: ControlContext): Promise<void> {
-  const spec = job.spec!;
+  const spec = jobSpecFromJson(job.spec!);
   const { bus, settings } = ctx;
   let evaluation: Evaluation;
   let bytes: Uint8Array;
@@ -69,7 +71,7 @@ async function storeInOneLook(job: StoredJob, ctx: ControlContext): Promise<void
     );
     seconds = (performance.now() - t0) / 1000;
     bytes = encodeModel(net, {
-      training: { spec, epoch: 1, step: 1, jobId: job.id, workers: 0 },
+      training: { spec: jobSpecToJson(spec), epoch: 1, step: 1, jobId: job.id, workers: 0 },
       meta: { jobId: job.id, storedBy: 'coordinator (hebbian, one look)' },
     });
   } catch (err) {

@@ -3,6 +3,9 @@
 // fields, the admission estimate, and the model's files.
 import type { Kernels } from '@spinmesh/kernels';
 import {
+  jobSpecFromJson,
+  jobSpecToJson,
+  stalenessText,
   NO_LIMITS,
   checkJobLimits,
   decodeModel,
@@ -50,7 +53,7 @@ export async function planNetworkJob(
   const estimate = checkJobLimits(plan.spec, limits, { train: plan.rows, test: test.rows });
   const fields: JobFields = {
     name: plan.spec.name,
-    spec: plan.spec,
+    spec: jobSpecToJson(plan.spec),
     workers: plan.spec.workers,
     layout: plan.layout,
     rows: plan.rows,
@@ -65,7 +68,7 @@ export async function planNetworkJob(
       name: plan.spec.name,
       workers: plan.spec.workers,
       totalSteps: plan.totalSteps,
-      staleness: plan.spec.staleness,
+      staleness: stalenessText(plan.spec.staleness),
     },
   };
 }
@@ -76,7 +79,10 @@ export async function planNetworkJob(
  */
 export function networkJobBytes(job: StoredJob): number {
   if (!job.spec) return 0;
-  return checkJobLimits(job.spec, NO_LIMITS, { train: job.rows ?? 0, test: job.rows ?? 0 }).bytes;
+  return checkJobLimits(jobSpecFromJson(job.spec), NO_LIMITS, {
+    train: job.rows ?? 0,
+    test: job.rows ?? 0,
+  }).bytes;
 }
 
 /** A network model as one .smm file, or as .npy arrays. */
