@@ -163,7 +163,12 @@ export class PeerStreamListener {
 
   static async start(opts: PeerStreamListenerOptions): Promise<PeerStreamListener> {
     const server = opts.tls
-      ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key })
+      ? createTlsServer({
+          cert: opts.tls.cert,
+          key: opts.tls.key,
+          // A TLS handshake is held to the same time as the secret's.
+          handshakeTimeout: opts.handshakeTimeoutMs ?? 5000,
+        })
       : createServer();
     const listener = new PeerStreamListener(server, opts);
     server.maxConnections = opts.maxConnections ?? 256;
@@ -209,8 +214,12 @@ export class PeerStreamListener {
     const clientNonce: { value: Buffer | null } = { value: null };
     const serverNonce = newNonce();
     let call: ServerStreamCall | null = null;
+    // Refused: the status is written and nothing more is read.
+    let refused = false;
     const timer = setTimeout(() => socket.destroy(), this.opts.handshakeTimeoutMs ?? 5000);
     const refuse = (code: number, details: string): void => {
+      if (refused) return;
+      refused = true;
       clearTimeout(timer);
       socket.cork();
       const p = statusPayload(code, details);
@@ -221,6 +230,7 @@ export class PeerStreamListener {
       setTimeout(() => socket.destroy(), 2000).unref();
     };
     const reader = new RecordReader(HANDSHAKE_MAX_BYTES, (type, payload) => {
+      if (refused) return;
       if (call !== null) {
         call.received(type, payload, this.opts.deserialize);
       } else if (clientNonce.value === null) {
