@@ -1,7 +1,6 @@
 // TLS on every gRPC listener and channel of a real local cluster: the coordinator, two workers
 // and the API client all on TLS with a self-signed certificate (made by openssl here); the job
 // completes with the single-process model, and a plaintext client cannot talk to the cluster.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '@spinmesh/coordinator';
 import { JobServiceClient } from '@spinmesh/proto';
 import { COMPLETED, Jobs, basJob, startCluster } from './cluster-helpers.js';
+import { selfSignedCert } from './support/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spinmesh-tls-'));
 const cert = join(dir, 'cert.pem');
@@ -20,29 +20,7 @@ describe('a cluster on TLS', () => {
 
   beforeAll(async () => {
     // A self-signed certificate for the loopback address, its own CA.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=spinmesh-test',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      ],
-      { stdio: 'pipe' },
-    );
+    selfSignedCert(dir);
     cluster = await startCluster(2, {
       env: { SPINMESH_TLS_CERT: cert, SPINMESH_TLS_KEY: key, SPINMESH_TLS_CA: cert },
     });

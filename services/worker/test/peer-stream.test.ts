@@ -3,7 +3,6 @@
 // silence, frames that are not SpinFrames or are over the limit. Each is answered with a status
 // record naming the problem (never the secret), and the connection is closed; a well-behaved
 // link is served as before, alongside.
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -24,6 +23,7 @@ import {
   peerStreamProof,
   type PeerServer,
 } from '../src/index.js';
+import { selfSignedCert } from '../../../test/support/tls.js';
 import { Links, Servers, stampedBlock } from './helpers.js';
 
 const SECRET = 'the-cluster-secret-0123456789';
@@ -192,29 +192,7 @@ describe('the framed peer stream on TLS', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('carries a link with TLS where the worker has a certificate, and refuses plaintext', async () => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=spinmesh-test',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      ],
-      { stdio: 'pipe' },
-    );
+    selfSignedCert(dir);
     const pem = { cert: readFileSync(cert), key: readFileSync(key) };
     let got = 0;
     const server = await servers.start({
