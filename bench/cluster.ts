@@ -54,7 +54,6 @@ import {
   loadData,
   networkSource,
   validateJobSpec,
-  writeIdx,
 } from '@spinmesh/model';
 import { JobState, WorkerState, type WorkerStatus } from '@spinmesh/proto';
 import { environment, log, numArg, parseArgs } from './_common.js';
@@ -67,51 +66,15 @@ import {
   type ClusterJobResult,
   type StatusSample,
 } from './_cluster.js';
+import { denseWorkload, fmnistWorkload, writeSyntheticIdx, type Workload } from './_workloads.js';
 
 // ---------------------------------------------------------------------------------------------
-
-interface Workload {
-  key: string;
-  /** Gibbs sweeps per step (PCD-k). */
-  k: number;
-  title: string;
-  spec: (workers: number) => Record<string, unknown>;
-  visible: number;
-  hidden: number;
-  batch: number;
-  chains: number;
-  totalSteps: number;
-}
-
-/** Synthetic binary data: noisy copies (10 % flips) of 16 random prototypes, seeded. */
-function writeSyntheticIdx(path: string, rows: number, dims: number, seed: number): void {
-  let s = seed >>> 0 || 1;
-  const rand = (): number => {
-    // xorshift32
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-  const P = 16;
-  const protos = new Uint8Array(P * dims);
-  for (let i = 0; i < protos.length; i++) protos[i] = rand() < 0.5 ? 1 : 0;
-  const x = new Uint8Array(rows * dims);
-  for (let r = 0; r < rows; r++) {
-    const p = Math.floor(rand() * P);
-    for (let j = 0; j < dims; j++) {
-      const bit = protos[p * dims + j]! ^ (rand() < 0.1 ? 1 : 0);
-      x[r * dims + j] = bit * 255;
-    }
-  }
-  writeIdx(path, [rows, dims], x);
-}
 
 interface KRun {
   spin_updates_per_s: number | null;
   wire_bits_per_spin_update: number | null;
+  /** Message bytes all workers sent a step (frames and acknowledgements as the links count them). */
+  wire_bytes_per_step: number | null;
   steps: number;
   seconds: number;
   total_steps: number;
@@ -163,6 +126,7 @@ function measure(
       ...base,
       spin_updates_per_s: null,
       wire_bits_per_spin_update: null,
+      wire_bytes_per_step: null,
       steps: 0,
       seconds: 0,
       bytes_sent: 0,
@@ -198,6 +162,7 @@ function measure(
     },
     spin_updates_per_s: Math.round(spins / seconds),
     wire_bits_per_spin_update: K > 1 ? Number(((sent * 8) / (spins * (K - 1))).toFixed(4)) : null,
+    wire_bytes_per_step: K > 1 ? Math.round(sent / steps) : null,
     steps: Number(steps.toFixed(1)),
     seconds: Number(seconds.toFixed(3)),
     bytes_sent: sent,
@@ -357,14 +322,20 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
 
     const networks: Record<string, unknown> = {};
     const speedups: number[] = [];
+    const bounds: number[] = [];
     const wireBits: number[] = [];
+    const wireBytes: Record<string, number | null> = {};
     const single: Record<string, number | null> = {};
+    const vsOneProcess: Record<string, number | null> = {};
     for (const w of [dense, fmnist, fmnist10]) {
       const b = await benchNetwork(w, { quick, cores, tmp, timeoutMs });
       single[w.key] = b.single;
       networks[w.key] = b.network;
       if (b.speedup !== null) speedups.push(b.speedup);
+      bounds.push(b.bound);
       wireBits.push(...b.wireBits);
+      wireBytes[w.key] = b.wireBytes;
+      vsOneProcess[w.key] = b.network.two_workers_vs_single_process_2_threads;
     }
     return {
       ...environment(k),
@@ -375,7 +346,12 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       lateral_note:
         'a lateral (all-to-all) layer is swept unit by unit and must lie within one shard (SHARDING.md), so the dense network is a bipartite 2048+2048 RBM',
       networks,
+      // The figures issue 16 asks for: the worst network's 2-worker speedup and compute-only
+      // bound, 2 workers against one process on both cores (dense), the bytes a step at K = 2.
       speedup_2_workers: speedups.length === 3 ? Math.min(...speedups) : null,
+      speedup_vs_one_process: vsOneProcess['dense'] ?? null,
+      compute_only_bound: Math.min(...bounds),
+      wire_bytes_per_step: wireBytes,
       wire_bits_per_spin_update: wireBits.length > 0 ? Math.max(...wireBits) : null,
       single_process_2_threads_spin_updates_per_s: single,
       load_end: loadAverage(),
@@ -385,90 +361,17 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   }
 }
 
-/** The spec fields every workload shares: seed, staleness, no periodic checkpoints. */
-type CommonFields = { seed: number; staleness: number | 'unbounded'; checkpointEverySteps: number };
-
-/** The dense bipartite RBM 2048-2048 on the synthetic data at `data` (`rows` rows). */
-function denseWorkload(
-  denseData: string,
-  denseRows: number,
-  denseSteps: number,
-  common: CommonFields,
-): Workload {
-  return {
-    key: 'dense',
-    k: 1,
-    title: 'RBM 2048-2048 (4,096 units), batch 64, 64 chains, PCD-1, synthetic binary data',
-    visible: 2048,
-    hidden: 2048,
-    batch: 64,
-    chains: 64,
-    totalSteps: Math.ceil(denseSteps / (denseRows / 64)) * (denseRows / 64),
-    spec: (workers) => ({
-      name: 'bench-cluster-dense',
-      network: { rbm: { visible: 2048, hidden: 2048 } },
-      data: { kind: 'idx', images: denseData },
-      epochs: Math.ceil(denseSteps / (denseRows / 64)),
-      train: {
-        batchSize: 64,
-        negative: 'pcd',
-        chains: 64,
-        k: 1,
-        learningRate: 0.01,
-        momentum: 0.5,
-        centring: true,
-        statistics: 'samples',
-      },
-      evaluate: { every: 1_000_000, exact: false, recon: false },
-      workers,
-      ...common,
-    }),
-  };
-}
-
-/** RBM 784-500 on the first `limit` rows of Fashion-MNIST, PCD-k. */
-function fmnistWorkload(k: number, limit: number, epochs: number, common: CommonFields): Workload {
-  return {
-    key: k === 1 ? 'fmnist' : `fmnist_pcd${k}`,
-    k,
-    title: `Fashion-MNIST binarized (first ${limit} rows), RBM 784-500, batch 100, 100 chains, PCD-${k}`,
-    visible: 784,
-    hidden: 500,
-    batch: 100,
-    chains: 100,
-    totalSteps: epochs * Math.ceil(limit / 100),
-    spec: (workers) => ({
-      name: 'bench-cluster-fmnist',
-      network: { rbm: { visible: 784, hidden: 500 } },
-      data: { kind: 'fashion-mnist', split: 'train', limit, binarize: 'threshold' },
-      epochs,
-      train: {
-        batchSize: 100,
-        negative: 'pcd',
-        chains: 100,
-        k,
-        learningRate: 0.05,
-        momentum: 0.5,
-        weightDecay: 1e-4,
-        centring: true,
-        statistics: 'samples',
-      },
-      evaluate: { every: 1_000_000, exact: false, recon: false },
-      workers,
-      ...common,
-    }),
-  };
-}
-
 /** One network: the single-process baseline, the compute-only bounds, and the cluster at each K. */
 async function benchNetwork(
   w: Workload,
   o: { quick: boolean; cores: number; tmp: string; timeoutMs: number },
 ): Promise<{
-  network: Record<string, unknown>;
   single: number | null;
   speedup: number | null;
+  bound: number;
   wireBits: number[];
+  wireBytes: number | null;
+  network: { two_workers_vs_single_process_2_threads: number | null } & Record<string, unknown>;
 }> {
   const { quick, cores } = o;
   log(`\n== ${w.key}: ${w.title}`);
@@ -506,7 +409,9 @@ async function benchNetwork(
     single_process_2_threads: sp,
     two_workers_vs_single_process_2_threads: r2 && single ? Number((r2 / single).toFixed(3)) : null,
   };
-  return { network, single, speedup, wireBits };
+  const wireBytes = (byK['2'] as KRun | undefined)?.wire_bytes_per_step ?? null;
+  const bound = (bounds as { bound_speedup_2_workers: number }).bound_speedup_2_workers;
+  return { network, single, speedup, bound, wireBits, wireBytes };
 }
 
 /** The compute-only bounds on the 2-worker speedup, with and without the weight gradients. */

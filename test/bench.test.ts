@@ -33,6 +33,20 @@ describe('bench (quick)', () => {
     expect(r['wire_bits_per_spin_update']).toBeLessThanOrEqual(1.1);
     const networks = r['networks'] as Record<string, Record<string, unknown>>;
     expect(Object.keys(networks)).toEqual(['dense', 'fmnist', 'fmnist_pcd10']);
+    // The top-level figures of issue 16, from the networks' own.
+    expect(r['speedup_vs_one_process']).toBe(
+      networks['dense']!['two_workers_vs_single_process_2_threads'],
+    );
+    const bounds = Object.values(networks).map(
+      (n) => (n['compute_only'] as Record<string, number>)['bound_speedup_2_workers']!,
+    );
+    expect(r['compute_only_bound']).toBe(Math.min(...bounds));
+    const bytes = r['wire_bytes_per_step'] as Record<string, number>;
+    expect(Object.keys(bytes)).toEqual(['dense', 'fmnist', 'fmnist_pcd10']);
+    // At least the spins of a step, 1 bit each, to the one peer (a frame's header and the
+    // acknowledgements add a little).
+    const spins = (n: string): number => networks[n]!['spin_updates_per_step'] as number;
+    for (const n of Object.keys(bytes)) expect(bytes[n]).toBeGreaterThanOrEqual(spins(n) / 8 / 2);
     for (const n of Object.values(networks)) {
       expect(n['speedup_2_workers']).toBeGreaterThan(0);
       const bound = n['compute_only'] as Record<string, unknown>;
