@@ -20,6 +20,20 @@ import { startCoordinator, type CoordinatorServer, type StartOptions } from '../
 
 export const silent = pino({ level: 'silent' });
 
+/** A small valid spec (RBM 16-8 on 4x4 bars and stripes) that the malformed and hostile corpora vary. */
+export const basSpec = {
+  name: 'bas',
+  seed: 1,
+  network: { rbm: { visible: 16, hidden: 8 } },
+  data: { kind: 'bas', size: 4 },
+  epochs: 2,
+  train: { batchSize: 10, learningRate: 0.05, k: 1, negative: 'pcd', chains: 10 },
+  evaluate: { every: 1, exact: true },
+  workers: 1,
+  staleness: 0,
+  checkpointEverySteps: 10,
+};
+
 export function testConfig(extra: Partial<CoordinatorConfig> = {}): CoordinatorConfig {
   return {
     ...CONFIG_DEFAULTS,

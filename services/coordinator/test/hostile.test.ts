@@ -16,22 +16,18 @@ import {
   type SampleResponse,
 } from '@spinmesh/proto';
 import type { CoordinatorServer } from '../src/server.js';
-import { cancel, coordinator, failure, healthOf, submit, unary, watch } from './helpers.js';
+import {
+  basSpec as base,
+  cancel,
+  coordinator,
+  failure,
+  healthOf,
+  submit,
+  unary,
+  watch,
+} from './helpers.js';
 
 const S = grpc.status;
-
-const base = {
-  name: 'bas',
-  seed: 1,
-  network: { rbm: { visible: 16, hidden: 8 } },
-  data: { kind: 'bas', size: 4 },
-  epochs: 2,
-  train: { batchSize: 10, learningRate: 0.05, k: 1, negative: 'pcd', chains: 10 },
-  evaluate: { every: 1, exact: true },
-  workers: 1,
-  staleness: 0,
-  checkpointEverySteps: 10,
-};
 
 /** Longest message a refusal here may carry: it names a field and a limit, nothing more. */
 const SHORT = 400;

@@ -12,22 +12,9 @@ import {
   type ListJobsResponse,
 } from '@spinmesh/proto';
 import type { CoordinatorServer } from '../src/server.js';
-import { coordinator, healthOf, submit, unary } from './helpers.js';
+import { basSpec as base, coordinator, healthOf, submit, unary } from './helpers.js';
 
 const S = grpc.status;
-
-const base = {
-  name: 'bas',
-  seed: 1,
-  network: { rbm: { visible: 16, hidden: 8 } },
-  data: { kind: 'bas', size: 4 },
-  epochs: 2,
-  train: { batchSize: 10, learningRate: 0.05, k: 1, negative: 'pcd', chains: 10 },
-  evaluate: { every: 1, exact: true },
-  workers: 1,
-  staleness: 0,
-  checkpointEverySteps: 10,
-};
 
 /** base with `value` at the dotted path (undefined: the field removed). */
 function withField(path: string, value: unknown): Record<string, unknown> {
