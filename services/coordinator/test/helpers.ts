@@ -6,6 +6,7 @@ import { PortableKernels } from '@spinmesh/kernels';
 import {
   HealthClient,
   JobServiceClient,
+  ModelServiceClient,
   PLAINTEXT,
   type CancelJobResponse,
   type GetJobResponse,
@@ -131,4 +132,82 @@ export async function failure(p: Promise<unknown>): Promise<grpc.ServiceError> {
     return e as grpc.ServiceError;
   }
   throw new Error('the call succeeded');
+}
+
+/** Every job and model call that takes a job id, by name, for the corpora of bad ids. */
+export function jobIdCalls(
+  jobs: JobServiceClient,
+  models: ModelServiceClient,
+): [string, (jobId: string) => Promise<unknown>][] {
+  return [
+    ['GetJob', (jobId) => unary((cb) => jobs.getJob({ jobId }, cb))],
+    ['CancelJob', (jobId) => unary((cb) => jobs.cancelJob({ jobId }, cb))],
+    [
+      'WatchJob',
+      (jobId) =>
+        new Promise((resolve, reject) => {
+          const s = jobs.watchJob({ jobId, afterEventId: '' });
+          s.on('data', () => undefined);
+          s.on('error', reject);
+          s.on('end', resolve);
+        }),
+    ],
+    [
+      'Sample',
+      (jobId) =>
+        unary((cb) =>
+          models.sample({ jobId, count: 1, sweeps: 1, temperature: 0, seed: 0, layer: '' }, cb),
+        ),
+    ],
+    [
+      'Complete',
+      (jobId) =>
+        unary((cb) =>
+          models.complete(
+            {
+              jobId,
+              cues: { rows: 1, dims: 1, values: [1] },
+              known: Buffer.alloc(0),
+              sweeps: 0,
+              seed: 0,
+              trajectory: false,
+              layer: '',
+            },
+            cb,
+          ),
+        ),
+    ],
+    [
+      'Evaluate',
+      (jobId) =>
+        unary((cb) =>
+          models.evaluate(
+            {
+              jobId,
+              data: '',
+              exact: true,
+              aisRuns: 0,
+              aisSteps: 0,
+              pseudo: false,
+              recon: false,
+              probe: false,
+              recallFlip: 0,
+              limit: 0,
+              seed: 0,
+            },
+            cb,
+          ),
+        ),
+    ],
+    [
+      'GetModel',
+      (jobId) =>
+        new Promise((resolve, reject) => {
+          const s = models.getModel({ jobId, format: 0, chunkBytes: 0 });
+          s.on('data', () => undefined);
+          s.on('error', reject);
+          s.on('end', resolve);
+        }),
+    ],
+  ];
 }

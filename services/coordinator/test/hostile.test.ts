@@ -22,6 +22,7 @@ import {
   coordinator,
   failure,
   healthOf,
+  jobIdCalls,
   submit,
   unary,
   watch,
@@ -294,37 +295,9 @@ function corpus(jobs: JobServiceClient, models: ModelServiceClient, raw: grpc.Cl
     S.INVALID_ARGUMENT,
     /^spec is not valid YAML or JSON/,
   );
-  const idCalls: [string, (jobId: string) => Promise<unknown>][] = [
-    ['GetJob', (jobId) => unary((cb) => jobs.getJob({ jobId }, cb))],
-    ['CancelJob', (jobId) => unary((cb) => jobs.cancelJob({ jobId }, cb))],
-    [
-      'WatchJob',
-      (jobId) =>
-        new Promise((resolve, reject) => {
-          const s = jobs.watchJob({ jobId, afterEventId: '' });
-          s.on('data', () => undefined);
-          s.on('error', reject);
-          s.on('end', resolve);
-        }),
-    ],
-    [
-      'Sample',
-      (jobId) =>
-        unary((cb) =>
-          models.sample({ jobId, count: 1, sweeps: 1, temperature: 0, seed: 0, layer: '' }, cb),
-        ),
-    ],
-    [
-      'GetModel',
-      (jobId) =>
-        new Promise((resolve, reject) => {
-          const s = models.getModel({ jobId, format: 0, chunkBytes: 0 });
-          s.on('data', () => undefined);
-          s.on('error', reject);
-          s.on('end', resolve);
-        }),
-    ],
-  ];
+  const idCalls = jobIdCalls(jobs, models).filter(([name]) =>
+    ['GetJob', 'CancelJob', 'WatchJob', 'Sample', 'GetModel'].includes(name),
+  );
   for (const [name, call] of idCalls)
     cases.push({
       what: `${name} with a job id of 100,000 characters`,

@@ -12,7 +12,7 @@ import {
   type ListJobsResponse,
 } from '@spinmesh/proto';
 import type { CoordinatorServer } from '../src/server.js';
-import { basSpec as base, coordinator, healthOf, submit, unary } from './helpers.js';
+import { basSpec as base, coordinator, healthOf, jobIdCalls, submit, unary } from './helpers.js';
 
 const S = grpc.status;
 
@@ -188,77 +188,7 @@ function corpus(jobs: JobServiceClient, models: ModelServiceClient): Case[] {
     );
 
   // Unknown and empty job ids on every job and model call.
-  const idCalls: [string, (jobId: string) => Promise<unknown>][] = [
-    ['GetJob', (jobId) => unary((cb) => jobs.getJob({ jobId }, cb))],
-    ['CancelJob', (jobId) => unary((cb) => jobs.cancelJob({ jobId }, cb))],
-    [
-      'WatchJob',
-      (jobId) =>
-        new Promise((resolve, reject) => {
-          const s = jobs.watchJob({ jobId, afterEventId: '' });
-          s.on('data', () => undefined);
-          s.on('error', reject);
-          s.on('end', resolve);
-        }),
-    ],
-    [
-      'Sample',
-      (jobId) =>
-        unary((cb) =>
-          models.sample({ jobId, count: 1, sweeps: 1, temperature: 0, seed: 0, layer: '' }, cb),
-        ),
-    ],
-    [
-      'Complete',
-      (jobId) =>
-        unary((cb) =>
-          models.complete(
-            {
-              jobId,
-              cues: { rows: 1, dims: 1, values: [1] },
-              known: Buffer.alloc(0),
-              sweeps: 0,
-              seed: 0,
-              trajectory: false,
-              layer: '',
-            },
-            cb,
-          ),
-        ),
-    ],
-    [
-      'Evaluate',
-      (jobId) =>
-        unary((cb) =>
-          models.evaluate(
-            {
-              jobId,
-              data: '',
-              exact: true,
-              aisRuns: 0,
-              aisSteps: 0,
-              pseudo: false,
-              recon: false,
-              probe: false,
-              recallFlip: 0,
-              limit: 0,
-              seed: 0,
-            },
-            cb,
-          ),
-        ),
-    ],
-    [
-      'GetModel',
-      (jobId) =>
-        new Promise((resolve, reject) => {
-          const s = models.getModel({ jobId, format: 0, chunkBytes: 0 });
-          s.on('data', () => undefined);
-          s.on('error', reject);
-          s.on('end', resolve);
-        }),
-    ],
-  ];
+  const idCalls = jobIdCalls(jobs, models);
   for (const [name, call] of idCalls) {
     for (const id of ['no-such-job', 'job-zzzzzz-000000', 'x'])
       cases.push({
