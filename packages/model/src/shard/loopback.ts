@@ -171,7 +171,7 @@ export class LoopbackCluster {
     for (const msg of msgs) {
       for (const to of msg.to) {
         this.traffic.messages++;
-        this.traffic.bytes += msg.packed.length;
+        this.traffic.bytes += msg.packed.length + (msg.values?.byteLength ?? 0);
         if (d.kind === 'immediate') this.deliver(to, msg);
         else {
           const delay = Math.floor(this.rng() * (d.maxDelay + 1));
@@ -187,7 +187,8 @@ export class LoopbackCluster {
       this.traffic.dropped++;
       return;
     }
-    tr.receive(msg.from, msg.step, msg.stage, msg.layer, msg.packed, msg.reads);
+    if (msg.values) tr.receiveField(msg.from, msg.step, msg.stage, msg.layer, msg.values);
+    else tr.receive(msg.from, msg.step, msg.stage, msg.layer, msg.packed, msg.reads);
   }
 
   /** Drops a shard (a crashed worker) and every message in flight to it. */

@@ -28,7 +28,14 @@ export class ShardCheckpoints {
   /** What a checkpoint must match to be restored here. */
   private identity(): Record<string, unknown> {
     const g = this.geometry;
-    return { spec: g.net.spec, layout: g.layout, shard: g.shard, train: g.options };
+    const id: Record<string, unknown> = {
+      spec: g.net.spec,
+      layout: g.layout,
+      shard: g.shard,
+      train: g.options,
+    };
+    if (g.owned) id['tiles'] = 'owned'; // absent: replicated (checkpoints from before the option)
+    return id;
   }
 
   /**
@@ -94,7 +101,7 @@ export class ShardCheckpoints {
     const { header, arrays } = decodeContainer(bytes);
     if (header['format'] !== 1) throw new FormatError('checkpoint', 'has an unknown format');
     const id = this.identity();
-    for (const key of Object.keys(id)) {
+    for (const key of new Set([...Object.keys(id), 'tiles'])) {
       if (JSON.stringify(header[key]) !== JSON.stringify(id[key]))
         throw new SpecError(`checkpoint.${key}`, 'differs from this shard trainer');
     }

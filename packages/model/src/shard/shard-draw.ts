@@ -5,11 +5,14 @@ import type { Kernels, RngSite } from '@spinmesh/kernels';
 import { sweepLateral } from '../sampler.js';
 import type { ShardGeometry } from './shard-geometry.js';
 import type { ShardParameters } from './shard-holdings.js';
+import type { SpinInbox } from './shard-inbox.js';
 import type { PairingBook } from './shard-pairing.js';
 import type { ShardStates } from './shard-states.js';
 import type { ShardTally } from './shard-tally.js';
 import type { SpinMessage } from './shard-types.js';
 import type { OwnStates } from './shard-update.js';
+
+const EMPTY = new Uint8Array(0);
 
 export class StageDrawer {
   /** Spins drawn and not yet collected by outgoing(). */
@@ -26,6 +29,7 @@ export class StageDrawer {
     private readonly pairing: PairingBook,
     private readonly tally: ShardTally,
     private readonly site: RngSite,
+    private readonly inbox: SpinInbox,
   ) {}
 
   /** Start of step t: the batch into the visible layers; zeros for a sampled positive phase. */
@@ -75,9 +79,74 @@ export class StageDrawer {
     for (const l of stage.layers) if (g.ownRange[l]) this.drawLayer(l, X, rows, t, p);
   }
 
+  /**
+   * Owned tiles: this shard's contributions to its peers' fields for stage p of step t, one
+   * message per (layer drawn, peer owning units of it): X[:, F_s] W[F_s, T_b] summed over the
+   * connections into the layer whose row band it holds. Reads only its own units' states.
+   */
+  sendFields(t: number, p: number): void {
+    const g = this.geometry;
+    const k = this.kernels;
+    const stage = g.plan.stages[p]!;
+    const positive = stage.phase === 'positive';
+    const X = positive ? this.states.positive : this.states.model;
+    const rows = positive ? g.batchRowsOf(t) : g.modelRowsOf(t);
+    for (const l of stage.layers) {
+      const into = g.net.connections.filter(
+        (c) => c.to === l && this.params.connections[c.index]?.fromView,
+      );
+      if (into.length === 0) continue;
+      for (const rb of g.owners[l]!) {
+        if (rb.shard === g.shard) continue;
+        const w = rb.end - rb.start;
+        const out = new Float32Array(rows * w);
+        into.forEach((c, i) => {
+          const v = this.params.connections[c.index]!.fromView!;
+          const [f0, f1] = g.ownRange[c.from]!;
+          const nf = g.net.layers[c.from]!.size;
+          const x = X[c.from]!.subarray(f0);
+          k.sgemm(
+            false,
+            false,
+            rows,
+            w,
+            f1 - f0,
+            1,
+            x,
+            nf,
+            v.data.subarray(rb.start),
+            v.ld,
+            i === 0 ? 0 : 1,
+            out,
+            w,
+          );
+        });
+        k.download(out);
+        this.outbox.push({
+          from: g.shard,
+          to: [rb.shard],
+          step: t,
+          stage: p,
+          layer: l,
+          packed: EMPTY,
+          values: out,
+        });
+        this.tally.counters.messagesSent++;
+        this.tally.counters.bytesSent += out.byteLength;
+      }
+    }
+  }
+
   /** The local fields of this shard's units of layer l, rows x own width, into fields[l]. */
-  private fields(l: number, X: Float32Array[], rows: number, w: number): Float32Array {
-    const net = this.geometry.net;
+  private fields(
+    l: number,
+    X: Float32Array[],
+    rows: number,
+    w: number,
+    stamp: number,
+  ): Float32Array {
+    const g = this.geometry;
+    const net = g.net;
     const k = this.kernels;
     const f = this.states.fields[l]!;
     let beta = 0;
@@ -87,6 +156,16 @@ export class StageDrawer {
         const v = h!.fromView!;
         const nt = net.layers[c.to]!.size;
         k.sgemm(false, true, rows, w, nt, 1, X[c.to]!, nt, v.data, v.ld, beta, f, w);
+        beta = 1;
+      } else if (c.to === l && g.owned) {
+        // own part: this shard's from-units through its row band's columns of its own units
+        const v = h?.fromView;
+        if (!v) continue;
+        const [f0, f1] = g.ownRange[c.from]!;
+        const nf = net.layers[c.from]!.size;
+        const x = X[c.from]!.subarray(f0);
+        const t0 = g.ownRange[l]![0];
+        k.sgemm(false, false, rows, w, f1 - f0, 1, x, nf, v.data.subarray(t0), v.ld, beta, f, w);
         beta = 1;
       } else if (c.to === l) {
         const v = h!.toView!;
@@ -98,6 +177,16 @@ export class StageDrawer {
     if (beta === 0) {
       f.fill(0, 0, rows * w);
       k.upload(f);
+    }
+    // owned tiles: the peers' partial fields, in shard order (consumed)
+    for (const from of g.fieldSenders[l]!) {
+      const box = this.inbox.fieldBoxes[g.region(l, from)]!;
+      const part = box.get(stamp)!;
+      box.delete(stamp);
+      const buf = this.states.scratch;
+      buf.set(part);
+      k.upload(buf);
+      k.axpby(rows * w, 1, buf, 1, f);
     }
     return f;
   }
@@ -111,7 +200,7 @@ export class StageDrawer {
     const [a, b] = g.ownRange[l]!;
     const w = b - a;
     this.tally.counters.spinUpdates += rows * w;
-    const f = this.fields(l, X, rows, w);
+    const f = this.fields(l, X, rows, w, g.stamp(t, p));
     const site = this.site;
     const x = X[l]!;
     const bias = this.params.bias[l]!;
@@ -136,14 +225,17 @@ export class StageDrawer {
   /** Packs `count` spins of layer l drawn at stage p of step t and queues them for the peers. */
   private send(l: number, spins: Float32Array, count: number, t: number, p: number): void {
     const g = this.geometry;
-    const to = g.recipients[l]!;
+    const final = p === g.plan.lastNegative[l] || p === g.plan.lastPositive[l];
+    const stat = final ? g.statRecipients[l]! : [];
+    const to =
+      stat.length > 0 ? [...g.recipients[l]!, ...stat].sort((a, b) => a - b) : g.recipients[l]!;
     if (to.length === 0) return;
     const packed = new Uint8Array(Math.ceil(count / 8));
     this.kernels.packSpins(count, spins, packed);
     const negative = g.plan.stages[p]!.phase === 'negative';
     if (negative) this.pairing.noteOwnDraw(l, g.stamp(t, p), packed);
-    const final = negative && p === g.plan.lastNegative[l];
-    const reads = final ? this.pairing.recordReads(l, t) : undefined;
+    const reads =
+      negative && p === g.plan.lastNegative[l] ? this.pairing.recordReads(l, t) : undefined;
     this.outbox.push({ from: g.shard, to, step: t, stage: p, layer: l, packed, reads });
     this.tally.counters.messagesSent++;
     this.tally.counters.bytesSent += packed.length * to.length;

@@ -34,12 +34,33 @@ export class ShardGeometry {
   /** Per layer: every shard's range of it, by first unit. */
   readonly owners: OwnerRange[][];
   readonly neighbours: number[][];
+  /**
+   * Per layer: the neighbours whose spins a draw of it reads (all of them; with owned tiles
+   * those it has a connection to, since the others' contributions come as partial fields).
+   */
+  readonly spinInputs: number[][];
   /** Per layer: whether a neighbour of it has units here, so its states are read here. */
   readonly readsLayer: boolean[];
   /** Per layer: whether this shard keeps its states at all (reads or owns some of it). */
   readonly tracksLayer: boolean[];
-  /** Per layer: the other shards that read this shard's spins of it. */
+  /**
+   * Owned tiles: every weight is held and updated by the shard of its `from` unit alone (the
+   * row band W[F_s, :]); the `to` side's fields arrive as partial fields (see "Owned tiles" in
+   * SHARDING.md). Else every cross tile is held by both sides (replicated).
+   */
+  readonly owned: boolean;
+  /** Per layer: the other shards that read this shard's spins of it at every stage. */
   readonly recipients: number[][];
+  /**
+   * Per layer (owned tiles, centring): the other shards that read only this shard's final
+   * states of it in a phase (the statistics of the update), not its draws.
+   */
+  readonly statRecipients: number[][];
+  /**
+   * Per layer this shard owns units of (owned tiles): the peers that send it partial fields
+   * of that layer (they own units of a layer connected into it), else empty.
+   */
+  readonly fieldSenders: number[][];
   /** Per layer: the value an unpacked 0 bit stands for (-1 for Ising units). */
   readonly offValue: number[];
   /** Pairing is on: persistent chains, staleness > 0, more than one shard (see "Pairing"). */
@@ -58,7 +79,9 @@ export class ShardGeometry {
     readonly dataRows: number,
     /** Steps by which weights and persistent-chain spins may lag (Infinity: unbounded). */
     readonly staleness: number,
+    tiles: 'replicated' | 'owned' = 'replicated',
   ) {
+    this.owned = tiles === 'owned';
     this.shards = layout.length;
     this.layerCount = net.layers.length;
     this.stagesPerStep = plan.stages.length;
@@ -86,12 +109,26 @@ export class ShardGeometry {
     });
     this.ownRange = net.layers.map((l) => layout[shard]![l.name] ?? null);
     this.neighbours = net.layers.map((l) => neighbours(net, l.index));
-    this.readsLayer = net.layers.map((l) => this.shardReads(shard, l.index));
+    this.spinInputs = net.layers.map((l) =>
+      this.owned
+        ? this.neighbours[l.index]!.filter((m) =>
+            net.connections.some((c) => c.from === l.index && c.to === m),
+          )
+        : this.neighbours[l.index]!,
+    );
+    this.readsLayer = net.layers.map(
+      (l) => this.shardReads(shard, l.index) || this.readsStatistics(shard, l.index),
+    );
     this.tracksLayer = net.layers.map(
       (l) => this.readsLayer[l.index]! || this.ownRange[l.index] !== null,
     );
-    this.recipients = net.layers.map((l) =>
-      layout.map((_, s) => s).filter((s) => s !== shard && this.shardReads(s, l.index)),
+    const peers = layout.map((_, s) => s).filter((s) => s !== shard);
+    this.recipients = net.layers.map((l) => peers.filter((s) => this.shardReads(s, l.index)));
+    this.statRecipients = net.layers.map((l) =>
+      peers.filter((s) => !this.shardReads(s, l.index) && this.readsStatistics(s, l.index)),
+    );
+    this.fieldSenders = net.layers.map((l) =>
+      this.owned && this.ownRange[l.index] ? peers.filter((s) => this.sendsFields(s, l.index)) : [],
     );
     this.offValue = net.layers.map((l) => (l.type === UnitType.Ising ? -1 : 0));
     this.stackScaled = net.layers.map(
@@ -103,9 +140,33 @@ export class ShardGeometry {
     );
   }
 
-  /** Whether shard s reads the states of layer l (owns units of one of its neighbours). */
+  private owns(s: number, l: number): boolean {
+    return this.layout[s]![this.net.layers[l]!.name] !== undefined;
+  }
+
+  /**
+   * Whether shard s reads the spins of layer l as it draws: it owns units of a neighbour of l;
+   * with owned tiles only of a neighbour whose row band reads l (a connection m -> l), since a
+   * layer on the `to` side of a connection gets partial fields instead.
+   */
   private shardReads(s: number, l: number): boolean {
-    return this.neighbours[l]!.some((m) => this.layout[s]![this.net.layers[m]!.name] !== undefined);
+    if (!this.owned) return this.neighbours[l]!.some((m) => this.owns(s, m));
+    return this.net.connections.some((c) => c.to === l && this.owns(s, c.from));
+  }
+
+  /**
+   * Owned tiles with centring: whether shard s reads the final states of layer l for its
+   * update (it owns units of a layer t with a connection l -> t: the centring correction of
+   * t's biases sums over every unit of l).
+   */
+  private readsStatistics(s: number, l: number): boolean {
+    if (!this.owned || !this.options.centring) return false;
+    return this.net.connections.some((c) => c.from === l && this.owns(s, c.to));
+  }
+
+  /** Owned tiles: whether shard s sends this shard partial fields of layer l. */
+  private sendsFields(s: number, l: number): boolean {
+    return this.net.connections.some((c) => c.to === l && this.owns(s, c.from));
   }
 
   /** Index of the region (layer, owner shard) in per-region tables. */

@@ -1,6 +1,7 @@
 // The parameters a shard holds: biases of its units, its lateral layers whole, and for every
-// connection touching its units the row slab of its from-units and the column slab of its
-// to-units, cut into tiles by owner (see the ShardTrainer file header, "Ownership").
+// connection touching its units the row slab of its from-units and (replicated tiles) the
+// column slab of its to-units, cut into tiles by owner (see the ShardTrainer file header,
+// "Ownership"). With owned tiles only the row slab: every weight is held once.
 import type { Kernels } from '@spinmesh/kernels';
 import type { ParameterSource } from './params.js';
 import type { OwnerRange, ShardGeometry } from './shard-geometry.js';
@@ -148,7 +149,11 @@ export class ShardParameters {
     let colSlab: Slab | null = null;
     const fullF = F !== null && F[0] === 0 && F[1] === fromSize;
     const fullT = T !== null && T[0] === 0 && T[1] === toSize;
-    if ((F && fullT) || (T && fullF)) {
+    if (g.owned) {
+      // Owned tiles: the row band alone; the `to` side's fields come as partial fields.
+      if (!F) return null;
+      slabs.push((rowSlab = slab(F[0], F[1], 0, toSize)));
+    } else if ((F && fullT) || (T && fullF)) {
       rowSlab = colSlab = slab(0, fromSize, 0, toSize);
       slabs.push(rowSlab);
     } else {
@@ -179,7 +184,7 @@ export class ShardParameters {
     const tiles: Tile[] = [];
     for (const ra of g.owners[from]!) {
       for (const rb of g.owners[to]!) {
-        if (ra.shard !== g.shard && rb.shard !== g.shard) continue;
+        if (ra.shard !== g.shard && (g.owned || rb.shard !== g.shard)) continue;
         const cross = this.pairing && ra.shard !== rb.shard;
         const tile: Tile = {
           rowShard: ra.shard,

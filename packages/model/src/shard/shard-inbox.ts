@@ -23,6 +23,11 @@ export class SpinInbox {
    */
   readonly positiveStamp: Float64Array;
   readonly modelStamp: Float64Array;
+  /**
+   * Owned tiles: per region (layer, peer shard) that sends partial fields of a layer this
+   * shard draws, the received fields by stamp, else null. Read once, then dropped.
+   */
+  readonly fieldBoxes: (Map<number, Float32Array> | null)[];
   private readonly layersSeen: Uint8Array;
 
   constructor(
@@ -41,7 +46,58 @@ export class SpinInbox {
       for (const r of g.owners[l.index]!)
         if (r.shard !== g.shard) this.boxes[g.region(l.index, r.shard)] = new Map();
     }
+    this.fieldBoxes = new Array<Map<number, Float32Array> | null>(regions).fill(null);
+    g.fieldSenders.forEach((senders, l) => {
+      for (const s of senders) this.fieldBoxes[g.region(l, s)] = new Map();
+    });
     this.layersSeen = new Uint8Array(g.layerCount);
+  }
+
+  /**
+   * The box a peer's partial field goes to (owned tiles). @throws SpecError when it cannot be
+   * meant for this shard (wrong sender, layer, stage or size)
+   */
+  fieldBoxFor(
+    from: number,
+    step: number,
+    stage: number,
+    layer: number,
+    values: Float32Array,
+    totalSteps: number,
+  ): Map<number, Float32Array> {
+    const g = this.geometry;
+    this.checkKey(from, step, stage, layer, totalSteps);
+    const box = this.fieldBoxes[g.region(layer, from)];
+    if (!box || !g.plan.stages[stage]!.layers.includes(layer))
+      throw new SpecError(
+        'receive.layer',
+        `shard ${g.shard} reads no partial fields of layer ${layer} from shard ${from} at stage ${stage}`,
+      );
+    const positive = g.plan.stages[stage]!.phase === 'positive';
+    const rows = positive ? g.batchRowsOf(step) : g.modelRowsOf(step);
+    const want = rows * g.ownWidth(layer);
+    if (values.length !== want)
+      throw new SpecError('receive.values', `must hold ${want} values, got ${values.length}`);
+    return box;
+  }
+
+  /** The common checks of a message's key. @throws SpecError naming the field at fault */
+  private checkKey(
+    from: number,
+    step: number,
+    stage: number,
+    layer: number,
+    totalSteps: number,
+  ): void {
+    const g = this.geometry;
+    if (!Number.isInteger(from) || from < 0 || from >= g.shards || from === g.shard)
+      throw new SpecError('receive.from', `must be a peer shard index, got ${from}`);
+    if (!Number.isInteger(stage) || stage < 0 || stage >= g.stagesPerStep)
+      throw new SpecError('receive.stage', `must be in 0..${g.stagesPerStep - 1}, got ${stage}`);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= g.layerCount)
+      throw new SpecError('receive.layer', `must be a layer index, got ${layer}`);
+    if (!Number.isInteger(step) || step < 0 || step >= totalSteps)
+      throw new SpecError('receive.step', `must be an integer in 0..${totalSteps - 1}`);
   }
 
   /**
@@ -57,14 +113,7 @@ export class SpinInbox {
     totalSteps: number,
   ): Map<number, Uint8Array> {
     const g = this.geometry;
-    if (!Number.isInteger(from) || from < 0 || from >= g.shards || from === g.shard)
-      throw new SpecError('receive.from', `must be a peer shard index, got ${from}`);
-    if (!Number.isInteger(stage) || stage < 0 || stage >= g.stagesPerStep)
-      throw new SpecError('receive.stage', `must be in 0..${g.stagesPerStep - 1}, got ${stage}`);
-    if (!Number.isInteger(layer) || layer < 0 || layer >= g.layerCount)
-      throw new SpecError('receive.layer', `must be a layer index, got ${layer}`);
-    if (!Number.isInteger(step) || step < 0 || step >= totalSteps)
-      throw new SpecError('receive.step', `must be an integer in 0..${totalSteps - 1}`);
+    this.checkKey(from, step, stage, layer, totalSteps);
     const box = this.boxes[g.region(layer, from)];
     if (!box || !g.plan.stages[stage]!.layers.includes(layer))
       throw new SpecError(
@@ -96,6 +145,9 @@ export class SpinInbox {
 
   /** Drops every message that can never be read again. */
   prune(at: Progress, keepFrom: Float64Array): void {
+    const drawn = at.step * this.geometry.stagesPerStep;
+    for (const box of this.fieldBoxes)
+      if (box) for (const stamp of box.keys()) if (stamp < drawn) box.delete(stamp);
     this.boxes.forEach((box, region) => {
       if (!box) return;
       for (const stamp of box.keys())
@@ -114,9 +166,16 @@ export class SpinInbox {
     const seen = this.layersSeen;
     seen.fill(0);
     let ok = true;
+    const stamp = g.stamp(t, p);
     for (const l of stage.layers) {
       if (!g.ownRange[l]) continue;
-      for (const m of g.neighbours[l]!) {
+      for (const from of g.fieldSenders[l]!) {
+        if (this.fieldBoxes[g.region(l, from)]!.has(stamp)) continue;
+        ok = false;
+        if (!missing) return false;
+        missing.push({ from, step: t, stage: p, layer: l });
+      }
+      for (const m of g.spinInputs[l]!) {
         if (seen[m]) continue;
         seen[m] = 1;
         const src = g.plan.inputs[p]![m]!;
@@ -266,6 +325,7 @@ export class SpinInbox {
     this.modelStamp.set(modelStamps);
     this.positiveStamp.fill(NaN);
     for (const box of this.boxes) box?.clear();
+    for (const box of this.fieldBoxes) box?.clear();
     let off = 0;
     for (let i = 0; i < index.length; i += 3) {
       const box = this.boxes[index[i]!];

@@ -125,6 +125,17 @@ function checkSteps(v: unknown, path: string, allowInfinity: boolean): number {
   return v;
 }
 
+function checkTiles(tiles: unknown, staleness: number): 'replicated' | 'owned' {
+  if (tiles === undefined || tiles === 'replicated') return 'replicated';
+  if (tiles !== 'owned') throw new SpecError('tiles', "must be 'owned' or 'replicated'");
+  if (staleness !== 0)
+    throw new SpecError(
+      'tiles',
+      "'owned' needs staleness 0 (a shard draws from its peers' partial fields of the same stage); use 'replicated' for asynchronous runs",
+    );
+  return 'owned';
+}
+
 /** Training options for a sharded run: Trainer's, with the two a shard cannot honour refused. */
 function shardTrainOptions(
   train: TrainOptions | undefined,
@@ -160,6 +171,8 @@ export class ShardTrainer {
   readonly snapshotEvery: number;
   /** Batches (updates) per pass over the data. */
   readonly stepsPerEpoch: number;
+  /** Who holds a cross-shard weight tile (see ShardTrainerOptions.tiles). */
+  readonly tiles: 'replicated' | 'owned';
 
   private readonly geometry: ShardGeometry;
   private readonly states: ShardStates;
@@ -180,6 +193,8 @@ export class ShardTrainer {
   private applied = 0;
   /** Steps up to which checkpoint() has let the shard go on past a checkpoint stop. */
   private released = 0;
+  /** The stamp of the last stage opened (its batch in place; owned tiles: its fields sent). */
+  private opened = -1;
 
   constructor(opts: ShardTrainerOptions) {
     const net = shapeNetwork(opts.network);
@@ -213,8 +228,10 @@ export class ShardTrainer {
       this.plan,
       data.rows,
       this.staleness,
+      checkTiles(opts.tiles, this.staleness),
     );
     this.geometry = g;
+    this.tiles = g.owned ? 'owned' : 'replicated';
     this.stepsPerEpoch = g.stepsPerEpoch;
 
     this.states = new ShardStates(g, k, data);
@@ -233,7 +250,16 @@ export class ShardTrainer {
       this.tally,
       this.params.pairings(),
     );
-    this.drawer = new StageDrawer(g, k, this.states, this.params, this.pairing, this.tally, site);
+    this.drawer = new StageDrawer(
+      g,
+      k,
+      this.states,
+      this.params,
+      this.pairing,
+      this.tally,
+      site,
+      this.inbox,
+    );
     this.monitor = new UpdateMonitor(g, k, this.states, this.params);
     this.updater = new ShardUpdater(
       g,
@@ -297,6 +323,7 @@ export class ShardTrainer {
       }
       if (t - this.applied > this.staleness) return this.waitUpdate();
       if (stages >= maxStages) return { state: 'budget' };
+      this.openStage(t, this.stage);
       if (!this.inbox.inputsReady(t, this.stage, false, null)) {
         const waitingFor: SpinKey[] = [];
         this.inbox.inputsReady(t, this.stage, false, waitingFor);
@@ -370,15 +397,51 @@ export class ShardTrainer {
     return true;
   }
 
+  /**
+   * Delivers a peer's partial field (owned tiles; copied). Returns false when it is no longer
+   * needed (a duplicate, or a stage already drawn) and was dropped. @throws SpecError when it
+   * cannot be meant for this shard (wrong sender, layer, stage or size)
+   */
+  receiveField(
+    from: number,
+    step: number,
+    stage: number,
+    layer: number,
+    values: Float32Array,
+  ): boolean {
+    const g = this.geometry;
+    const box = this.inbox.fieldBoxFor(from, step, stage, layer, values, this.totalSteps);
+    const stamp = g.stamp(step, stage);
+    if (box.has(stamp) || stamp < g.stamp(this.step, this.stage)) return false;
+    box.set(stamp, values.slice());
+    this.tally.counters.messagesReceived++;
+    this.tally.counters.bytesReceived += values.byteLength;
+    return true;
+  }
+
   // ---------------------------------------------------------------------------- stages
+
+  /**
+   * Puts stage p of step t's own inputs in place once (the batch at its start; CD chains from
+   * the batch) and, with owned tiles, sends the peers their partial fields: they need them to
+   * draw, so they go before this shard waits for its own.
+   */
+  private openStage(t: number, p: number): void {
+    const g = this.geometry;
+    const stamp = g.stamp(t, p);
+    if (this.opened >= stamp) return;
+    this.opened = stamp;
+    if (p === 0) this.drawer.beginStep(t, this.applied);
+    if (p === this.plan.firstNegative && g.contrastive) this.drawer.startChainsFromBatch(t);
+    if (g.owned) this.drawer.sendFields(t, p);
+  }
 
   private runStage(): void {
     const g = this.geometry;
     const t = this.step;
     const p = this.stage;
     const stage = this.plan.stages[p]!;
-    if (p === 0) this.drawer.beginStep(t, this.applied);
-    if (p === this.plan.firstNegative && g.contrastive) this.drawer.startChainsFromBatch(t);
+    this.openStage(t, p);
     if (stage.layers.some((l) => g.ownRange[l])) {
       this.inbox.inputsReady(t, p, true, null);
       this.tally.countWeightLag(t - this.applied);
@@ -513,5 +576,6 @@ export class ShardTrainer {
     this.stage = 0;
     this.applied = step;
     this.released = step;
+    this.opened = -1;
   }
 }

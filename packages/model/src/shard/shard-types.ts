@@ -40,6 +40,13 @@ export interface ShardTrainerOptions {
   params?: ParameterSource;
   /** Initialisation when `params` is not given (as Network.create). @defaultValue {} */
   init?: InitOptions;
+  /**
+   * 'owned': every weight is held and updated by one shard, the shard of its `from` unit, which
+   * sends the `to` side partial fields (float32); 'replicated': a cross-shard tile is held and
+   * updated by both sides and only 1-bit spins travel (see SHARDING.md, "Owned tiles").
+   * Owned tiles need staleness 0. @defaultValue 'replicated'
+   */
+  tiles?: 'replicated' | 'owned';
 }
 
 /** A block of spins to deliver to the shards in `to`. `packed` is shared: do not modify it. */
@@ -50,6 +57,12 @@ export interface SpinMessage {
   stage: number;
   layer: number;
   packed: Uint8Array;
+  /**
+   * Owned tiles: a partial field instead of spins (then `packed` is empty): the sender's
+   * contribution to the fields of the recipient's units of `layer` at this stage, rows x the
+   * recipient's units, row-major. Goes to one shard.
+   */
+  values?: Float32Array;
   /**
    * Asynchronous persistent chains only, on the last negative stage of a layer: the peer states
    * the draw read, as triples (layer, shard, stamp = step * stages + stage; -1: the initial

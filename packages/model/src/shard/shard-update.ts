@@ -34,7 +34,13 @@ export class ShardUpdater {
     private readonly inbox: SpinInbox,
     private readonly pairing: PairingBook,
     private readonly monitor: UpdateMonitor,
-  ) {}
+  ) {
+    const g = geometry;
+    this.rowScratch = kernels.alloc(g.owned ? g.batchSize + g.chainRows : 0);
+  }
+
+  /** Owned tiles: one value per stacked row (the centring correction's S mu). */
+  private readonly rowScratch: Float32Array;
 
   /**
    * Stacks the statistics of step u into `stacked`: the data, this shard's own states and its
@@ -94,7 +100,7 @@ export class ShardUpdater {
     monitor.requested = false;
     this.centreStatistics(R, C);
     this.correlate(u, R, C);
-    if (o.centring) this.centringCorrection();
+    if (o.centring) this.centringCorrection(R, C);
     this.step(lr);
     if (measured) monitor.last = { ...measured, updateNorm: monitor.ownedUpdateNorm(lr) };
     if (o.centring) this.moveOffsets();
@@ -181,7 +187,7 @@ export class ShardUpdater {
   }
 
   /** 3. Centring: db -= (weight updates of the unit's synapses) . (the other side's offsets). */
-  private centringCorrection(): void {
+  private centringCorrection(R: number, C: number): void {
     const g = this.geometry;
     const k = this.kernels;
     const p = this.params;
@@ -203,6 +209,32 @@ export class ShardUpdater {
       const tv = h.toView;
       if (T && tv)
         centringMap(k, 'cols', h.fromSize, T[1] - T[0], tv.gradient, tv.ld, offsets[h.from]!, gt);
+    }
+    if (g.owned) this.ownedCentringCorrection(R, C);
+  }
+
+  /**
+   * Owned tiles: the `to` side's correction sums over every from-unit's weight update, most of
+   * them held elsewhere. Since the gradient is S^T U (the stacked statistics), the sum
+   * G^T mu = U^T (S mu) needs only the from-layer's statistics, which the peers send as spins:
+   * a product over rows instead of a reduction over shards (the same value up to rounding).
+   */
+  private ownedCentringCorrection(R: number, C: number): void {
+    const g = this.geometry;
+    const k = this.kernels;
+    const s = this.states;
+    const rows = R + C;
+    for (const c of g.net.connections) {
+      const T = g.ownRange[c.to];
+      if (!T) continue;
+      const nf = g.net.layers[c.from]!.size;
+      const nt = g.net.layers[c.to]!.size;
+      const S = s.stacked[c.from]!;
+      const U = s.stackedUnscaled[c.to] ?? s.stacked[c.to]!;
+      const r = this.rowScratch;
+      k.sgemm(false, false, rows, 1, nf, 1, S, nf, s.offsets[c.from]!, 1, 0, r, 1);
+      const gt = this.params.biasGradient[c.to]!;
+      k.sgemm(true, false, T[1] - T[0], 1, rows, -1, U.subarray(T[0]), nt, r, 1, 1, gt, 1);
     }
   }
 

@@ -1,0 +1,236 @@
+// Owned tiles: every weight is held and updated by one shard (the shard of its `from` unit),
+// which sends the `to` side partial fields. At staleness 0 the run is Trainer's (statistics
+// 'samples') up to float summation order: a field is summed in parts across shards, so it
+// differs from the single-process field in the last bits, and the parameters by about that.
+// Among runs of the owned design the order is fixed, so delivery order, recovery and the
+// scheduler change nothing, bit for bit.
+import { describe, expect, it } from 'vitest';
+import { PortableKernels } from '@spinmesh/kernels';
+import {
+  type NetworkSpec,
+  type ShardLayout,
+  ShardTrainer,
+  SpecError,
+  type TrainOptions,
+  networkSource,
+  rbmSpec,
+} from '../src/index.js';
+import { type Job, cluster, compare, randomBinary, reference, stepsOf } from './shard-helpers.js';
+import { initial } from './nets.js';
+
+const portable = new PortableKernels();
+/** Rounding of float32 fields summed in another order, carried through a short run. */
+const ROUNDING = 1e-5;
+
+const dbm: NetworkSpec = {
+  layers: [
+    { name: 'v', size: 6 },
+    { name: 'h1', size: 5 },
+    { name: 'h2', size: 4 },
+  ],
+  connections: [
+    { from: 'v', to: 'h1' },
+    { from: 'h1', to: 'h2' },
+  ],
+};
+
+const rbmLayouts: [string, ShardLayout][] = [
+  ['K=1', [{ v: [0, 7], h: [0, 5] }]],
+  ['K=2 by layer', [{ v: [0, 7] }, { h: [0, 5] }]],
+  [
+    'K=2 across both layers',
+    [
+      { v: [0, 3], h: [0, 2] },
+      { v: [3, 7], h: [2, 5] },
+    ],
+  ],
+  ['K=3, uneven', [{ v: [0, 2], h: [0, 3] }, { v: [2, 7] }, { h: [3, 5] }]],
+];
+
+const dbmLayouts: [string, ShardLayout][] = [
+  [
+    'K=2',
+    [
+      { v: [0, 6], h2: [0, 2] },
+      { h1: [0, 5], h2: [2, 4] },
+    ],
+  ],
+  ['K=3', [{ v: [0, 3], h1: [0, 2] }, { v: [3, 6], h2: [0, 4] }, { h1: [2, 5] }]],
+];
+
+const rbmRules: [string, TrainOptions][] = [
+  ['CD-1, momentum, decay', { negative: 'cd', momentum: 0.5, weightDecay: 0.01 }],
+  [
+    'PCD-2, centring, momentum, decay, linear schedule',
+    {
+      negative: 'pcd',
+      chains: 9,
+      k: 2,
+      centring: true,
+      centringRate: 0.1,
+      momentum: 0.5,
+      weightDecay: 0.01,
+      schedule: { type: 'linear', steps: 12, end: 0.05 },
+    },
+  ],
+  ['CD-2 centring', { negative: 'cd', k: 2, centring: true, centringRate: 0.2 }],
+];
+
+const dbmRule: TrainOptions = {
+  negative: 'pcd',
+  chains: 8,
+  positive: 'sample',
+  positiveIterations: 3,
+  centring: true,
+  centringRate: 0.1,
+  momentum: 0.5,
+  weightDecay: 0.01,
+};
+
+function job(spec: NetworkSpec, train: TrainOptions, nv: number): Job {
+  return {
+    spec,
+    train: { batchSize: 5, learningRate: 0.3, seed: 11, ...train },
+    data: randomBinary(13, nv, 5, 0.4),
+    rows: 13,
+    epochs: 4,
+  };
+}
+
+describe('owned tiles at staleness 0 are Trainer up to summation order (portable kernels)', () => {
+  const cases: [string, NetworkSpec, TrainOptions, ShardLayout, number][] = [];
+  for (const [rule, train] of rbmRules)
+    for (const [name, layout] of rbmLayouts)
+      cases.push([`RBM 7-5, ${rule}, ${name}`, rbmSpec(7, 5), train, layout, 7]);
+  for (const [name, layout] of dbmLayouts)
+    cases.push([`deep BM 6-5-4, sampled positive phase, PCD, ${name}`, dbm, dbmRule, layout, 6]);
+  for (const [name, spec, train, layout, nv] of cases) {
+    it(name, () => {
+      const j = job(spec, train, nv);
+      const init = initial(j.spec, portable, 3, 0.5);
+      const ref = reference(j, init);
+      const owned = cluster(j, init, layout, portable, { tiles: 'owned' });
+      owned.run();
+      const got = owned.assemble();
+      expect(compare(got, ref).maxDiff).toBeLessThan(ROUNDING);
+      expect(compare(ref, init).maxDiff).toBeGreaterThan(0.05); // a real run
+      // each weight held once, by the shard of its from-unit
+      let held = 0;
+      owned.trainers.forEach((t, s) => {
+        for (const x of t!.weightTiles()) {
+          expect(x.owner).toBe(s);
+          held += x.data.length;
+        }
+      });
+      expect(held).toBe(
+        j.spec.connections.reduce((n, c) => n + size(spec, c.from) * size(spec, c.to), 0),
+      );
+      // the owned design's own order is fixed: random delays change nothing
+      const delayed = cluster(j, init, layout, portable, {
+        tiles: 'owned',
+        delivery: { kind: 'random', maxDelay: 4, seed: 3 },
+      });
+      delayed.run();
+      expect(compare(delayed.assemble(), got)).toEqual({ maxDiff: 0, identical: true });
+    });
+  }
+});
+
+function size(spec: NetworkSpec, layer: string): number {
+  return spec.layers.find((l) => l.name === layer)!.size;
+}
+
+describe('owned tiles: traffic, recovery and refusals', () => {
+  const layout: ShardLayout = [{ v: [0, 5], h: [0, 3] }, { v: [5, 12] }, { h: [3, 8] }];
+  const pcd: TrainOptions = {
+    negative: 'pcd',
+    chains: 10,
+    k: 2,
+    centring: true,
+    centringRate: 0.1,
+    momentum: 0.5,
+    weightDecay: 0.01,
+  };
+  const j: Job = {
+    spec: rbmSpec(12, 8),
+    train: { batchSize: 6, learningRate: 0.2, seed: 4, ...pcd },
+    data: randomBinary(24, 12, 2, 0.4),
+    rows: 24,
+    epochs: 6,
+  };
+
+  it('kill a shard, restore every shard from the common checkpoint: the same final model', () => {
+    const init = initial(j.spec, portable, 7, 0.3);
+    const opts = {
+      tiles: 'owned' as const,
+      checkpointEvery: 4,
+      delivery: { kind: 'random', maxDelay: 5, seed: 9 } as const,
+    };
+    const undisturbed = cluster(j, init, layout, portable, opts);
+    undisturbed.run();
+    const want = undisturbed.assemble();
+    expect(compare(want, reference(j, init)).maxDiff).toBeLessThan(ROUNDING);
+    const c = cluster(j, init, layout, portable, opts);
+    c.run({ until: (x) => x.trainers[2]!.position.applied >= 14 });
+    c.kill(2);
+    expect(c.run()).toBe('stalled');
+    expect(c.recover()).toBe(12);
+    c.run();
+    expect(compare(c.assemble(), want)).toEqual({ maxDiff: 0, identical: true });
+  });
+
+  it('partial fields go to the owners of the units drawn, float32; no weights travel', () => {
+    const init = initial(j.spec, portable, 7, 0.3);
+    const K2: ShardLayout = [
+      { v: [0, 6], h: [0, 4] },
+      { v: [6, 12], h: [4, 8] },
+    ];
+    const t0 = new ShardTrainer({
+      network: j.spec,
+      train: j.train,
+      layout: K2,
+      shard: 0,
+      kernels: portable,
+      data: { x: j.data, rows: j.rows },
+      params: networkSource(init),
+      tiles: 'owned',
+    });
+    // step 0 of shard 0 alone: the positive hidden stage sends shard 1 the partial fields of
+    // its 4 hidden units for the batch (6 rows x 4 float32), then waits for shard 1's
+    t0.advance();
+    const first = t0.outgoing().map((m) => ({
+      to: m.to,
+      layer: m.layer,
+      bytes: m.values?.byteLength ?? m.packed.length,
+      field: m.values !== undefined,
+    }));
+    expect(first).toEqual([{ to: [1], layer: 1, bytes: 6 * 4 * 4, field: true }]);
+    const c = cluster(j, init, K2, portable, { tiles: 'owned' });
+    c.run();
+    // per step and shard: PCD-2 draws the hidden layer 3 times (a partial field and the spins
+    // each time); the visible layer's final negative states go out once (centring reads them)
+    expect(c.trainers[0]!.stats().messagesSent).toBe(stepsOf(j) * 7);
+    const hiddenBits = (rows: number): number => Math.ceil((rows * 4) / 8);
+    const perStep =
+      6 * 4 * 4 + hiddenBits(6) + 2 * (10 * 4 * 4 + hiddenBits(10)) + Math.ceil((10 * 6) / 8);
+    expect(c.trainers[0]!.stats().bytesSent).toBe(stepsOf(j) * perStep);
+  });
+
+  it('refuses staleness > 0 and a checkpoint of the other design', () => {
+    const base = {
+      network: j.spec,
+      train: j.train,
+      layout,
+      shard: 0,
+      kernels: portable,
+      data: { x: j.data, rows: j.rows },
+      params: networkSource(initial(j.spec, portable, 7, 0.3)),
+    };
+    expect(() => new ShardTrainer({ ...base, tiles: 'owned', staleness: 1 })).toThrow(SpecError);
+    expect(() => new ShardTrainer({ ...base, tiles: 'bogus' as 'owned' })).toThrow(/tiles/);
+    const owned = new ShardTrainer({ ...base, tiles: 'owned' });
+    const replicated = new ShardTrainer(base);
+    expect(() => replicated.restore(owned.checkpoint())).toThrow(/checkpoint.tiles/);
+    expect(() => owned.restore(replicated.checkpoint())).toThrow(/checkpoint.tiles/);
+  });
+});
