@@ -46,6 +46,8 @@ export type CommonFields = {
   seed: number;
   staleness: number | 'unbounded';
   checkpointEverySteps: number;
+  /** The spec's tiles; absent: the spec's default (defaultTiles). */
+  tiles?: 'owned' | 'replicated';
 };
 
 /** The dense bipartite RBM 2048-2048 on the synthetic data at `data` (`rows` rows). */

@@ -1,5 +1,6 @@
 // `npm run bench -- cluster [--quick] [--dense-steps=N] [--fmnist-epochs=N] [--fmnist-limit=N]
-// [--staleness=N|unbounded]`: what distribution costs. Each network is trained on a local
+// [--staleness=N|unbounded] [--tiles=owned|replicated]`: what distribution costs. Each network
+// is trained on a local
 // cluster (a coordinator and K worker processes over loopback gRPC) with K = 1, 2 (and 4 where the
 // machine has 4 cores), every worker pinned to its own core (`taskset`) with
 // OPENBLAS_NUM_THREADS=1, so every K gives each worker the same resources and K=2 against K=1
@@ -229,6 +230,7 @@ async function computeOnly(
     data: { x: data.x, rows: data.rows },
     steps,
     params: networkSource(net),
+    tiles: spec.tiles,
     // A turn draws up to one step (both workloads: an exact positive stage, then k sweeps of
     // two stages), so a shard runs in stretches as a worker does, not stage by stage
     // interleaved with the other shard's (whose tiles would then evict its own from the cache).
@@ -273,6 +275,13 @@ function withoutCorrelations(k: Kernels): Kernels {
   });
 }
 
+/** --tiles: 'owned' or 'replicated' for every network; absent: each spec's default. */
+function tilesArg(v: string | true | undefined): 'owned' | 'replicated' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'owned' || v === 'replicated') return v;
+  throw new Error(`--tiles: must be 'owned' or 'replicated', got '${String(v)}'`);
+}
+
 /** --staleness: 0 (lockstep, the default), a positive integer or 'unbounded'. */
 function stalenessArg(v: string | true | undefined): number | 'unbounded' {
   if (v === undefined) return 0;
@@ -291,6 +300,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     'fmnist-limit',
     'timeout-s',
     'staleness',
+    'tiles',
   ]);
   const quick = args.has('quick');
   const denseSteps = numArg(args, 'dense-steps', quick ? 60 : 800);
@@ -309,10 +319,12 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     const denseRows = 640;
     const denseData = join(tmp, 'dense-2048-images-idx2-ubyte');
     writeSyntheticIdx(denseData, denseRows, 2048, 12345);
+    const tiles = tilesArg(args.get('tiles'));
     const common = {
       seed: 1,
       staleness,
       checkpointEverySteps: 0,
+      ...(tiles ? { tiles } : {}),
     };
     const dense = denseWorkload(denseData, denseRows, denseSteps, common);
     const fmnist = fmnistWorkload(1, fmnistLimit, fmnistEpochs, common);
@@ -342,6 +354,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       taskset: ts ?? 'missing: workers not pinned',
       quick,
       staleness,
+      tiles: tiles ?? "the specs' default (defaultTiles)",
       checkpoint_every_steps: 0,
       lateral_note:
         'a lateral (all-to-all) layer is swept unit by unit and must lie within one shard (SHARDING.md), so the dense network is a bipartite 2048+2048 RBM',
@@ -402,6 +415,7 @@ async function benchNetwork(
   const speedup = r1 && r2 ? Number((r2 / r1).toFixed(3)) : null;
   const network = {
     network: w.title,
+    tiles: validateJobSpec(w.spec(2)).tiles,
     spin_updates_per_step: rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k),
     by_workers: byK,
     speedup_2_workers: speedup,

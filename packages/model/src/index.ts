@@ -115,11 +115,14 @@ export { quote } from './quote.js';
 // Sharded training (see shard/index.ts)
 export {
   LoopbackCluster,
+  OWNED_TILES_MIN_RATIO,
   ShardTrainer,
   assemble,
+  defaultTiles,
   evenLayout,
   initSource,
   networkSource,
+  ownedTilesRatio,
   shapeNetwork,
   validateLayout,
   type AdvanceBudget,

@@ -2,7 +2,12 @@
 import { SpecError } from './errors.js';
 import { intIn as int, isRecord, onlyKeys } from './checks.js';
 import { rbmSpec, validateNetworkSpec, type NetworkSpec, type UnitName } from './network.js';
-import { validateTrainOptions, type TrainOptions } from './train-options.js';
+import { defaultTiles } from './shard/tiles.js';
+import {
+  type ResolvedTrainOptions,
+  validateTrainOptions,
+  type TrainOptions,
+} from './train-options.js';
 import type { BinarizeMode } from './data/dataset.js';
 import { hopfieldSpec, isHopfield } from './hopfield.js';
 import { shapeNetwork } from './shard/layout.js';
@@ -93,11 +98,22 @@ export interface JobSpec {
   workers: number;
   /**
    * Cluster runs: how many steps a shard may run ahead of the spins and updates of its peers.
-   * 0 is lockstep (the result equals runJob's with `train.statistics: 'samples'`, bit for bit
-   * with the portable kernels); Infinity never waits (the spec's text says 'unbounded', and so
+   * 0 is lockstep (the result equals runJob's with `train.statistics: 'samples'`: bit for bit
+   * with the portable kernels and replicated tiles, up to float summation order with owned
+   * ones); Infinity never waits (the spec's text says 'unbounded', and so
    * does its JSON form, JobSpecJson). @defaultValue 0
    */
   staleness: number;
+  /**
+   * Cluster runs: who holds a weight between units of two shards. 'owned': the shard of its
+   * `from` unit alone, which sends the other side partial fields (float32): every weight is
+   * computed and updated once, and a shard holds about 1/K of them. 'replicated': both shards,
+   * and only 1-bit spins travel; the one that allows staleness > 0. @defaultValue at
+   * staleness 0 'owned' where the gradient work it saves outweighs the bytes it adds
+   * (defaultTiles: large layers, few chains), else 'replicated'; the JSON form of a job
+   * written before the field: replicated
+   */
+  tiles: 'owned' | 'replicated';
   /**
    * Cluster runs: every shard checkpoints its state every this many steps (one step = one
    * minibatch update); after a worker failure every shard restarts from the newest step all of
@@ -249,6 +265,7 @@ export function validateJobSpec(input: unknown): JobSpec {
       'evaluate',
       'workers',
       'staleness',
+      'tiles',
       'checkpointEverySteps',
     ],
     p,
@@ -267,6 +284,7 @@ export function validateJobSpec(input: unknown): JobSpec {
   const trainIn = input['train'] ?? {};
   if (!isRecord(trainIn)) throw new SpecError(`${p}.train`, 'must be an object');
   const train = { ...trainIn, seed: trainIn['seed'] ?? seed } as TrainOptions;
+  let resolved: ResolvedTrainOptions | null = null;
   if (rule === 'hebbian') {
     if (!isHopfield(shapeNetwork(network)))
       throw new SpecError(
@@ -281,7 +299,7 @@ export function validateJobSpec(input: unknown): JobSpec {
   } else {
     // Checked now against the network, so a bad option fails before any data is loaded.
     try {
-      validateTrainOptions(train, shapeNetwork(network));
+      resolved = validateTrainOptions(train, shapeNetwork(network));
     } catch (e) {
       if (e instanceof SpecError && !e.field.startsWith('spec.'))
         throw new SpecError(`${p}.${e.field}`, e.message.slice(e.field.length + 1));
@@ -366,6 +384,16 @@ export function validateJobSpec(input: unknown): JobSpec {
   )
     throw new SpecError(`${p}.staleness`, "must be an integer in [0, 4294967294] or 'unbounded'");
   const staleness = st === 'unbounded' ? Infinity : (st as number);
+  const tiles =
+    input['tiles'] ??
+    (resolved ? defaultTiles(shapeNetwork(network), resolved, workers, staleness) : 'replicated');
+  if (tiles !== 'owned' && tiles !== 'replicated')
+    throw new SpecError(`${p}.tiles`, "must be 'owned' or 'replicated'");
+  if (tiles === 'owned' && staleness !== 0)
+    throw new SpecError(
+      `${p}.tiles`,
+      "'owned' needs staleness 0 (a shard draws from its peers' partial fields of the same stage); use 'replicated' for asynchronous runs",
+    );
   const checkpointEverySteps = int(
     input['checkpointEverySteps'] ?? 100,
     `${p}.checkpointEverySteps`,
@@ -385,6 +413,7 @@ export function validateJobSpec(input: unknown): JobSpec {
     evaluate,
     workers,
     staleness,
+    tiles,
     checkpointEverySteps,
   };
 }
@@ -393,7 +422,11 @@ export function validateJobSpec(input: unknown): JobSpec {
  * A validated spec as JSON can hold it (job records, model files): the same, except that an
  * unbounded staleness is the spec's own 'unbounded', since JSON has no Infinity.
  */
-export type JobSpecJson = Omit<JobSpec, 'staleness'> & { staleness: number | 'unbounded' };
+export type JobSpecJson = Omit<JobSpec, 'staleness' | 'tiles'> & {
+  staleness: number | 'unbounded';
+  /** Absent in records written before the field: those jobs keep replicated tiles. */
+  tiles?: JobSpec['tiles'];
+};
 
 /** A validated spec in its JSON form: the one place Infinity becomes 'unbounded'. */
 export function jobSpecToJson(spec: JobSpec): JobSpecJson {
@@ -405,7 +438,11 @@ export function jobSpecToJson(spec: JobSpec): JobSpecJson {
  * 'unbounded' becomes Infinity.
  */
 export function jobSpecFromJson(json: JobSpecJson): JobSpec {
-  return { ...json, staleness: json.staleness === 'unbounded' ? Infinity : json.staleness };
+  return {
+    ...json,
+    staleness: json.staleness === 'unbounded' ? Infinity : json.staleness,
+    tiles: json.tiles ?? 'replicated',
+  };
 }
 
 /** A staleness as a person reads it: a number of steps, or 'unbounded'. */

@@ -31,6 +31,7 @@ describe('generated messages', () => {
       values: Buffer.alloc(0),
       seq: 123_456,
       reads: [1, 0, -1, 0, 3, 2 ** 40 + 5],
+      partialField: false,
     };
     const back = SpinFrame.decode(SpinFrame.encode(frame).finish());
     expect(back).toEqual(frame);

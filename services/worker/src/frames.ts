@@ -30,6 +30,7 @@ export function checkFrameShape(frame: SpinFrame): void {
   if (hasPacked === hasValues) {
     bad('exactly one of packed (binary units) and values (Gaussian units) must be set');
   }
+  if (frame.partialField && !hasValues) bad('a partial field must be carried in values');
   if (hasPacked) {
     const want = packedBytes(frame.chains, frame.unitCount);
     if (frame.packed.length !== want) {
@@ -50,7 +51,10 @@ export function checkFrameShape(frame: SpinFrame): void {
 }
 
 /** What identifies a frame's content: the same key twice is the same spins. */
-export type FrameKey = Pick<SpinFrame, 'fromShard' | 'step' | 'phase' | 'layer' | 'unitStart'>;
+export type FrameKey = Pick<
+  SpinFrame,
+  'fromShard' | 'step' | 'phase' | 'layer' | 'unitStart' | 'partialField'
+>;
 
 /** Options of a FrameDeduper. */
 export interface FrameDeduperOptions {
@@ -64,7 +68,8 @@ export interface FrameDeduperOptions {
 }
 
 /**
- * Remembers which frames were delivered, by (from_shard, step, phase, layer, unit_start), so
+ * Remembers which frames were delivered, by (from_shard, step, phase, layer, unit_start,
+ * partial_field), so
  * that frames resent after a reconnection (delivered, but their acknowledgement lost) are
  * delivered once. Share one deduper between the PeerServers of one receiving shard when a
  * server may be restarted. Clear it when the assignment generation changes: frames of a new
@@ -94,7 +99,7 @@ export class FrameDeduper {
       this.senders.set(frame.fromShard, s);
     }
     if (frame.step < s.newest - this.horizon) return 'stale';
-    const sub = `${frame.phase}:${frame.layer}:${frame.unitStart}`;
+    const sub = `${frame.phase}:${frame.layer}:${frame.unitStart}:${frame.partialField ? 'f' : 's'}`;
     let seen = s.steps.get(frame.step);
     if (seen === undefined) {
       seen = new Set();

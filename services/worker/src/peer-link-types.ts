@@ -19,8 +19,10 @@ export interface SpinBlock {
   chains: number;
   /** Binary units, as kernels.packSpins packs the chains x unitCount block. */
   packed?: Uint8Array;
-  /** Gaussian units: chains x unitCount little-endian float32. */
+  /** Gaussian units, or a partial field: chains x unitCount little-endian float32. */
   values?: Uint8Array;
+  /** SpinFrame.partial_field: `values` is the sender's partial field for these units. */
+  partialField?: boolean;
   /** SpinFrame.reads: (layer, shard, stamp) triples (asynchronous persistent chains). */
   reads?: readonly number[];
 }

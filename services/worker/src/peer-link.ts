@@ -187,6 +187,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       values,
       seq: this.nextSeq,
       reads: block.reads ? [...block.reads] : [],
+      partialField: block.partialField === true,
     };
     try {
       checkFrameShape(frame);

@@ -277,6 +277,7 @@ describe.each(['grpc', 'stream'] as const)('PeerLink -> PeerServer over %s', (tr
         values: Buffer.alloc(0),
         seq: 1,
         reads: [],
+        partialField: false,
       });
       const st = await status;
       expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);

@@ -31,6 +31,8 @@ export {
   type SpinMessage,
 } from './shard-trainer.js';
 export type { WeightTile } from './shard-checkpoint.js';
+// Which tile design a run uses when its spec does not say
+export { OWNED_TILES_MIN_RATIO, defaultTiles, ownedTilesRatio } from './tiles.js';
 // K shards in one process, for tests and benchmarks
 export {
   LoopbackCluster,

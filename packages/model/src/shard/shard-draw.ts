@@ -20,6 +20,11 @@ export class StageDrawer {
   /** Own final states per step drawn whose update is not applied. */
   readonly pending = new Map<number, OwnStates>();
   private pool: OwnStates[] = [];
+  /**
+   * Owned tiles: per layer with connections into it whose row band this shard holds,
+   * rows x every unit of the layer: this shard's contributions to all its fields (else null).
+   */
+  private readonly partials: (Float32Array | null)[];
 
   constructor(
     private readonly geometry: ShardGeometry,
@@ -30,7 +35,16 @@ export class StageDrawer {
     private readonly tally: ShardTally,
     private readonly site: RngSite,
     private readonly inbox: SpinInbox,
-  ) {}
+  ) {
+    const g = geometry;
+    const rows = Math.max(g.batchSize, g.chainRows);
+    this.partials = g.net.layers.map((l) =>
+      g.owned &&
+      g.net.connections.some((c) => c.to === l.index && params.connections[c.index]?.fromView)
+        ? kernels.alloc(rows * l.size)
+        : null,
+    );
+  }
 
   /** Start of step t: the batch into the visible layers; zeros for a sampled positive phase. */
   beginStep(t: number, appliedSteps: number): void {
@@ -80,9 +94,11 @@ export class StageDrawer {
   }
 
   /**
-   * Owned tiles: this shard's contributions to its peers' fields for stage p of step t, one
-   * message per (layer drawn, peer owning units of it): X[:, F_s] W[F_s, T_b] summed over the
-   * connections into the layer whose row band it holds. Reads only its own units' states.
+   * Owned tiles: this shard's contributions to every unit's field of the layers drawn at stage
+   * p of step t, X[:, F_s] W[F_s, :] summed over the connections into the layer whose row band
+   * it holds, by one product per layer (one wide product runs faster than one per shard); each
+   * peer owning units of the layer is sent its columns, and this shard's own stay in
+   * `partials` for its draw. Reads only this shard's own units' states.
    */
   sendFields(t: number, p: number): void {
     const g = this.geometry;
@@ -92,36 +108,38 @@ export class StageDrawer {
     const X = positive ? this.states.positive : this.states.model;
     const rows = positive ? g.batchRowsOf(t) : g.modelRowsOf(t);
     for (const l of stage.layers) {
-      const into = g.net.connections.filter(
-        (c) => c.to === l && this.params.connections[c.index]?.fromView,
-      );
-      if (into.length === 0) continue;
+      const P = this.partials[l];
+      if (!P) continue;
+      const nt = g.net.layers[l]!.size;
+      let beta = 0;
+      for (const c of g.net.connections) {
+        const v = c.to === l ? this.params.connections[c.index]?.fromView : null;
+        if (!v) continue;
+        const [f0, f1] = g.ownRange[c.from]!;
+        const nf = g.net.layers[c.from]!.size;
+        k.sgemm(
+          false,
+          false,
+          rows,
+          nt,
+          f1 - f0,
+          1,
+          X[c.from]!.subarray(f0),
+          nf,
+          v.data,
+          v.ld,
+          beta,
+          P,
+          nt,
+        );
+        beta = 1;
+      }
+      k.download(P);
       for (const rb of g.owners[l]!) {
         if (rb.shard === g.shard) continue;
         const w = rb.end - rb.start;
         const out = new Float32Array(rows * w);
-        into.forEach((c, i) => {
-          const v = this.params.connections[c.index]!.fromView!;
-          const [f0, f1] = g.ownRange[c.from]!;
-          const nf = g.net.layers[c.from]!.size;
-          const x = X[c.from]!.subarray(f0);
-          k.sgemm(
-            false,
-            false,
-            rows,
-            w,
-            f1 - f0,
-            1,
-            x,
-            nf,
-            v.data.subarray(rb.start),
-            v.ld,
-            i === 0 ? 0 : 1,
-            out,
-            w,
-          );
-        });
-        k.download(out);
+        k.copyBlock(rows, w, P, rb.start, nt, out, 0, w);
         this.outbox.push({
           from: g.shard,
           to: [rb.shard],
@@ -158,15 +176,7 @@ export class StageDrawer {
         k.sgemm(false, true, rows, w, nt, 1, X[c.to]!, nt, v.data, v.ld, beta, f, w);
         beta = 1;
       } else if (c.to === l && g.owned) {
-        // own part: this shard's from-units through its row band's columns of its own units
-        const v = h?.fromView;
-        if (!v) continue;
-        const [f0, f1] = g.ownRange[c.from]!;
-        const nf = net.layers[c.from]!.size;
-        const x = X[c.from]!.subarray(f0);
-        const t0 = g.ownRange[l]![0];
-        k.sgemm(false, false, rows, w, f1 - f0, 1, x, nf, v.data.subarray(t0), v.ld, beta, f, w);
-        beta = 1;
+        continue; // in `partials` (sendFields), added below
       } else if (c.to === l) {
         const v = h!.toView!;
         const nf = net.layers[c.from]!.size;
@@ -174,7 +184,19 @@ export class StageDrawer {
         beta = 1;
       }
     }
-    if (beta === 0) {
+    const P = this.partials[l];
+    const nl = net.layers[l]!.size;
+    const a = g.ownRange[l]![0];
+    if (P && beta === 0) {
+      // owned tiles: this shard's own part first (its columns of sendFields' product)
+      k.copyBlock(rows, w, P, a, nl, f, 0, w);
+      k.upload(f);
+    } else if (P) {
+      const buf = this.states.scratch;
+      k.copyBlock(rows, w, P, a, nl, buf, 0, w);
+      k.upload(buf);
+      k.axpby(rows * w, 1, buf, 1, f);
+    } else if (beta === 0) {
       f.fill(0, 0, rows * w);
       k.upload(f);
     }

@@ -63,6 +63,7 @@ export const boltzmann: WorkerKind = {
       steps: job.totalSteps,
       // The run's settings come with the assignment (the coordinator's, from the spec).
       staleness: stalenessFromWire(a.staleness),
+      tiles: job.spec.tiles,
       checkpointEvery: a.checkpointEverySteps,
       snapshotEvery,
       params: jobParameterSource(job.spec, job.data, kernels),
@@ -123,6 +124,13 @@ class TrainerShard implements ShardRunner {
 
   take(f: SpinFrame): void {
     try {
+      if (f.partialField) {
+        // copied into an aligned array (the frame's bytes may start anywhere in its buffer)
+        const values = new Float32Array(f.values.length >>> 2);
+        new Uint8Array(values.buffer).set(f.values.subarray(0, values.byteLength));
+        this.tr.receiveField(f.fromShard, f.step, f.phase, f.layer, values);
+        return;
+      }
       this.tr.receive(
         f.fromShard,
         f.step,
@@ -303,7 +311,6 @@ class TrainerShard implements ShardRunner {
     if (msgs.length === 0) return;
     const tr = this.tr;
     const job = this.job;
-    const ctl = this.host.control;
     const shardId = this.host.assignment.shardId;
     const own = job.layout[shardId]!;
     const names = job.spec.network.layers.map((l) => l.name);
@@ -314,6 +321,10 @@ class TrainerShard implements ShardRunner {
         stage.phase === 'positive' || tr.options.negative === 'cd'
           ? batchRows(m.step, tr.options.batchSize, tr.stepsPerEpoch, job.data.rows)
           : tr.options.chains;
+      if (m.values !== undefined) {
+        if (!(await this.sendField(m, rows))) return;
+        continue;
+      }
       if (stage.phase === 'negative') this.noteSpins(m);
       const block: SpinBlock = {
         step: m.step,
@@ -325,30 +336,59 @@ class TrainerShard implements ShardRunner {
         packed: m.packed,
         reads: m.reads,
       };
-      for (const to of m.to) {
-        const link = ctl.links.get(to);
-        if (link === undefined)
-          throw new JobLoadError(
-            `shard ${shardId} sends spins of layer ${names[m.layer]} to shard ${to}, ` +
-              'which the assignment does not list among its peers',
-          );
-        try {
-          await link.send(block);
-        } catch (err) {
-          if (ctl.aborted) return;
-          if (err instanceof PeerLinkError && err.code === Status.FAILED_PRECONDITION) {
-            // The peer works under a newer generation (or another job): this one is over, and
-            // the coordinator's next Assign replaces it. Wait for that.
-            this.host.log.warn(
-              { peer: to, err: err.message },
-              'peer refused our spins: waiting for reassignment',
-            );
-            while (!ctl.ending) await ctl.waitFrames(ctl.delivered);
-            return;
-          }
-          throw err;
-        }
+      for (const to of m.to) if (!(await this.sendTo(to, block))) return;
+    }
+  }
+
+  /** Owned tiles: a partial field for the recipient's units of the layer. */
+  private async sendField(m: SpinMessage, rows: number): Promise<boolean> {
+    const to = m.to[0]!;
+    const layer = this.job.spec.network.layers[m.layer]!.name;
+    const range = this.job.layout[to]?.[layer];
+    if (range === undefined)
+      throw new JobLoadError(`shard ${to} owns no units of layer ${layer} to send fields of`);
+    const v = m.values!;
+    return this.sendTo(to, {
+      step: m.step,
+      phase: m.stage,
+      layer: m.layer,
+      unitStart: range[0],
+      unitCount: range[1] - range[0],
+      chains: rows,
+      values: new Uint8Array(v.buffer, v.byteOffset, v.byteLength),
+      partialField: true,
+    });
+  }
+
+  /**
+   * Sends one block to one peer. False when the peer works under a newer generation: this run
+   * is over, and the caller stops sending.
+   */
+  private async sendTo(to: number, block: SpinBlock): Promise<boolean> {
+    const ctl = this.host.control;
+    const link = ctl.links.get(to);
+    if (link === undefined)
+      throw new JobLoadError(
+        `shard ${this.host.assignment.shardId} sends spins of layer ` +
+          `${this.job.spec.network.layers[block.layer]!.name} to shard ${to}, ` +
+          'which the assignment does not list among its peers',
+      );
+    try {
+      await link.send(block);
+      return true;
+    } catch (err) {
+      if (ctl.aborted) return false;
+      if (err instanceof PeerLinkError && err.code === Status.FAILED_PRECONDITION) {
+        // The peer works under a newer generation (or another job): this one is over, and
+        // the coordinator's next Assign replaces it. Wait for that.
+        this.host.log.warn(
+          { peer: to, err: err.message },
+          'peer refused our spins: waiting for reassignment',
+        );
+        while (!ctl.ending) await ctl.waitFrames(ctl.delivered);
+        return false;
       }
+      throw err;
     }
   }
 

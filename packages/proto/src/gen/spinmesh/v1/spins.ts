@@ -78,8 +78,9 @@ export interface SpinFrame {
    */
   packed: Buffer;
   /**
-   * Gaussian units: the chains x unit_count block, chain-major, as little-endian float32, so
-   * chains * unit_count * 4 bytes. Empty for binary layers.
+   * Gaussian units, or a partial field (partial_field): the chains x unit_count block,
+   * chain-major, as little-endian float32, so chains * unit_count * 4 bytes. Empty for binary
+   * layers' spins.
    */
   values: Buffer;
   /**
@@ -96,6 +97,14 @@ export interface SpinFrame {
    * Empty otherwise.
    */
   reads: number[];
+  /**
+   * Owned weight tiles (JobSpec tiles 'owned'): the frame carries, in `values`, the sender's
+   * partial field for the receiver's units unit_start .. unit_start+unit_count-1 of `layer`
+   * at this phase (chains x unit_count float32, chain-major): the sum over the sender's own
+   * units of their states times the weights it holds to them. The receiver adds its peers'
+   * partial fields to its own before drawing. `packed` is empty.
+   */
+  partialField: boolean;
 }
 
 /**
@@ -271,6 +280,7 @@ function createBaseSpinFrame(): SpinFrame {
     values: Buffer.alloc(0),
     seq: 0,
     reads: [],
+    partialField: false,
   };
 }
 
@@ -318,6 +328,9 @@ export const SpinFrame: MessageFns<SpinFrame> = {
         writer.sint64(v);
       }
       writer.join();
+    }
+    if (message.partialField !== false) {
+      writer.uint32(112).bool(message.partialField);
     }
     return writer;
   },
@@ -449,6 +462,14 @@ export const SpinFrame: MessageFns<SpinFrame> = {
 
             break;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.partialField = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -494,6 +515,11 @@ export const SpinFrame: MessageFns<SpinFrame> = {
       reads: globalThis.Array.isArray(object?.reads)
         ? object.reads.map((e: any) => globalThis.Number(e))
         : [],
+      partialField: isSet(object.partialField)
+        ? globalThis.Boolean(object.partialField)
+        : isSet(object.partial_field)
+        ? globalThis.Boolean(object.partial_field)
+        : false,
     };
   },
 
@@ -538,6 +564,9 @@ export const SpinFrame: MessageFns<SpinFrame> = {
     if (message.reads?.length) {
       obj.reads = message.reads.map((e) => Math.round(e));
     }
+    if (message.partialField !== false) {
+      obj.partialField = message.partialField;
+    }
     return obj;
   },
 
@@ -559,6 +588,7 @@ export const SpinFrame: MessageFns<SpinFrame> = {
     message.values = object.values ?? Buffer.alloc(0);
     message.seq = object.seq ?? 0;
     message.reads = object.reads?.map((e) => e) || [];
+    message.partialField = object.partialField ?? false;
     return message;
   },
 };
