@@ -234,6 +234,29 @@ export function rbmSpinsPerStep(
   return batch * hidden + k * chains * (visible + hidden);
 }
 
+/**
+ * The payload bytes all K shards of an evenly split RBM (PCD-k, exact positive phase) send a
+ * step, by design (SHARDING.md). Replicated: every spin drawn, 1 bit, to each of the K - 1
+ * peers. Owned: at each hidden stage every shard sends each peer the partial fields of its
+ * hidden units (float32) and then its hidden spins (1 bit); the visible layer's final model
+ * states go to the peers only for centring's correction.
+ */
+export function rbmPayloadPerStep(
+  w: { visible: number; hidden: number; batch: number; chains: number; k: number },
+  K: number,
+  tiles: 'owned' | 'replicated',
+  centring: boolean,
+): number {
+  const peers = K - 1;
+  if (tiles === 'replicated')
+    return (rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k) * peers) / 8;
+  const hiddenRows = w.batch + w.k * w.chains;
+  return (
+    hiddenRows * w.hidden * peers * (4 + 1 / 8) +
+    (centring ? (w.chains * w.visible * peers) / 8 : 0)
+  );
+}
+
 export function loadAverage(): string {
   return loadavg()
     .map((x) => x.toFixed(2))

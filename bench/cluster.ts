@@ -60,6 +60,7 @@ import { JobState, WorkerState, type WorkerStatus } from '@spinmesh/proto';
 import { environment, log, numArg, parseArgs } from './_common.js';
 import {
   loadAverage,
+  rbmPayloadPerStep,
   rbmSpinsPerStep,
   runClusterJob,
   startBenchCluster,
@@ -76,6 +77,8 @@ interface KRun {
   wire_bits_per_spin_update: number | null;
   /** Message bytes all workers sent a step (frames and acknowledgements as the links count them). */
   wire_bytes_per_step: number | null;
+  /** wire_bytes_per_step over the design's payload (rbmPayloadPerStep): 1 is the floor. */
+  wire_overhead: number | null;
   steps: number;
   seconds: number;
   total_steps: number;
@@ -106,6 +109,8 @@ function measure(
   r: ClusterJobResult,
 ): Omit<KRun, 'pinning' | 'load_before' | 'load_after'> {
   const spinsPerStep = rbmSpinsPerStep(w.visible, w.hidden, w.batch, w.chains, w.k);
+  const spec = validateJobSpec(w.spec(K));
+  const payload = rbmPayloadPerStep(w, K, spec.tiles, spec.train.centring === true);
   const total = w.totalSteps;
   const warm = Math.ceil(total * 0.15);
   const mean = (s: StatusSample): number =>
@@ -128,6 +133,7 @@ function measure(
       spin_updates_per_s: null,
       wire_bits_per_spin_update: null,
       wire_bytes_per_step: null,
+      wire_overhead: null,
       steps: 0,
       seconds: 0,
       bytes_sent: 0,
@@ -164,6 +170,8 @@ function measure(
     spin_updates_per_s: Math.round(spins / seconds),
     wire_bits_per_spin_update: K > 1 ? Number(((sent * 8) / (spins * (K - 1))).toFixed(4)) : null,
     wire_bytes_per_step: K > 1 ? Math.round(sent / steps) : null,
+    // what the frames' headers and the acknowledgements add to the design's payload
+    wire_overhead: K > 1 ? Number((sent / steps / payload).toFixed(4)) : null,
     steps: Number(steps.toFixed(1)),
     seconds: Number(seconds.toFixed(3)),
     bytes_sent: sent,
@@ -292,16 +300,18 @@ function stalenessArg(v: string | true | undefined): number | 'unbounded' {
   return n;
 }
 
+const FLAGS = [
+  'quick',
+  'dense-steps',
+  'fmnist-epochs',
+  'fmnist-limit',
+  'timeout-s',
+  'staleness',
+  'tiles',
+];
+
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
-  const args = parseArgs('cluster', argv, [
-    'quick',
-    'dense-steps',
-    'fmnist-epochs',
-    'fmnist-limit',
-    'timeout-s',
-    'staleness',
-    'tiles',
-  ]);
+  const args = parseArgs('cluster', argv, FLAGS);
   const quick = args.has('quick');
   const denseSteps = numArg(args, 'dense-steps', quick ? 60 : 800);
   const fmnistLimit = numArg(args, 'fmnist-limit', quick ? 10000 : 60000);
@@ -320,12 +330,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     const denseData = join(tmp, 'dense-2048-images-idx2-ubyte');
     writeSyntheticIdx(denseData, denseRows, 2048, 12345);
     const tiles = tilesArg(args.get('tiles'));
-    const common = {
-      seed: 1,
-      staleness,
-      checkpointEverySteps: 0,
-      ...(tiles ? { tiles } : {}),
-    };
+    const common = { seed: 1, staleness, checkpointEverySteps: 0, ...(tiles ? { tiles } : {}) };
     const dense = denseWorkload(denseData, denseRows, denseSteps, common);
     const fmnist = fmnistWorkload(1, fmnistLimit, fmnistEpochs, common);
     // How the speedup grows when sampling outweighs the gradient (each shard still computes 3/4
@@ -336,6 +341,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     const speedups: number[] = [];
     const bounds: number[] = [];
     const wireBits: number[] = [];
+    const wireOverheads: number[] = [];
     const wireBytes: Record<string, number | null> = {};
     const single: Record<string, number | null> = {};
     const vsOneProcess: Record<string, number | null> = {};
@@ -346,6 +352,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       if (b.speedup !== null) speedups.push(b.speedup);
       bounds.push(b.bound);
       wireBits.push(...b.wireBits);
+      wireOverheads.push(...b.wireOverheads);
       wireBytes[w.key] = b.wireBytes;
       vsOneProcess[w.key] = b.network.two_workers_vs_single_process_2_threads;
     }
@@ -366,6 +373,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       compute_only_bound: Math.min(...bounds),
       wire_bytes_per_step: wireBytes,
       wire_bits_per_spin_update: wireBits.length > 0 ? Math.max(...wireBits) : null,
+      wire_overhead: wireOverheads.length > 0 ? Math.max(...wireOverheads) : null,
       single_process_2_threads_spin_updates_per_s: single,
       load_end: loadAverage(),
     };
@@ -383,6 +391,7 @@ async function benchNetwork(
   speedup: number | null;
   bound: number;
   wireBits: number[];
+  wireOverheads: number[];
   wireBytes: number | null;
   network: { two_workers_vs_single_process_2_threads: number | null } & Record<string, unknown>;
 }> {
@@ -398,6 +407,7 @@ async function benchNetwork(
   const bounds = await computeBounds(w, quick ? 20 : Math.min(200, Math.ceil(w.totalSteps / 2)));
   const byK: Record<string, unknown> = {};
   const wireBits: number[] = [];
+  const wireOverheads: number[] = [];
   for (const K of [1, 2, 4]) {
     if (K > cores) {
       byK[String(K)] = {
@@ -409,6 +419,7 @@ async function benchNetwork(
     const m = await benchK(w, K, o);
     byK[String(K)] = m;
     if (m.wire_bits_per_spin_update !== null) wireBits.push(m.wire_bits_per_spin_update);
+    if (m.wire_overhead !== null) wireOverheads.push(m.wire_overhead);
   }
   const r1 = (byK['1'] as KRun | undefined)?.spin_updates_per_s ?? null;
   const r2 = (byK['2'] as KRun | undefined)?.spin_updates_per_s ?? null;
@@ -425,7 +436,7 @@ async function benchNetwork(
   };
   const wireBytes = (byK['2'] as KRun | undefined)?.wire_bytes_per_step ?? null;
   const bound = (bounds as { bound_speedup_2_workers: number }).bound_speedup_2_workers;
-  return { network, single, speedup, bound, wireBits, wireBytes };
+  return { network, single, speedup, bound, wireBits, wireOverheads, wireBytes };
 }
 
 /** The compute-only bounds on the 2-worker speedup, with and without the weight gradients. */

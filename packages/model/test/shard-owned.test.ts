@@ -109,7 +109,9 @@ describe('owned tiles at staleness 0 are Trainer up to summation order (portable
       const j = job(spec, train, nv);
       const init = initial(j.spec, portable, 3, 0.5);
       const ref = reference(j, init);
-      const owned = cluster(j, init, layout, portable, { tiles: 'owned' });
+      // row groups (pipelining) change nothing drawn: the same run whatever their number
+      const groups = train.negative === 'pcd' ? [3, 1] : [];
+      const owned = cluster(j, init, layout, portable, { tiles: 'owned', rowGroups: 2 });
       owned.run();
       const got = owned.assemble();
       expect(compare(got, ref).maxDiff).toBeLessThan(ROUNDING);
@@ -132,8 +134,24 @@ describe('owned tiles at staleness 0 are Trainer up to summation order (portable
       });
       delayed.run();
       expect(compare(delayed.assemble(), got)).toEqual({ maxDiff: 0, identical: true });
+      for (const rowGroups of groups) {
+        const c = cluster(j, init, layout, portable, { tiles: 'owned', rowGroups });
+        c.run();
+        expect(compare(c.assemble(), ref).maxDiff).toBeLessThan(ROUNDING);
+      }
     });
   }
+});
+
+describe('row groups with replicated tiles', () => {
+  it('draw the same run as one group, bit for bit (Trainer, portable kernels)', () => {
+    const train = rbmRules[1]![1];
+    const j = job(rbmSpec(7, 5), train, 7);
+    const init = initial(j.spec, portable, 3, 0.5);
+    const c = cluster(j, init, rbmLayouts[3]![1], portable, { rowGroups: 3 });
+    c.run();
+    expect(compare(c.assemble(), reference(j, init))).toEqual({ maxDiff: 0, identical: true });
+  });
 });
 
 function size(spec: NetworkSpec, layer: string): number {
@@ -194,18 +212,24 @@ describe('owned tiles: traffic, recovery and refusals', () => {
       data: { x: j.data, rows: j.rows },
       params: networkSource(init),
       tiles: 'owned',
+      rowGroups: 2,
     });
     // step 0 of shard 0 alone: the positive hidden stage sends shard 1 the partial fields of
-    // its 4 hidden units for the batch (6 rows x 4 float32), then waits for shard 1's
+    // its 4 hidden units for the batch, each row group's (3 rows x 4 float32) at once since
+    // both read only the data, then waits for shard 1's
     t0.advance();
     const first = t0.outgoing().map((m) => ({
       to: m.to,
-      layer: m.layer,
+      stage: m.stage,
+      rows: m.rows,
       bytes: m.values?.byteLength ?? m.packed.length,
       field: m.values !== undefined,
     }));
-    expect(first).toEqual([{ to: [1], layer: 1, bytes: 6 * 4 * 4, field: true }]);
-    const c = cluster(j, init, K2, portable, { tiles: 'owned' });
+    expect(first).toEqual([
+      { to: [1], stage: 0, rows: 3, bytes: 3 * 4 * 4, field: true },
+      { to: [1], stage: 1, rows: 3, bytes: 3 * 4 * 4, field: true },
+    ]);
+    const c = cluster(j, init, K2, portable, { tiles: 'owned', rowGroups: 1 });
     c.run();
     // per step and shard: PCD-2 draws the hidden layer 3 times (a partial field and the spins
     // each time); the visible layer's final negative states go out once (centring reads them)

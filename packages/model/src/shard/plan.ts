@@ -15,6 +15,12 @@ export interface Stage {
   layers: readonly number[];
   /** Stream word of the draws (Trainer's: Streams.positive + sweep, Streams.negative + sweep). */
   stream: number;
+  /**
+   * The group of rows (chains) the stage draws, of `groups` (see stepPlan): rows
+   * [floor(group rows / groups), floor((group + 1) rows / groups)) of the phase's rows.
+   */
+  group: number;
+  groups: number;
 }
 
 /**
@@ -31,10 +37,17 @@ export interface StepPlan {
   stages: Stage[];
   /** inputs[p][m]: the source of layer m for stage p, for every m next to a layer of stage p. */
   inputs: (Source | null)[][];
-  /** Per layer: the last positive stage that draws it, or -1 (a visible layer: data). */
+  /**
+   * Per layer: the last positive stage that draws it, or -1 (a visible layer: data); with row
+   * groups the last group's (finalPositive has every group's).
+   */
   lastPositive: number[];
   /** Per layer: the last negative stage that draws it (every layer is drawn in each sweep). */
   lastNegative: number[];
+  /** Per layer: the last positive stage of each row group that draws it (empty: none). */
+  finalPositive: number[][];
+  /** Per layer: the last negative stage of each row group that draws it. */
+  finalNegative: number[][];
   /** Index of the first negative stage. */
   firstNegative: number;
 }
@@ -53,47 +66,91 @@ export function neighbours(net: Network, l: number): number[] {
  * The step plan of Trainer with options `o` (positive 'exact' or 'sample'; 'meanfield' has no
  * stages of single draws and is not planned here).
  */
+/** Rows [r0, r1) of group g of `groups` over a phase of `rows` rows. */
+export function groupRows(rows: number, group: number, groups: number): [number, number] {
+  return [Math.floor((group * rows) / groups), Math.floor(((group + 1) * rows) / groups)];
+}
+
+/**
+ * With `groups` > 1 every stage is drawn in that many groups of rows, one after the other
+ * (chains are independent, and a draw's randomness is its chain's, so this changes nothing
+ * drawn): a group's messages travel while the next group computes. A group reads its
+ * neighbours' states of the same group.
+ */
 export function stepPlan(
   net: Network,
   o: ResolvedTrainOptions,
   visible: readonly number[],
+  groups = 1,
 ): StepPlan {
   const isVisible = net.layers.map((l) => visible.includes(l.index));
-  // Trainer's sweep order: the group holding the first visible layer first.
-  const groups = net.colouring();
-  const first = groups.findIndex((g) => g.includes(visible[0]!));
-  const order = [groups[first]!, ...groups.filter((_, i) => i !== first)];
+  // Trainer's sweep order: the colour group holding the first visible layer first.
+  const colours = net.colouring();
+  const first = colours.findIndex((g) => g.includes(visible[0]!));
+  const order = [colours[first]!, ...colours.filter((_, i) => i !== first)];
   const stages: Stage[] = [];
   if (o.positive === 'exact') {
     const hidden = net.layers.filter((l) => !isVisible[l.index]).map((l) => l.index);
     if (hidden.length > 0)
-      stages.push({ phase: 'positive', sweep: 0, layers: hidden, stream: Streams.positive });
+      stages.push({
+        phase: 'positive',
+        sweep: 0,
+        layers: hidden,
+        stream: Streams.positive,
+        group: 0,
+        groups,
+      });
   } else {
     for (let s = 0; s < o.positiveIterations; s++) {
       for (const g of order) {
         const layers = g.filter((l) => !isVisible[l]);
         if (layers.length > 0)
-          stages.push({ phase: 'positive', sweep: s, layers, stream: Streams.positive + s });
+          stages.push({
+            phase: 'positive',
+            sweep: s,
+            layers,
+            stream: Streams.positive + s,
+            group: 0,
+            groups,
+          });
       }
     }
   }
-  const firstNegative = stages.length;
+  const firstNegative = stages.length * groups;
   for (let s = 0; s < o.k; s++) {
     for (const g of order)
-      stages.push({ phase: 'negative', sweep: s, layers: [...g], stream: Streams.negative + s });
+      stages.push({
+        phase: 'negative',
+        sweep: s,
+        layers: [...g],
+        stream: Streams.negative + s,
+        group: 0,
+        groups,
+      });
   }
+  // every logical stage in `groups` consecutive stages, one per group of rows
+  const logical = stages.splice(0);
+  for (const st of logical)
+    for (let group = 0; group < groups; group++) stages.push({ ...st, group });
   const L = net.layers.length;
   const lastPositive = new Array<number>(L).fill(-1);
   const lastNegative = new Array<number>(L).fill(-1);
+  const finalPositive = net.layers.map(() => new Array<number>(groups).fill(-1));
+  const finalNegative = net.layers.map(() => new Array<number>(groups).fill(-1));
   stages.forEach((st, p) => {
-    for (const l of st.layers) (st.phase === 'positive' ? lastPositive : lastNegative)[l] = p;
+    for (const l of st.layers) {
+      (st.phase === 'positive' ? lastPositive : lastNegative)[l] = p;
+      (st.phase === 'positive' ? finalPositive : finalNegative)[l]![st.group] = p;
+    }
   });
   const pcd = o.negative === 'pcd';
   const inputs = stages.map((st, p) => {
     const row: (Source | null)[] = new Array<Source | null>(L).fill(null);
     const lastBefore = (m: number, phase: Stage['phase']): number => {
-      for (let q = p - 1; q >= 0; q--)
-        if (stages[q]!.phase === phase && stages[q]!.layers.includes(m)) return q;
+      for (let q = p - 1; q >= 0; q--) {
+        const sq = stages[q]!;
+        if (sq.phase === phase && sq.group === st.group && sq.layers.includes(m)) return q;
+      }
       return -1;
     };
     for (const l of st.layers) {
@@ -102,13 +159,22 @@ export function stepPlan(
         const q = lastBefore(m, st.phase);
         if (q >= 0) src = { kind: 'stage', stage: q, stepsBack: 0 };
         else if (st.phase === 'positive') src = isVisible[m] ? { kind: 'data' } : { kind: 'zero' };
-        else if (pcd) src = { kind: 'stage', stage: lastNegative[m]!, stepsBack: 1 };
+        else if (pcd) src = { kind: 'stage', stage: finalNegative[m]![st.group]!, stepsBack: 1 };
         else if (isVisible[m]) src = { kind: 'data' };
-        else src = { kind: 'stage', stage: lastPositive[m]!, stepsBack: 0 };
+        else src = { kind: 'stage', stage: finalPositive[m]![st.group]!, stepsBack: 0 };
         row[m] = src;
       }
     }
     return row;
   });
-  return { stages, inputs, lastPositive, lastNegative, firstNegative };
+  for (const f of finalPositive) if (f[0] === -1) f.length = 0;
+  return {
+    stages,
+    inputs,
+    lastPositive,
+    lastNegative,
+    finalPositive,
+    finalNegative,
+    firstNegative,
+  };
 }

@@ -34,7 +34,9 @@ export class ShardCheckpoints {
       shard: g.shard,
       train: g.options,
     };
-    if (g.owned) id['tiles'] = 'owned'; // absent: replicated (checkpoints from before the option)
+    // absent: replicated tiles, one row group (checkpoints from before the options)
+    if (g.owned) id['tiles'] = 'owned';
+    if (g.rowGroups > 1) id['rowGroups'] = g.rowGroups;
     return id;
   }
 
@@ -101,7 +103,7 @@ export class ShardCheckpoints {
     const { header, arrays } = decodeContainer(bytes);
     if (header['format'] !== 1) throw new FormatError('checkpoint', 'has an unknown format');
     const id = this.identity();
-    for (const key of new Set([...Object.keys(id), 'tiles'])) {
+    for (const key of new Set([...Object.keys(id), 'tiles', 'rowGroups'])) {
       if (JSON.stringify(header[key]) !== JSON.stringify(id[key]))
         throw new SpecError(`checkpoint.${key}`, 'differs from this shard trainer');
     }

@@ -21,10 +21,12 @@ export class StageDrawer {
   readonly pending = new Map<number, OwnStates>();
   private pool: OwnStates[] = [];
   /**
-   * Owned tiles: per layer with connections into it whose row band this shard holds,
-   * rows x every unit of the layer: this shard's contributions to all its fields (else null).
+   * Owned tiles: per phase (positive, model) and layer with connections into it whose row band
+   * this shard holds, rows x every unit of the layer: this shard's contributions to all its
+   * fields (else null). A row group's go in its own rows, so a later group's (or the next
+   * phase's) may be computed before this group is drawn.
    */
-  private readonly partials: (Float32Array | null)[];
+  private readonly partials: { positive: (Float32Array | null)[]; model: (Float32Array | null)[] };
 
   constructor(
     private readonly geometry: ShardGeometry,
@@ -37,13 +39,19 @@ export class StageDrawer {
     private readonly inbox: SpinInbox,
   ) {
     const g = geometry;
-    const rows = Math.max(g.batchSize, g.chainRows);
-    this.partials = g.net.layers.map((l) =>
-      g.owned &&
-      g.net.connections.some((c) => c.to === l.index && params.connections[c.index]?.fromView)
-        ? kernels.alloc(rows * l.size)
-        : null,
-    );
+    const buffers = (rows: number): (Float32Array | null)[] =>
+      g.net.layers.map((l) =>
+        g.owned &&
+        g.net.connections.some((c) => c.to === l.index && params.connections[c.index]?.fromView)
+          ? kernels.alloc(rows * l.size)
+          : null,
+      );
+    this.partials = { positive: buffers(g.batchSize), model: buffers(g.chainRows) };
+  }
+
+  private partialsOf(p: number): (Float32Array | null)[] {
+    const positive = this.geometry.plan.stages[p]!.phase === 'positive';
+    return positive ? this.partials.positive : this.partials.model;
   }
 
   /** Start of step t: the batch into the visible layers; zeros for a sampled positive phase. */
@@ -85,12 +93,25 @@ export class StageDrawer {
   drawStage(t: number, p: number): void {
     const g = this.geometry;
     const stage = g.plan.stages[p]!;
-    const positive = stage.phase === 'positive';
-    const X = positive ? this.states.positive : this.states.model;
-    const rows = positive ? g.batchRowsOf(t) : g.modelRowsOf(t);
+    const [r0, r1] = g.stageRows(t, p);
+    const X = this.stageStates(p, r0);
+    const chainOffset = this.site.chainOffset;
     this.site.step = t;
     this.site.stream = stage.stream;
-    for (const l of stage.layers) if (g.ownRange[l]) this.drawLayer(l, X, rows, t, p);
+    this.site.chainOffset = chainOffset + r0; // a draw's randomness is its chain's
+    try {
+      for (const l of stage.layers) if (g.ownRange[l]) this.drawLayer(l, X, r1 - r0, t, p);
+    } finally {
+      this.site.chainOffset = chainOffset;
+    }
+  }
+
+  /** The state buffers stage p reads and writes, from row r0 (its row group's first) on. */
+  private stageStates(p: number, r0: number): Float32Array[] {
+    const g = this.geometry;
+    const X = g.plan.stages[p]!.phase === 'positive' ? this.states.positive : this.states.model;
+    if (r0 === 0) return X;
+    return X.map((x, l) => x.subarray(r0 * g.net.layers[l]!.size));
   }
 
   /**
@@ -104,13 +125,13 @@ export class StageDrawer {
     const g = this.geometry;
     const k = this.kernels;
     const stage = g.plan.stages[p]!;
-    const positive = stage.phase === 'positive';
-    const X = positive ? this.states.positive : this.states.model;
-    const rows = positive ? g.batchRowsOf(t) : g.modelRowsOf(t);
+    const [r0, r1] = g.stageRows(t, p);
+    const rows = r1 - r0;
+    const X = this.stageStates(p, r0);
     for (const l of stage.layers) {
-      const P = this.partials[l];
-      if (!P) continue;
       const nt = g.net.layers[l]!.size;
+      const P = this.partialsOf(p)[l]?.subarray(r0 * nt);
+      if (!P) continue;
       let beta = 0;
       for (const c of g.net.connections) {
         const v = c.to === l ? this.params.connections[c.index]?.fromView : null;
@@ -146,6 +167,7 @@ export class StageDrawer {
           step: t,
           stage: p,
           layer: l,
+          rows,
           packed: EMPTY,
           values: out,
         });
@@ -161,7 +183,8 @@ export class StageDrawer {
     X: Float32Array[],
     rows: number,
     w: number,
-    stamp: number,
+    t: number,
+    p: number,
   ): Float32Array {
     const g = this.geometry;
     const net = g.net;
@@ -184,8 +207,9 @@ export class StageDrawer {
         beta = 1;
       }
     }
-    const P = this.partials[l];
     const nl = net.layers[l]!.size;
+    const stamp = g.stamp(t, p);
+    const P = this.partialsOf(p)[l]?.subarray(g.stageRows(t, p)[0] * nl);
     const a = g.ownRange[l]![0];
     if (P && beta === 0) {
       // owned tiles: this shard's own part first (its columns of sendFields' product)
@@ -222,7 +246,7 @@ export class StageDrawer {
     const [a, b] = g.ownRange[l]!;
     const w = b - a;
     this.tally.counters.spinUpdates += rows * w;
-    const f = this.fields(l, X, rows, w, g.stamp(t, p));
+    const f = this.fields(l, X, rows, w, t, p);
     const site = this.site;
     const x = X[l]!;
     const bias = this.params.bias[l]!;
@@ -247,7 +271,7 @@ export class StageDrawer {
   /** Packs `count` spins of layer l drawn at stage p of step t and queues them for the peers. */
   private send(l: number, spins: Float32Array, count: number, t: number, p: number): void {
     const g = this.geometry;
-    const final = p === g.plan.lastNegative[l] || p === g.plan.lastPositive[l];
+    const final = g.plan.finalNegative[l]!.includes(p) || g.plan.finalPositive[l]!.includes(p);
     const stat = final ? g.statRecipients[l]! : [];
     const to =
       stat.length > 0 ? [...g.recipients[l]!, ...stat].sort((a, b) => a - b) : g.recipients[l]!;
@@ -258,7 +282,17 @@ export class StageDrawer {
     if (negative) this.pairing.noteOwnDraw(l, g.stamp(t, p), packed);
     const reads =
       negative && p === g.plan.lastNegative[l] ? this.pairing.recordReads(l, t) : undefined;
-    this.outbox.push({ from: g.shard, to, step: t, stage: p, layer: l, packed, reads });
+    const [r0, r1] = g.stageRows(t, p);
+    this.outbox.push({
+      from: g.shard,
+      to,
+      step: t,
+      stage: p,
+      layer: l,
+      rows: r1 - r0,
+      packed,
+      reads,
+    });
     this.tally.counters.messagesSent++;
     this.tally.counters.bytesSent += packed.length * to.length;
   }

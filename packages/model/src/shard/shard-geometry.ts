@@ -4,7 +4,7 @@ import { UnitType } from '@spinmesh/kernels';
 import type { Network } from '../network.js';
 import type { ResolvedTrainOptions } from '../train-options.js';
 import type { ShardLayout } from './layout.js';
-import { type StepPlan, neighbours } from './plan.js';
+import { type StepPlan, groupRows, neighbours } from './plan.js';
 
 /** Units [start, end) of a layer, owned by `shard`. */
 export interface OwnerRange {
@@ -17,6 +17,8 @@ export class ShardGeometry {
   readonly shards: number;
   readonly layerCount: number;
   readonly stagesPerStep: number;
+  /** Groups of rows each stage is drawn in, one after the other (stepPlan). */
+  readonly rowGroups: number;
   /** Contrastive divergence: the model chains start from the batch (else persistent chains). */
   readonly contrastive: boolean;
   readonly batchSize: number;
@@ -85,6 +87,7 @@ export class ShardGeometry {
     this.shards = layout.length;
     this.layerCount = net.layers.length;
     this.stagesPerStep = plan.stages.length;
+    this.rowGroups = plan.stages[0]?.groups ?? 1;
     this.contrastive = options.negative === 'cd';
     this.batchSize = options.batchSize;
     this.chainRows = this.contrastive ? options.batchSize : options.chains;
@@ -189,6 +192,13 @@ export class ShardGeometry {
   /** Rows of step `step`'s model phase. */
   modelRowsOf(step: number): number {
     return this.contrastive ? this.batchRowsOf(step) : this.chainRows;
+  }
+
+  /** Rows [r0, r1) that stage p draws at step t: its row group of the phase's rows. */
+  stageRows(t: number, p: number): [number, number] {
+    const st = this.plan.stages[p]!;
+    const rows = st.phase === 'positive' ? this.batchRowsOf(t) : this.modelRowsOf(t);
+    return groupRows(rows, st.group, st.groups);
   }
 
   /** The stamp of stage `stage` of step `step`: its place in the run's sequence of stages. */

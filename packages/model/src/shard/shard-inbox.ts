@@ -18,8 +18,9 @@ export class SpinInbox {
   /** Per region (layer, peer shard) read here: received packed spins by stamp, else null. */
   readonly boxes: (Map<number, Uint8Array> | null)[];
   /**
-   * Per region: the stamp of the peer states now in the `positive` buffers (NaN: data, zeros or
-   * none) and in the `model` buffers (-1: the initial chains; NaN with CD).
+   * Per region and row group (region * groups + group): the stamp of the peer states now in the
+   * `positive` buffers (NaN: data, zeros or none) and in the `model` buffers (-1: the initial
+   * chains; NaN with CD).
    */
   readonly positiveStamp: Float64Array;
   readonly modelStamp: Float64Array;
@@ -38,8 +39,8 @@ export class SpinInbox {
   ) {
     const g = geometry;
     const regions = g.layerCount * g.shards;
-    this.positiveStamp = new Float64Array(regions).fill(NaN);
-    this.modelStamp = new Float64Array(regions).fill(g.contrastive ? NaN : -1);
+    this.positiveStamp = new Float64Array(regions * g.rowGroups).fill(NaN);
+    this.modelStamp = new Float64Array(regions * g.rowGroups).fill(g.contrastive ? NaN : -1);
     this.boxes = new Array<Map<number, Uint8Array> | null>(regions).fill(null);
     for (const l of g.net.layers) {
       if (!g.readsLayer[l.index]) continue;
@@ -73,9 +74,8 @@ export class SpinInbox {
         'receive.layer',
         `shard ${g.shard} reads no partial fields of layer ${layer} from shard ${from} at stage ${stage}`,
       );
-    const positive = g.plan.stages[stage]!.phase === 'positive';
-    const rows = positive ? g.batchRowsOf(step) : g.modelRowsOf(step);
-    const want = rows * g.ownWidth(layer);
+    const [r0, r1] = g.stageRows(step, stage);
+    const want = (r1 - r0) * g.ownWidth(layer);
     if (values.length !== want)
       throw new SpecError('receive.values', `must hold ${want} values, got ${values.length}`);
     return box;
@@ -121,9 +121,8 @@ export class SpinInbox {
         `shard ${g.shard} reads no spins of layer ${layer} from shard ${from} at stage ${stage}`,
       );
     const r = g.owners[layer]!.find((x) => x.shard === from)!;
-    const positive = g.plan.stages[stage]!.phase === 'positive';
-    const rows = positive ? g.batchRowsOf(step) : g.modelRowsOf(step);
-    const bytes = Math.ceil((rows * (r.end - r.start)) / 8);
+    const [r0, r1] = g.stageRows(step, stage);
+    const bytes = Math.ceil(((r1 - r0) * (r.end - r.start)) / 8);
     if (packed.length !== bytes)
       throw new SpecError('receive.packed', `must hold ${bytes} bytes, got ${packed.length}`);
     return box;
@@ -140,7 +139,8 @@ export class SpinInbox {
     if (stamp < 0) return !(stamp >= keepFrom[region]!); // the initial chains (pairing only)
     const batch = g.contrastive || g.plan.stages[stamp % g.stagesPerStep]!.phase === 'positive';
     if (batch) return step < at.step;
-    return stamp <= this.modelStamp[region]! && !(stamp >= keepFrom[region]!);
+    const slot = region * g.rowGroups + g.plan.stages[stamp % g.stagesPerStep]!.group;
+    return stamp <= this.modelStamp[slot]! && !(stamp >= keepFrom[region]!);
   }
 
   /** Drops every message that can never be read again. */
@@ -162,7 +162,6 @@ export class SpinInbox {
   inputsReady(t: number, p: number, apply: boolean, missing: SpinKey[] | null): boolean {
     const g = this.geometry;
     const stage = g.plan.stages[p]!;
-    const positive = stage.phase === 'positive';
     const seen = this.layersSeen;
     seen.fill(0);
     let ok = true;
@@ -181,7 +180,7 @@ export class SpinInbox {
         const src = g.plan.inputs[p]![m]!;
         for (const r of g.owners[m]!) {
           if (r.shard === g.shard) continue;
-          if (!this.peerRegion(positive, m, r, src, t, apply, missing)) {
+          if (!this.peerRegion(p, m, r, src, t, apply, missing)) {
             ok = false;
             if (!missing) return false;
           }
@@ -193,7 +192,7 @@ export class SpinInbox {
 
   /** inputsReady for one peer region of neighbour layer m, read from `src`. */
   private peerRegion(
-    positive: boolean,
+    p: number,
     m: number,
     r: OwnerRange,
     src: Source,
@@ -202,10 +201,14 @@ export class SpinInbox {
     missing: SpinKey[] | null,
   ): boolean {
     const g = this.geometry;
-    const idx = g.region(m, r.shard);
+    const stage = g.plan.stages[p]!;
+    const positive = stage.phase === 'positive';
+    const region = g.region(m, r.shard);
+    const idx = region * g.rowGroups + stage.group;
     const stamps = positive ? this.positiveStamp : this.modelStamp;
+    const [r0, r1] = g.stageRows(t, p);
     if (src.kind === 'data' || src.kind === 'zero') {
-      if (apply) this.fillFixed(positive, m, r, src.kind, t);
+      if (apply) this.fillFixed(positive, m, r, src.kind, r0, r1);
       if (apply) stamps[idx] = NaN;
       return true;
     }
@@ -215,7 +218,7 @@ export class SpinInbox {
       if (apply) this.tally.countSpinRead(0);
       return true;
     }
-    const box = this.boxes[idx]!;
+    const box = this.boxes[region]!;
     // the exact stamp, else (persistent chains only) the newest older state within the bound
     let best = box.has(wanted) ? wanted : NaN;
     if (Number.isNaN(best) && !positive && !g.contrastive && g.staleness > 0) {
@@ -232,8 +235,7 @@ export class SpinInbox {
     if (apply) {
       if (best !== stamps[idx]) {
         const X = positive ? this.states.positive[m]! : this.states.model[m]!;
-        const rows = positive ? g.batchRowsOf(t) : g.modelRowsOf(t);
-        this.unpackTo(box.get(best)!, m, r, rows, X, 0);
+        this.unpackTo(box.get(best)!, m, r, r1 - r0, X, r0);
         stamps[idx] = best;
       }
       this.tally.countSpinRead(Math.ceil((wanted - best) / P));
@@ -247,17 +249,18 @@ export class SpinInbox {
     m: number,
     r: OwnerRange,
     kind: 'data' | 'zero',
-    t: number,
+    r0: number,
+    r1: number,
   ): void {
     const g = this.geometry;
     const n = g.net.layers[m]!.size;
-    const rows = g.batchRowsOf(t);
     const X = positive ? this.states.positive[m]! : this.states.model[m]!;
     if (kind === 'zero') {
-      for (let i = 0; i < rows; i++) X.fill(0, i * n + r.start, i * n + r.end);
+      for (let i = r0; i < r1; i++) X.fill(0, i * n + r.start, i * n + r.end);
     } else if (!positive) {
       const Y = this.states.positive[m]!;
-      this.kernels.copyBlock(rows, r.end - r.start, Y, r.start, n, X, r.start, n);
+      const at = r0 * n + r.start;
+      this.kernels.copyBlock(r1 - r0, r.end - r.start, Y, at, n, X, at, n);
     }
     this.kernels.upload(X);
   }
@@ -291,11 +294,11 @@ export class SpinInbox {
       for (const r of g.owners[x]!) {
         if (r.shard === g.shard) continue;
         const box = this.boxes[g.region(x, r.shard)]!;
-        for (const stage of [
-          g.isVisible[x] ? -1 : g.plan.lastPositive[x]!,
-          g.plan.lastNegative[x]!,
-        ]) {
-          if (stage < 0 || box.has(g.stamp(u, stage))) continue;
+        const finals = g.isVisible[x]
+          ? g.plan.finalNegative[x]!
+          : [...g.plan.finalPositive[x]!, ...g.plan.finalNegative[x]!];
+        for (const stage of finals) {
+          if (box.has(g.stamp(u, stage))) continue;
           ok = false;
           if (!missing) return false;
           missing.push({ from: r.shard, step: u, stage, layer: x });

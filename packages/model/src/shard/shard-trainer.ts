@@ -97,6 +97,7 @@ import { ShardTally } from './shard-tally.js';
 import type {
   AdvanceBudget,
   AdvanceResult,
+  ShardData,
   ShardStats,
   ShardTrainerOptions,
   ShardUpdateStats,
@@ -122,6 +123,27 @@ function checkSteps(v: unknown, path: string, allowInfinity: boolean): number {
     !((Number.isInteger(v) && v >= 0) || (allowInfinity && v === Infinity))
   )
     throw new SpecError(path, `must be an integer >= 0${allowInfinity ? ' or Infinity' : ''}`);
+  return v;
+}
+
+function checkData(data: ShardData | undefined, visibleDims: number): ShardData {
+  if (!data || !Number.isInteger(data.rows) || data.rows < 1)
+    throw new SpecError('data.rows', 'must be a positive integer');
+  if (!(data.x instanceof Float32Array) || data.x.length < data.rows * visibleDims)
+    throw new SpecError('data.x', `must be a Float32Array of rows x ${visibleDims} values`);
+  return data;
+}
+
+function checkRowGroups(
+  v: unknown,
+  tiles: 'replicated' | 'owned',
+  negative: 'cd' | 'pcd',
+  staleness: number,
+): number {
+  if (v === undefined) return tiles === 'owned' && negative === 'pcd' ? 2 : 1;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 64)
+    throw new SpecError('rowGroups', 'must be an integer in 1..64');
+  if (v > 1 && staleness !== 0) throw new SpecError('rowGroups', 'above 1 needs staleness 0');
   return v;
 }
 
@@ -195,6 +217,8 @@ export class ShardTrainer {
   private released = 0;
   /** The stamp of the last stage opened (its batch in place; owned tiles: its fields sent). */
   private opened = -1;
+  /** Owned tiles: per stage of the step being drawn, whether its partial fields went out. */
+  private readonly fieldsSent: Uint8Array;
 
   constructor(opts: ShardTrainerOptions) {
     const net = shapeNetwork(opts.network);
@@ -213,13 +237,13 @@ export class ShardTrainer {
     this.checkpointEvery = checkSteps(opts.checkpointEvery ?? 0, 'checkpointEvery', false);
     this.snapshotEvery = checkSteps(opts.snapshotEvery ?? 0, 'snapshotEvery', false);
     const visible = o.visible.map((v) => net.layerIndex(v));
-    const visibleDims = visible.reduce((sum, v) => sum + net.layers[v]!.size, 0);
-    const data = opts.data;
-    if (!data || !Number.isInteger(data.rows) || data.rows < 1)
-      throw new SpecError('data.rows', 'must be a positive integer');
-    if (!(data.x instanceof Float32Array) || data.x.length < data.rows * visibleDims)
-      throw new SpecError('data.x', `must be a Float32Array of rows x ${visibleDims} values`);
-    this.plan = stepPlan(net, o, visible);
+    const data = checkData(
+      opts.data,
+      visible.reduce((sum, v) => sum + net.layers[v]!.size, 0),
+    );
+    const tiles = checkTiles(opts.tiles, this.staleness);
+    const groups = checkRowGroups(opts.rowGroups, tiles, o.negative, this.staleness);
+    this.plan = stepPlan(net, o, visible, groups);
     const g = new ShardGeometry(
       net,
       this.layout,
@@ -228,11 +252,12 @@ export class ShardTrainer {
       this.plan,
       data.rows,
       this.staleness,
-      checkTiles(opts.tiles, this.staleness),
+      tiles,
     );
     this.geometry = g;
     this.tiles = g.owned ? 'owned' : 'replicated';
     this.stepsPerEpoch = g.stepsPerEpoch;
+    this.fieldsSent = new Uint8Array(g.stagesPerStep);
 
     this.states = new ShardStates(g, k, data);
     const src = opts.params ?? initSource(opts.network, k, opts.init ?? {});
@@ -431,9 +456,51 @@ export class ShardTrainer {
     const stamp = g.stamp(t, p);
     if (this.opened >= stamp) return;
     this.opened = stamp;
-    if (p === 0) this.drawer.beginStep(t, this.applied);
+    if (p === 0) {
+      this.drawer.beginStep(t, this.applied);
+      this.fieldsSent.fill(0);
+    }
     if (p === this.plan.firstNegative && g.contrastive) this.drawer.startChainsFromBatch(t);
-    if (g.owned) this.drawer.sendFields(t, p);
+    if (g.owned) this.sendReadyFields(t, p);
+  }
+
+  /**
+   * Owned tiles: sends the partial fields of every stage of step t from stage `next` (the first
+   * not drawn) on whose inputs are drawn (its own units' states are in place) and that no stage
+   * in between would overwrite, so that with row groups a later group's go out before this one
+   * is drawn.
+   */
+  private sendReadyFields(t: number, next: number): void {
+    const plan = this.plan;
+    const G = this.geometry.rowGroups;
+    const between = new Set<number>();
+    for (let q = next; q < plan.stages.length; q++) {
+      const st = plan.stages[q]!;
+      // CD chains start from the batch when the model phase opens: not before
+      if (this.geometry.contrastive && st.phase !== plan.stages[next]!.phase) break;
+      const keys = st.layers.map((l) => l * G + st.group);
+      if (
+        !this.fieldsSent[q] &&
+        keys.every((x) => !between.has(x)) &&
+        this.fieldInputsDrawn(q, next)
+      ) {
+        this.drawer.sendFields(t, q);
+        this.fieldsSent[q] = 1;
+      }
+      for (const x of keys) between.add(x);
+    }
+  }
+
+  /** Whether every same-step state stage q's partial fields read is drawn (below `next`). */
+  private fieldInputsDrawn(q: number, next: number): boolean {
+    const g = this.geometry;
+    for (const l of this.plan.stages[q]!.layers)
+      for (const c of g.net.connections) {
+        if (c.to !== l || !g.ownRange[c.from]) continue;
+        const src = this.plan.inputs[q]![c.from]!;
+        if (src.kind === 'stage' && src.stepsBack === 0 && src.stage >= next) return false;
+      }
+    return true;
   }
 
   private runStage(): void {
@@ -448,6 +515,8 @@ export class ShardTrainer {
       this.drawer.drawStage(t, p);
       this.tally.counters.stagesDrawn++;
     }
+    // what this draw made ready goes out before the next stage is drawn
+    if (g.owned && p + 1 < g.stagesPerStep) this.sendReadyFields(t, p + 1);
     const next = this.plan.stages[p + 1];
     if (next === undefined || next.phase !== stage.phase || next.sweep !== stage.sweep)
       this.tally.counters.sweeps++;

@@ -47,6 +47,13 @@ export interface ShardTrainerOptions {
    * Owned tiles need staleness 0. @defaultValue 'replicated'
    */
   tiles?: 'replicated' | 'owned';
+  /**
+   * Draw every stage in this many groups of rows (chains), one after the other, sending each
+   * group's messages as soon as it is drawn and a later group's partial fields as soon as their
+   * inputs are drawn, so that messages travel while the next group computes. Changes nothing
+   * drawn. Needs staleness 0. @defaultValue 2 with owned tiles and persistent chains, else 1
+   */
+  rowGroups?: number;
 }
 
 /** A block of spins to deliver to the shards in `to`. `packed` is shared: do not modify it. */
@@ -56,6 +63,8 @@ export interface SpinMessage {
   step: number;
   stage: number;
   layer: number;
+  /** Rows (chains) of the block: the stage's row group of the phase's rows. */
+  rows: number;
   packed: Uint8Array;
   /**
    * Owned tiles: a partial field instead of spins (then `packed` is empty): the sender's

@@ -72,19 +72,27 @@ export class ShardUpdater {
         k.copyBlock(C, w, own.model[x]!, 0, w, stacked, R * n + r[0], n);
       }
       k.upload(stacked);
-      if (g.readsLayer[x]) this.stackPeers(u, x, R, C, stacked);
+      if (g.readsLayer[x]) this.stackPeers(u, x, R, stacked);
     }
   }
 
   /** The peers' final states of layer x at step u into the stacked rows. */
-  private stackPeers(u: number, x: number, R: number, C: number, stacked: Float32Array): void {
+  private stackPeers(u: number, x: number, R: number, stacked: Float32Array): void {
     const g = this.geometry;
+    const inbox = this.inbox;
     for (const rg of g.owners[x]!) {
       if (rg.shard === g.shard) continue;
-      const box = this.inbox.boxes[g.region(x, rg.shard)]!;
+      const box = inbox.boxes[g.region(x, rg.shard)]!;
+      // each row group's final states, into its rows
       if (!g.isVisible[x])
-        this.inbox.unpackTo(box.get(g.stamp(u, g.plan.lastPositive[x]!))!, x, rg, R, stacked, 0);
-      this.inbox.unpackTo(box.get(g.stamp(u, g.plan.lastNegative[x]!))!, x, rg, C, stacked, R);
+        for (const p of g.plan.finalPositive[x]!) {
+          const [r0, r1] = g.stageRows(u, p);
+          inbox.unpackTo(box.get(g.stamp(u, p))!, x, rg, r1 - r0, stacked, r0);
+        }
+      for (const p of g.plan.finalNegative[x]!) {
+        const [r0, r1] = g.stageRows(u, p);
+        inbox.unpackTo(box.get(g.stamp(u, p))!, x, rg, r1 - r0, stacked, R + r0);
+      }
     }
   }
 

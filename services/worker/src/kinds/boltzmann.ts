@@ -317,10 +317,7 @@ class TrainerShard implements ShardRunner {
     for (const m of msgs) {
       const stage = tr.plan.stages[m.stage]!;
       const range = own[names[m.layer]!]!;
-      const rows =
-        stage.phase === 'positive' || tr.options.negative === 'cd'
-          ? batchRows(m.step, tr.options.batchSize, tr.stepsPerEpoch, job.data.rows)
-          : tr.options.chains;
+      const rows = m.rows;
       if (m.values !== undefined) {
         if (!(await this.sendField(m, rows))) return;
         continue;
@@ -398,7 +395,9 @@ class TrainerShard implements ShardRunner {
       s.step = m.step;
       s.blocks.clear();
     }
-    if (m.step === s.step) s.blocks.set(m.layer, m.packed);
+    // by layer, then row group (rowGroups <= 64): each group's newest rows
+    if (m.step === s.step)
+      s.blocks.set(m.layer * 64 + this.tr.plan.stages[m.stage]!.group, m.packed);
   }
 
   /**
