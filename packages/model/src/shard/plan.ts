@@ -66,6 +66,41 @@ export function neighbours(net: Network, l: number): number[] {
  * The step plan of Trainer with options `o` (positive 'exact' or 'sample'; 'meanfield' has no
  * stages of single draws and is not planned here).
  */
+/** Trainer's stages of one step, one group of rows each: the positive phase, then k sweeps. */
+function logicalStages(
+  net: Network,
+  o: ResolvedTrainOptions,
+  visible: readonly number[],
+  isVisible: boolean[],
+): Stage[] {
+  // Trainer's sweep order: the colour group holding the first visible layer first.
+  const colours = net.colouring();
+  const first = colours.findIndex((g) => g.includes(visible[0]!));
+  const order = [colours[first]!, ...colours.filter((_, i) => i !== first)];
+  const stages: Stage[] = [];
+  const stage = (phase: Stage['phase'], sweep: number, layers: number[]): Stage => ({
+    phase,
+    sweep,
+    layers,
+    stream: (phase === 'positive' ? Streams.positive : Streams.negative) + sweep,
+    group: 0,
+    groups: 1,
+  });
+  if (o.positive === 'exact') {
+    const hidden = net.layers.filter((l) => !isVisible[l.index]).map((l) => l.index);
+    if (hidden.length > 0) stages.push(stage('positive', 0, hidden));
+  } else {
+    for (let s = 0; s < o.positiveIterations; s++) {
+      for (const g of order) {
+        const layers = g.filter((l) => !isVisible[l]);
+        if (layers.length > 0) stages.push(stage('positive', s, layers));
+      }
+    }
+  }
+  for (let s = 0; s < o.k; s++) for (const g of order) stages.push(stage('negative', s, [...g]));
+  return stages;
+}
+
 /** Rows [r0, r1) of group g of `groups` over a phase of `rows` rows. */
 export function groupRows(rows: number, group: number, groups: number): [number, number] {
   return [Math.floor((group * rows) / groups), Math.floor(((group + 1) * rows) / groups)];
@@ -84,54 +119,12 @@ export function stepPlan(
   groups = 1,
 ): StepPlan {
   const isVisible = net.layers.map((l) => visible.includes(l.index));
-  // Trainer's sweep order: the colour group holding the first visible layer first.
-  const colours = net.colouring();
-  const first = colours.findIndex((g) => g.includes(visible[0]!));
-  const order = [colours[first]!, ...colours.filter((_, i) => i !== first)];
-  const stages: Stage[] = [];
-  if (o.positive === 'exact') {
-    const hidden = net.layers.filter((l) => !isVisible[l.index]).map((l) => l.index);
-    if (hidden.length > 0)
-      stages.push({
-        phase: 'positive',
-        sweep: 0,
-        layers: hidden,
-        stream: Streams.positive,
-        group: 0,
-        groups,
-      });
-  } else {
-    for (let s = 0; s < o.positiveIterations; s++) {
-      for (const g of order) {
-        const layers = g.filter((l) => !isVisible[l]);
-        if (layers.length > 0)
-          stages.push({
-            phase: 'positive',
-            sweep: s,
-            layers,
-            stream: Streams.positive + s,
-            group: 0,
-            groups,
-          });
-      }
-    }
-  }
-  const firstNegative = stages.length * groups;
-  for (let s = 0; s < o.k; s++) {
-    for (const g of order)
-      stages.push({
-        phase: 'negative',
-        sweep: s,
-        layers: [...g],
-        stream: Streams.negative + s,
-        group: 0,
-        groups,
-      });
-  }
+  const logical = logicalStages(net, o, visible, isVisible);
+  const firstNegative = logical.findIndex((st) => st.phase === 'negative') * groups;
   // every logical stage in `groups` consecutive stages, one per group of rows
-  const logical = stages.splice(0);
+  const stages: Stage[] = [];
   for (const st of logical)
-    for (let group = 0; group < groups; group++) stages.push({ ...st, group });
+    for (let group = 0; group < groups; group++) stages.push({ ...st, group, groups });
   const L = net.layers.length;
   const lastPositive = new Array<number>(L).fill(-1);
   const lastNegative = new Array<number>(L).fill(-1);

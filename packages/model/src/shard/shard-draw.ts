@@ -20,6 +20,8 @@ export class StageDrawer {
   /** Own final states per step drawn whose update is not applied. */
   readonly pending = new Map<number, OwnStates>();
   private pool: OwnStates[] = [];
+  /** Owned tiles: per stage of the step being drawn, whether its partial fields went out. */
+  private readonly fieldsSent: Uint8Array;
   /**
    * Owned tiles: per phase (positive, model) and layer with connections into it whose row band
    * this shard holds, rows x every unit of the layer: this shard's contributions to all its
@@ -47,6 +49,7 @@ export class StageDrawer {
           : null,
       );
     this.partials = { positive: buffers(g.batchSize), model: buffers(g.chainRows) };
+    this.fieldsSent = new Uint8Array(g.stagesPerStep);
   }
 
   private partialsOf(p: number): (Float32Array | null)[] {
@@ -58,6 +61,7 @@ export class StageDrawer {
   beginStep(t: number, appliedSteps: number): void {
     const g = this.geometry;
     const s = this.states;
+    this.fieldsSent.fill(0);
     for (const v of g.visible)
       if (g.tracksLayer[v]) s.gatherData(t, v, s.positive[v]!, appliedSteps);
     s.positiveStep = t;
@@ -175,6 +179,45 @@ export class StageDrawer {
         this.tally.counters.bytesSent += out.byteLength;
       }
     }
+  }
+
+  /**
+   * Owned tiles: sends the partial fields of every stage of step t from stage `next` (the first
+   * not drawn) on whose inputs are drawn (its own units' states are in place) and that no stage
+   * in between would overwrite, so that with row groups a later group's go out before this one
+   * is drawn.
+   */
+  sendReadyFields(t: number, next: number): void {
+    const plan = this.geometry.plan;
+    const G = this.geometry.rowGroups;
+    const between = new Set<number>();
+    for (let q = next; q < plan.stages.length; q++) {
+      const st = plan.stages[q]!;
+      // CD chains start from the batch when the model phase opens: not before
+      if (this.geometry.contrastive && st.phase !== plan.stages[next]!.phase) break;
+      const keys = st.layers.map((l) => l * G + st.group);
+      if (
+        !this.fieldsSent[q] &&
+        keys.every((x) => !between.has(x)) &&
+        this.fieldInputsDrawn(q, next)
+      ) {
+        this.sendFields(t, q);
+        this.fieldsSent[q] = 1;
+      }
+      for (const x of keys) between.add(x);
+    }
+  }
+
+  /** Whether every same-step state stage q's partial fields read is drawn (below `next`). */
+  private fieldInputsDrawn(q: number, next: number): boolean {
+    const g = this.geometry;
+    for (const l of g.plan.stages[q]!.layers)
+      for (const c of g.net.connections) {
+        if (c.to !== l || !g.ownRange[c.from]) continue;
+        const src = g.plan.inputs[q]![c.from]!;
+        if (src.kind === 'stage' && src.stepsBack === 0 && src.stage >= next) return false;
+      }
+    return true;
   }
 
   /** The local fields of this shard's units of layer l, rows x own width, into fields[l]. */

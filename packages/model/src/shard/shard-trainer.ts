@@ -68,6 +68,13 @@
 // resends everything from step T, which nobody has consumed in the restored state. With
 // staleness 0 the recovered run is bit-identical to an undisturbed one.
 //
+// Owned tiles (tiles: 'owned', staleness 0). Each weight is held and updated only by the shard
+// of its `from` unit (the row band W[F_s, :]); a `to` unit's field is summed from its owner's
+// part and its peers' partial fields (float32, one message per stage, layer and receiving
+// peer), which a shard sends when a stage opens, before it waits for its own. Row groups
+// (rowGroups): each stage is drawn in groups of rows, one after the other, a group's messages
+// out as soon as it is drawn, so the exchange of one group travels while the next computes.
+//
 // CODE. This file is the façade the worker and LoopbackCluster drive: progress and advance().
 // The parts: shard-geometry.ts (who owns and reads what), shard-holdings.ts (the parameters
 // and tiles held), shard-states.ts (unit states and batches), shard-inbox.ts (received spins
@@ -77,15 +84,18 @@
 import { type Kernels, seedHalves } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
 import type { NetworkSpec } from '../network.js';
-import {
-  type ResolvedTrainOptions,
-  type TrainOptions,
-  validateTrainOptions,
-} from '../train-options.js';
+import type { ResolvedTrainOptions } from '../train-options.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
 import { type ShardExport, initSource } from './params.js';
 import { type StepPlan, stepPlan } from './plan.js';
 import { ShardCheckpoints, type WeightTile } from './shard-checkpoint.js';
+import {
+  checkData,
+  checkRowGroups,
+  checkSteps,
+  checkTiles,
+  shardTrainOptions,
+} from './shard-options.js';
 import { StageDrawer } from './shard-draw.js';
 import { ShardGeometry } from './shard-geometry.js';
 import { ShardParameters } from './shard-holdings.js';
@@ -97,7 +107,6 @@ import { ShardTally } from './shard-tally.js';
 import type {
   AdvanceBudget,
   AdvanceResult,
-  ShardData,
   ShardStats,
   ShardTrainerOptions,
   ShardUpdateStats,
@@ -116,67 +125,6 @@ export type {
   SpinKey,
   SpinMessage,
 } from './shard-types.js';
-
-function checkSteps(v: unknown, path: string, allowInfinity: boolean): number {
-  if (
-    typeof v !== 'number' ||
-    !((Number.isInteger(v) && v >= 0) || (allowInfinity && v === Infinity))
-  )
-    throw new SpecError(path, `must be an integer >= 0${allowInfinity ? ' or Infinity' : ''}`);
-  return v;
-}
-
-function checkData(data: ShardData | undefined, visibleDims: number): ShardData {
-  if (!data || !Number.isInteger(data.rows) || data.rows < 1)
-    throw new SpecError('data.rows', 'must be a positive integer');
-  if (!(data.x instanceof Float32Array) || data.x.length < data.rows * visibleDims)
-    throw new SpecError('data.x', `must be a Float32Array of rows x ${visibleDims} values`);
-  return data;
-}
-
-function checkRowGroups(
-  v: unknown,
-  tiles: 'replicated' | 'owned',
-  negative: 'cd' | 'pcd',
-  staleness: number,
-): number {
-  if (v === undefined) return tiles === 'owned' && negative === 'pcd' ? 2 : 1;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 64)
-    throw new SpecError('rowGroups', 'must be an integer in 1..64');
-  if (v > 1 && staleness !== 0) throw new SpecError('rowGroups', 'above 1 needs staleness 0');
-  return v;
-}
-
-function checkTiles(tiles: unknown, staleness: number): 'replicated' | 'owned' {
-  if (tiles === undefined || tiles === 'replicated') return 'replicated';
-  if (tiles !== 'owned') throw new SpecError('tiles', "must be 'owned' or 'replicated'");
-  if (staleness !== 0)
-    throw new SpecError(
-      'tiles',
-      "'owned' needs staleness 0 (a shard draws from its peers' partial fields of the same stage); use 'replicated' for asynchronous runs",
-    );
-  return 'owned';
-}
-
-/** Training options for a sharded run: Trainer's, with the two a shard cannot honour refused. */
-function shardTrainOptions(
-  train: TrainOptions | undefined,
-  net: ReturnType<typeof shapeNetwork>,
-): ResolvedTrainOptions {
-  const trainIn = { statistics: 'samples', ...(train ?? {}) } as TrainOptions;
-  const o = validateTrainOptions(trainIn, net);
-  if (o.statistics !== 'samples')
-    throw new SpecError(
-      'train.statistics',
-      "must be 'samples' in a sharded run: a worker sees its peers' spins, not their probabilities",
-    );
-  if (o.positive === 'meanfield')
-    throw new SpecError(
-      'train.positive',
-      "'meanfield' is not supported in a sharded run (it exchanges real-valued means); use 'exact' or 'sample'",
-    );
-  return o;
-}
 
 /** One shard of a sharded training run (see the file header for the protocol). */
 export class ShardTrainer {
@@ -217,8 +165,6 @@ export class ShardTrainer {
   private released = 0;
   /** The stamp of the last stage opened (its batch in place; owned tiles: its fields sent). */
   private opened = -1;
-  /** Owned tiles: per stage of the step being drawn, whether its partial fields went out. */
-  private readonly fieldsSent: Uint8Array;
 
   constructor(opts: ShardTrainerOptions) {
     const net = shapeNetwork(opts.network);
@@ -237,27 +183,16 @@ export class ShardTrainer {
     this.checkpointEvery = checkSteps(opts.checkpointEvery ?? 0, 'checkpointEvery', false);
     this.snapshotEvery = checkSteps(opts.snapshotEvery ?? 0, 'snapshotEvery', false);
     const visible = o.visible.map((v) => net.layerIndex(v));
-    const data = checkData(
-      opts.data,
-      visible.reduce((sum, v) => sum + net.layers[v]!.size, 0),
-    );
+    const dims = visible.reduce((sum, v) => sum + net.layers[v]!.size, 0);
+    const data = checkData(opts.data, dims);
     const tiles = checkTiles(opts.tiles, this.staleness);
     const groups = checkRowGroups(opts.rowGroups, tiles, o.negative, this.staleness);
     this.plan = stepPlan(net, o, visible, groups);
-    const g = new ShardGeometry(
-      net,
-      this.layout,
-      this.shard,
-      o,
-      this.plan,
-      data.rows,
-      this.staleness,
-      tiles,
-    );
+    const [layout, shard, staleness] = [this.layout, this.shard, this.staleness];
+    const g = new ShardGeometry(net, layout, shard, o, this.plan, data.rows, staleness, tiles);
     this.geometry = g;
     this.tiles = g.owned ? 'owned' : 'replicated';
     this.stepsPerEpoch = g.stepsPerEpoch;
-    this.fieldsSent = new Uint8Array(g.stagesPerStep);
 
     this.states = new ShardStates(g, k, data);
     const src = opts.params ?? initSource(opts.network, k, opts.init ?? {});
@@ -275,16 +210,8 @@ export class ShardTrainer {
       this.tally,
       this.params.pairings(),
     );
-    this.drawer = new StageDrawer(
-      g,
-      k,
-      this.states,
-      this.params,
-      this.pairing,
-      this.tally,
-      site,
-      this.inbox,
-    );
+    const [states, params, inbox] = [this.states, this.params, this.inbox];
+    this.drawer = new StageDrawer(g, k, states, params, this.pairing, this.tally, site, inbox);
     this.monitor = new UpdateMonitor(g, k, this.states, this.params);
     this.updater = new ShardUpdater(
       g,
@@ -423,9 +350,10 @@ export class ShardTrainer {
   }
 
   /**
-   * Delivers a peer's partial field (owned tiles; copied). Returns false when it is no longer
-   * needed (a duplicate, or a stage already drawn) and was dropped. @throws SpecError when it
-   * cannot be meant for this shard (wrong sender, layer, stage or size)
+   * Delivers a peer's partial field (owned tiles). The array is kept, not copied (a partial
+   * field has one recipient): the caller must not change it afterwards. Returns false when it
+   * is no longer needed (a duplicate, or a stage already drawn) and was dropped.
+   * @throws SpecError when it cannot be meant for this shard (wrong sender, layer, stage or size)
    */
   receiveField(
     from: number,
@@ -438,7 +366,7 @@ export class ShardTrainer {
     const box = this.inbox.fieldBoxFor(from, step, stage, layer, values, this.totalSteps);
     const stamp = g.stamp(step, stage);
     if (box.has(stamp) || stamp < g.stamp(this.step, this.stage)) return false;
-    box.set(stamp, values.slice());
+    box.set(stamp, values);
     this.tally.counters.messagesReceived++;
     this.tally.counters.bytesReceived += values.byteLength;
     return true;
@@ -456,51 +384,9 @@ export class ShardTrainer {
     const stamp = g.stamp(t, p);
     if (this.opened >= stamp) return;
     this.opened = stamp;
-    if (p === 0) {
-      this.drawer.beginStep(t, this.applied);
-      this.fieldsSent.fill(0);
-    }
+    if (p === 0) this.drawer.beginStep(t, this.applied);
     if (p === this.plan.firstNegative && g.contrastive) this.drawer.startChainsFromBatch(t);
-    if (g.owned) this.sendReadyFields(t, p);
-  }
-
-  /**
-   * Owned tiles: sends the partial fields of every stage of step t from stage `next` (the first
-   * not drawn) on whose inputs are drawn (its own units' states are in place) and that no stage
-   * in between would overwrite, so that with row groups a later group's go out before this one
-   * is drawn.
-   */
-  private sendReadyFields(t: number, next: number): void {
-    const plan = this.plan;
-    const G = this.geometry.rowGroups;
-    const between = new Set<number>();
-    for (let q = next; q < plan.stages.length; q++) {
-      const st = plan.stages[q]!;
-      // CD chains start from the batch when the model phase opens: not before
-      if (this.geometry.contrastive && st.phase !== plan.stages[next]!.phase) break;
-      const keys = st.layers.map((l) => l * G + st.group);
-      if (
-        !this.fieldsSent[q] &&
-        keys.every((x) => !between.has(x)) &&
-        this.fieldInputsDrawn(q, next)
-      ) {
-        this.drawer.sendFields(t, q);
-        this.fieldsSent[q] = 1;
-      }
-      for (const x of keys) between.add(x);
-    }
-  }
-
-  /** Whether every same-step state stage q's partial fields read is drawn (below `next`). */
-  private fieldInputsDrawn(q: number, next: number): boolean {
-    const g = this.geometry;
-    for (const l of this.plan.stages[q]!.layers)
-      for (const c of g.net.connections) {
-        if (c.to !== l || !g.ownRange[c.from]) continue;
-        const src = this.plan.inputs[q]![c.from]!;
-        if (src.kind === 'stage' && src.stepsBack === 0 && src.stage >= next) return false;
-      }
-    return true;
+    if (g.owned) this.drawer.sendReadyFields(t, p);
   }
 
   private runStage(): void {
@@ -516,7 +402,7 @@ export class ShardTrainer {
       this.tally.counters.stagesDrawn++;
     }
     // what this draw made ready goes out before the next stage is drawn
-    if (g.owned && p + 1 < g.stagesPerStep) this.sendReadyFields(t, p + 1);
+    if (g.owned && p + 1 < g.stagesPerStep) this.drawer.sendReadyFields(t, p + 1);
     const next = this.plan.stages[p + 1];
     if (next === undefined || next.phase !== stage.phase || next.sweep !== stage.sweep)
       this.tally.counters.sweeps++;
