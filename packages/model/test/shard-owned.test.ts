@@ -214,9 +214,12 @@ describe('owned tiles: traffic, recovery and refusals', () => {
       tiles: 'owned',
       rowGroups: 2,
     });
-    // step 0 of shard 0 alone: the positive hidden stage sends shard 1 the partial fields of
-    // its 4 hidden units for the batch, each row group's (3 rows x 4 float32) at once since
-    // both read only the data, then waits for shard 1's
+    // Step 0 of shard 0 alone, two row groups. The plan interleaves the phases: model visible
+    // (stages 0-1, one per group), positive hidden (2-3), model hidden (4-5), then the second
+    // sweep. Before it must wait, shard 0 has sent shard 1 the partial fields of its 4 hidden
+    // units for both groups of the batch (3 rows each: they read only the data), drawn its
+    // visible units of both groups of chains, and sent the model phase's partial fields of
+    // each group (5 chains) as soon as that group's visible units were drawn.
     t0.advance();
     const first = t0.outgoing().map((m) => ({
       to: m.to,
@@ -226,8 +229,10 @@ describe('owned tiles: traffic, recovery and refusals', () => {
       field: m.values !== undefined,
     }));
     expect(first).toEqual([
-      { to: [1], stage: 0, rows: 3, bytes: 3 * 4 * 4, field: true },
-      { to: [1], stage: 1, rows: 3, bytes: 3 * 4 * 4, field: true },
+      { to: [1], stage: 2, rows: 3, bytes: 3 * 4 * 4, field: true },
+      { to: [1], stage: 3, rows: 3, bytes: 3 * 4 * 4, field: true },
+      { to: [1], stage: 4, rows: 5, bytes: 5 * 4 * 4, field: true },
+      { to: [1], stage: 5, rows: 5, bytes: 5 * 4 * 4, field: true },
     ]);
     const c = cluster(j, init, K2, portable, { tiles: 'owned', rowGroups: 1 });
     c.run();

@@ -50,6 +50,8 @@ export interface StepPlan {
   finalNegative: number[][];
   /** Index of the first negative stage. */
   firstNegative: number;
+  /** Per stage: whether it is the last of its sweep (its phase's sweep ends there). */
+  sweepEnds: boolean[];
 }
 
 /** The neighbour layers of l (connected to it). */
@@ -107,6 +109,13 @@ export function groupRows(rows: number, group: number, groups: number): [number,
 }
 
 /**
+ * With `interleave` (persistent chains only, whose model phase never reads the batch's states
+ * and the other way round), the positive phase is drawn after the model phase's first stage:
+ * an RBM's step becomes [model visible, positive hidden, model hidden], so what the positive
+ * stage's draw needs from peers can travel while the model visible layer is drawn, and the
+ * model hidden layer's while the positive one is. Nothing drawn changes (a draw's randomness is
+ * its unit's, chain's, step's and stream's, whatever the order).
+ *
  * With `groups` > 1 every stage is drawn in that many groups of rows, one after the other
  * (chains are independent, and a draw's randomness is its chain's, so this changes nothing
  * drawn): a group's messages travel while the next group computes. A group reads its
@@ -117,9 +126,14 @@ export function stepPlan(
   o: ResolvedTrainOptions,
   visible: readonly number[],
   groups = 1,
+  interleave = false,
 ): StepPlan {
   const isVisible = net.layers.map((l) => visible.includes(l.index));
   const logical = logicalStages(net, o, visible, isVisible);
+  const negativeAt = logical.findIndex((st) => st.phase === 'negative');
+  if (interleave && o.negative === 'pcd' && negativeAt > 0)
+    // the positive phase after the model phase's first stage (see the doc comment)
+    logical.splice(1, 0, ...logical.splice(0, negativeAt));
   const firstNegative = logical.findIndex((st) => st.phase === 'negative') * groups;
   // every logical stage in `groups` consecutive stages, one per group of rows
   const stages: Stage[] = [];
@@ -161,6 +175,9 @@ export function stepPlan(
     return row;
   });
   for (const f of finalPositive) if (f[0] === -1) f.length = 0;
+  const sweepEnds = stages.map(
+    (st, p) => !stages.some((x, q) => q > p && x.phase === st.phase && x.sweep === st.sweep),
+  );
   return {
     stages,
     inputs,
@@ -169,5 +186,6 @@ export function stepPlan(
     finalPositive,
     finalNegative,
     firstNegative,
+    sweepEnds,
   };
 }

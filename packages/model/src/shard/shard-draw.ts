@@ -195,7 +195,9 @@ export class StageDrawer {
       const st = plan.stages[q]!;
       // CD chains start from the batch when the model phase opens: not before
       if (this.geometry.contrastive && st.phase !== plan.stages[next]!.phase) break;
-      const keys = st.layers.map((l) => l * G + st.group);
+      // a stage's partials are kept by phase, layer and row group until it is drawn
+      const phase = st.phase === 'positive' ? 0 : 1;
+      const keys = st.layers.map((l) => (l * G + st.group) * 2 + phase);
       if (
         !this.fieldsSent[q] &&
         keys.every((x) => !between.has(x)) &&

@@ -25,13 +25,8 @@ export function checkData(data: ShardData | undefined, visibleDims: number): Sha
   return data;
 }
 
-export function checkRowGroups(
-  v: unknown,
-  tiles: 'replicated' | 'owned',
-  negative: 'cd' | 'pcd',
-  staleness: number,
-): number {
-  if (v === undefined) return tiles === 'owned' && negative === 'pcd' ? 2 : 1;
+export function checkRowGroups(v: unknown, staleness: number): number {
+  if (v === undefined) return 1;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 64)
     throw new SpecError('rowGroups', 'must be an integer in 1..64');
   if (v > 1 && staleness !== 0) throw new SpecError('rowGroups', 'above 1 needs staleness 0');

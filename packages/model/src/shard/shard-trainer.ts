@@ -186,8 +186,8 @@ export class ShardTrainer {
     const dims = visible.reduce((sum, v) => sum + net.layers[v]!.size, 0);
     const data = checkData(opts.data, dims);
     const tiles = checkTiles(opts.tiles, this.staleness);
-    const groups = checkRowGroups(opts.rowGroups, tiles, o.negative, this.staleness);
-    this.plan = stepPlan(net, o, visible, groups);
+    const groups = checkRowGroups(opts.rowGroups, this.staleness);
+    this.plan = stepPlan(net, o, visible, groups, tiles === 'owned');
     const [layout, shard, staleness] = [this.layout, this.shard, this.staleness];
     const g = new ShardGeometry(net, layout, shard, o, this.plan, data.rows, staleness, tiles);
     this.geometry = g;
@@ -403,9 +403,7 @@ export class ShardTrainer {
     }
     // what this draw made ready goes out before the next stage is drawn
     if (g.owned && p + 1 < g.stagesPerStep) this.drawer.sendReadyFields(t, p + 1);
-    const next = this.plan.stages[p + 1];
-    if (next === undefined || next.phase !== stage.phase || next.sweep !== stage.sweep)
-      this.tally.counters.sweeps++;
+    if (this.plan.sweepEnds[p]) this.tally.counters.sweeps++;
     this.stage++;
     if (this.stage === g.stagesPerStep) {
       this.drawer.keepOwnStates(t);

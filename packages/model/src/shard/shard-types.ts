@@ -51,7 +51,8 @@ export interface ShardTrainerOptions {
    * Draw every stage in this many groups of rows (chains), one after the other, sending each
    * group's messages as soon as it is drawn and a later group's partial fields as soon as their
    * inputs are drawn, so that messages travel while the next group computes. Changes nothing
-   * drawn. Needs staleness 0. @defaultValue 2 with owned tiles and persistent chains, else 1
+   * drawn, but the products get shorter, which costs BLAS speed (on the benchmark machine more
+   * than the hidden latency saved). Needs staleness 0. @defaultValue 1
    */
   rowGroups?: number;
 }
