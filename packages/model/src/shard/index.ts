@@ -30,7 +30,9 @@ export {
   type SpinKey,
   type SpinMessage,
 } from './shard-trainer.js';
-export type { WeightTile } from './shard-checkpoint.js';
+export type { StateBlock, WeightTile } from './shard-checkpoint.js';
+// Moving a lockstep run to another layout at a checkpoint (rebalancing)
+export { balancedLayout, relayout } from './relayout.js';
 // K shards in one process, for tests and benchmarks
 export {
   LoopbackCluster,

@@ -85,7 +85,7 @@ import {
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
 import { type ShardExport, initSource } from './params.js';
 import { type StepPlan, stepPlan } from './plan.js';
-import { ShardCheckpoints, type WeightTile } from './shard-checkpoint.js';
+import { ShardCheckpoints, type StateBlock, type WeightTile } from './shard-checkpoint.js';
 import { StageDrawer } from './shard-draw.js';
 import { ShardGeometry } from './shard-geometry.js';
 import { ShardParameters } from './shard-holdings.js';
@@ -513,5 +513,21 @@ export class ShardTrainer {
     this.stage = 0;
     this.applied = step;
     this.released = step;
+  }
+
+  // ---------------------------------------------------------------------------- relayout
+
+  /** Where each array of this shard's checkpoints lies in the whole run's state (relayout.ts). */
+  stateBlocks(): StateBlock[] {
+    return this.checkpoints.stateBlocks();
+  }
+
+  /** A checkpoint at step boundary `step` of state moved from another layout (relayout.ts). */
+  movedCheckpoint(
+    step: number,
+    value: (b: StateBlock) => Float32Array,
+    stats: ShardStats,
+  ): Uint8Array {
+    return this.checkpoints.encodeMoved(step, value, stats);
   }
 }
