@@ -118,6 +118,7 @@ export {
   ShardTrainer,
   assemble,
   balancedLayout,
+  checkpointLayout,
   evenLayout,
   initSource,
   networkSource,

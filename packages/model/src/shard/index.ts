@@ -32,7 +32,7 @@ export {
 } from './shard-trainer.js';
 export type { StateBlock, WeightTile } from './shard-checkpoint.js';
 // Moving a lockstep run to another layout at a checkpoint (rebalancing)
-export { balancedLayout, relayout } from './relayout.js';
+export { balancedLayout, checkpointLayout, relayout } from './relayout.js';
 // K shards in one process, for tests and benchmarks
 export {
   LoopbackCluster,

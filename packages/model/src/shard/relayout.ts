@@ -305,3 +305,13 @@ export function balancedLayout(spec: NetworkSpec, speeds: readonly number[]): Sh
   }
   return validateLayout(net, out, 'balancedLayout');
 }
+
+/**
+ * The layout a shard checkpoint was written under (a job's checkpoints of steps before a
+ * rebalance have the old one). @throws FormatError for bytes that are not a shard checkpoint
+ */
+export function checkpointLayout(bytes: Uint8Array): ShardLayout {
+  const layout = decodeContainer(bytes).header['layout'];
+  if (!Array.isArray(layout)) throw new FormatError('checkpoint', 'names no layout');
+  return layout as ShardLayout;
+}

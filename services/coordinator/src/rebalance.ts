@@ -1,0 +1,202 @@
+// Rebalancing: when the workers of a lockstep job take unequal time per step (a straggler), the
+// shards are given units in proportion to each worker's measured speed. At a common checkpoint
+// the shards' checkpoints are re-cut for the new layout, which goes on the job record, and every
+// shard is reassigned under a new generation to restore from that step. Not a failure: no
+// recovery is counted. Exact: at staleness 0 every layout trains the same model.
+import type { Assignment } from '@spinmesh/bus';
+import {
+  checkpointSlots,
+  commonCheckpointStep,
+  currentRun,
+  type ProgressRecord,
+  type StoredJob,
+} from '@spinmesh/cluster';
+import { FormatError, SpecError, type ShardLayout } from '@spinmesh/model';
+
+import type { ControlContext, PendingRebalance, Pool } from './control-context.js';
+import type { ShardedTraining } from './kinds/index.js';
+import { place } from './placement.js';
+import { lastRollback } from './records.js';
+
+/**
+ * What one shard's Status says about its speed since its run started: steps done and the time
+ * it was not waiting for its peers' spins (computing, and whatever else slows its worker down).
+ */
+export interface ShardPace {
+  steps: number;
+  busySeconds: number;
+}
+
+function unitCounts(layout: ShardLayout): number[] {
+  return layout.map((u) => Object.values(u).reduce((n, [a, b]) => n + b - a, 0));
+}
+
+/**
+ * Looks at a running job's paces (one per shard, null: not known this pass) and rebalances it
+ * when they differ enough: decides on a layout, then, at the first pass where every shard has
+ * checkpointed the step after the decision, moves the job to it. @returns whether the job was
+ * reassigned (the pass is done with it)
+ */
+export async function rebalance(
+  ctx: ControlContext,
+  job: StoredJob,
+  training: ShardedTraining,
+  a: Assignment,
+  paces: readonly (ShardPace | null)[],
+  pool: Pool,
+): Promise<boolean> {
+  const r = training.rebalancing;
+  const settings = ctx.settings.rebalance;
+  const rt = ctx.runtime(job.id);
+  const done = job.progress?.rebalances ?? 0;
+  if (!r || rt.rebalanceOff || done >= settings.maxRebalances) return false;
+  const pending = rt.rebalance;
+  if (pending && pending.generation === a.generation)
+    return moveAt(ctx, job, training, a, pending.plan, pool);
+  const refusal = r.refusal(job);
+  if (refusal !== null) {
+    rt.rebalanceOff = true;
+    ctx.log.info({ jobId: job.id }, `no rebalancing: ${refusal}`);
+    return false;
+  }
+  const every = job.spec!.checkpointEverySteps;
+  const from = job.progress?.restoredFromStep ?? 0;
+  // Measured over at least one checkpoint interval of this generation, start-up behind it.
+  if (paces.some((p) => p === null || p.steps < every || !(p.busySeconds > 0))) return false;
+  const secondsPerStep = paces.map((p) => p!.busySeconds / p!.steps);
+  const slowest = Math.max(...secondsPerStep);
+  const fastest = Math.min(...secondsPerStep);
+  if (slowest <= fastest * (1 + settings.threshold)) return false;
+  const current = r.layout(job);
+  const units = unitCounts(current);
+  const all = units.reduce((x, y) => x + y, 0);
+  // A shard's speed: the share of the network it runs over its time per step.
+  const speeds = secondsPerStep.map((t, s) => units[s]! / all / t);
+  let layout: ShardLayout;
+  try {
+    layout = r.balanced(job, speeds);
+  } catch (err) {
+    if (!(err instanceof SpecError)) throw err;
+    rt.rebalanceOff = true;
+    ctx.log.warn({ jobId: job.id, err }, 'no rebalancing: no balanced layout');
+    return false;
+  }
+  if (JSON.stringify(layout) === JSON.stringify(current)) return false;
+  const ahead = Math.max(from, ...paces.map((p) => p!.steps + from));
+  const step = (Math.floor(ahead / every) + 1) * every;
+  const total = job.totalSteps ?? 0;
+  if (step >= total) return false;
+  // Lockstep goes at the slowest shard's pace; balanced, every shard would take the whole
+  // network's share over the speeds' sum.
+  const saving = (total - step) * (slowest - 1 / speeds.reduce((x, y) => x + y, 0));
+  if (saving < settings.minSavingSeconds) return false;
+  const plan: PendingRebalance = {
+    step,
+    layout,
+    before: units,
+    after: unitCounts(layout),
+    secondsPerStep,
+    speeds,
+  };
+  rt.rebalance = { generation: a.generation, plan };
+  ctx.log.info(
+    { jobId: job.id, step, secondsPerStep, before: plan.before, after: plan.after },
+    'rebalancing at the next checkpoint',
+  );
+  return false;
+}
+
+/**
+ * Moves the job to the planned layout once every shard has checkpointed the planned step (or a
+ * later one): the checkpoints of the newest common step are re-cut, the old run is fenced off by
+ * a new generation before they are written over, and every shard is reassigned to restore them.
+ */
+async function moveAt(
+  ctx: ControlContext,
+  job: StoredJob,
+  training: ShardedTraining,
+  a: Assignment,
+  plan: PendingRebalance,
+  pool: Pool,
+): Promise<boolean> {
+  const { bus } = ctx;
+  const rt = ctx.runtime(job.id);
+  const K = a.shards.length;
+  const last = lastRollback(job);
+  const list = await bus.listCheckpoints(job.id);
+  const T = commonCheckpointStep(list, K, last);
+  if (T < plan.step) return false;
+  const slots: number[] = [];
+  const old: Uint8Array[] = [];
+  for (let s = 0; s < K; s++) {
+    const slot = checkpointSlots(s).find((x) =>
+      list.some((c) => c.shardId === x && c.step === T && (!last || currentRun(c, last))),
+    );
+    const c = slot === undefined ? null : await bus.getCheckpoint(job.id, slot);
+    if (slot === undefined || c === null || c.step !== T) return false; // replaced: next pass
+    slots.push(slot);
+    old.push(c.data);
+  }
+  let recut: Uint8Array[];
+  try {
+    recut = training.rebalancing!.relayout(old, plan.layout);
+  } catch (err) {
+    if (!(err instanceof SpecError || err instanceof FormatError)) throw err;
+    rt.rebalanceOff = true;
+    rt.rebalance = undefined;
+    ctx.log.warn({ jobId: job.id, err, step: T }, 'no rebalancing: the checkpoints cannot move');
+    return false;
+  }
+  // Fence: from here on the bus refuses the old generation's writes, so the checkpoints of T
+  // cannot be replaced by a later step of the old layout while they are written over.
+  const generation = a.generation + 1;
+  await bus.setAssignment(job.id, { generation, shards: a.shards });
+  const fenced: Assignment = { generation, shards: a.shards };
+  const now = await bus.listCheckpoints(job.id);
+  const intact = slots.every((slot) => now.some((c) => c.shardId === slot && c.step === T));
+  rt.rebalance = undefined;
+  const reason = `rebalanced at step ${T}: units per shard ${plan.before.join('/')} -> ${plan.after.join('/')}`;
+  const keep = new Map(a.shards.map((s) => [s.shardId, s.workerId]));
+  if (!intact) {
+    // A shard got two checkpoints further meanwhile: go on in the old layout, try again later.
+    await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance given up' });
+    return true;
+  }
+  for (let s = 0; s < K; s++) {
+    if (await bus.putCheckpoint(job.id, slots[s]!, T, recut[s]!, generation)) continue;
+    // Refused (nothing else writes now, so unexpected): put back what was there, old layout.
+    for (let u = 0; u < s; u++) await bus.putCheckpoint(job.id, slots[u]!, T, old[u]!, generation);
+    await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance failed' });
+    return true;
+  }
+  const current = ((await bus.getJob(job.id)) as StoredJob | null) ?? job;
+  const progress: ProgressRecord = {
+    ...(current.progress ?? {
+      step: T,
+      totalSteps: job.totalSteps ?? 0,
+      epoch: 0,
+      shardSteps: [],
+      generation,
+      restoredFromStep: T,
+      recoveries: 0,
+    }),
+    layout: plan.layout,
+    rebalances: (current.progress?.rebalances ?? 0) + 1,
+  };
+  await bus.updateJobProgress(job.id, progress);
+  await ctx.event(job.id, {
+    type: 'workers',
+    at: ctx.now(),
+    kind: 'rebalanced',
+    generation,
+    restoreFromStep: T,
+    before: plan.before,
+    after: plan.after,
+    secondsPerStep: plan.secondsPerStep,
+    message: reason,
+  });
+  ctx.log.info({ jobId: job.id, step: T, before: plan.before, after: plan.after }, reason);
+  const moved = ((await bus.getJob(job.id)) as StoredJob | null) ?? current;
+  await place(ctx, moved, training, { previous: fenced, keep, pool, reason, restoreFromStep: T });
+  return true;
+}
