@@ -51,9 +51,8 @@ export interface PendingRebalance {
   /** Units per shard before and after (all layers together). */
   before: number[];
   after: number[];
-  /** The figures it was decided on: each shard's busy seconds per step, and speed. */
+  /** The figures it was decided on: each shard's busy seconds per step. */
   secondsPerStep: number[];
-  speeds: number[];
 }
 
 /** What the coordinator remembers about a job between passes (rebuilt after a restart). */
@@ -67,6 +66,8 @@ export interface Runtime {
   lastWaitingKey: string;
   /** A rebalance decided on under an assignment generation (rebalance.ts). */
   rebalance?: { generation: number; plan: PendingRebalance };
+  /** Units and seconds per step of each shard when the last rebalance was decided on. */
+  lastPaces?: { units: number[]; secondsPerStep: number[] };
   /** The job cannot be rebalanced (or moving it failed once): not tried again. */
   rebalanceOff?: boolean;
   data?: { train: Dataset; test: Dataset };

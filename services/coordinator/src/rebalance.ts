@@ -32,6 +32,38 @@ function unitCounts(layout: ShardLayout): number[] {
 }
 
 /**
+ * The units per shard that would make every shard take the same time per step, and that time.
+ * A shard's time per step is taken as a cost per unit times its units plus a fixed cost (its
+ * messages, which a slow worker also handles slowly): with the figures of the layout before the
+ * last move as well, both are fitted per shard; with one layout's figures only, or a fit that
+ * makes no sense (noise), the fixed cost is taken as 0 (time in proportion to units).
+ */
+export function targetUnits(
+  units: readonly number[],
+  secondsPerStep: readonly number[],
+  previous?: { units: readonly number[]; secondsPerStep: readonly number[] },
+): { units: number[]; secondsPerStep: number } {
+  const all = units.reduce((x, y) => x + y, 0);
+  if (previous && previous.units.length === units.length) {
+    const a = units.map((u, s) =>
+      u === previous.units[s]
+        ? NaN
+        : (secondsPerStep[s]! - previous.secondsPerStep[s]!) / (u - previous.units[s]!),
+    );
+    const c = a.map((x, s) => secondsPerStep[s]! - x * units[s]!);
+    if (a.every((x) => x > 0) && c.every((x) => x >= 0)) {
+      const tau =
+        (all + c.reduce((n, x, s) => n + x / a[s]!, 0)) / a.reduce((n, x) => n + 1 / x, 0);
+      const fitted = a.map((x, s) => (tau - c[s]!) / x);
+      if (fitted.every((u) => u > 0)) return { units: fitted, secondsPerStep: tau };
+    }
+  }
+  // units per second of each shard; together they run the network in all / sum seconds
+  const speeds = units.map((u, s) => u / secondsPerStep[s]!);
+  return { units: speeds, secondsPerStep: all / speeds.reduce((x, y) => x + y, 0) };
+}
+
+/**
  * Looks at a running job's paces (one per shard, null: not known this pass) and rebalances it
  * when they differ enough: decides on a layout, then, at the first pass where every shard has
  * checkpointed the step after the decision, moves the job to it. @returns whether the job was
@@ -69,12 +101,10 @@ export async function rebalance(
   if (slowest <= fastest * (1 + settings.threshold)) return false;
   const current = r.layout(job);
   const units = unitCounts(current);
-  const all = units.reduce((x, y) => x + y, 0);
-  // A shard's speed: the share of the network it runs over its time per step.
-  const speeds = secondsPerStep.map((t, s) => units[s]! / all / t);
+  const target = targetUnits(units, secondsPerStep, rt.lastPaces);
   let layout: ShardLayout;
   try {
-    layout = r.balanced(job, speeds);
+    layout = r.balanced(job, target.units);
   } catch (err) {
     if (!(err instanceof SpecError)) throw err;
     rt.rebalanceOff = true;
@@ -86,19 +116,29 @@ export async function rebalance(
   const step = (Math.floor(ahead / every) + 1) * every;
   const total = job.totalSteps ?? 0;
   if (step >= total) return false;
-  // Lockstep goes at the slowest shard's pace; balanced, every shard would take the whole
-  // network's share over the speeds' sum.
-  const saving = (total - step) * (slowest - 1 / speeds.reduce((x, y) => x + y, 0));
+  // Lockstep goes at the slowest shard's pace; balanced, at the predicted common one.
+  const saving = (total - step) * (slowest - target.secondsPerStep);
   if (saving < settings.minSavingSeconds) return false;
+  // When the last move did not make the slowest shard clearly faster, another would not either
+  // (the figures are noisy, or something else holds the job back).
+  const before = rt.lastPaces ? Math.max(...rt.lastPaces.secondsPerStep) : Infinity;
+  if (slowest > before * (1 - settings.threshold / 2)) {
+    rt.rebalanceOff = true;
+    ctx.log.info(
+      { jobId: job.id, secondsPerStep },
+      'no more rebalancing: the last one did not pay',
+    );
+    return false;
+  }
   const plan: PendingRebalance = {
     step,
     layout,
     before: units,
     after: unitCounts(layout),
     secondsPerStep,
-    speeds,
   };
   rt.rebalance = { generation: a.generation, plan };
+  rt.lastPaces = { units, secondsPerStep };
   ctx.log.info(
     { jobId: job.id, step, secondsPerStep, before: plan.before, after: plan.after },
     'rebalancing at the next checkpoint',
