@@ -46,6 +46,8 @@ interface RebalanceRun {
     restart_s: number | null;
   }[];
   generation: number;
+  /** Every second or so: [seconds since both shards ran, steps every shard has done, generation]. */
+  timeline: [number, number, number][];
   load_after: string;
 }
 
@@ -72,6 +74,20 @@ function restartSeconds(
       ),
   );
   return back ? Number(((back.t - at) / 1000).toFixed(3)) : null;
+}
+
+function timelineOf(r: ClusterJobResult, started: number | undefined): [number, number, number][] {
+  if (started === undefined) return [];
+  const out: [number, number, number][] = [];
+  let next = started;
+  for (const s of r.samples) {
+    if (s.t < next) continue;
+    next = s.t + 1000;
+    const step = Math.min(...s.statuses.map((x) => x.step));
+    const generation = Math.max(...s.statuses.map((x) => x.generation));
+    out.push([Number(((s.t - started) / 1000).toFixed(2)), step, generation]);
+  }
+  return out;
 }
 
 /** Largest |a - b| over two models' parameters, and whether they are bit-identical. */
@@ -174,6 +190,7 @@ async function oneRun(
     job_seconds: Number(((r.endedAt - r.submittedAt) / 1000).toFixed(3)),
     rebalances,
     generation: r.job.generation,
+    timeline: timelineOf(r, started),
     load_after: loadAverage(),
   };
   log(

@@ -44,6 +44,15 @@ export const REBALANCE_DEFAULTS: RebalanceSettings = {
   minSavingSeconds: 10,
 };
 
+/**
+ * What one shard's Status says about its speed since its run started: steps done and the time
+ * it was not waiting for its peers' spins (computing, and whatever else slows its worker down).
+ */
+export interface ShardPace {
+  steps: number;
+  busySeconds: number;
+}
+
 /** A rebalance decided on, waiting for the checkpoint of `step` on every shard. */
 export interface PendingRebalance {
   step: number;
@@ -66,6 +75,12 @@ export interface Runtime {
   lastWaitingKey: string;
   /** A rebalance decided on under an assignment generation (rebalance.ts). */
   rebalance?: { generation: number; plan: PendingRebalance };
+  /** Each shard's pace a few steps into the generation, which rebalance.ts measures from. */
+  paceBase?: { generation: number; paces: ShardPace[] };
+  /** When the last rebalance reassigned the job, and under which generation. */
+  movedAt?: { generation: number; at: number };
+  /** What the last rebalance cost, in seconds: until every shard ran a few steps again. */
+  moveSeconds?: number;
   /** Units and seconds per step of each shard when the last rebalance was decided on. */
   lastPaces?: { units: number[]; secondsPerStep: number[] };
   /** The job cannot be rebalanced (or moving it failed once): not tried again. */

@@ -13,19 +13,12 @@ import {
 } from '@spinmesh/cluster';
 import { FormatError, SpecError, type ShardLayout } from '@spinmesh/model';
 
-import type { ControlContext, PendingRebalance, Pool } from './control-context.js';
+import type { ControlContext, PendingRebalance, Pool, ShardPace } from './control-context.js';
 import type { ShardedTraining } from './kinds/index.js';
 import { place } from './placement.js';
 import { lastRollback } from './records.js';
 
-/**
- * What one shard's Status says about its speed since its run started: steps done and the time
- * it was not waiting for its peers' spins (computing, and whatever else slows its worker down).
- */
-export interface ShardPace {
-  steps: number;
-  busySeconds: number;
-}
+export type { ShardPace } from './control-context.js';
 
 function unitCounts(layout: ShardLayout): number[] {
   return layout.map((u) => Object.values(u).reduce((n, [a, b]) => n + b - a, 0));
@@ -93,9 +86,25 @@ export async function rebalance(
   }
   const every = job.spec!.checkpointEverySteps;
   const from = job.progress?.restoredFromStep ?? 0;
-  // Measured over at least one checkpoint interval of this generation, start-up behind it.
-  if (paces.some((p) => p === null || p.steps < every || !(p.busySeconds > 0))) return false;
-  const secondsPerStep = paces.map((p) => p!.busySeconds / p!.steps);
+  if (paces.some((p) => p === null)) return false;
+  // Measured over at least one checkpoint interval of this generation, from a few steps into
+  // it: the first steps after a start (peers connecting, code warming up) are slower.
+  const base = rt.paceBase;
+  if (!base || base.generation !== a.generation) {
+    if (paces.every((p) => p!.steps >= Math.max(1, Math.floor(every / 4)))) {
+      rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
+      // what the last move cost: from writing the checkpoints to every shard running again
+      if (rt.movedAt?.generation === a.generation)
+        rt.moveSeconds = (ctx.now() - rt.movedAt.at) / 1000;
+    }
+    return false;
+  }
+  const window = paces.map((p, s) => ({
+    steps: p!.steps - base.paces[s]!.steps,
+    busySeconds: p!.busySeconds - base.paces[s]!.busySeconds,
+  }));
+  if (window.some((p) => p.steps < every || !(p.busySeconds > 0))) return false;
+  const secondsPerStep = window.map((p) => p.busySeconds / p.steps);
   const slowest = Math.max(...secondsPerStep);
   const fastest = Math.min(...secondsPerStep);
   if (slowest <= fastest * (1 + settings.threshold)) return false;
@@ -112,13 +121,14 @@ export async function rebalance(
     return false;
   }
   if (JSON.stringify(layout) === JSON.stringify(current)) return false;
-  const ahead = Math.max(from, ...paces.map((p) => p!.steps + from));
+  const ahead = from + Math.max(...paces.map((p) => p!.steps));
   const step = (Math.floor(ahead / every) + 1) * every;
   const total = job.totalSteps ?? 0;
   if (step >= total) return false;
   // Lockstep goes at the slowest shard's pace; balanced, at the predicted common one.
+  // A move is worth it only when it saves clearly more than the last one cost.
   const saving = (total - step) * (slowest - target.secondsPerStep);
-  if (saving < settings.minSavingSeconds) return false;
+  if (saving < Math.max(settings.minSavingSeconds, 2 * (rt.moveSeconds ?? 0))) return false;
   // When the last move did not make the slowest shard clearly faster, another would not either
   // (the figures are noisy, or something else holds the job back).
   const before = rt.lastPaces ? Math.max(...rt.lastPaces.secondsPerStep) : Infinity;
@@ -237,6 +247,8 @@ async function moveAt(
   });
   ctx.log.info({ jobId: job.id, step: T, before: plan.before, after: plan.after }, reason);
   const moved = ((await bus.getJob(job.id)) as StoredJob | null) ?? current;
+  // place() assigns the generation after the fence
+  rt.movedAt = { generation: generation + 1, at: ctx.now() };
   await place(ctx, moved, training, { previous: fenced, keep, pool, reason, restoreFromStep: T });
   return true;
 }

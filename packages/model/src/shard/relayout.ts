@@ -157,12 +157,10 @@ class WholeState {
 
 /** Traffic and work counters of the old shards, shared out so that the totals stay the same. */
 function sharedStats(old: Decoded[], shards: number): ShardStats[] {
-  const sum = (pick: (c: Partial<ShardCounters>) => number | undefined): number =>
-    old.reduce((s, c) => s + Number(pick(c.counters) ?? 0), 0);
-  const most = (pick: (c: Partial<ShardCounters>) => number | undefined): number =>
-    Math.max(...old.map((c) => Number(pick(c.counters) ?? 0)));
-  const spread = (total: number, s: number): number =>
-    Math.floor(total / shards) + (s === 0 ? total % shards : 0);
+  const values = (k: keyof ShardCounters): number[] => old.map((c) => Number(c.counters[k] ?? 0));
+  const sum = (k: keyof ShardCounters): number => values(k).reduce((x, y) => x + y, 0);
+  const share = (k: keyof ShardCounters, s: number): number =>
+    Math.floor(sum(k) / shards) + (s === 0 ? sum(k) % shards : 0);
   const histogram = (name: string): number[] => {
     const out: number[] = [];
     for (const c of old) {
@@ -177,36 +175,15 @@ function sharedStats(old: Decoded[], shards: number): ShardStats[] {
     spinStaleness: s === 0 ? spin : [0],
     weightLag: s === 0 ? lag : [0],
     // progress is the run's, the same on every shard
-    sweeps: most((c) => c.sweeps),
-    updatesApplied: most((c) => c.updatesApplied),
-    stagesDrawn: spread(
-      sum((c) => c.stagesDrawn),
-      s,
-    ),
-    spinUpdates: spread(
-      sum((c) => c.spinUpdates),
-      s,
-    ),
-    messagesSent: spread(
-      sum((c) => c.messagesSent),
-      s,
-    ),
-    bytesSent: spread(
-      sum((c) => c.bytesSent),
-      s,
-    ),
-    messagesReceived: spread(
-      sum((c) => c.messagesReceived),
-      s,
-    ),
-    bytesReceived: spread(
-      sum((c) => c.bytesReceived),
-      s,
-    ),
-    stalePairings: spread(
-      sum((c) => c.stalePairings),
-      s,
-    ),
+    sweeps: Math.max(...values('sweeps')),
+    updatesApplied: Math.max(...values('updatesApplied')),
+    stagesDrawn: share('stagesDrawn', s),
+    spinUpdates: share('spinUpdates', s),
+    messagesSent: share('messagesSent', s),
+    bytesSent: share('bytesSent', s),
+    messagesReceived: share('messagesReceived', s),
+    bytesReceived: share('bytesReceived', s),
+    stalePairings: share('stalePairings', s),
   }));
 }
 
