@@ -3,7 +3,7 @@
 // the shards' checkpoints are re-cut for the new layout, which goes on the job record, and every
 // shard is reassigned under a new generation to restore from that step. Not a failure: no
 // recovery is counted. Exact: at staleness 0 every layout trains the same model.
-import type { Assignment } from '@spinmesh/bus';
+import type { Assignment, CheckpointInfo } from '@spinmesh/bus';
 import {
   checkpointSlots,
   commonCheckpointStep,
@@ -57,6 +57,38 @@ export function targetUnits(
 }
 
 /**
+ * Each shard's busy seconds per step in this generation, measured over at least one checkpoint
+ * interval from a few steps into it (the first steps after a start, peers connecting and code
+ * warming up, are slower); null until there is such a window.
+ */
+function measure(
+  ctx: ControlContext,
+  job: StoredJob,
+  a: Assignment,
+  paces: readonly (ShardPace | null)[],
+): number[] | null {
+  const rt = ctx.runtime(job.id);
+  const every = job.spec!.checkpointEverySteps;
+  if (paces.some((p) => p === null)) return null;
+  const base = rt.paceBase;
+  if (!base || base.generation !== a.generation) {
+    if (paces.every((p) => p!.steps >= Math.max(1, Math.floor(every / 4)))) {
+      rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
+      // what the last move cost: from writing the checkpoints to every shard running again
+      if (rt.movedAt?.generation === a.generation)
+        rt.moveSeconds = (ctx.now() - rt.movedAt.at) / 1000;
+    }
+    return null;
+  }
+  const window = paces.map((p, s) => ({
+    steps: p!.steps - base.paces[s]!.steps,
+    busySeconds: p!.busySeconds - base.paces[s]!.busySeconds,
+  }));
+  if (window.some((p) => p.steps < every || !(p.busySeconds > 0))) return null;
+  return window.map((p) => p.busySeconds / p.steps);
+}
+
+/**
  * Looks at a running job's paces (one per shard, null: not known this pass) and rebalances it
  * when they differ enough: decides on a layout, then, at the first pass where every shard has
  * checkpointed the step after the decision, moves the job to it. @returns whether the job was
@@ -86,25 +118,8 @@ export async function rebalance(
   }
   const every = job.spec!.checkpointEverySteps;
   const from = job.progress?.restoredFromStep ?? 0;
-  if (paces.some((p) => p === null)) return false;
-  // Measured over at least one checkpoint interval of this generation, from a few steps into
-  // it: the first steps after a start (peers connecting, code warming up) are slower.
-  const base = rt.paceBase;
-  if (!base || base.generation !== a.generation) {
-    if (paces.every((p) => p!.steps >= Math.max(1, Math.floor(every / 4)))) {
-      rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
-      // what the last move cost: from writing the checkpoints to every shard running again
-      if (rt.movedAt?.generation === a.generation)
-        rt.moveSeconds = (ctx.now() - rt.movedAt.at) / 1000;
-    }
-    return false;
-  }
-  const window = paces.map((p, s) => ({
-    steps: p!.steps - base.paces[s]!.steps,
-    busySeconds: p!.busySeconds - base.paces[s]!.busySeconds,
-  }));
-  if (window.some((p) => p.steps < every || !(p.busySeconds > 0))) return false;
-  const secondsPerStep = window.map((p) => p.busySeconds / p.steps);
+  const secondsPerStep = measure(ctx, job, a, paces);
+  if (secondsPerStep === null) return false;
   const slowest = Math.max(...secondsPerStep);
   const fastest = Math.min(...secondsPerStep);
   if (slowest <= fastest * (1 + settings.threshold)) return false;
@@ -156,6 +171,29 @@ export async function rebalance(
   return false;
 }
 
+/** Every shard's checkpoint of step T (of the current run), and the slot each is in; else null. */
+async function readCheckpoints(
+  ctx: ControlContext,
+  job: StoredJob,
+  K: number,
+  T: number,
+  list: readonly CheckpointInfo[],
+): Promise<{ slots: number[]; old: Uint8Array[] } | null> {
+  const last = lastRollback(job);
+  const slots: number[] = [];
+  const old: Uint8Array[] = [];
+  for (let s = 0; s < K; s++) {
+    const slot = checkpointSlots(s).find((x) =>
+      list.some((c) => c.shardId === x && c.step === T && (!last || currentRun(c, last))),
+    );
+    const c = slot === undefined ? null : await ctx.bus.getCheckpoint(job.id, slot);
+    if (slot === undefined || c === null || c.step !== T) return null;
+    slots.push(slot);
+    old.push(c.data);
+  }
+  return { slots, old };
+}
+
 /**
  * Moves the job to the planned layout once every shard has checkpointed the planned step (or a
  * later one): the checkpoints of the newest common step are re-cut, the old run is fenced off by
@@ -176,17 +214,9 @@ async function moveAt(
   const list = await bus.listCheckpoints(job.id);
   const T = commonCheckpointStep(list, K, last);
   if (T < plan.step) return false;
-  const slots: number[] = [];
-  const old: Uint8Array[] = [];
-  for (let s = 0; s < K; s++) {
-    const slot = checkpointSlots(s).find((x) =>
-      list.some((c) => c.shardId === x && c.step === T && (!last || currentRun(c, last))),
-    );
-    const c = slot === undefined ? null : await bus.getCheckpoint(job.id, slot);
-    if (slot === undefined || c === null || c.step !== T) return false; // replaced: next pass
-    slots.push(slot);
-    old.push(c.data);
-  }
+  const read = await readCheckpoints(ctx, job, K, T, list);
+  if (read === null) return false; // one was replaced meanwhile: next pass
+  const { slots, old } = read;
   let recut: Uint8Array[];
   try {
     recut = training.rebalancing!.relayout(old, plan.layout);
@@ -219,6 +249,24 @@ async function moveAt(
     await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance failed' });
     return true;
   }
+  await recordMove(ctx, job, generation, T, plan, reason);
+  const moved = ((await bus.getJob(job.id)) as StoredJob | null) ?? job;
+  // place() assigns the generation after the fence
+  rt.movedAt = { generation: generation + 1, at: ctx.now() };
+  await place(ctx, moved, training, { previous: fenced, keep, pool, reason, restoreFromStep: T });
+  return true;
+}
+
+/** The new layout on the job record (progress.layout, one more rebalance) and the event. */
+async function recordMove(
+  ctx: ControlContext,
+  job: StoredJob,
+  generation: number,
+  T: number,
+  plan: PendingRebalance,
+  reason: string,
+): Promise<void> {
+  const { bus } = ctx;
   const current = ((await bus.getJob(job.id)) as StoredJob | null) ?? job;
   const progress: ProgressRecord = {
     ...(current.progress ?? {
@@ -246,9 +294,4 @@ async function moveAt(
     message: reason,
   });
   ctx.log.info({ jobId: job.id, step: T, before: plan.before, after: plan.after }, reason);
-  const moved = ((await bus.getJob(job.id)) as StoredJob | null) ?? current;
-  // place() assigns the generation after the fence
-  rt.movedAt = { generation: generation + 1, at: ctx.now() };
-  await place(ctx, moved, training, { previous: fenced, keep, pool, reason, restoreFromStep: T });
-  return true;
 }
