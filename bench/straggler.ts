@@ -1,5 +1,6 @@
 // `npm run bench -- straggler [--quick] [--target=-4.0] [--limit-s=N] [--modes=cd,pcd]
 // [--steps=N] [--repeat=3]`: what bounded and unbounded staleness buy when one worker is slow.
+// With --rebalance: what rebalancing buys lockstep instead, on RBM 784-500 PCD-10 (_rebalance.ts).
 // Bars-and-stripes 4x4, RBM 16-16, 2 worker processes (each pinned to its own core with taskset,
 // OPENBLAS_NUM_THREADS=1), one of them started with SPINMESH_DEBUG_SLOWDOWN=2 (it sleeps as long
 // as its process was busy, computing or handling messages: half speed).
@@ -49,6 +50,7 @@ import {
   type StatusSample,
 } from './_cluster.js';
 import { environment, log, numArg, parseArgs } from './_common.js';
+import { rebalanceBench } from './_rebalance.js';
 
 type Staleness = number | 'unbounded';
 
@@ -190,7 +192,10 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     'modes',
     'steps',
     'repeat',
+    'rebalance',
+    'timeout-s',
   ]);
+  if (args.has('rebalance')) return rebalanceBench(args);
   const quick = args.has('quick');
   const target = numArg(args, 'target', -4.0);
   const steps = numArg(args, 'steps', quick ? 600 : 2000);
@@ -278,8 +283,9 @@ async function stragglerRun(
   const { cluster, pinning, failures } = await startBenchCluster(
     [straggler ? { SPINMESH_DEBUG_SLOWDOWN: '2' } : {}, {}],
     true,
-    // A control-loop pass every 20 ms: an evaluation of nearly every 10-step checkpoint.
-    { SPINMESH_COORDINATOR_POLL_MS: '20' },
+    // A control-loop pass every 20 ms: an evaluation of nearly every 10-step checkpoint. The
+    // layout stays as planned: rebalancing (--rebalance) is measured on its own.
+    { SPINMESH_COORDINATOR_POLL_MS: '20', SPINMESH_MAX_REBALANCES: '0' },
   );
   let r: ClusterJobResult;
   try {

@@ -26,6 +26,7 @@ export {
   ShardEvents,
 } from './protocol.js';
 export {
+  currentLayout,
   type JobFields,
   type ProgressRecord,
   type ModelRecord,

@@ -61,6 +61,13 @@ export interface ProgressRecord {
   waitFraction?: number;
   /** The last evaluation during training, if any. */
   evaluation?: ModelEvaluation;
+  /**
+   * The layout the shards run now, when the coordinator has rebalanced the job (moved units
+   * from slow workers to fast ones); absent: the record's `layout`. Read it with currentLayout.
+   */
+  layout?: ShardLayout;
+  /** Rebalances so far. */
+  rebalances?: number;
 }
 
 /** Where a completed job's model file is on the bus. */
@@ -71,6 +78,11 @@ export interface ModelRecord {
   step: number;
   /** Size of the model file in bytes. */
   bytes: number;
+}
+
+/** The layout a job's shards run now: the last rebalance's, else the one it was planned with. */
+export function currentLayout(job: StoredJob): ShardLayout | undefined {
+  return job.progress?.layout ?? job.layout;
 }
 
 /**

@@ -46,6 +46,19 @@ export interface CoordinatorConfig {
    */
   maxRecoveries: number;
   /**
+   * Rebalances a lockstep job may have when its workers run at different speeds (units moved
+   * from slow workers to fast ones at a checkpoint; the model does not change); 0: never.
+   * @defaultValue 3
+   */
+  maxRebalances: number;
+  /**
+   * How much longer, in percent, the slowest shard's time per step must be than the fastest's
+   * before a job is rebalanced. @defaultValue 20
+   */
+  rebalanceThresholdPct: number;
+  /** Least seconds a rebalance must be predicted to save over the rest of a job. @defaultValue 10 */
+  rebalanceMinSavingS: number;
+  /**
    * The token every client of JobService, ModelService and reflection must send (metadata
    * `authorization: Bearer <token>`); the health service stays open for probes. null: no token.
    */
@@ -108,6 +121,9 @@ export const CONFIG_DEFAULTS: Omit<
   rpcTimeoutMs: 5_000,
   progressIntervalMs: 1_000,
   maxRecoveries: 20,
+  maxRebalances: 3,
+  rebalanceThresholdPct: 20,
+  rebalanceMinSavingS: 10,
   modelOpsMax: 2,
   maxMessageBytes: 64 << 20,
   maxUnitUpdates: 1e10,
@@ -141,6 +157,9 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_RPC_TIMEOUT_MS',
   'SPINMESH_PROGRESS_INTERVAL_MS',
   'SPINMESH_MAX_RECOVERIES',
+  'SPINMESH_MAX_REBALANCES',
+  'SPINMESH_REBALANCE_THRESHOLD_PCT',
+  'SPINMESH_REBALANCE_MIN_SAVING_S',
   'SPINMESH_API_TOKEN',
   'SPINMESH_TLS_CERT',
   'SPINMESH_TLS_KEY',
@@ -187,6 +206,17 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
       0,
     ),
     maxRecoveries: r.int('SPINMESH_MAX_RECOVERIES', CONFIG_DEFAULTS.maxRecoveries, 0),
+    maxRebalances: r.int('SPINMESH_MAX_REBALANCES', CONFIG_DEFAULTS.maxRebalances, 0),
+    rebalanceThresholdPct: r.int(
+      'SPINMESH_REBALANCE_THRESHOLD_PCT',
+      CONFIG_DEFAULTS.rebalanceThresholdPct,
+      1,
+    ),
+    rebalanceMinSavingS: r.int(
+      'SPINMESH_REBALANCE_MIN_SAVING_S',
+      CONFIG_DEFAULTS.rebalanceMinSavingS,
+      0,
+    ),
     apiToken: r.get('SPINMESH_API_TOKEN') ?? null,
     tls,
     modelOpsMax: r.int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),

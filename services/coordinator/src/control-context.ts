@@ -4,7 +4,13 @@
 import type { Logger } from 'pino';
 import type { Bus, WorkerInfo } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
-import { loadData, type DataAccess, type Dataset, type Limits } from '@spinmesh/model';
+import {
+  loadData,
+  type DataAccess,
+  type Dataset,
+  type Limits,
+  type ShardLayout,
+} from '@spinmesh/model';
 import type { ProgressRecord, StoredJob } from '@spinmesh/cluster';
 import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
@@ -13,6 +19,50 @@ import type { EvaluationEvent, ProgressEvent, WorkersEvent } from './records.js'
 import type { ShardStateReader } from './shard-state.js';
 import type { WorkerClients } from './worker-client.js';
 import type { ModelRunner } from './model-runner.js';
+
+/** When the coordinator rebalances a job (ControlSettings.rebalance). */
+export interface RebalanceSettings {
+  /** Rebalances one job may have; 0 turns rebalancing off. @defaultValue 3 */
+  maxRebalances: number;
+  /**
+   * How much longer the slowest shard's time per step must be than the fastest's (0.2: 20 %)
+   * before the job is rebalanced. @defaultValue 0.2
+   */
+  threshold: number;
+  /**
+   * Least time, in seconds, a rebalance must be predicted to save over the rest of the job:
+   * moving costs a restart of every shard from the checkpoint (data reloaded, peers reconnected,
+   * the steps past it redone), which short jobs and small differences do not repay.
+   * @defaultValue 10
+   */
+  minSavingSeconds: number;
+}
+
+export const REBALANCE_DEFAULTS: RebalanceSettings = {
+  maxRebalances: 3,
+  threshold: 0.2,
+  minSavingSeconds: 10,
+};
+
+/**
+ * What one shard's Status says about its speed since its run started: steps done and the time
+ * it was not waiting for its peers' spins (computing, and whatever else slows its worker down).
+ */
+export interface ShardPace {
+  steps: number;
+  busySeconds: number;
+}
+
+/** A rebalance decided on, waiting for the checkpoint of `step` on every shard. */
+export interface PendingRebalance {
+  step: number;
+  layout: ShardLayout;
+  /** Units per shard before and after (all layers together). */
+  before: number[];
+  after: number[];
+  /** The figures it was decided on: each shard's busy seconds per step. */
+  secondsPerStep: number[];
+}
 
 /** What the coordinator remembers about a job between passes (rebuilt after a restart). */
 export interface Runtime {
@@ -23,6 +73,18 @@ export interface Runtime {
   lastProgressKey: string;
   lastProgressAt: number;
   lastWaitingKey: string;
+  /** A rebalance decided on under an assignment generation (rebalance.ts). */
+  rebalance?: { generation: number; plan: PendingRebalance };
+  /** Each shard's pace a few steps into the generation, which rebalance.ts measures from. */
+  paceBase?: { generation: number; paces: ShardPace[] };
+  /** When the last rebalance reassigned the job, and under which generation. */
+  movedAt?: { generation: number; at: number };
+  /** What the last rebalance cost, in seconds: until every shard ran a few steps again. */
+  moveSeconds?: number;
+  /** Units and seconds per step of each shard when the last rebalance was decided on. */
+  lastPaces?: { units: number[]; secondsPerStep: number[] };
+  /** The job cannot be rebalanced (or moving it failed once): not tried again. */
+  rebalanceOff?: boolean;
   data?: { train: Dataset; test: Dataset };
 }
 
@@ -38,6 +100,7 @@ export interface ControlSettings {
   heartbeatTimeoutMs: number;
   progressIntervalMs: number;
   maxRecoveries: number;
+  rebalance: RebalanceSettings;
   shardState: ShardStateReader;
   access: DataAccess;
   runner: ModelRunner | undefined;

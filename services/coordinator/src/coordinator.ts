@@ -16,7 +16,7 @@ import type { StoredJob } from '@spinmesh/cluster';
 import type { CoordinatorMetrics } from '@spinmesh/telemetry';
 
 import { Admission } from './admission.js';
-import { ControlContext } from './control-context.js';
+import { ControlContext, REBALANCE_DEFAULTS, type RebalanceSettings } from './control-context.js';
 import { kindOf, kindOfInput } from './kinds/index.js';
 import { monitor } from './monitoring.js';
 import { idleWorkers, startOrReject } from './scheduling.js';
@@ -38,6 +38,8 @@ export interface CoordinatorOptions {
   progressIntervalMs: number;
   /** Reassignments after failures a job may need before it is failed. */
   maxRecoveries: number;
+  /** When jobs are rebalanced (rebalance.ts). @defaultValue REBALANCE_DEFAULTS */
+  rebalance?: Partial<RebalanceSettings>;
   /** How the workers keep their checkpoints and final exports on the bus. */
   shardState?: ShardStateReader;
   /**
@@ -89,6 +91,7 @@ export class Coordinator {
       heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
       progressIntervalMs: opts.progressIntervalMs,
       maxRecoveries: opts.maxRecoveries,
+      rebalance: { ...REBALANCE_DEFAULTS, ...opts.rebalance },
       shardState: opts.shardState ?? busShardState,
       access: opts.dataAccess ?? confinedAccess([], 0),
       runner: opts.runner,

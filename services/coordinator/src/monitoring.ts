@@ -1,6 +1,7 @@
 // Monitoring: each pass looks at every running job. A job its kind trains on the coordinator
 // is the kind's to watch; a sharded one has every shard's worker polled (Status), its progress
-// aggregated, and is finished when every shard is done or recovered when a worker is lost.
+// aggregated, and is finished when every shard is done, recovered when a worker is lost, or
+// rebalanced when its workers run at different speeds.
 import type { Assignment, WorkerInfo } from '@spinmesh/bus';
 import { WorkerState, type WorkerStatus } from '@spinmesh/proto';
 import type { StoredJob } from '@spinmesh/cluster';
@@ -9,6 +10,7 @@ import type { ControlContext, Pool } from './control-context.js';
 import { kindOf } from './kinds/index.js';
 import { place } from './placement.js';
 import { lastRollback } from './records.js';
+import { rebalance, type ShardPace } from './rebalance.js';
 import { recover, type Problem } from './recovery.js';
 
 /** What the polls of one pass found. */
@@ -17,6 +19,8 @@ interface Polled {
   steps: number[];
   /** Fractions of each polled shard's run spent computing and waiting for peers. */
   times: { compute: number; wait: number }[];
+  /** Per shard: its pace since its run started (null: not polled, or not running yet). */
+  paces: (ShardPace | null)[];
   problems: Map<number, Problem>;
 }
 
@@ -51,7 +55,12 @@ export async function monitor(
     await training.finish(job, a, ctx);
     return;
   }
-  const polled: Polled = { steps: new Array<number>(K).fill(0), times: [], problems: new Map() };
+  const polled: Polled = {
+    steps: new Array<number>(K).fill(0),
+    times: [],
+    paces: new Array<ShardPace | null>(K).fill(null),
+    problems: new Map(),
+  };
   await Promise.all(
     a.shards.map(async (s) => {
       if (finished.has(s.shardId)) polled.steps[s.shardId] = total;
@@ -63,6 +72,7 @@ export async function monitor(
     return;
   }
   await ctx.progress(job, polled.steps, a.generation, polled.times);
+  if (await rebalance(ctx, job, training, a, polled.paces, pool)) return;
   await training.duringTraining?.(job, ctx);
 }
 
@@ -113,9 +123,13 @@ async function pollShard(
     );
   if (st.state === WorkerState.WORKER_STATE_FAILED) return problem(`it failed: ${st.error}`, false);
   out.steps[s.shardId] = st.step;
-  if (st.runSeconds > 0)
+  if (st.runSeconds > 0) {
     out.times.push({
       compute: st.computeSeconds / st.runSeconds,
       wait: st.waitSeconds / st.runSeconds,
     });
+    // Its time not spent waiting for peers: a straggler's is longer, whatever slows it down.
+    const steps = st.step - (job.progress?.restoredFromStep ?? 0);
+    out.paces[s.shardId] = { steps, busySeconds: st.runSeconds - st.waitSeconds };
+  }
 }

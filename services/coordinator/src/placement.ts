@@ -17,7 +17,14 @@ export async function place(
   ctx: ControlContext,
   job: StoredJob,
   training: ShardedTraining,
-  at: { previous: Assignment | null; keep: Map<number, string>; pool: Pool; reason: string },
+  at: {
+    previous: Assignment | null;
+    keep: Map<number, string>;
+    pool: Pool;
+    reason: string;
+    /** The step to restore (rebalance.ts); default: the newest step all shards checkpointed. */
+    restoreFromStep?: number;
+  },
   recoveries = job.progress?.recoveries ?? 0,
 ): Promise<void> {
   const { bus, settings } = ctx;
@@ -40,12 +47,9 @@ export async function place(
   // The job record as it is now: its progress names the last rollback, whose abandoned run's
   // checkpoints must not be mixed with the next ones.
   const current = (await bus.getJob(job.id)) as StoredJob | null;
-  const restoreFromStep = await settings.shardState.restoreStep(
-    bus,
-    job.id,
-    K,
-    lastRollback(current ?? job),
-  );
+  const restoreFromStep =
+    at.restoreFromStep ??
+    (await settings.shardState.restoreStep(bus, job.id, K, lastRollback(current ?? job)));
   await bus.setAssignment(job.id, {
     generation,
     shards: shards.map((p) => ({
@@ -63,6 +67,7 @@ export async function place(
     generation,
     restoredFromStep: restoreFromStep,
     recoveries,
+    ...rebalanced(current ?? job),
   };
   await bus.updateJobProgress(job.id, progress);
   settings.metrics?.jobProgress(job.id, progress);
@@ -82,6 +87,15 @@ export async function place(
   });
   ctx.log.info({ jobId: job.id, generation, restoreFromStep, shards }, 'shards assigned');
   await assignAll(ctx, job, training, { generation, shards, restoreFromStep });
+}
+
+/** The layout of the job's last rebalance and the count of them, which a new generation keeps. */
+function rebalanced(job: StoredJob): Pick<ProgressRecord, 'layout' | 'rebalances'> {
+  const p = job.progress;
+  return {
+    ...(p?.layout ? { layout: p.layout } : {}),
+    ...(p?.rebalances ? { rebalances: p.rebalances } : {}),
+  };
 }
 
 /** Sends every shard's assignment; a worker that refuses it is replaced at the next pass. */

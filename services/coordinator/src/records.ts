@@ -35,10 +35,15 @@ export interface EvaluationEvent extends NewJobEvent {
 export interface WorkersEvent extends NewJobEvent {
   type: 'workers';
   at: number;
-  kind: 'assigned' | 'waiting' | 'worker-lost' | 'requeued';
+  kind: 'assigned' | 'waiting' | 'worker-lost' | 'requeued' | 'rebalanced';
   generation: number;
   shards?: { shardId: number; workerId: string; address: string }[];
   restoreFromStep?: number;
+  /** 'rebalanced': units per shard (all layers together) before and after. */
+  before?: number[];
+  after?: number[];
+  /** 'rebalanced': each shard's measured busy seconds per step, which decided it. */
+  secondsPerStep?: number[];
   needed?: number;
   available?: number;
   workerId?: string;

@@ -195,6 +195,11 @@ export async function startCoordinator(
     pollIntervalMs: config.pollIntervalMs,
     progressIntervalMs: config.progressIntervalMs,
     maxRecoveries: config.maxRecoveries,
+    rebalance: {
+      maxRebalances: config.maxRebalances,
+      threshold: config.rebalanceThresholdPct / 100,
+      minSavingSeconds: config.rebalanceMinSavingS,
+    },
     dataAccess,
     metrics: options.metrics,
     limits: config.limits,

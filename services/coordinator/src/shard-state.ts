@@ -6,6 +6,7 @@ import type { Bus, CheckpointInfo } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
   ShardTrainer,
+  checkpointLayout,
   type Dataset,
   type JobSpec,
   type ShardExport,
@@ -122,7 +123,8 @@ export const busShardState: ShardStateReader = {
       const trainer = new ShardTrainer({
         network: ctx.spec.network,
         train: { statistics: 'samples', ...ctx.spec.train },
-        layout: ctx.layout,
+        // the layout it was written under: a rebalance may have changed the job's since
+        layout: checkpointLayout(bytes),
         shard: s,
         kernels: ctx.kernels,
         data: { x: ctx.data.x, rows: ctx.data.rows },

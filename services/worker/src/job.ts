@@ -24,7 +24,7 @@ import {
   type NetworkSpec as ProtoNetworkSpec,
   type ShardAssignment,
 } from '@spinmesh/proto';
-import type { StoredJob } from '@spinmesh/cluster';
+import { currentLayout, type StoredJob } from '@spinmesh/cluster';
 
 /** What a shard needs of its job. */
 export interface ShardJob {
@@ -43,10 +43,10 @@ export class JobLoadError extends Error {
 
 /**
  * Reads the job record's `spec` (a JobSpec, validated here, the one time this process does; the
- * trainer gets the result), loads its data and works out
- * the layout: the record's `layout` field (the coordinator's ShardLayout), else the assignment
- * on the bus, else the units of this shard and its peers in the Assign message (enough when
- * every other shard is a peer). @throws JobLoadError, SpecError naming the field
+ * trainer gets the result), loads its data and works out the layout: the record's current one
+ * (the coordinator's ShardLayout: `progress.layout` after a rebalance, else `layout`), else the
+ * assignment on the bus, else the units of this shard and its peers in the Assign message
+ * (enough when every other shard is a peer). @throws JobLoadError, SpecError naming the field
  */
 export async function loadShardJob(
   record: StoredJob,
@@ -99,7 +99,8 @@ function layoutOf(
   busAssignment: Assignment | null,
   spec: JobSpec,
 ): unknown {
-  if (record.layout !== undefined) return record.layout;
+  const layout = currentLayout(record);
+  if (layout !== undefined) return layout;
   const names = spec.network.layers.map((l) => l.name);
   const toLayout = (
     shards: { shardId: number; units: { layer: number; start: number; end: number }[] }[],

@@ -10,6 +10,32 @@ import type { SpinInbox } from './shard-inbox.js';
 import type { PairingBook } from './shard-pairing.js';
 import type { ShardStates } from './shard-states.js';
 import type { ShardCounters, ShardTally } from './shard-tally.js';
+import type { ShardStats } from './shard-types.js';
+
+/**
+ * Where a checkpoint array lies in the whole run's state: a row-major block of `cols` columns
+ * at (firstRow, firstCol) of a whole array of wholeRows x wholeCols, named `whole`
+ * (bias.<layer>, biasVel.<layer>, lateral.<layer>, lateralVel.<layer>, offset.<layer>,
+ * chains.<layer>, weights.<connection>, weightsVel.<connection>).
+ */
+export interface StateBlock {
+  /** The array's name in the checkpoint. */
+  name: string;
+  whole: string;
+  wholeRows: number;
+  wholeCols: number;
+  firstRow: number;
+  firstCol: number;
+  cols: number;
+  /** Values in the block (its rows: length / cols). */
+  length: number;
+  /**
+   * The columns whose values this shard makes itself (its own units), where the rest are
+   * replicas of other shards' that a checkpoint may hold older (chains, offsets); null: every
+   * value is the shard's own or an identical replica (parameters).
+   */
+  own: readonly [number, number] | null;
+}
 
 /** A weight tile with its owner (the shard of its rows) and the updates applied to it. */
 export type WeightTile = ParameterBlock & { owner: number; step: number };
@@ -40,35 +66,78 @@ export class ShardCheckpoints {
     return id;
   }
 
-  /**
-   * The parameter, velocity, offset and chain arrays a checkpoint holds, by name: encode()
-   * writes them and restore() reads them back from this one list.
-   */
+  /** The parameter, velocity, offset and chain arrays a checkpoint holds, by name. */
   private stateArrays(): [string, Float32Array][] {
+    return this.blocks().map(([b, a]) => [b.name, a]);
+  }
+
+  /** Where each state array of a checkpoint lies in the whole run's state (see StateBlock). */
+  stateBlocks(): StateBlock[] {
+    return this.blocks().map(([b]) => b);
+  }
+
+  /**
+   * The state arrays with their places: encode() writes them, restore() reads them back and
+   * relayout.ts moves them between layouts, all from this one list.
+   */
+  private blocks(): [StateBlock, Float32Array][] {
     const g = this.geometry;
     const p = this.params;
     const s = this.states;
-    const out: [string, Float32Array][] = [];
-    const add = (name: string, a: Float32Array | null | undefined): void => {
-      if (a) out.push([name, a]);
+    const out: [StateBlock, Float32Array][] = [];
+    const add = (
+      name: string,
+      whole: string,
+      a: Float32Array | null | undefined,
+      rows: number,
+      cols: number,
+      place: Partial<Pick<StateBlock, 'firstRow' | 'firstCol' | 'cols' | 'own'>> = {},
+    ): void => {
+      if (!a) return;
+      const b: StateBlock = {
+        name,
+        whole,
+        wholeRows: rows,
+        wholeCols: cols,
+        firstRow: place.firstRow ?? 0,
+        firstCol: place.firstCol ?? 0,
+        cols: place.cols ?? cols,
+        length: a.length,
+        own: place.own ?? null,
+      };
+      out.push([b, a]);
     };
     for (const l of g.net.layers) {
-      if (g.ownRange[l.index]) {
-        add(`bias.${l.name}`, p.bias[l.index]);
-        add(`biasVel.${l.name}`, p.biasVelocity[l.index]);
+      const n = l.size;
+      const r = g.ownRange[l.index];
+      if (r) {
+        const place = { firstCol: r[0], cols: r[1] - r[0] };
+        add(`bias.${l.name}`, `bias.${l.name}`, p.bias[l.index], 1, n, place);
+        add(`biasVel.${l.name}`, `biasVel.${l.name}`, p.biasVelocity[l.index], 1, n, place);
       }
-      add(`lateral.${l.name}`, p.lateral[l.index]);
-      add(`lateralVel.${l.name}`, p.lateralVelocity[l.index]);
+      add(`lateral.${l.name}`, `lateral.${l.name}`, p.lateral[l.index], n, n);
+      add(`lateralVel.${l.name}`, `lateralVel.${l.name}`, p.lateralVelocity[l.index], n, n);
       if (g.tracksLayer[l.index]) {
-        add(`offset.${l.name}`, s.offsets[l.index]);
-        if (!g.contrastive) add(`chains.${l.name}`, s.model[l.index]);
+        const own = r ?? ([0, 0] as const);
+        add(`offset.${l.name}`, `offset.${l.name}`, s.offsets[l.index], 1, n, { own });
+        if (!g.contrastive)
+          add(`chains.${l.name}`, `chains.${l.name}`, s.model[l.index], g.chainRows, n, { own });
       }
     }
     for (const h of p.connections) {
       if (!h) continue;
       h.slabs.forEach((slab, i) => {
-        add(`weights.${h.index}.${i}`, slab.data);
-        add(`weightsVel.${h.index}.${i}`, slab.velocity);
+        const place = { firstRow: slab.firstRow, firstCol: slab.firstCol, cols: slab.ld };
+        const [rows, cols] = [h.fromSize, h.toSize];
+        add(`weights.${h.index}.${i}`, `weights.${h.index}`, slab.data, rows, cols, place);
+        add(
+          `weightsVel.${h.index}.${i}`,
+          `weightsVel.${h.index}`,
+          slab.velocity,
+          rows,
+          cols,
+          place,
+        );
       });
     }
     return out;
@@ -93,6 +162,39 @@ export class ShardCheckpoints {
       { format: 1, ...this.identity(), step, counters: this.tally.counters },
       arrays,
     );
+  }
+
+  /**
+   * A checkpoint of this shard's configuration at step boundary `step` holding state made
+   * elsewhere (relayout.ts), as a lockstep run would have written it: `value(block)` for each of
+   * stateBlocks(), every peer chain at its last draw of step - 1, nothing in the inbox, and the
+   * given statistics. Leaves this shard's own state alone.
+   * @throws SpecError when this shard pairs states (asynchronous persistent chains)
+   */
+  encodeMoved(step: number, value: (b: StateBlock) => Float32Array, stats: ShardStats): Uint8Array {
+    const g = this.geometry;
+    if (g.pairing)
+      throw new SpecError('staleness', 'must be 0 for a checkpoint moved between layouts');
+    const arrays: [string, CodecArray][] = this.stateBlocks().map((b) => [b.name, value(b)]);
+    const versions = this.inbox.modelStamp.slice();
+    if (!g.contrastive) {
+      this.inbox.boxes.forEach((box, region) => {
+        const l = Math.floor(region / g.shards);
+        if (!box) return;
+        g.plan.finalNegative[l]!.forEach((p, group) => {
+          versions[region * g.rowGroups + group] = step > 0 ? g.stamp(step - 1, p) : -1;
+        });
+      });
+    }
+    const { spinStaleness, weightLag, ...counters } = stats;
+    arrays.push(
+      ['versions', versions],
+      ['inbox.index', new Float64Array(0)],
+      ['inbox.bytes', new Uint8Array(0)],
+      ['stats.spin', Float64Array.from(spinStaleness)],
+      ['stats.lag', Float64Array.from(weightLag)],
+    );
+    return encodeContainer({ format: 1, ...this.identity(), step, counters }, arrays);
   }
 
   /**

@@ -43,6 +43,11 @@ export class ShardGeometry {
   readonly spinInputs: number[][];
   /** Per layer: whether a neighbour of it has units here, so its states are read here. */
   readonly readsLayer: boolean[];
+  /**
+   * Per layer: whether its peers' spins are read by draws here (else, where readsLayer, only
+   * its final states by the update: owned tiles' centring).
+   */
+  readonly drawReads: boolean[];
   /** Per layer: whether this shard keeps its states at all (reads or owns some of it). */
   readonly tracksLayer: boolean[];
   /**
@@ -119,8 +124,9 @@ export class ShardGeometry {
           )
         : this.neighbours[l.index]!,
     );
+    this.drawReads = net.layers.map((l) => this.shardReads(shard, l.index));
     this.readsLayer = net.layers.map(
-      (l) => this.shardReads(shard, l.index) || this.readsStatistics(shard, l.index),
+      (l) => this.drawReads[l.index]! || this.readsStatistics(shard, l.index),
     );
     this.tracksLayer = net.layers.map(
       (l) => this.readsLayer[l.index]! || this.ownRange[l.index] !== null,

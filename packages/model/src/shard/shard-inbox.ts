@@ -136,6 +136,7 @@ export class SpinInbox {
     const g = this.geometry;
     const step = Math.floor(stamp / g.stagesPerStep);
     if (step >= at.applied) return false;
+    if (!g.drawReads[Math.floor(region / g.shards)]!) return true; // read by its update only
     if (stamp < 0) return !(stamp >= keepFrom[region]!); // the initial chains (pairing only)
     const batch = g.contrastive || g.plan.stages[stamp % g.stagesPerStep]!.phase === 'positive';
     if (batch) return step < at.step;

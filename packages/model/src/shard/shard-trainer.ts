@@ -88,7 +88,7 @@ import type { ResolvedTrainOptions } from '../train-options.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
 import { type ShardExport, initSource } from './params.js';
 import { type StepPlan, stepPlan } from './plan.js';
-import { ShardCheckpoints, type WeightTile } from './shard-checkpoint.js';
+import { ShardCheckpoints, type StateBlock, type WeightTile } from './shard-checkpoint.js';
 import {
   checkData,
   checkRowGroups,
@@ -530,5 +530,21 @@ export class ShardTrainer {
     this.applied = step;
     this.released = step;
     this.opened = -1;
+  }
+
+  // ---------------------------------------------------------------------------- relayout
+
+  /** Where each array of this shard's checkpoints lies in the whole run's state (relayout.ts). */
+  stateBlocks(): StateBlock[] {
+    return this.checkpoints.stateBlocks();
+  }
+
+  /** A checkpoint at step boundary `step` of state moved from another layout (relayout.ts). */
+  movedCheckpoint(
+    step: number,
+    value: (b: StateBlock) => Float32Array,
+    stats: ShardStats,
+  ): Uint8Array {
+    return this.checkpoints.encodeMoved(step, value, stats);
   }
 }

@@ -4,13 +4,15 @@
 import { BusError } from '@spinmesh/bus';
 import {
   assemble,
+  balancedLayout,
   encodeModel,
   evaluateNetwork,
   jobSpecFromJson,
   jobSpecToJson,
+  relayout,
   type Evaluation,
 } from '@spinmesh/model';
-import { JOB_KINDS, evaluationEverySteps, type StoredJob } from '@spinmesh/cluster';
+import { JOB_KINDS, currentLayout, evaluationEverySteps, type StoredJob } from '@spinmesh/cluster';
 
 import { buildAssignment, shardRanges } from '../assignment.js';
 import type { ControlContext } from '../control-context.js';
@@ -37,14 +39,28 @@ export const boltzmann: NetworkKind = {
 
 const sharded: ShardedTraining = {
   on: 'workers',
-  units: (job, s) => shardRanges(job.spec!.network, job.layout!, s),
+  units: (job, s) => shardRanges(job.spec!.network, currentLayout(job)!, s),
   assignment: (job, args) =>
     buildAssignment({
       ...args,
       jobId: job.id,
       spec: jobSpecFromJson(job.spec!),
-      layout: job.layout!,
+      layout: currentLayout(job)!,
     }),
+  rebalancing: {
+    refusal: (job) => {
+      const spec = job.spec!;
+      if ((job.workers ?? 1) < 2) return 'it runs in one shard';
+      if (spec.staleness !== 0)
+        return 'it is not lockstep (staleness 0): its asynchronous state belongs to its layout';
+      if (!(spec.checkpointEverySteps > 0))
+        return 'it writes no checkpoints (checkpointEverySteps 0)';
+      return null;
+    },
+    layout: (job) => currentLayout(job)!,
+    balanced: (job, speeds) => balancedLayout(job.spec!.network, speeds),
+    relayout: (checkpoints, layout) => relayout(checkpoints, layout),
+  },
   duringTraining: evaluateDuringTraining,
   finish: async (job, a, ctx) => {
     const spec = jobSpecFromJson(job.spec!);
@@ -129,7 +145,7 @@ async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Prom
       {
         jobId: job.id,
         spec,
-        layout: job.layout!,
+        layout: currentLayout(job)!,
         totalSteps: job.totalSteps ?? 0,
         kernels: settings.kernels,
         data: train,

@@ -3,7 +3,7 @@
 // (kindOf) and never test its rule themselves.
 import type { Assignment, UnitRange } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
-import type { Dataset } from '@spinmesh/model';
+import type { Dataset, ShardLayout } from '@spinmesh/model';
 import type { JobFields, JobKindContract, StoredJob } from '@spinmesh/cluster';
 import type { ShardAssignment } from '@spinmesh/proto';
 
@@ -51,10 +51,27 @@ export interface ShardedTraining {
       restoreFromStep: number;
     },
   ): ShardAssignment;
+  /** How the job moves between layouts when its workers run at different speeds, if it can. */
+  rebalancing?: Rebalancing;
   /** A pass's extra work while every shard is well (evaluations from checkpoints). */
   duringTraining?(job: StoredJob, ctx: ControlContext): Promise<void>;
   /** Every shard has its final export: make the model, evaluate, store it, complete the job. */
   finish(job: StoredJob, a: Assignment, ctx: ControlContext): Promise<void>;
+}
+
+/** What rebalance.ts needs of a kind whose shards can be moved between layouts exactly. */
+export interface Rebalancing {
+  /** Whether this job can be rebalanced (lockstep, with checkpoints to move), else why not. */
+  refusal(job: StoredJob): string | null;
+  /** The layout the job's shards run now. */
+  layout(job: StoredJob): ShardLayout;
+  /** A layout of the job's network with shares of units in proportion to `speeds`. */
+  balanced(job: StoredJob, speeds: readonly number[]): ShardLayout;
+  /**
+   * Every shard's checkpoint of one step, re-cut for `layout`.
+   * @throws SpecError or FormatError when they cannot be moved exactly
+   */
+  relayout(checkpoints: readonly Uint8Array[], layout: ShardLayout): Uint8Array[];
 }
 
 export interface CoordinatorKind {

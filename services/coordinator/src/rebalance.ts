@@ -1,0 +1,297 @@
+// Rebalancing: when the workers of a lockstep job take unequal time per step (a straggler), the
+// shards are given units in proportion to each worker's measured speed. At a common checkpoint
+// the shards' checkpoints are re-cut for the new layout, which goes on the job record, and every
+// shard is reassigned under a new generation to restore from that step. Not a failure: no
+// recovery is counted. Exact: at staleness 0 every layout trains the same model.
+import type { Assignment, CheckpointInfo } from '@spinmesh/bus';
+import {
+  checkpointSlots,
+  commonCheckpointStep,
+  currentRun,
+  type ProgressRecord,
+  type StoredJob,
+} from '@spinmesh/cluster';
+import { FormatError, SpecError, type ShardLayout } from '@spinmesh/model';
+
+import type { ControlContext, PendingRebalance, Pool, ShardPace } from './control-context.js';
+import type { ShardedTraining } from './kinds/index.js';
+import { place } from './placement.js';
+import { lastRollback } from './records.js';
+
+export type { ShardPace } from './control-context.js';
+
+function unitCounts(layout: ShardLayout): number[] {
+  return layout.map((u) => Object.values(u).reduce((n, [a, b]) => n + b - a, 0));
+}
+
+/**
+ * The units per shard that would make every shard take the same time per step, and that time.
+ * A shard's time per step is taken as a cost per unit times its units plus a fixed cost (its
+ * messages, which a slow worker also handles slowly): with the figures of the layout before the
+ * last move as well, both are fitted per shard; with one layout's figures only, or a fit that
+ * makes no sense (noise), the fixed cost is taken as 0 (time in proportion to units).
+ */
+export function targetUnits(
+  units: readonly number[],
+  secondsPerStep: readonly number[],
+  previous?: { units: readonly number[]; secondsPerStep: readonly number[] },
+): { units: number[]; secondsPerStep: number } {
+  const all = units.reduce((x, y) => x + y, 0);
+  if (previous && previous.units.length === units.length) {
+    const a = units.map((u, s) =>
+      u === previous.units[s]
+        ? NaN
+        : (secondsPerStep[s]! - previous.secondsPerStep[s]!) / (u - previous.units[s]!),
+    );
+    const c = a.map((x, s) => secondsPerStep[s]! - x * units[s]!);
+    if (a.every((x) => x > 0) && c.every((x) => x >= 0)) {
+      const tau =
+        (all + c.reduce((n, x, s) => n + x / a[s]!, 0)) / a.reduce((n, x) => n + 1 / x, 0);
+      const fitted = a.map((x, s) => (tau - c[s]!) / x);
+      if (fitted.every((u) => u > 0)) return { units: fitted, secondsPerStep: tau };
+    }
+  }
+  // units per second of each shard; together they run the network in all / sum seconds
+  const speeds = units.map((u, s) => u / secondsPerStep[s]!);
+  return { units: speeds, secondsPerStep: all / speeds.reduce((x, y) => x + y, 0) };
+}
+
+/**
+ * Each shard's busy seconds per step in this generation, measured over at least one checkpoint
+ * interval from a few steps into it (the first steps after a start, peers connecting and code
+ * warming up, are slower); null until there is such a window.
+ */
+function measure(
+  ctx: ControlContext,
+  job: StoredJob,
+  a: Assignment,
+  paces: readonly (ShardPace | null)[],
+): number[] | null {
+  const rt = ctx.runtime(job.id);
+  const every = job.spec!.checkpointEverySteps;
+  if (paces.some((p) => p === null)) return null;
+  const base = rt.paceBase;
+  if (!base || base.generation !== a.generation) {
+    if (paces.every((p) => p!.steps >= Math.max(1, Math.floor(every / 4)))) {
+      rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
+      // what the last move cost: from writing the checkpoints to every shard running again
+      if (rt.movedAt?.generation === a.generation)
+        rt.moveSeconds = (ctx.now() - rt.movedAt.at) / 1000;
+    }
+    return null;
+  }
+  const window = paces.map((p, s) => ({
+    steps: p!.steps - base.paces[s]!.steps,
+    busySeconds: p!.busySeconds - base.paces[s]!.busySeconds,
+  }));
+  if (window.some((p) => p.steps < every || !(p.busySeconds > 0))) return null;
+  return window.map((p) => p.busySeconds / p.steps);
+}
+
+/**
+ * Looks at a running job's paces (one per shard, null: not known this pass) and rebalances it
+ * when they differ enough: decides on a layout, then, at the first pass where every shard has
+ * checkpointed the step after the decision, moves the job to it. @returns whether the job was
+ * reassigned (the pass is done with it)
+ */
+export async function rebalance(
+  ctx: ControlContext,
+  job: StoredJob,
+  training: ShardedTraining,
+  a: Assignment,
+  paces: readonly (ShardPace | null)[],
+  pool: Pool,
+): Promise<boolean> {
+  const r = training.rebalancing;
+  const settings = ctx.settings.rebalance;
+  const rt = ctx.runtime(job.id);
+  const done = job.progress?.rebalances ?? 0;
+  if (!r || rt.rebalanceOff || done >= settings.maxRebalances) return false;
+  const pending = rt.rebalance;
+  if (pending && pending.generation === a.generation)
+    return moveAt(ctx, job, training, a, pending.plan, pool);
+  const refusal = r.refusal(job);
+  if (refusal !== null) {
+    rt.rebalanceOff = true;
+    ctx.log.info({ jobId: job.id }, `no rebalancing: ${refusal}`);
+    return false;
+  }
+  const every = job.spec!.checkpointEverySteps;
+  const from = job.progress?.restoredFromStep ?? 0;
+  const secondsPerStep = measure(ctx, job, a, paces);
+  if (secondsPerStep === null) return false;
+  const slowest = Math.max(...secondsPerStep);
+  const fastest = Math.min(...secondsPerStep);
+  if (slowest <= fastest * (1 + settings.threshold)) return false;
+  const current = r.layout(job);
+  const units = unitCounts(current);
+  const target = targetUnits(units, secondsPerStep, rt.lastPaces);
+  let layout: ShardLayout;
+  try {
+    layout = r.balanced(job, target.units);
+  } catch (err) {
+    if (!(err instanceof SpecError)) throw err;
+    rt.rebalanceOff = true;
+    ctx.log.warn({ jobId: job.id, err }, 'no rebalancing: no balanced layout');
+    return false;
+  }
+  if (JSON.stringify(layout) === JSON.stringify(current)) return false;
+  const ahead = from + Math.max(...paces.map((p) => p!.steps));
+  const step = (Math.floor(ahead / every) + 1) * every;
+  const total = job.totalSteps ?? 0;
+  if (step >= total) return false;
+  // Lockstep goes at the slowest shard's pace; balanced, at the predicted common one.
+  // A move is worth it only when it saves clearly more than the last one cost.
+  const saving = (total - step) * (slowest - target.secondsPerStep);
+  if (saving < Math.max(settings.minSavingSeconds, 2 * (rt.moveSeconds ?? 0))) return false;
+  // When the last move did not make the slowest shard clearly faster, another would not either
+  // (the figures are noisy, or something else holds the job back).
+  const before = rt.lastPaces ? Math.max(...rt.lastPaces.secondsPerStep) : Infinity;
+  if (slowest > before * (1 - settings.threshold / 2)) {
+    rt.rebalanceOff = true;
+    ctx.log.info(
+      { jobId: job.id, secondsPerStep },
+      'no more rebalancing: the last one did not pay',
+    );
+    return false;
+  }
+  const plan: PendingRebalance = {
+    step,
+    layout,
+    before: units,
+    after: unitCounts(layout),
+    secondsPerStep,
+  };
+  rt.rebalance = { generation: a.generation, plan };
+  rt.lastPaces = { units, secondsPerStep };
+  ctx.log.info(
+    { jobId: job.id, step, secondsPerStep, before: plan.before, after: plan.after },
+    'rebalancing at the next checkpoint',
+  );
+  return false;
+}
+
+/** Every shard's checkpoint of step T (of the current run), and the slot each is in; else null. */
+async function readCheckpoints(
+  ctx: ControlContext,
+  job: StoredJob,
+  K: number,
+  T: number,
+  list: readonly CheckpointInfo[],
+): Promise<{ slots: number[]; old: Uint8Array[] } | null> {
+  const last = lastRollback(job);
+  const slots: number[] = [];
+  const old: Uint8Array[] = [];
+  for (let s = 0; s < K; s++) {
+    const slot = checkpointSlots(s).find((x) =>
+      list.some((c) => c.shardId === x && c.step === T && (!last || currentRun(c, last))),
+    );
+    const c = slot === undefined ? null : await ctx.bus.getCheckpoint(job.id, slot);
+    if (slot === undefined || c === null || c.step !== T) return null;
+    slots.push(slot);
+    old.push(c.data);
+  }
+  return { slots, old };
+}
+
+/**
+ * Moves the job to the planned layout once every shard has checkpointed the planned step (or a
+ * later one): the checkpoints of the newest common step are re-cut, the old run is fenced off by
+ * a new generation before they are written over, and every shard is reassigned to restore them.
+ */
+async function moveAt(
+  ctx: ControlContext,
+  job: StoredJob,
+  training: ShardedTraining,
+  a: Assignment,
+  plan: PendingRebalance,
+  pool: Pool,
+): Promise<boolean> {
+  const { bus } = ctx;
+  const rt = ctx.runtime(job.id);
+  const K = a.shards.length;
+  const last = lastRollback(job);
+  const list = await bus.listCheckpoints(job.id);
+  const T = commonCheckpointStep(list, K, last);
+  if (T < plan.step) return false;
+  const read = await readCheckpoints(ctx, job, K, T, list);
+  if (read === null) return false; // one was replaced meanwhile: next pass
+  const { slots, old } = read;
+  let recut: Uint8Array[];
+  try {
+    recut = training.rebalancing!.relayout(old, plan.layout);
+  } catch (err) {
+    if (!(err instanceof SpecError || err instanceof FormatError)) throw err;
+    rt.rebalanceOff = true;
+    rt.rebalance = undefined;
+    ctx.log.warn({ jobId: job.id, err, step: T }, 'no rebalancing: the checkpoints cannot move');
+    return false;
+  }
+  // Fence: from here on the bus refuses the old generation's writes, so the checkpoints of T
+  // cannot be replaced by a later step of the old layout while they are written over.
+  const generation = a.generation + 1;
+  await bus.setAssignment(job.id, { generation, shards: a.shards });
+  const fenced: Assignment = { generation, shards: a.shards };
+  const now = await bus.listCheckpoints(job.id);
+  const intact = slots.every((slot) => now.some((c) => c.shardId === slot && c.step === T));
+  rt.rebalance = undefined;
+  const reason = `rebalanced at step ${T}: units per shard ${plan.before.join('/')} -> ${plan.after.join('/')}`;
+  const keep = new Map(a.shards.map((s) => [s.shardId, s.workerId]));
+  if (!intact) {
+    // A shard got two checkpoints further meanwhile: go on in the old layout, try again later.
+    await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance given up' });
+    return true;
+  }
+  for (let s = 0; s < K; s++) {
+    if (await bus.putCheckpoint(job.id, slots[s]!, T, recut[s]!, generation)) continue;
+    // Refused (nothing else writes now, so unexpected): put back what was there, old layout.
+    for (let u = 0; u < s; u++) await bus.putCheckpoint(job.id, slots[u]!, T, old[u]!, generation);
+    await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance failed' });
+    return true;
+  }
+  await recordMove(ctx, job, generation, T, plan, reason);
+  const moved = ((await bus.getJob(job.id)) as StoredJob | null) ?? job;
+  // place() assigns the generation after the fence
+  rt.movedAt = { generation: generation + 1, at: ctx.now() };
+  await place(ctx, moved, training, { previous: fenced, keep, pool, reason, restoreFromStep: T });
+  return true;
+}
+
+/** The new layout on the job record (progress.layout, one more rebalance) and the event. */
+async function recordMove(
+  ctx: ControlContext,
+  job: StoredJob,
+  generation: number,
+  T: number,
+  plan: PendingRebalance,
+  reason: string,
+): Promise<void> {
+  const { bus } = ctx;
+  const current = ((await bus.getJob(job.id)) as StoredJob | null) ?? job;
+  const progress: ProgressRecord = {
+    ...(current.progress ?? {
+      step: T,
+      totalSteps: job.totalSteps ?? 0,
+      epoch: 0,
+      shardSteps: [],
+      generation,
+      restoredFromStep: T,
+      recoveries: 0,
+    }),
+    layout: plan.layout,
+    rebalances: (current.progress?.rebalances ?? 0) + 1,
+  };
+  await bus.updateJobProgress(job.id, progress);
+  await ctx.event(job.id, {
+    type: 'workers',
+    at: ctx.now(),
+    kind: 'rebalanced',
+    generation,
+    restoreFromStep: T,
+    before: plan.before,
+    after: plan.after,
+    secondsPerStep: plan.secondsPerStep,
+    message: reason,
+  });
+  ctx.log.info({ jobId: job.id, step: T, before: plan.before, after: plan.after }, reason);
+}

@@ -1,0 +1,99 @@
+// Rebalancing end to end: a lockstep job on two real worker processes, one of them slowed down
+// (SPINMESH_DEBUG_SLOWDOWN=3), is moved by the coordinator to a layout that gives the slow worker
+// fewer units, and still ends with the single-process model bit for bit (portable kernels).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RemoteBus } from '@spinmesh/bus';
+import { LocalCluster, SERVICE_MAINS, readModel } from '@spinmesh/coordinator';
+import { existsSync } from 'node:fs';
+import {
+  COMPLETED,
+  FAST,
+  Jobs,
+  alive,
+  basJob,
+  compareNetworks,
+  decode,
+  listening,
+  reference,
+} from './cluster-helpers.js';
+
+describe('rebalancing a lockstep job with a straggler', () => {
+  let cluster: LocalCluster;
+  let jobs: Jobs;
+  let bus: RemoteBus;
+  const addresses = new Set<string>();
+
+  beforeAll(async () => {
+    for (const main of Object.values(SERVICE_MAINS))
+      if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build first`);
+    // LocalCluster reads workerEnv when it starts each worker: one object, refilled per worker.
+    const workerEnv: Record<string, string> = {};
+    cluster = await LocalCluster.start({
+      workers: 0,
+      kernels: 'portable',
+      env: { ...process.env, SPINMESH_LOG_LEVEL: 'info' },
+      // any predicted saving is worth a move here: the job is short
+      coordinatorEnv: { ...FAST.coordinator, SPINMESH_REBALANCE_MIN_SAVING_S: '0' },
+      workerEnv,
+      stopGraceMs: 5000,
+    });
+    Object.assign(workerEnv, FAST.worker);
+    cluster.startWorker();
+    Object.assign(workerEnv, FAST.worker, { SPINMESH_DEBUG_SLOWDOWN: '3' });
+    cluster.startWorker();
+    jobs = new Jobs(cluster.address);
+    bus = await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+    addresses.add(cluster.address);
+  });
+
+  afterAll(async () => {
+    jobs?.close();
+    await bus?.close();
+    const pids = cluster ? [...cluster.processes.values()].map((p) => p.child.pid) : [];
+    await cluster?.stop();
+    for (const pid of pids) if (pid !== undefined) expect(alive(pid)).toBe(false);
+    for (const a of addresses) expect(await listening(a)).toBe(false);
+  });
+
+  it('moves units to the fast worker at a checkpoint, and the model is the undisturbed one', async () => {
+    // 16-32 so that 2:1 and 3:1 splits differ from the even one in every layer
+    const spec = basJob(1200, {
+      workers: 2,
+      staleness: 0,
+      checkpointEverySteps: 40,
+      network: { rbm: { visible: 16, hidden: 32 } },
+      evaluate: { every: 300, exact: true },
+    });
+    const ref = await reference(spec);
+    const { jobId } = await jobs.submit(spec);
+    const { job, events } = await jobs.follow(jobId, undefined, 300_000);
+    for (const e of events) for (const s of e.workers?.shards ?? []) addresses.add(s.address);
+    expect(job.state, job.error).toBe(COMPLETED);
+    const moves = events
+      .filter((e) => e.workers?.kind === 'rebalanced')
+      .map((e) => JSON.parse(e.json) as { before: number[]; after: number[]; generation: number });
+    expect(moves.length).toBeGreaterThan(0);
+    expect(moves.length).toBeLessThanOrEqual(3);
+    const first = moves[0]!;
+    expect(first.before).toEqual([24, 24]);
+    // the slowed worker (the second started) has shard 1 or 0, whichever it was given: it loses units
+    const assigned = events.find((e) => e.workers?.kind === 'assigned')!.workers!;
+    const slowShard = assigned.shards.find((s) => s.workerId.endsWith('-1'))!.shardId;
+    expect(first.after[slowShard]!).toBeLessThan(24);
+    expect(first.after[0]! + first.after[1]!).toBe(48);
+    // every move restores a checkpoint step and is not counted as a recovery
+    const restores = events.filter((e) => e.workers?.kind === 'assigned').slice(1);
+    expect(restores.length).toBe(moves.length);
+    for (const r of restores) expect(r.workers!.restoreFromStep % 40).toBe(0);
+    expect(events.some((e) => e.workers?.kind === 'worker-lost')).toBe(false);
+    const m = await readModel(bus, jobId);
+    expect(compareNetworks(decode(m!.bytes), ref.network)).toEqual({
+      identical: true,
+      maxDiff: 0,
+    });
+    expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
+    console.log(
+      `rebalanced ${moves.length}x: ${moves.map((x) => `${x.before.join('/')} -> ${x.after.join('/')}`).join(', ')}; model bit-identical`,
+    );
+  });
+});
