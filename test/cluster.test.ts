@@ -124,39 +124,6 @@ describe('cluster on the in-process bus', () => {
     );
   });
 
-  it('owned tiles: a worker killed mid-job, the job completes with the undisturbed model', async () => {
-    // Each weight held by one shard, partial fields on the wire, two row groups: the run is the
-    // single-process one up to float summation order, and a recovery changes nothing of it.
-    const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100, tiles: 'owned' });
-    const ref = await reference(spec);
-    const first = await jobs.follow((await jobs.submit(spec)).jobId);
-    remember(cluster, first.events);
-    expect(first.job.state, first.job.error).toBe(COMPLETED);
-    const undisturbed = await modelOf(bus, first.job.jobId);
-    expect(compareNetworks(undisturbed, ref.network).maxDiff).toBeLessThan(0.05);
-    const { jobId } = await jobs.submit(spec);
-    let killed: Promise<void> | null = null;
-    let victim = '';
-    const { job, events } = await jobs.follow(jobId, (e) => {
-      if (e.workers?.kind === 'assigned' && victim === '')
-        victim = e.workers.shards.find((s) => s.shardId === 0)!.workerId;
-      if (killed || !e.progress || e.progress.step < 400) return;
-      killed = cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
-    });
-    remember(cluster, events);
-    await killed;
-    expect(job.state, job.error).toBe(COMPLETED);
-    const reassigned = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
-    expect(reassigned.restoreFromStep).toBeGreaterThan(0);
-    const cmp = compareNetworks(await modelOf(bus, jobId), undisturbed);
-    expect(cmp).toEqual({ identical: true, maxDiff: 0 });
-    console.log(
-      `owned tiles: SIGKILL at step >= 400, restored from step ${reassigned.restoreFromStep}: ` +
-        `model bit-identical to the undisturbed owned run; exact LL ` +
-        `${job.evaluation?.exactLogLikelihood?.toFixed(6)} (one process: ${ref.ll.toFixed(6)})`,
-    );
-  });
-
   it('with no worker left for a shard the job waits in the queue, then resumes from its checkpoint', async () => {
     // Two live workers are left after the test above: a two-shard job has no spare.
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
@@ -332,6 +299,61 @@ describe('cluster on the in-process bus', () => {
     const model = await modelOf(bus, r.jobId);
     expect(compareNetworks(model, r.lockstep.network).identical).toBe(false);
     expect(Math.abs(r.ll - r.lockstep.ll)).toBeLessThan(2);
+  });
+});
+
+describe('owned tiles on the in-process bus', () => {
+  // A cluster of its own: the test kills a worker, and the others count theirs.
+  let cluster: LocalCluster;
+  let jobs: Jobs;
+  let bus: RemoteBus;
+
+  beforeAll(async () => {
+    cluster = await startCluster(3);
+    jobs = new Jobs(cluster.address);
+    bus = await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+  });
+
+  afterAll(async () => {
+    jobs?.close();
+    await bus?.close();
+    if (cluster) {
+      remember(cluster);
+      await cluster.stop();
+    }
+  });
+
+  it('owned tiles: a worker killed mid-job, the job completes with the undisturbed model', async () => {
+    // Each weight held by one shard, partial fields on the wire, two row groups: the run is the
+    // single-process one up to float summation order, and a recovery changes nothing of it.
+    const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100, tiles: 'owned' });
+    const ref = await reference(spec);
+    const first = await jobs.follow((await jobs.submit(spec)).jobId);
+    remember(cluster, first.events);
+    expect(first.job.state, first.job.error).toBe(COMPLETED);
+    const undisturbed = await modelOf(bus, first.job.jobId);
+    expect(compareNetworks(undisturbed, ref.network).maxDiff).toBeLessThan(0.05);
+    const { jobId } = await jobs.submit(spec);
+    let killed: Promise<void> | null = null;
+    let victim = '';
+    const { job, events } = await jobs.follow(jobId, (e) => {
+      if (e.workers?.kind === 'assigned' && victim === '')
+        victim = e.workers.shards.find((s) => s.shardId === 0)!.workerId;
+      if (killed || !e.progress || e.progress.step < 400) return;
+      killed = cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
+    });
+    remember(cluster, events);
+    await killed;
+    expect(job.state, job.error).toBe(COMPLETED);
+    const reassigned = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
+    expect(reassigned.restoreFromStep).toBeGreaterThan(0);
+    const cmp = compareNetworks(await modelOf(bus, jobId), undisturbed);
+    expect(cmp).toEqual({ identical: true, maxDiff: 0 });
+    console.log(
+      `owned tiles: SIGKILL at step >= 400, restored from step ${reassigned.restoreFromStep}: ` +
+        `model bit-identical to the undisturbed owned run; exact LL ` +
+        `${job.evaluation?.exactLogLikelihood?.toFixed(6)} (one process: ${ref.ll.toFixed(6)})`,
+    );
   });
 });
 
