@@ -46,7 +46,7 @@ export type CommonFields = {
   seed: number;
   staleness: number | 'unbounded';
   checkpointEverySteps: number;
-  /** The spec's tiles; absent: the spec's default (defaultTiles). */
+  /** The spec's tiles; absent: the spec's default (replicated). */
   tiles?: 'owned' | 'replicated';
 };
 

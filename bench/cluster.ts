@@ -361,7 +361,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       taskset: ts ?? 'missing: workers not pinned',
       quick,
       staleness,
-      tiles: tiles ?? "the specs' default (defaultTiles)",
+      tiles: tiles ?? 'replicated',
       checkpoint_every_steps: 0,
       lateral_note:
         'a lateral (all-to-all) layer is swept unit by unit and must lie within one shard (SHARDING.md), so the dense network is a bipartite 2048+2048 RBM',

@@ -115,16 +115,13 @@ export { quote } from './quote.js';
 // Sharded training (see shard/index.ts)
 export {
   LoopbackCluster,
-  OWNED_TILES_MIN_RATIO,
   ShardTrainer,
   assemble,
   balancedLayout,
   checkpointLayout,
-  defaultTiles,
   evenLayout,
   initSource,
   networkSource,
-  ownedTilesRatio,
   relayout,
   shapeNetwork,
   validateLayout,

@@ -2,12 +2,7 @@
 import { SpecError } from './errors.js';
 import { intIn as int, isRecord, onlyKeys } from './checks.js';
 import { rbmSpec, validateNetworkSpec, type NetworkSpec, type UnitName } from './network.js';
-import { defaultTiles } from './shard/tiles.js';
-import {
-  type ResolvedTrainOptions,
-  validateTrainOptions,
-  type TrainOptions,
-} from './train-options.js';
+import { validateTrainOptions, type TrainOptions } from './train-options.js';
 import type { BinarizeMode } from './data/dataset.js';
 import { hopfieldSpec, isHopfield } from './hopfield.js';
 import { shapeNetwork } from './shard/layout.js';
@@ -105,13 +100,12 @@ export interface JobSpec {
    */
   staleness: number;
   /**
-   * Cluster runs: who holds a weight between units of two shards. 'owned': the shard of its
-   * `from` unit alone, which sends the other side partial fields (float32): every weight is
-   * computed and updated once, and a shard holds about 1/K of them. 'replicated': both shards,
-   * and only 1-bit spins travel; the one that allows staleness > 0. @defaultValue at
-   * staleness 0 'owned' where the gradient work it saves outweighs the bytes it adds
-   * (defaultTiles: large layers, few chains), else 'replicated'; the JSON form of a job
-   * written before the field: replicated
+   * Cluster runs: who holds a weight between units of two shards. 'replicated': both shards,
+   * and only 1-bit spins travel. 'owned': the shard of its `from` unit alone, which sends the
+   * other side partial fields (float32): every weight is computed and updated once and a shard
+   * holds about 1/K of them, but the fields are 32 times the spins' bytes; lockstep only. On the
+   * benchmark machine replicated tiles were faster on every workload measured
+   * (docs/cluster-performance.md, "Owned tiles"). @defaultValue 'replicated'
    */
   tiles: 'owned' | 'replicated';
   /**
@@ -284,7 +278,6 @@ export function validateJobSpec(input: unknown): JobSpec {
   const trainIn = input['train'] ?? {};
   if (!isRecord(trainIn)) throw new SpecError(`${p}.train`, 'must be an object');
   const train = { ...trainIn, seed: trainIn['seed'] ?? seed } as TrainOptions;
-  let resolved: ResolvedTrainOptions | null = null;
   if (rule === 'hebbian') {
     if (!isHopfield(shapeNetwork(network)))
       throw new SpecError(
@@ -299,7 +292,7 @@ export function validateJobSpec(input: unknown): JobSpec {
   } else {
     // Checked now against the network, so a bad option fails before any data is loaded.
     try {
-      resolved = validateTrainOptions(train, shapeNetwork(network));
+      validateTrainOptions(train, shapeNetwork(network));
     } catch (e) {
       if (e instanceof SpecError && !e.field.startsWith('spec.'))
         throw new SpecError(`${p}.${e.field}`, e.message.slice(e.field.length + 1));
@@ -384,9 +377,7 @@ export function validateJobSpec(input: unknown): JobSpec {
   )
     throw new SpecError(`${p}.staleness`, "must be an integer in [0, 4294967294] or 'unbounded'");
   const staleness = st === 'unbounded' ? Infinity : (st as number);
-  const tiles =
-    input['tiles'] ??
-    (resolved ? defaultTiles(shapeNetwork(network), resolved, workers, staleness) : 'replicated');
+  const tiles = input['tiles'] ?? 'replicated';
   if (tiles !== 'owned' && tiles !== 'replicated')
     throw new SpecError(`${p}.tiles`, "must be 'owned' or 'replicated'");
   if (tiles === 'owned' && staleness !== 0)

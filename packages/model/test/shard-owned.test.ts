@@ -226,19 +226,30 @@ describe('owned tiles: traffic, recovery and refusals', () => {
     // units for both groups of the batch (3 rows each: they read only the data), drawn its
     // visible units of both groups of chains, and sent the model phase's partial fields of
     // each group (5 chains) as soon as that group's visible units were drawn.
-    t0.advance();
-    const first = t0.outgoing().map((m) => ({
-      to: m.to,
-      stage: m.stage,
-      rows: m.rows,
-      bytes: m.values?.byteLength ?? m.packed.length,
-      field: m.values !== undefined,
-    }));
-    expect(first).toEqual([
-      { to: [1], stage: 2, rows: 3, bytes: 3 * 4 * 4, field: true },
-      { to: [1], stage: 3, rows: 3, bytes: 3 * 4 * 4, field: true },
-      { to: [1], stage: 4, rows: 5, bytes: 5 * 4 * 4, field: true },
-      { to: [1], stage: 5, rows: 5, bytes: 5 * 4 * 4, field: true },
+    // Each batch of partial fields goes out before the shard computes on: advance() returns
+    // for the caller to send them.
+    const sent = (): { to: readonly number[]; stage: number; rows: number; bytes: number }[] =>
+      t0.outgoing().map((m) => ({
+        to: m.to,
+        stage: m.stage,
+        rows: m.rows,
+        bytes: m.values?.byteLength ?? m.packed.length,
+      }));
+    expect(t0.advance()).toEqual({ state: 'budget' });
+    expect(sent()).toEqual([
+      { to: [1], stage: 2, rows: 3, bytes: 3 * 4 * 4 },
+      { to: [1], stage: 3, rows: 3, bytes: 3 * 4 * 4 },
+    ]);
+    let r = t0.advance();
+    const later = sent();
+    while (r.state === 'budget') {
+      r = t0.advance();
+      later.push(...sent());
+    }
+    expect(r.state).toBe('waiting');
+    expect(later).toEqual([
+      { to: [1], stage: 4, rows: 5, bytes: 5 * 4 * 4 },
+      { to: [1], stage: 5, rows: 5, bytes: 5 * 4 * 4 },
     ]);
     const c = cluster(j, init, K2, portable, { tiles: 'owned', rowGroups: 1 });
     c.run();

@@ -110,6 +110,7 @@ export { addHealthService, OVERALL_HEALTH, ServingStatus, type HealthReporter } 
 export { MAX_DETAILS_CHARS, ServerError, capDetails, toServiceError } from './server-error.js';
 export { addReflectionService, DESCRIPTOR_SET_URL } from './reflection.js';
 export { guardDecoding } from './decode-guard.js';
+export { encodeSpinFrame } from './frame-encoding.js';
 export { AUTHORIZATION, bearerToken, tokenInterceptor, tokenMetadata } from './auth.js';
 export {
   PLAINTEXT,

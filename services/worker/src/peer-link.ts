@@ -3,7 +3,13 @@
 import { EventEmitter } from 'node:events';
 
 import * as grpc from '@grpc/grpc-js';
-import { PeerServiceService, SpinAck, SpinFrame, StreamEndpointResponse } from '@spinmesh/proto';
+import {
+  PeerServiceService,
+  SpinAck,
+  SpinFrame,
+  StreamEndpointResponse,
+  encodeSpinFrame,
+} from '@spinmesh/proto';
 
 import { checkFrameShape } from './frames.js';
 import { checkAssignment, checkPositiveInt, SECRET_METADATA } from './peer-common.js';
@@ -197,7 +203,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.nextSeq++;
     const out: OutFrame = {
       seq: frame.seq,
-      bytes: asBuffer(SpinFrame.encode(frame).finish()),
+      bytes: asBuffer(encodeSpinFrame(frame)),
       sends: 0,
     };
     if (this.waiting.length === 0 && this.unacked.length < this.opts.maxInFlight) {

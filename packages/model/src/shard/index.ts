@@ -31,8 +31,6 @@ export {
   type SpinMessage,
 } from './shard-trainer.js';
 export type { StateBlock, WeightTile } from './shard-checkpoint.js';
-// Which tile design a run uses when its spec does not say
-export { OWNED_TILES_MIN_RATIO, defaultTiles, ownedTilesRatio } from './tiles.js';
 // Moving a lockstep run to another layout at a checkpoint (rebalancing)
 export { balancedLayout, checkpointLayout, relayout } from './relayout.js';
 // K shards in one process, for tests and benchmarks

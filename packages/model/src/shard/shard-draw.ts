@@ -20,6 +20,8 @@ export class StageDrawer {
   /** Own final states per step drawn whose update is not applied. */
   readonly pending = new Map<number, OwnStates>();
   private pool: OwnStates[] = [];
+  /** Partial-field arrays given back by the caller (recycle), for the next messages. */
+  private readonly fieldPool: Float32Array[] = [];
   /** Owned tiles: per stage of the step being drawn, whether its partial fields went out. */
   private readonly fieldsSent: Uint8Array;
   /**
@@ -55,6 +57,19 @@ export class StageDrawer {
   private partialsOf(p: number): (Float32Array | null)[] {
     const positive = this.geometry.plan.stages[p]!.phase === 'positive';
     return positive ? this.partials.positive : this.partials.model;
+  }
+
+  /** An array of n values for a partial field: a recycled one when there is one of that size. */
+  private fieldBuffer(n: number): Float32Array {
+    const pool = this.fieldPool;
+    for (let i = pool.length - 1; i >= 0; i--)
+      if (pool[i]!.length === n) return pool.splice(i, 1)[0]!;
+    return new Float32Array(n);
+  }
+
+  /** Messages the caller is done with: their partial-field arrays are used again. */
+  recycle(msgs: readonly SpinMessage[]): void {
+    for (const m of msgs) if (m.values && this.fieldPool.length < 64) this.fieldPool.push(m.values);
   }
 
   /** Start of step t: the batch into the visible layers; zeros for a sampled positive phase. */
@@ -163,7 +178,7 @@ export class StageDrawer {
       for (const rb of g.owners[l]!) {
         if (rb.shard === g.shard) continue;
         const w = rb.end - rb.start;
-        const out = new Float32Array(rows * w);
+        const out = this.fieldBuffer(rows * w);
         k.copyBlock(rows, w, P, rb.start, nt, out, 0, w);
         this.outbox.push({
           from: g.shard,

@@ -275,7 +275,10 @@ export class ShardTrainer {
       }
       if (t - this.applied > this.staleness) return this.waitUpdate();
       if (stages >= maxStages) return { state: 'budget' };
+      const queued = this.drawer.outbox.length;
       this.openStage(t, this.stage);
+      // partial fields the peers wait for go out before this shard computes on
+      if (this.drawer.outbox.length > queued) return { state: 'budget' };
       if (!this.inbox.inputsReady(t, this.stage, false, null)) {
         const waitingFor: SpinKey[] = [];
         this.inbox.inputsReady(t, this.stage, false, waitingFor);
@@ -306,6 +309,14 @@ export class ShardTrainer {
     const out = this.drawer.outbox;
     this.drawer.outbox = [];
     return out;
+  }
+
+  /**
+   * Gives back messages of outgoing() once they are sent (serialized, or delivered and not
+   * kept): their buffers are used again, so a worker does not allocate them every stage.
+   */
+  recycle(msgs: readonly SpinMessage[]): void {
+    this.drawer.recycle(msgs);
   }
 
   /**

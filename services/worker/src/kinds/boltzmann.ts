@@ -125,9 +125,13 @@ class TrainerShard implements ShardRunner {
   take(f: SpinFrame): void {
     try {
       if (f.partialField) {
-        // copied into an aligned array (the frame's bytes may start anywhere in its buffer)
-        const values = new Float32Array(f.values.length >>> 2);
-        new Uint8Array(values.buffer).set(f.values.subarray(0, values.byteLength));
+        // a view of the frame's bytes where they are aligned, else an aligned copy
+        const n = f.values.length >>> 2;
+        const aligned = (f.values.byteOffset & 3) === 0;
+        const values = aligned
+          ? new Float32Array(f.values.buffer, f.values.byteOffset, n)
+          : new Float32Array(n);
+        if (!aligned) new Uint8Array(values.buffer).set(f.values.subarray(0, n * 4));
         this.tr.receiveField(f.fromShard, f.step, f.phase, f.layer, values);
         return;
       }
@@ -277,6 +281,7 @@ class TrainerShard implements ShardRunner {
       const out = tr.outgoing();
       sent = out.length;
       await this.send(out);
+      tr.recycle(out); // every frame is serialized by now
       // Frames written to a stream leave the process only when the event loop turns, so
       // computing on after a send would hold back the spins the peers are waiting for.
     } while (
