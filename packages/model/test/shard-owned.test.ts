@@ -276,6 +276,21 @@ describe('owned tiles: traffic, recovery and refusals', () => {
     expect(() => new ShardTrainer({ ...base, tiles: 'bogus' as 'owned' })).toThrow(/tiles/);
     const owned = new ShardTrainer({ ...base, tiles: 'owned' });
     const replicated = new ShardTrainer(base);
+    // partial fields: only where the design sends them (shard 1 holds the visible units' rows
+    // that reach shard 0's hidden units; stage 1 is the positive hidden one, after the model
+    // phase's first), of the receiver's size (6 rows x 3 hidden units), once
+    expect(() => replicated.receiveField(1, 0, 1, 1, new Float32Array(18))).toThrow(
+      /reads no partial fields/,
+    );
+    expect(() => owned.receiveField(1, 0, 1, 1, new Float32Array(17))).toThrow(
+      /must hold 18 values, got 17/,
+    );
+    expect(() => owned.receiveField(2, 0, 1, 1, new Float32Array(18))).toThrow(
+      /reads no partial fields of layer 1 from shard 2/,
+    );
+    expect(() => owned.receiveField(1, 0, 0, 1, new Float32Array(18))).toThrow(/at stage 0/);
+    expect(owned.receiveField(1, 0, 1, 1, new Float32Array(18))).toBe(true);
+    expect(owned.receiveField(1, 0, 1, 1, new Float32Array(18))).toBe(false);
     expect(() => replicated.restore(owned.checkpoint())).toThrow(/checkpoint.tiles/);
     expect(() => owned.restore(replicated.checkpoint())).toThrow(/checkpoint.tiles/);
   });

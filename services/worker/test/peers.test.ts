@@ -285,10 +285,12 @@ describe.each(['grpc', 'stream'] as const)('PeerLink -> PeerServer over %s', (tr
     } finally {
       client.close();
     }
-    // The link checks blocks before they leave.
+    // The link checks blocks before they leave: a partial field is carried in values only.
     const l = link({ address: server.address, fromShard: 0 });
     const bad: SpinBlock = { ...stampedBlock(0), unitCount: 0 };
     await expect(l.send(bad)).rejects.toThrow(/unit_count must be > 0/);
+    const field: SpinBlock = { ...stampedBlock(0), partialField: true };
+    await expect(l.send(field)).rejects.toThrow(/a partial field must be carried in values/);
   });
 
   it('gives up after maxAttempts failed connections in a row', async () => {
