@@ -4,112 +4,17 @@ import { describe, expect, it } from 'vitest';
 import { type Kernels, NativeKernels, PortableKernels, nativeAvailable } from '@spinmesh/kernels';
 import { type NetworkSpec, type ShardLayout, type TrainOptions, rbmSpec } from '../src/index.js';
 import { type Job, cluster, compare, randomBinary, reference } from './shard-helpers.js';
+import { dbm, dbmLayouts, dbmRules, rbmLayouts, rbmRules, smallJob } from './shard-cases.js';
 import { initial } from './nets.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 2 }) : null;
 
-const dbm: NetworkSpec = {
-  layers: [
-    { name: 'v', size: 6 },
-    { name: 'h1', size: 5 },
-    { name: 'h2', size: 4 },
-  ],
-  connections: [
-    { from: 'v', to: 'h1' },
-    { from: 'h1', to: 'h2' },
-  ],
-};
-
-const rbmLayouts: [string, ShardLayout][] = [
-  ['K=1', [{ v: [0, 7], h: [0, 5] }]],
-  ['K=2 by layer', [{ v: [0, 7] }, { h: [0, 5] }]],
-  [
-    'K=2 across both layers',
-    [
-      { v: [0, 3], h: [0, 2] },
-      { v: [3, 7], h: [2, 5] },
-    ],
-  ],
-  [
-    'K=3, one shard with parts of two layers',
-    [{ v: [0, 2], h: [0, 3] }, { v: [2, 7] }, { h: [3, 5] }],
-  ],
-];
-
-const dbmLayouts: [string, ShardLayout][] = [
-  ['K=1', [{ v: [0, 6], h1: [0, 5], h2: [0, 4] }]],
-  [
-    'K=2',
-    [
-      { v: [0, 6], h2: [0, 2] },
-      { h1: [0, 5], h2: [2, 4] },
-    ],
-  ],
-  ['K=3', [{ v: [0, 3], h1: [0, 2] }, { v: [3, 6], h2: [0, 4] }, { h1: [2, 5] }]],
-];
-
-const rbmRules: [string, TrainOptions][] = [
-  ['CD-1, momentum, decay', { negative: 'cd', momentum: 0.5, weightDecay: 0.01 }],
-  [
-    'PCD-2, centring, momentum, decay, linear schedule',
-    {
-      negative: 'pcd',
-      chains: 9,
-      k: 2,
-      centring: true,
-      centringRate: 0.1,
-      momentum: 0.5,
-      weightDecay: 0.01,
-      schedule: { type: 'linear', steps: 12, end: 0.05 },
-    },
-  ],
-  ['CD-2 centring', { negative: 'cd', k: 2, centring: true, centringRate: 0.2 }],
-];
-
-const dbmRules: [string, TrainOptions][] = [
-  [
-    'PCD-1, sampled positive phase (3 sweeps), centring, momentum, decay',
-    {
-      negative: 'pcd',
-      chains: 8,
-      positive: 'sample',
-      positiveIterations: 3,
-      centring: true,
-      centringRate: 0.1,
-      momentum: 0.5,
-      weightDecay: 0.01,
-    },
-  ],
-  [
-    'CD-2, sampled positive phase (2 sweeps), momentum, decay',
-    {
-      negative: 'cd',
-      k: 2,
-      positive: 'sample',
-      positiveIterations: 2,
-      momentum: 0.9,
-      weightDecay: 0.01,
-    },
-  ],
-];
-
-function job(spec: NetworkSpec, train: TrainOptions, nv: number): Job {
-  // 13 rows in batches of 5: the last batch of each epoch has 3 rows
-  return {
-    spec,
-    train: { batchSize: 5, learningRate: 0.3, seed: 11, ...train },
-    data: randomBinary(13, nv, 5, 0.4),
-    rows: 13,
-    epochs: 4,
-  };
-}
-
 describe('staleness 0 reproduces Trainer bit for bit (portable kernels)', () => {
   for (const [rule, train] of rbmRules) {
     for (const [name, layout] of rbmLayouts) {
       it(`RBM 7-5, ${rule}, ${name}`, () => {
-        const j = job(rbmSpec(7, 5), train, 7);
+        const j = smallJob(rbmSpec(7, 5), train, 7);
         const init = initial(j.spec, portable, 3, 0.5);
         const ref = reference(j, init);
         const c = cluster(j, init, layout, portable);
@@ -124,7 +29,7 @@ describe('staleness 0 reproduces Trainer bit for bit (portable kernels)', () => 
   for (const [rule, train] of dbmRules) {
     for (const [name, layout] of dbmLayouts) {
       it(`deep BM 6-5-4, ${rule}, ${name}`, () => {
-        const j = job(dbm, train, 6);
+        const j = smallJob(dbm, train, 6);
         const init = initial(j.spec, portable, 4, 0.5);
         const ref = reference(j, init);
         const c = cluster(j, init, layout, portable);
@@ -174,7 +79,7 @@ describe('more unit types and lateral layers, staleness 0 (portable kernels)', (
   ];
   for (const [name, spec, train, layout] of cases) {
     it(name, () => {
-      const j = job(spec, train, 7);
+      const j = smallJob(spec, train, 7);
       if (spec === ising) j.data = j.data.map((x) => (x > 0 ? 1 : -1));
       const init = initial(j.spec, portable, 6, 0.4);
       const ref = reference(j, init);
@@ -208,7 +113,7 @@ describe('weight correlations counted from bits, staleness 0 (portable kernels)'
   ] as const) {
     for (const [layoutName, layout] of rbmLayouts.slice(1)) {
       it(`RBM 7-5, PCD-2, centring, ${name}, ${layoutName}`, () => {
-        const j = job(rbmSpec(7, 5), rbmRules[1]![1], 7);
+        const j = smallJob(rbmSpec(7, 5), rbmRules[1]![1], 7);
         for (let r = 0; r < j.rows; r++) for (const c of odd) j.data[r * 7 + c] = 0.25 + r / 26;
         const init = initial(j.spec, counting, 3, 0.5);
         calls.bits = calls.gemm = 0;
