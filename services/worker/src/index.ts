@@ -4,7 +4,7 @@
 // @spinmesh/cluster's.
 export { Worker, checkAssignment, type WorkerOptions } from './worker.js';
 export { ShardRun, type RunState, type RunDeps, type StopResult } from './run.js';
-export { batchRows, kinds, type WorkerKind, type ShardRunner } from './kinds/index.js';
+export { kinds, type WorkerKind, type ShardRunner } from './kinds/index.js';
 export {
   configFromEnv,
   defaultWorkerId,

@@ -77,16 +77,6 @@ export const boltzmann: WorkerKind = {
   },
 };
 
-/** Rows of step `step`'s minibatch (the last one of an epoch may be short). */
-export function batchRows(
-  step: number,
-  batch: number,
-  stepsPerEpoch: number,
-  rows: number,
-): number {
-  return Math.min(batch, rows - (step % stepsPerEpoch) * batch);
-}
-
 /** One shard of a Boltzmann machine and its loop. */
 class TrainerShard implements ShardRunner {
   readonly reports = true;
@@ -320,21 +310,19 @@ class TrainerShard implements ShardRunner {
     const own = job.layout[shardId]!;
     const names = job.spec.network.layers.map((l) => l.name);
     for (const m of msgs) {
-      const stage = tr.plan.stages[m.stage]!;
-      const range = own[names[m.layer]!]!;
-      const rows = m.rows;
       if (m.values !== undefined) {
-        if (!(await this.sendField(m, rows))) return;
+        if (!(await this.sendField(m))) return;
         continue;
       }
-      if (stage.phase === 'negative') this.noteSpins(m);
+      if (tr.plan.stages[m.stage]!.phase === 'negative') this.noteSpins(m);
+      const range = own[names[m.layer]!]!;
       const block: SpinBlock = {
         step: m.step,
         phase: m.stage,
         layer: m.layer,
         unitStart: range[0],
         unitCount: range[1] - range[0],
-        chains: rows,
+        chains: m.rows,
         packed: m.packed,
         reads: m.reads,
       };
@@ -343,7 +331,7 @@ class TrainerShard implements ShardRunner {
   }
 
   /** Owned tiles: a partial field for the recipient's units of the layer. */
-  private async sendField(m: SpinMessage, rows: number): Promise<boolean> {
+  private async sendField(m: SpinMessage): Promise<boolean> {
     const to = m.to[0]!;
     const layer = this.job.spec.network.layers[m.layer]!.name;
     const range = this.job.layout[to]?.[layer];
@@ -356,7 +344,7 @@ class TrainerShard implements ShardRunner {
       layer: m.layer,
       unitStart: range[0],
       unitCount: range[1] - range[0],
-      chains: rows,
+      chains: m.rows,
       values: new Uint8Array(v.buffer, v.byteOffset, v.byteLength),
       partialField: true,
     });

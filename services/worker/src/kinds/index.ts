@@ -9,5 +9,4 @@ import { stdp } from './stdp.js';
 
 export const kinds: Readonly<Record<KindName, WorkerKind>> = { boltzmann, hebbian, stdp };
 
-export { batchRows } from './boltzmann.js';
 export type { ShardCounts, ShardHost, ShardRunner, WorkerKind } from './kind.js';
