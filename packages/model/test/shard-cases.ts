@@ -1,6 +1,7 @@
 // The small networks, layouts and rules the sharding tests run every design on: 13 rows of
-// random binary data in batches of 5 (the last batch of each epoch has 3 rows), 4 epochs.
-import type { NetworkSpec, ShardLayout, TrainOptions } from '../src/index.js';
+// random binary data in batches of 5 (the last batch of each epoch has 3 rows), 4 epochs; and
+// the checkpoint and recovery tests' job.
+import { type NetworkSpec, type ShardLayout, type TrainOptions, rbmSpec } from '../src/index.js';
 import { type Job, randomBinary } from './shard-helpers.js';
 
 export const dbm: NetworkSpec = {
@@ -98,3 +99,25 @@ export function smallJob(spec: NetworkSpec, train: TrainOptions, nv: number): Jo
     epochs: 4,
   };
 }
+
+/** The checkpoint and recovery tests' job: RBM 12-8, 24 rows in batches of 6, 24 updates. */
+export function recoveryJob(train: TrainOptions): Job {
+  return {
+    spec: rbmSpec(12, 8),
+    train: { batchSize: 6, learningRate: 0.2, seed: 4, ...train },
+    data: randomBinary(24, 12, 2, 0.4),
+    rows: 24,
+    epochs: 6,
+  };
+}
+
+/** Centred PCD-2 with momentum and decay, for recoveryJob. */
+export const recoveryPcd: TrainOptions = {
+  negative: 'pcd',
+  chains: 10,
+  k: 2,
+  centring: true,
+  centringRate: 0.1,
+  momentum: 0.5,
+  weightDecay: 0.01,
+};

@@ -11,35 +11,16 @@ import {
   SpecError,
   type TrainOptions,
   networkSource,
-  rbmSpec,
 } from '../src/index.js';
-import { type Job, cluster, compare, randomBinary, reference, stepsOf } from './shard-helpers.js';
+import { cluster, compare, reference, stepsOf } from './shard-helpers.js';
+import { recoveryJob, recoveryPcd } from './shard-cases.js';
 import { initial } from './nets.js';
 
 const portable = new PortableKernels();
 
 const layout: ShardLayout = [{ v: [0, 5], h: [0, 3] }, { v: [5, 12] }, { h: [3, 8] }];
 
-function job(train: TrainOptions): Job {
-  return {
-    spec: rbmSpec(12, 8),
-    train: { batchSize: 6, learningRate: 0.2, seed: 4, ...train },
-    data: randomBinary(24, 12, 2, 0.4),
-    rows: 24,
-    epochs: 6, // 24 updates
-  };
-}
-
-const pcd: TrainOptions = {
-  negative: 'pcd',
-  chains: 10,
-  k: 2,
-  centring: true,
-  centringRate: 0.1,
-  momentum: 0.5,
-  weightDecay: 0.01,
-  schedule: { type: 'inverse', tau: 10 },
-};
+const pcd: TrainOptions = { ...recoveryPcd, schedule: { type: 'inverse', tau: 10 } };
 
 function tiles(c: LoopbackCluster): Map<string, Float32Array[]> {
   const m = new Map<string, Float32Array[]>();
@@ -58,7 +39,7 @@ describe('checkpoints and recovery', () => {
     ['CD-1, momentum', { negative: 'cd', momentum: 0.9 }],
   ] as [string, TrainOptions][]) {
     it(`${name}: kill a shard, restore every shard from the common checkpoint, same final model`, () => {
-      const j = job(train);
+      const j = recoveryJob(train);
       const init = initial(j.spec, portable, 7, 0.3);
       const opts = {
         staleness: 0,
@@ -85,7 +66,7 @@ describe('checkpoints and recovery', () => {
   }
 
   it('snapshot steps stop every shard as checkpoint steps do, and change nothing', () => {
-    const j = job(pcd);
+    const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);
     const c = cluster(j, init, layout, portable, {
       staleness: 0,
@@ -99,7 +80,7 @@ describe('checkpoints and recovery', () => {
   });
 
   it('with staleness 2 a recovered run stays consistent (replicas equal, model symmetric)', () => {
-    const j = job(pcd);
+    const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);
     const c = cluster(j, init, layout, portable, {
       staleness: 2,
@@ -119,7 +100,7 @@ describe('checkpoints and recovery', () => {
   });
 
   it('a checkpoint restores into a new trainer exactly; bad checkpoints are refused', () => {
-    const j = job(pcd);
+    const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);
     const c = cluster(j, init, layout, portable, { staleness: 1, checkpointEvery: 3 });
     c.run({ until: (x) => x.checkpoints.get(6)?.size === 3 });

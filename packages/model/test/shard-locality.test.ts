@@ -18,6 +18,7 @@ import {
   rbmSpec,
 } from '../src/index.js';
 import { lcg } from './nets.js';
+import { dbm } from './shard-cases.js';
 
 const portable = new PortableKernels();
 const native: Kernels | null = nativeAvailable().ok ? new NativeKernels({ threads: 1 }) : null;
@@ -160,18 +161,6 @@ function check(
     }
   }
 }
-
-const dbm: NetworkSpec = {
-  layers: [
-    { name: 'v', size: 6 },
-    { name: 'h1', size: 5 },
-    { name: 'h2', size: 4 },
-  ],
-  connections: [
-    { from: 'v', to: 'h1' },
-    { from: 'h1', to: 'h2' },
-  ],
-};
 
 describe("locality of a shard's rule", () => {
   const full: TrainOptions = {

@@ -15,8 +15,17 @@ import {
   networkSource,
   rbmSpec,
 } from '../src/index.js';
-import { type Job, cluster, compare, randomBinary, reference, stepsOf } from './shard-helpers.js';
-import { dbm, dbmLayouts, dbmRules, rbmLayouts, rbmRules, smallJob } from './shard-cases.js';
+import { cluster, compare, reference, stepsOf } from './shard-helpers.js';
+import {
+  dbm,
+  dbmLayouts,
+  dbmRules,
+  rbmLayouts,
+  rbmRules,
+  recoveryJob,
+  recoveryPcd,
+  smallJob,
+} from './shard-cases.js';
 import { initial } from './nets.js';
 
 const portable = new PortableKernels();
@@ -92,22 +101,7 @@ function size(spec: NetworkSpec, layer: string): number {
 
 describe('owned tiles: traffic, recovery and refusals', () => {
   const layout: ShardLayout = [{ v: [0, 5], h: [0, 3] }, { v: [5, 12] }, { h: [3, 8] }];
-  const pcd: TrainOptions = {
-    negative: 'pcd',
-    chains: 10,
-    k: 2,
-    centring: true,
-    centringRate: 0.1,
-    momentum: 0.5,
-    weightDecay: 0.01,
-  };
-  const j: Job = {
-    spec: rbmSpec(12, 8),
-    train: { batchSize: 6, learningRate: 0.2, seed: 4, ...pcd },
-    data: randomBinary(24, 12, 2, 0.4),
-    rows: 24,
-    epochs: 6,
-  };
+  const j = recoveryJob(recoveryPcd);
 
   it('kill a shard, restore every shard from the common checkpoint: the same final model', () => {
     const init = initial(j.spec, portable, 7, 0.3);

@@ -14,7 +14,8 @@ import {
   validateLayout,
   shapeNetwork,
 } from '../src/index.js';
-import { type Job, cluster, compare, randomBinary, reference } from './shard-helpers.js';
+import { cluster, compare, reference } from './shard-helpers.js';
+import { recoveryJob, recoveryPcd } from './shard-cases.js';
 import { initial } from './nets.js';
 import { type CodecArray, decodeContainer, encodeContainer } from '../src/shard/codec.js';
 
@@ -28,25 +29,7 @@ function edit(bytes: Uint8Array, change: (arrays: Map<string, CodecArray>) => vo
 
 const portable = new PortableKernels();
 
-function job(train: TrainOptions): Job {
-  return {
-    spec: rbmSpec(12, 8),
-    train: { batchSize: 6, learningRate: 0.2, seed: 4, ...train },
-    data: randomBinary(24, 12, 2, 0.4),
-    rows: 24,
-    epochs: 6, // 24 updates
-  };
-}
-
-const pcd: TrainOptions = {
-  negative: 'pcd',
-  chains: 10,
-  k: 2,
-  centring: true,
-  centringRate: 0.1,
-  momentum: 0.5,
-  weightDecay: 0.01,
-};
+const pcd = recoveryPcd;
 const cd: TrainOptions = { negative: 'cd', k: 1, centring: true, centringRate: 0.1, momentum: 0.9 };
 
 const threeToOne: ShardLayout = [
@@ -65,7 +48,7 @@ describe('relayout', () => {
       ['3 shards', three],
     ] as [string, ShardLayout][]) {
       it(`${name}: K=2 even, moved at step 12 to ${to}, ends at the undisturbed model`, () => {
-        const j = job(train);
+        const j = recoveryJob(train);
         const init = initial(j.spec, portable, 7, 0.3);
         const opts = {
           staleness: 0,
@@ -97,7 +80,7 @@ describe('relayout', () => {
   it('moves a run of owned tiles with row groups: the same run up to summation order', () => {
     // The layout decides how a field is summed from partial fields, so another layout is the
     // same run only up to float rounding; the design and the row groups move with it.
-    const j = job(pcd);
+    const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);
     const opts = { tiles: 'owned' as const, rowGroups: 2, checkpointEvery: 4 };
     const undisturbed = cluster(j, init, evenLayout(j.spec, 2), portable, opts);
@@ -114,7 +97,7 @@ describe('relayout', () => {
   });
 
   it('moves the same checkpoints again (3 shards back to 2) without a change', () => {
-    const j = job(pcd);
+    const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);
     const opts = { staleness: 0, checkpointEvery: 8 };
     const undisturbed = cluster(j, init, three, portable, opts);
@@ -132,7 +115,7 @@ describe('relayout', () => {
   });
 
   it('refuses what it cannot move exactly, and checkpoints that are not one run at one step', () => {
-    const j = job(pcd);
+    const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);
     const even = evenLayout(j.spec, 2);
     // asynchronous persistent chains: pairings of peer states that belong to the layout

@@ -303,51 +303,37 @@ class TrainerShard implements ShardRunner {
   }
 
   private async send(msgs: SpinMessage[]): Promise<void> {
-    if (msgs.length === 0) return;
-    const tr = this.tr;
-    const job = this.job;
-    const shardId = this.host.assignment.shardId;
-    const own = job.layout[shardId]!;
-    const names = job.spec.network.layers.map((l) => l.name);
     for (const m of msgs) {
-      if (m.values !== undefined) {
-        if (!(await this.sendField(m))) return;
-        continue;
-      }
-      if (tr.plan.stages[m.stage]!.phase === 'negative') this.noteSpins(m);
-      const range = own[names[m.layer]!]!;
-      const block: SpinBlock = {
-        step: m.step,
-        phase: m.stage,
-        layer: m.layer,
-        unitStart: range[0],
-        unitCount: range[1] - range[0],
-        chains: m.rows,
-        packed: m.packed,
-        reads: m.reads,
-      };
+      if (m.values === undefined && this.tr.plan.stages[m.stage]!.phase === 'negative')
+        this.noteSpins(m);
+      const block = this.blockOf(m);
       for (const to of m.to) if (!(await this.sendTo(to, block))) return;
     }
   }
 
-  /** Owned tiles: a partial field for the recipient's units of the layer. */
-  private async sendField(m: SpinMessage): Promise<boolean> {
-    const to = m.to[0]!;
+  /**
+   * The block of a message: spins are the sender's units of the layer; a partial field (owned
+   * tiles, one recipient) is for the recipient's units.
+   */
+  private blockOf(m: SpinMessage): SpinBlock {
+    const field = m.values !== undefined;
+    const shard = field ? m.to[0]! : this.host.assignment.shardId;
     const layer = this.job.spec.network.layers[m.layer]!.name;
-    const range = this.job.layout[to]?.[layer];
+    const range = this.job.layout[shard]?.[layer];
     if (range === undefined)
-      throw new JobLoadError(`shard ${to} owns no units of layer ${layer} to send fields of`);
-    const v = m.values!;
-    return this.sendTo(to, {
+      throw new JobLoadError(`shard ${shard} owns no units of layer ${layer} to send`);
+    const v = m.values;
+    return {
       step: m.step,
       phase: m.stage,
       layer: m.layer,
       unitStart: range[0],
       unitCount: range[1] - range[0],
       chains: m.rows,
-      values: new Uint8Array(v.buffer, v.byteOffset, v.byteLength),
-      partialField: true,
-    });
+      ...(v
+        ? { values: new Uint8Array(v.buffer, v.byteOffset, v.byteLength), partialField: true }
+        : { packed: m.packed, reads: m.reads }),
+    };
   }
 
   /**
