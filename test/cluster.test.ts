@@ -40,40 +40,45 @@ async function modelOf(bus: Bus, jobId: string): Promise<ReturnType<typeof decod
   return decode(m.bytes);
 }
 
-describe('cluster on the in-process bus', () => {
-  let cluster: LocalCluster;
-  let jobs: Jobs;
-  let bus: RemoteBus;
-
+/**
+ * A cluster of 3 workers on the coordinator's in-process bus for the tests of one describe
+ * block: started before them, stopped (its logs kept for a failure) after.
+ */
+function inProcessCluster(): { cluster: LocalCluster; jobs: Jobs; bus: RemoteBus } {
+  const fx = {} as { cluster: LocalCluster; jobs: Jobs; bus: RemoteBus };
   beforeAll(async () => {
-    cluster = await startCluster(3);
-    jobs = new Jobs(cluster.address);
-    bus = await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
+    fx.cluster = await startCluster(3);
+    fx.jobs = new Jobs(fx.cluster.address);
+    fx.bus = await RemoteBus.connect({ address: fx.cluster.address, secret: fx.cluster.secret });
   });
-
   afterAll(async () => {
-    jobs?.close();
-    await bus?.close();
-    if (cluster) {
-      remember(cluster);
-      await cluster.stop();
+    fx.jobs?.close();
+    await fx.bus?.close();
+    if (fx.cluster) {
+      remember(fx.cluster);
+      await fx.cluster.stop();
     }
   });
+  return fx;
+}
+
+describe('cluster on the in-process bus', () => {
+  const fx = inProcessCluster();
 
   it('staleness 0 with 1, 2 and 3 workers gives the single-process model bit for bit', async () => {
     const specs = [1, 2, 3].map((K) => basJob(300, { workers: K }));
     const ref = await reference(specs[0]!);
     // All three at once: the first two run side by side, the third waits for workers.
     const ids = [];
-    for (const s of specs) ids.push((await jobs.submit(s)).jobId);
-    const results = await Promise.all(ids.map((id) => jobs.follow(id)));
+    for (const s of specs) ids.push((await fx.jobs.submit(s)).jobId);
+    const results = await Promise.all(ids.map((id) => fx.jobs.follow(id)));
     for (const [i, { job, events }] of results.entries()) {
-      remember(cluster, events);
+      remember(fx.cluster, events);
       expect(job.state, job.error).toBe(COMPLETED);
       expect(job.workers).toBe(i + 1);
       expect(job.generation).toBe(1);
       expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
-      const cmp = compareNetworks(await modelOf(bus, job.jobId), ref.network);
+      const cmp = compareNetworks(await modelOf(fx.bus, job.jobId), ref.network);
       expect(cmp, `K = ${i + 1}`).toEqual({ identical: true, maxDiff: 0 });
       expect(events.at(-1)!.state?.to).toBe(COMPLETED);
       expect(events.some((e) => e.evaluation?.exactLogLikelihood === ref.ll)).toBe(true);
@@ -90,20 +95,20 @@ describe('cluster on the in-process bus', () => {
   it('a worker killed with SIGKILL mid-job: the job completes with the undisturbed model', async () => {
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
     const ref = await reference(spec);
-    const { jobId } = await jobs.submit(spec);
+    const { jobId } = await fx.jobs.submit(spec);
     let killed: Promise<void> | null = null;
     let killedAt = 0;
     let victim = '';
-    const { job, events } = await jobs.follow(jobId, (e) => {
+    const { job, events } = await fx.jobs.follow(jobId, (e) => {
       if (e.workers?.kind === 'assigned' && victim === '')
         victim = e.workers.shards.find((s) => s.shardId === 1)!.workerId;
       if (killed || !e.progress || e.progress.step < 400) return;
       // Kill the worker of shard 1 (there is a spare: 3 workers for 2 shards).
       const name = victim.slice(victim.lastIndexOf('-') + 1);
       killedAt = e.progress.step;
-      killed = cluster.kill(`worker-${name}`, 'SIGKILL');
+      killed = fx.cluster.kill(`worker-${name}`, 'SIGKILL');
     });
-    remember(cluster, events);
+    remember(fx.cluster, events);
     await killed;
     expect(killed).not.toBeNull();
     expect(job.state, job.error).toBe(COMPLETED);
@@ -114,7 +119,7 @@ describe('cluster on the in-process bus', () => {
     expect(reassigned.restoreFromStep).toBeGreaterThan(0);
     expect(reassigned.restoreFromStep % 100).toBe(0);
     expect(job.progress?.restoredFromStep).toBe(reassigned.restoreFromStep);
-    const cmp = compareNetworks(await modelOf(bus, jobId), ref.network);
+    const cmp = compareNetworks(await modelOf(fx.bus, jobId), ref.network);
     expect(cmp).toEqual({ identical: true, maxDiff: 0 });
     expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
     console.log(
@@ -128,21 +133,21 @@ describe('cluster on the in-process bus', () => {
     // Two live workers are left after the test above: a two-shard job has no spare.
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
     const ref = await reference(spec);
-    const { jobId } = await jobs.submit(spec);
+    const { jobId } = await fx.jobs.submit(spec);
     let victim = '';
     let killed: Promise<void> | null = null;
     let restarted = false;
-    const { job, events } = await jobs.follow(jobId, (e) => {
+    const { job, events } = await fx.jobs.follow(jobId, (e) => {
       if (e.workers?.kind === 'assigned' && victim === '') victim = e.workers.shards[0]!.workerId;
       if (!killed && e.progress && e.progress.step >= 400) {
-        killed = cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
+        killed = fx.cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
       }
       if (e.workers?.kind === 'requeued' && !restarted) {
         restarted = true;
-        cluster.startWorker(); // a worker comes back: the job must go on by itself
+        fx.cluster.startWorker(); // a worker comes back: the job must go on by itself
       }
     });
-    remember(cluster, events);
+    remember(fx.cluster, events);
     expect(job.state, job.error).toBe(COMPLETED);
     const moves = events.filter((e) => e.state).map((e) => [e.state!.from, e.state!.to]);
     const { JOB_STATE_QUEUED: Q, JOB_STATE_RUNNING: R } = JobState;
@@ -158,7 +163,7 @@ describe('cluster on the in-process bus', () => {
     );
     const resumed = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
     expect(resumed.restoreFromStep).toBeGreaterThan(0);
-    expect(compareNetworks(await modelOf(bus, jobId), ref.network)).toEqual({
+    expect(compareNetworks(await modelOf(fx.bus, jobId), ref.network)).toEqual({
       identical: true,
       maxDiff: 0,
     });
@@ -173,23 +178,23 @@ describe('cluster on the in-process bus', () => {
     // worker's shard goes to the spare under a new generation; once the job has moved on, the
     // worker is let go on (SIGCONT) in the middle of its old run. Its frames are refused by the
     // peers, its checkpoints by the bus, and the coordinator stops it.
-    cluster.startWorker(); // a spare: 3 live workers for 2 shards
-    for (let t = Date.now(); (await bus.listWorkers()).length < 3;) {
+    fx.cluster.startWorker(); // a spare: 3 live workers for 2 shards
+    for (let t = Date.now(); (await fx.bus.listWorkers()).length < 3;) {
       if (Date.now() - t > 60_000) throw new Error('the spare worker did not register');
       await new Promise((r) => setTimeout(r, 100));
     }
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100 });
     const ref = await reference(spec);
-    const { jobId } = await jobs.submit(spec);
+    const { jobId } = await fx.jobs.submit(spec);
     let victim = '';
     let pid = 0;
     let frozenAt = 0;
     let resumedFrom: number | null = null;
-    const { job, events } = await jobs.follow(jobId, (e) => {
+    const { job, events } = await fx.jobs.follow(jobId, (e) => {
       if (e.workers?.kind === 'assigned' && victim === '')
         victim = e.workers.shards.find((s) => s.shardId === 1)!.workerId;
       if (!pid && e.progress && e.progress.step >= 400) {
-        pid = cluster.processes.get(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`)!.child
+        pid = fx.cluster.processes.get(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`)!.child
           .pid!;
         frozenAt = e.progress.step;
         process.kill(pid, 'SIGSTOP');
@@ -204,19 +209,19 @@ describe('cluster on the in-process bus', () => {
         process.kill(pid, 'SIGCONT');
       }
     });
-    remember(cluster, events);
+    remember(fx.cluster, events);
     if (pid && resumedFrom === null) process.kill(pid, 'SIGCONT');
     expect(job.state, job.error).toBe(COMPLETED);
     expect(resumedFrom).toBeGreaterThan(0);
     const moved = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
     expect(moved.shards.map((s) => s.workerId)).not.toContain(victim);
-    expect(compareNetworks(await modelOf(bus, jobId), ref.network)).toEqual({
+    expect(compareNetworks(await modelOf(fx.bus, jobId), ref.network)).toEqual({
       identical: true,
       maxDiff: 0,
     });
     // Resumed, refused, and its old run ended (stopped by the coordinator, or by the bus's
     // refusal of its checkpoint), not crashed.
-    const frozen = [...cluster.processes.values()].find((p) => p.child.pid === pid)!;
+    const frozen = [...fx.cluster.processes.values()].find((p) => p.child.pid === pid)!;
     for (let t = Date.now(); !/shard stopped|replaced this run/.test(frozen.tail());) {
       if (Date.now() - t > 60_000)
         throw new Error(`the resumed worker's old run did not end:\n${frozen.tail()}`);
@@ -251,9 +256,9 @@ describe('cluster on the in-process bus', () => {
       },
     };
     const lockstep = await reference(basJob(2000, settings));
-    const { jobId } = await jobs.submit(basJob(2000, { ...settings, staleness }));
-    const { job, events } = await jobs.follow(jobId);
-    remember(cluster, events);
+    const { jobId } = await fx.jobs.submit(basJob(2000, { ...settings, staleness }));
+    const { job, events } = await fx.jobs.follow(jobId);
+    remember(fx.cluster, events);
     expect(job.state, job.error).toBe(COMPLETED);
     // Progress says where the shards' time went: some computing, some waiting, within the whole.
     // The fractions are cumulative over each polled shard's run: an early event may come before
@@ -296,7 +301,7 @@ describe('cluster on the in-process bus', () => {
     // its lag, and with it the bias of a Gibbs chain reading stale states, has no bound.
     const r = await asynchronous({ negative: 'pcd', chains: 100, k: 3 }, 2, 'PCD-3, staleness 2');
     // asynchronous: not the lockstep model
-    const model = await modelOf(bus, r.jobId);
+    const model = await modelOf(fx.bus, r.jobId);
     expect(compareNetworks(model, r.lockstep.network).identical).toBe(false);
     expect(Math.abs(r.ll - r.lockstep.ll)).toBeLessThan(2);
   });
@@ -304,50 +309,33 @@ describe('cluster on the in-process bus', () => {
 
 describe('owned tiles on the in-process bus', () => {
   // A cluster of its own: the test kills a worker, and the others count theirs.
-  let cluster: LocalCluster;
-  let jobs: Jobs;
-  let bus: RemoteBus;
-
-  beforeAll(async () => {
-    cluster = await startCluster(3);
-    jobs = new Jobs(cluster.address);
-    bus = await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
-  });
-
-  afterAll(async () => {
-    jobs?.close();
-    await bus?.close();
-    if (cluster) {
-      remember(cluster);
-      await cluster.stop();
-    }
-  });
+  const fx = inProcessCluster();
 
   it('owned tiles: a worker killed mid-job, the job completes with the undisturbed model', async () => {
     // Each weight held by one shard, partial fields on the wire, two row groups: the run is the
     // single-process one up to float summation order, and a recovery changes nothing of it.
     const spec = basJob(1500, { workers: 2, checkpointEverySteps: 100, tiles: 'owned' });
     const ref = await reference(spec);
-    const first = await jobs.follow((await jobs.submit(spec)).jobId);
-    remember(cluster, first.events);
+    const first = await fx.jobs.follow((await fx.jobs.submit(spec)).jobId);
+    remember(fx.cluster, first.events);
     expect(first.job.state, first.job.error).toBe(COMPLETED);
-    const undisturbed = await modelOf(bus, first.job.jobId);
+    const undisturbed = await modelOf(fx.bus, first.job.jobId);
     expect(compareNetworks(undisturbed, ref.network).maxDiff).toBeLessThan(0.05);
-    const { jobId } = await jobs.submit(spec);
+    const { jobId } = await fx.jobs.submit(spec);
     let killed: Promise<void> | null = null;
     let victim = '';
-    const { job, events } = await jobs.follow(jobId, (e) => {
+    const { job, events } = await fx.jobs.follow(jobId, (e) => {
       if (e.workers?.kind === 'assigned' && victim === '')
         victim = e.workers.shards.find((s) => s.shardId === 0)!.workerId;
       if (killed || !e.progress || e.progress.step < 400) return;
-      killed = cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
+      killed = fx.cluster.kill(`worker-${victim.slice(victim.lastIndexOf('-') + 1)}`, 'SIGKILL');
     });
-    remember(cluster, events);
+    remember(fx.cluster, events);
     await killed;
     expect(job.state, job.error).toBe(COMPLETED);
     const reassigned = events.filter((e) => e.workers?.kind === 'assigned').at(-1)!.workers!;
     expect(reassigned.restoreFromStep).toBeGreaterThan(0);
-    const cmp = compareNetworks(await modelOf(bus, jobId), undisturbed);
+    const cmp = compareNetworks(await modelOf(fx.bus, jobId), undisturbed);
     expect(cmp).toEqual({ identical: true, maxDiff: 0 });
     console.log(
       `owned tiles: SIGKILL at step >= 400, restored from step ${reassigned.restoreFromStep}: ` +
