@@ -188,6 +188,32 @@ describe('owned tiles: traffic, recovery and refusals', () => {
     expect(c.trainers[0]!.stats().bytesSent).toBe(stepsOf(j) * perStep);
   });
 
+  it("a stage's messages leave before the update: advance() returns them first", () => {
+    // A peer's next stage waits for the spins (or partial fields) this shard just drew, and
+    // nobody waits for its update until its own next draw: an update applied before the
+    // caller could send them would hold the peer back by the update's time every step.
+    const init = initial(j.spec, portable, 7, 0.3);
+    for (const tiles of ['owned', 'replicated'] as const) {
+      const c = cluster(j, init, layout, portable, { tiles });
+      let updates = 0;
+      for (const t of c.trainers) {
+        const inner = t as unknown as {
+          applyStep(step: number): void;
+          drawer: { outbox: unknown[] };
+        };
+        const apply = inner.applyStep.bind(t);
+        inner.applyStep = (step: number) => {
+          // LoopbackCluster sends what a call returned after every advance()
+          expect(inner.drawer.outbox, `${tiles}: update of step ${step}`).toEqual([]);
+          updates++;
+          apply(step);
+        };
+      }
+      c.run();
+      expect(updates).toBe(3 * stepsOf(j));
+    }
+  });
+
   it('refuses staleness > 0 and a checkpoint of the other design', () => {
     const base = {
       network: j.spec,

@@ -260,9 +260,13 @@ export class ShardTrainer {
     const maxUpdates = budget.updates ?? Infinity;
     let stages = 0;
     let updates = 0;
+    const queued = this.drawer.outbox.length;
     for (;;) {
       if (this.applied < this.step && this.inbox.updateReady(this.applied, null)) {
         if (updates >= maxUpdates) return { state: 'budget' };
+        // Spins drawn in this call go out before the update: the peers' next stage waits for
+        // them, the update (the step's longest work) for nobody until this shard's next draw.
+        if (this.drawer.outbox.length > queued) return { state: 'budget' };
         this.applyStep(this.applied);
         updates++;
         continue;
@@ -275,10 +279,10 @@ export class ShardTrainer {
       }
       if (t - this.applied > this.staleness) return this.waitUpdate();
       if (stages >= maxStages) return { state: 'budget' };
-      const queued = this.drawer.outbox.length;
+      const before = this.drawer.outbox.length;
       this.openStage(t, this.stage);
       // partial fields the peers wait for go out before this shard computes on
-      if (this.drawer.outbox.length > queued) return { state: 'budget' };
+      if (this.drawer.outbox.length > before) return { state: 'budget' };
       if (!this.inbox.inputsReady(t, this.stage, false, null)) {
         const waitingFor: SpinKey[] = [];
         this.inbox.inputsReady(t, this.stage, false, waitingFor);
