@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { setFlagsFromString } from 'node:v8';
 // The worker process: reads its configuration from the environment (docs/configuration.md lists
 // every variable), connects to the state bus, serves PeerService, WorkerControl and health on one
 // port, and trains the shards the coordinator assigns until SIGTERM or SIGINT, which drain it
@@ -50,6 +51,10 @@ function stopOnSignals(config: WorkerConfig, shutdown: (why: string) => Promise<
 
 async function main(): Promise<void> {
   const config = configOrExit();
+  // Read by V8 at every collection, so setting it now, before the work starts, takes effect
+  // (config.ts says why a worker wants it).
+  if (config.heapGrowingPercent > 0)
+    setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
   const log: Logger = createLogger(config.workerId, config.logLevel);
   let bus: Bus | null = null;
   let worker: Worker | null = null;

@@ -23,6 +23,7 @@ describe('configFromEnv', () => {
       dataRoots: [],
       dataMaxBytes: 64 << 20,
       logLevel: 'info',
+      heapGrowingPercent: 300,
       stopOnStdinClose: false,
     });
     expect(c.workerId).toBe(defaultWorkerId());
@@ -53,6 +54,7 @@ describe('configFromEnv', () => {
       SPINMESH_LOG_LEVEL: 'debug',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
       SPINMESH_PEER_STREAM_PORT: '7101',
+      SPINMESH_HEAP_GROWING_PERCENT: '0',
     });
     expect(c).toEqual({
       workerId: 'w-7',
@@ -75,6 +77,7 @@ describe('configFromEnv', () => {
       dataRoots: ['/data'],
       dataMaxBytes: 4096,
       logLevel: 'debug',
+      heapGrowingPercent: 0,
       stopOnStdinClose: true,
     });
     const r = configFromEnv({ REDIS_URL: 'redis://r:1', SPINMESH_REDIS_PREFIX: 'p' });
@@ -118,6 +121,9 @@ describe('configFromEnv', () => {
       [{ SPINMESH_METRICS_LISTEN: '9464' }, 'SPINMESH_METRICS_LISTEN'],
       [{ SPINMESH_PEER_STREAM_PORT: '70000' }, 'SPINMESH_PEER_STREAM_PORT'],
       [{ SPINMESH_PEER_STREAM_PORT: 'on' }, 'SPINMESH_PEER_STREAM_PORT'],
+      [{ SPINMESH_HEAP_GROWING_PERCENT: '-1' }, 'SPINMESH_HEAP_GROWING_PERCENT'],
+      [{ SPINMESH_HEAP_GROWING_PERCENT: '1.5' }, 'SPINMESH_HEAP_GROWING_PERCENT'],
+      [{ SPINMESH_HEAP_GROWING_PERCENT: '10001' }, 'SPINMESH_HEAP_GROWING_PERCENT'],
     ];
     for (const [env, variable] of bad) {
       let err: unknown;
