@@ -1,6 +1,7 @@
 // `npm run bench -- cluster [--quick] [--dense-steps=N] [--fmnist-epochs=N] [--fmnist-limit=N]
 // [--staleness=N|unbounded] [--tiles=owned|replicated]`: what distribution costs. Each network
-// is trained on a local
+// (in the weight design SHARDING.md recommends for it, "Owned tiles": owned for the dense one at
+// staleness 0, replicated for the others; --tiles sets one for all) is trained on a local
 // cluster (a coordinator and K worker processes over loopback gRPC) with K = 1, 2 (and 4 where the
 // machine has 4 cores), every worker pinned to its own core (`taskset`) with
 // OPENBLAS_NUM_THREADS=1, so every K gives each worker the same resources and K=2 against K=1
@@ -331,7 +332,11 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     writeSyntheticIdx(denseData, denseRows, 2048, 12345);
     const tiles = tilesArg(args.get('tiles'));
     const common = { seed: 1, staleness, checkpointEverySteps: 0, ...(tiles ? { tiles } : {}) };
-    const dense = denseWorkload(denseData, denseRows, denseSteps, common);
+    // Each network in the design SHARDING.md ("Owned tiles", when to choose) recommends for it:
+    // owned tiles where the gradient dwarfs the fields (the dense network), replicated ones for
+    // 784-500 (and for every asynchronous run); --tiles sets one design for all.
+    const denseTiles = tiles ?? (staleness === 0 ? 'owned' : 'replicated');
+    const dense = denseWorkload(denseData, denseRows, denseSteps, { ...common, tiles: denseTiles });
     const fmnist = fmnistWorkload(1, fmnistLimit, fmnistEpochs, common);
     // How the speedup grows when sampling outweighs the gradient (each shard still computes 3/4
     // of the gradient, but only 1/2 of the sampling).
@@ -361,7 +366,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       taskset: ts ?? 'missing: workers not pinned',
       quick,
       staleness,
-      tiles: tiles ?? 'replicated',
+      tiles: tiles ?? 'recommended by network (networks.*.tiles)',
       checkpoint_every_steps: 0,
       lateral_note:
         'a lateral (all-to-all) layer is swept unit by unit and must lie within one shard (SHARDING.md), so the dense network is a bipartite 2048+2048 RBM',

@@ -34,6 +34,12 @@ describe('bench (quick)', () => {
     expect(r['wire_overhead']).toBeLessThanOrEqual(1.1);
     const networks = r['networks'] as Record<string, Record<string, unknown>>;
     expect(Object.keys(networks)).toEqual(['dense', 'fmnist', 'fmnist_pcd10']);
+    // each network in the weight design recommended for it (SHARDING.md, "Owned tiles")
+    expect(Object.values(networks).map((n) => n['tiles'])).toEqual([
+      'owned',
+      'replicated',
+      'replicated',
+    ]);
     // The top-level figures of issue 16, from the networks' own.
     expect(r['speedup_vs_one_process']).toBe(
       networks['dense']!['two_workers_vs_single_process_2_threads'],
