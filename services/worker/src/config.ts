@@ -215,16 +215,6 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
       'SPINMESH_PEER_STREAM_PORT',
       `must be a port (0-65535, 0: a free one) or 'off' (got '${streamText}')`,
     );
-  const heapGrowingPercent = r.int(
-    'SPINMESH_HEAP_GROWING_PERCENT',
-    CONFIG_DEFAULTS.heapGrowingPercent,
-    0,
-  );
-  if (heapGrowingPercent > 10_000)
-    throw new ConfigError(
-      'SPINMESH_HEAP_GROWING_PERCENT',
-      `must be at most 10000 (got ${heapGrowingPercent})`,
-    );
   return {
     workerId,
     tls,
@@ -243,7 +233,15 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
     dataRoots: r.dataRoots(),
     dataMaxBytes: r.int('SPINMESH_DATA_FILE_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
-    heapGrowingPercent,
+    heapGrowingPercent: heapGrowingPercent(r),
     stopOnStdinClose,
   };
+}
+
+/** SPINMESH_HEAP_GROWING_PERCENT: 0 (V8's own) to 10000. */
+function heapGrowingPercent(r: EnvReader): number {
+  const name = 'SPINMESH_HEAP_GROWING_PERCENT';
+  const v = r.int(name, CONFIG_DEFAULTS.heapGrowingPercent, 0);
+  if (v > 10_000) throw new ConfigError(name, `must be at most 10000 (got ${v})`);
+  return v;
 }

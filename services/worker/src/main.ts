@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-import { setFlagsFromString } from 'node:v8';
 // The worker process: reads its configuration from the environment (docs/configuration.md lists
 // every variable), connects to the state bus, serves PeerService, WorkerControl and health on one
 // port, and trains the shards the coordinator assigns until SIGTERM or SIGINT, which drain it
 // (finish the checkpoint interval, checkpoint, close links, leave the membership) and exit 0. Exit
 // codes: 0 after a drained shutdown, 1 when it cannot start or fails, 2 for a bad setting.
+import { setFlagsFromString } from 'node:v8';
+
 import { loadKernels } from '@spinmesh/kernels';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { channelCredentials } from '@spinmesh/proto';
