@@ -441,6 +441,50 @@ describe('cluster on Redis', () => {
   });
 });
 
+describe('evaluations when a job ends between two passes', () => {
+  let cluster: LocalCluster;
+  let jobs: Jobs;
+
+  beforeAll(async () => {
+    // A pass every 3 s: the whole job, evaluation step included, runs between two of them.
+    cluster = await startCluster(2, { coordinatorEnv: { SPINMESH_COORDINATOR_POLL_MS: '3000' } });
+    jobs = new Jobs(cluster.address);
+  });
+
+  afterAll(async () => {
+    jobs?.close();
+    if (cluster) {
+      remember(cluster);
+      await cluster.stop();
+    }
+  });
+
+  it(
+    'evaluates the steps it passed over, from their checkpoints, before the final one',
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      const spec = basJob(1600, {
+        workers: 2,
+        checkpointEverySteps: 300,
+        evaluate: { every: 1500, exact: true },
+      });
+      const one = (await runJob(spec, portable)).evaluations;
+      expect(one.map((e) => e.epoch)).toEqual([1500, 1600]);
+      const { jobId } = await jobs.submit(spec);
+      const { job, events } = await jobs.follow(jobId, () => undefined, 120_000);
+      remember(cluster, events);
+      expect(job.state, job.error).toBe(COMPLETED);
+      const evaluations = events.flatMap((e) => (e.evaluation ? [e.evaluation] : []));
+      expect(evaluations.map((e) => e.epoch)).toEqual([1500, 1600]);
+      expect(evaluations.map((e) => e.exactLogLikelihood)).toEqual(
+        one.map((e) => e.exactLogLikelihood),
+      );
+    },
+  );
+});
+
 describe('evaluations and progress at the edges', () => {
   let cluster: LocalCluster;
   let jobs: Jobs;

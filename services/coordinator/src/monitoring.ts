@@ -52,7 +52,16 @@ export async function monitor(
   const { shardState } = ctx.settings;
   const finished = await shardState.finished(ctx.bus, job.id, K, total, lastRollback(job));
   if (finished.size === K) {
-    await training.finish(job, a, ctx);
+    // Evaluation steps the shards passed since the last pass, whose parameters are still on the
+    // bus, come before the final evaluation, as in one process: a fast job's last evaluation
+    // interval can pass between two passes.
+    let current = job;
+    while (await training.duringTraining?.(current, ctx)) {
+      const fresh = (await ctx.bus.getJob(job.id)) as StoredJob | null;
+      if (fresh === null) return;
+      current = fresh;
+    }
+    await training.finish(current, a, ctx);
     return;
   }
   const polled: Polled = {

@@ -119,13 +119,13 @@ const sharded: ShardedTraining = {
  * exports). Best effort: a step whose snapshots were replaced before this pass got to them is
  * passed over, never evaluated at another step.
  */
-async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Promise<void> {
+async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Promise<boolean> {
   const spec = jobSpecFromJson(job.spec!);
   const { bus, settings } = ctx;
   const perEpoch = Math.max(1, job.stepsPerEpoch ?? 1);
   const K = job.workers ?? 1;
   const every = evaluationEverySteps(spec.evaluate.every ?? 1, spec.epochs, perEpoch);
-  if (every === 0) return;
+  if (every === 0) return false;
   const last = job.progress?.evaluation?.epoch ?? 0;
   const step = await settings.shardState.evaluationStep(
     bus,
@@ -134,7 +134,7 @@ async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Prom
     { every, after: last * perEpoch, total: job.totalSteps ?? 0 },
     lastRollback(job),
   );
-  if (step === 0) return;
+  if (step === 0) return false;
   const epoch = step / perEpoch;
   let evaluation: Evaluation;
   const t0 = performance.now();
@@ -152,7 +152,7 @@ async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Prom
       },
       step,
     );
-    if (!exports) return;
+    if (!exports) return false;
     const net = assemble(spec.network, settings.kernels, exports);
     evaluation = finite(
       evaluateNetwork(net, test, spec.evaluate, {
@@ -165,12 +165,15 @@ async function evaluateDuringTraining(job: StoredJob, ctx: ControlContext): Prom
   } catch (err) {
     if (err instanceof BusError) throw err;
     ctx.log.warn({ jobId: job.id, err, step }, 'evaluation from checkpoints failed');
-    return;
+    return false;
   }
   settings.metrics?.evaluation(job.id, evaluation, (performance.now() - t0) / 1000);
   const e: EvaluationEvent = { type: 'evaluation', at: ctx.now(), step, evaluation };
   await ctx.event(job.id, e);
   const current = (await bus.getJob(job.id)) as StoredJob | null;
-  if (current?.progress) await bus.updateJobProgress(job.id, { ...current.progress, evaluation });
   ctx.log.info({ jobId: job.id, epoch, evaluation }, 'evaluated from checkpoints');
+  // (the progress records the step evaluated: without it, the next call would find it again)
+  if (!current?.progress) return false;
+  await bus.updateJobProgress(job.id, { ...current.progress, evaluation });
+  return true;
 }

@@ -53,8 +53,11 @@ export interface ShardedTraining {
   ): ShardAssignment;
   /** How the job moves between layouts when its workers run at different speeds, if it can. */
   rebalancing?: Rebalancing;
-  /** A pass's extra work while every shard is well (evaluations from checkpoints). */
-  duringTraining?(job: StoredJob, ctx: ControlContext): Promise<void>;
+  /**
+   * A pass's extra work while every shard is well, and before finish() (evaluations from
+   * checkpoints): true when it did some, so that the caller may ask again.
+   */
+  duringTraining?(job: StoredJob, ctx: ControlContext): Promise<boolean>;
   /** Every shard has its final export: make the model, evaluate, store it, complete the job. */
   finish(job: StoredJob, a: Assignment, ctx: ControlContext): Promise<void>;
 }
