@@ -370,7 +370,9 @@ describe('docker compose on a real engine', () => {
   it(
     'completes a job whose worker container is killed mid-job',
     async () => {
-      const spec = basJob(6000, {
+      // Long enough that the steps left after the kill is asked for outlast `docker kill` (a
+      // 16-16 network takes well under a millisecond a step on two workers).
+      const spec = basJob(30000, {
         name: 'compose-e2e-kill',
         workers: 2,
         staleness: 0,
