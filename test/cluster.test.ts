@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { readModel, type LocalCluster } from '@spinmesh/coordinator';
-import { JobState, type WatchJobResponse } from '@spinmesh/proto';
+import { JobState, type Evaluation, type Job, type WatchJobResponse } from '@spinmesh/proto';
 import { startRedisServer, type RedisServer } from './support/redis-server.js';
 import { runJob } from '@spinmesh/model';
 import {
@@ -441,23 +441,56 @@ describe('cluster on Redis', () => {
   });
 });
 
-describe('evaluations when a job ends between two passes', () => {
-  let cluster: LocalCluster;
-  let jobs: Jobs;
-
+/**
+ * Two workers started with `options` before the tests of one describe block, stopped (their logs
+ * kept for a failure) after.
+ */
+function twoWorkers(options: Parameters<typeof startCluster>[1]): {
+  cluster: LocalCluster;
+  jobs: Jobs;
+} {
+  const fx = {} as { cluster: LocalCluster; jobs: Jobs };
   beforeAll(async () => {
-    // A pass every 3 s: the whole job, evaluation step included, runs between two of them.
-    cluster = await startCluster(2, { coordinatorEnv: { SPINMESH_COORDINATOR_POLL_MS: '3000' } });
-    jobs = new Jobs(cluster.address);
+    fx.cluster = await startCluster(2, options);
+    fx.jobs = new Jobs(fx.cluster.address);
   });
-
   afterAll(async () => {
-    jobs?.close();
-    if (cluster) {
-      remember(cluster);
-      await cluster.stop();
+    fx.jobs?.close();
+    if (fx.cluster) {
+      remember(fx.cluster);
+      await fx.cluster.stop();
     }
   });
+  return fx;
+}
+
+/**
+ * Runs `spec` in one process and on the cluster: the job completes, evaluated at exactly
+ * `epochs`, as one process is, with the same exact log-likelihoods, bit for bit (staleness 0).
+ */
+async function evaluatedAsOneProcess(
+  fx: { cluster: LocalCluster; jobs: Jobs },
+  spec: Record<string, unknown>,
+  epochs: number[],
+  timeoutMs: number,
+): Promise<{ job: Job; events: WatchJobResponse[]; evaluations: Evaluation[] }> {
+  const one = (await runJob(spec, portable)).evaluations;
+  expect(one.map((e) => e.epoch)).toEqual(epochs);
+  const { jobId } = await fx.jobs.submit(spec);
+  const { job, events } = await fx.jobs.follow(jobId, () => undefined, timeoutMs);
+  remember(fx.cluster, events);
+  expect(job.state, job.error).toBe(COMPLETED);
+  const evaluations = events.flatMap((e) => (e.evaluation ? [e.evaluation] : []));
+  expect(evaluations.map((e) => e.epoch)).toEqual(epochs);
+  expect(evaluations.map((e) => e.exactLogLikelihood)).toEqual(
+    one.map((e) => e.exactLogLikelihood),
+  );
+  return { job, events, evaluations };
+}
+
+describe('evaluations when a job ends between two passes', () => {
+  // A pass every 3 s: the whole job, evaluation step included, runs between two of them.
+  const fx = twoWorkers({ coordinatorEnv: { SPINMESH_COORDINATOR_POLL_MS: '3000' } });
 
   it(
     'evaluates the steps it passed over, from their checkpoints, before the final one',
@@ -470,40 +503,16 @@ describe('evaluations when a job ends between two passes', () => {
         checkpointEverySteps: 300,
         evaluate: { every: 1500, exact: true },
       });
-      const one = (await runJob(spec, portable)).evaluations;
-      expect(one.map((e) => e.epoch)).toEqual([1500, 1600]);
-      const { jobId } = await jobs.submit(spec);
-      const { job, events } = await jobs.follow(jobId, () => undefined, 120_000);
-      remember(cluster, events);
-      expect(job.state, job.error).toBe(COMPLETED);
-      const evaluations = events.flatMap((e) => (e.evaluation ? [e.evaluation] : []));
-      expect(evaluations.map((e) => e.epoch)).toEqual([1500, 1600]);
-      expect(evaluations.map((e) => e.exactLogLikelihood)).toEqual(
-        one.map((e) => e.exactLogLikelihood),
-      );
+      await evaluatedAsOneProcess(fx, spec, [1500, 1600], 120_000);
     },
   );
 });
 
 describe('evaluations and progress at the edges', () => {
-  let cluster: LocalCluster;
-  let jobs: Jobs;
-
-  beforeAll(async () => {
-    // Slowed down (the sleeps change no result) so that an evaluation interval lasts seconds:
-    // each shard keeps only its newest evaluation snapshot, and the coordinator, polling every
-    // 100 ms, must read it before the next replaces it, on a loaded machine too.
-    cluster = await startCluster(2, { workerEnv: { SPINMESH_DEBUG_SLOWDOWN: '2' } });
-    jobs = new Jobs(cluster.address);
-  });
-
-  afterAll(async () => {
-    jobs?.close();
-    if (cluster) {
-      remember(cluster);
-      await cluster.stop();
-    }
-  });
+  // Slowed down (the sleeps change no result) so that an evaluation interval lasts seconds:
+  // each shard keeps only its newest evaluation snapshot, and the coordinator, polling every
+  // 100 ms, must read it before the next replaces it, on a loaded machine too.
+  const fx = twoWorkers({ workerEnv: { SPINMESH_DEBUG_SLOWDOWN: '2' } });
 
   it(
     'evaluates at exactly the epochs one process does, and the last record says total/total',
@@ -518,17 +527,11 @@ describe('evaluations and progress at the edges', () => {
         checkpointEverySteps: 300,
         evaluate: { every: 500, exact: true },
       });
-      const one = (await runJob(spec, portable)).evaluations;
-      expect(one.map((e) => e.epoch)).toEqual([500, 1000, 1500, 1600]);
-      const { jobId } = await jobs.submit(spec);
-      const { job, events } = await jobs.follow(jobId, () => undefined, 300_000);
-      remember(cluster, events);
-      expect(job.state, job.error).toBe(COMPLETED);
-      const evaluations = events.flatMap((e) => (e.evaluation ? [e.evaluation] : []));
-      expect(evaluations.map((e) => e.epoch)).toEqual([500, 1000, 1500, 1600]);
-      // The same parameters as one process's at those epochs, bit for bit (staleness 0).
-      expect(evaluations.map((e) => e.exactLogLikelihood)).toEqual(
-        one.map((e) => e.exactLogLikelihood),
+      const { job, events, evaluations } = await evaluatedAsOneProcess(
+        fx,
+        spec,
+        [500, 1000, 1500, 1600],
+        300_000,
       );
       expect(job.progress).toMatchObject({ step: 1600, totalSteps: 1600, epoch: 1600 });
       expect(job.progress!.shardSteps).toEqual([1600, 1600]);
@@ -554,9 +557,9 @@ describe('evaluations and progress at the edges', () => {
         checkpointEverySteps: 100,
         evaluate: { every: 30, exact: true },
       });
-      const { jobId } = await jobs.submit(spec);
-      const { job, events } = await jobs.follow(jobId, () => undefined, 300_000);
-      remember(cluster, events);
+      const { jobId } = await fx.jobs.submit(spec);
+      const { job, events } = await fx.jobs.follow(jobId, () => undefined, 300_000);
+      remember(fx.cluster, events);
       expect(job.state, job.error).toBe(COMPLETED);
       const epochs = events.flatMap((e) => (e.evaluation ? [e.evaluation.epoch] : []));
       expect(epochs.at(-1)).toBe(1000);
