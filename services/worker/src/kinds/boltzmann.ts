@@ -33,15 +33,17 @@ const Status = grpc.status;
 
 /** Longest stretch of drawing between two looks at the event loop (frames, RPCs, timers), ms. */
 const SLICE_MS = 5;
-/** SPINMESH_DEBUG_SLOWDOWN sleeps in pieces of at least this many ms (timer resolution). */
-const SLOW_QUANTUM_MS = 2;
+/** SPINMESH_DEBUG_SLOWDOWN spins off a debt up to this many ms, and sleeps off a longer one. */
+const SLOW_SPIN_MS = 20;
 
 export const boltzmann: WorkerKind = {
   async load(record, host) {
-    const { bus, kernels, dataAccess } = host.deps;
+    const { bus, kernels, dataAccess, dataCache } = host.deps;
     const a = host.assignment;
     const busAssignment = record.layout === undefined ? await bus.getAssignment(a.jobId) : null;
-    const job = await loadShardJob(record, a, busAssignment, dataAccess);
+    const job = await loadShardJob(record, a, busAssignment, dataAccess, dataCache);
+    if (job.dataKept)
+      host.log.info({ rows: job.data.rows }, 'job data kept from the last generation');
     // The coordinator evaluates the job from the shards' parameters at exactly the steps one
     // process would evaluate at: each shard stops there for a snapshot (@spinmesh/cluster's
     // protocol).
@@ -88,8 +90,7 @@ class TrainerShard implements ShardRunner {
     step: -1,
     blocks: new Map(),
   };
-  /** SPINMESH_DEBUG_SLOWDOWN: ms of sleep owed, and the event loop's figures when last counted. */
-  private slowDebt = 0;
+  /** SPINMESH_DEBUG_SLOWDOWN: the event loop's figures when last counted. */
   private busyMark = performance.eventLoopUtilization();
 
   constructor(
@@ -285,21 +286,28 @@ class TrainerShard implements ShardRunner {
   }
 
   /**
-   * SPINMESH_DEBUG_SLOWDOWN: owes (factor - 1) x the time the process was busy since the last
-   * call (the event loop's active time: drawing and updating, but also encoding, sending and
-   * decoding frames and every RPC, as a slower machine would take longer for all of it) and
-   * sleeps once the debt reaches SLOW_QUANTUM_MS, counting what it actually slept. Timers fire
-   * no sooner than about 1 ms, so sleeping after every slice (often well under 1 ms of work)
-   * would slow the worker far more than the factor; on average it runs `factor` times slower.
+   * SPINMESH_DEBUG_SLOWDOWN: keeps the core busy for (factor - 1) x the time the process was busy
+   * since the last call (the event loop's active time: drawing and updating, but also encoding,
+   * sending and decoding frames and every RPC, as a slower machine would take longer for all of
+   * it). It spins rather than sleeps, and right after each slice, before the slice's frames leave
+   * (they go when the event loop turns): a slower core delays every stage's output by its own
+   * stage's time. Sleeping instead, in timer-sized pieces (timers fire no sooner than about 1 ms,
+   * a stage can take well under that), delayed only every few stages, and in lockstep the peer
+   * waited out each sleep whole: the two workers' times added up instead of overlapping, so no
+   * layout could make the pair faster. A debt over SLOW_SPIN_MS (a large factor) is slept off, so
+   * that heartbeats and RPCs are still answered; timers are accurate enough at that length.
    */
   private async slowDown(): Promise<void> {
     const now = performance.eventLoopUtilization();
-    this.slowDebt += (this.host.deps.slowdown - 1) * (now.active - this.busyMark.active);
-    this.busyMark = now;
-    if (this.slowDebt < SLOW_QUANTUM_MS) return;
-    const t = performance.now();
-    await sleep(this.slowDebt);
-    this.slowDebt -= performance.now() - t;
+    const owed = (this.host.deps.slowdown - 1) * (now.active - this.busyMark.active);
+    if (owed > SLOW_SPIN_MS) await sleep(owed);
+    else {
+      const until = performance.now() + owed;
+      while (performance.now() < until) {
+        // a slower core: busy, not idle
+      }
+    }
+    this.busyMark = performance.eventLoopUtilization(); // the spin is not owed again
   }
 
   private async send(msgs: SpinMessage[]): Promise<void> {
