@@ -10,7 +10,7 @@ import type { PeerCounters, ShardAssignment, SpinFrame, StalenessSummary } from 
 import type { ShardSample, WorkerMetrics } from '@spinmesh/telemetry';
 import { ShardEvents, kindOfRecord, type StoredJob } from '@spinmesh/cluster';
 
-import { JobLoadError } from './job.js';
+import { JobLoadError, type JobDataCache } from './job.js';
 import { kinds, type ShardHost, type ShardRunner } from './kinds/index.js';
 import type { Logger } from './log.js';
 import type { PeerServer } from './peers.js';
@@ -38,6 +38,8 @@ export interface RunDeps {
   progressMs: number;
   /** The files job data may be read from. */
   dataAccess: DataAccess;
+  /** The worker's job data, kept across a job's generations. */
+  dataCache: JobDataCache;
   /** Takes the shard's figures with every progress report. */
   metrics?: WorkerMetrics;
 }

@@ -33,6 +33,7 @@ import { isLoopbackListen } from '@spinmesh/cluster';
 
 import type { Logger } from './log.js';
 import { PeerServer, SECRET_METADATA } from './peers.js';
+import { JobDataCache } from './job.js';
 import { ShardRun, type RunState } from './run.js';
 
 const Status = grpc.status;
@@ -112,6 +113,8 @@ export class Worker {
   private advertised = '';
   private bound = '';
   private run: ShardRun | null = null;
+  /** The held job's data, kept across its generations (released with the job). */
+  private readonly dataCache = new JobDataCache();
   /** Assign and Stop run one at a time, in arrival order. */
   private control: Promise<unknown> = Promise.resolve();
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -353,6 +356,7 @@ export class Worker {
         drainMs: this.opts.drainMs ?? 8000,
         progressMs: this.opts.progressMs ?? 1000,
         dataAccess: this.opts.dataAccess ?? confinedAccess([], 0),
+        dataCache: this.dataCache,
         metrics: this.opts.metrics,
       });
       this.run = run;
@@ -393,6 +397,7 @@ export class Worker {
     this.observe(run);
     this.run = null;
     this.peers.clearAssignment();
+    this.dataCache.clear();
   }
 
   /** What the worker is doing now (WorkerControl.Status). */
