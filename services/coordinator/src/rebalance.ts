@@ -25,41 +25,96 @@ function unitCounts(layout: ShardLayout): number[] {
 }
 
 /**
+ * The share x of `work` a shard does when it owns the share x of every layer: with owned tiles
+ * its row band, x of every connection; with replicated ones every tile touching its units, the
+ * rows and the columns of its units (x + x - x*x, or 2x - x^2, of a connection).
+ */
+export type WorkOfShare = (share: number) => number;
+export const OWNED_WORK: WorkOfShare = (x) => x;
+export const REPLICATED_WORK: WorkOfShare = (x) => 2 * x - x * x;
+
+/** The share x in [0, 1] with work(x) = y (work increasing; y clamped to work's range). */
+function shareOf(work: WorkOfShare, y: number): number {
+  let [lo, hi] = [0, 1];
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    if (work(mid) < y) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+/**
  * The units per shard that would make every shard take the same time per step, and that time.
- * A shard's time per step is taken as a cost per unit times its units plus a fixed cost (its
- * messages, which a slow worker also handles slowly): with the figures of the layout before the
- * last move as well, both are fitted per shard; with one layout's figures only, or a fit that
- * makes no sense (noise), the fixed cost is taken as 0 (time in proportion to units).
+ * A shard's time per step is taken as a cost per unit of work times the work of its share of
+ * the units (`work`: in proportion to the share with owned tiles, more with replicated ones,
+ * whose cross tiles both holders compute) plus a fixed cost (its messages, which a slow worker
+ * also handles slowly): with the figures of the layout before the last move as well, both are
+ * fitted per shard; with one layout's figures only, or a fit that makes no sense (noise), the
+ * fixed cost is taken as 0.
  */
 export function targetUnits(
   units: readonly number[],
   secondsPerStep: readonly number[],
   previous?: { units: readonly number[]; secondsPerStep: readonly number[] },
+  work: WorkOfShare = OWNED_WORK,
 ): { units: number[]; secondsPerStep: number } {
   const all = units.reduce((x, y) => x + y, 0);
-  if (previous && previous.units.length === units.length) {
-    const a = units.map((u, s) =>
-      u === previous.units[s]
-        ? NaN
-        : (secondsPerStep[s]! - previous.secondsPerStep[s]!) / (u - previous.units[s]!),
-    );
-    const c = a.map((x, s) => secondsPerStep[s]! - x * units[s]!);
-    if (a.every((x) => x > 0) && c.every((x) => x >= 0)) {
-      const tau =
-        (all + c.reduce((n, x, s) => n + x / a[s]!, 0)) / a.reduce((n, x) => n + 1 / x, 0);
-      const fitted = a.map((x, s) => (tau - c[s]!) / x);
-      if (fitted.every((u) => u > 0)) return { units: fitted, secondsPerStep: tau };
-    }
+  const w = (u: number): number => work(u / all);
+  const proportional = equalTime(
+    work,
+    units.map((u, s) => secondsPerStep[s]! / w(u)),
+    units.map(() => 0),
+  );
+  if (!previous || previous.units.length !== units.length) return scaled(proportional, all);
+  const a = units.map((u, s) =>
+    u === previous.units[s]
+      ? NaN
+      : (secondsPerStep[s]! - previous.secondsPerStep[s]!) / (w(u) - w(previous.units[s]!)),
+  );
+  const c = a.map((x, s) => secondsPerStep[s]! - x * w(units[s]!));
+  if (!(a.every((x) => x > 0) && c.every((x) => x >= 0))) return scaled(proportional, all);
+  // Two noisy windows can fit a fixed cost that swallows nearly all of a shard's time, and then
+  // a move that strips it of almost every unit: past halving or doubling a shard's share in one
+  // move, the fit is not trusted.
+  const fitted = equalTime(work, a, c);
+  const sane = fitted.shares.every(
+    (x, s) => x >= units[s]! / all / 2 && x <= (2 * units[s]!) / all,
+  );
+  return scaled(sane ? fitted : proportional, all);
+}
+
+/** Shares x_s (summing to 1) at which every shard's a_s work(x_s) + c_s is the same, and that time. */
+function equalTime(
+  work: WorkOfShare,
+  a: readonly number[],
+  c: readonly number[],
+): { shares: number[]; secondsPerStep: number } {
+  const sharesAt = (tau: number): number[] =>
+    a.map((x, s) => shareOf(work, Math.max(0, (tau - c[s]!) / x)));
+  let [lo, hi] = [0, Math.max(...a.map((x, s) => x * work(1) + c[s]!))];
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (sharesAt(mid).reduce((n, x) => n + x, 0) < 1) lo = mid;
+    else hi = mid;
   }
-  // units per second of each shard; together they run the network in all / sum seconds
-  const speeds = units.map((u, s) => u / secondsPerStep[s]!);
-  return { units: speeds, secondsPerStep: all / speeds.reduce((x, y) => x + y, 0) };
+  const tau = (lo + hi) / 2;
+  return { shares: sharesAt(tau), secondsPerStep: tau };
+}
+
+function scaled(
+  t: { shares: number[]; secondsPerStep: number },
+  all: number,
+): { units: number[]; secondsPerStep: number } {
+  return { units: t.shares.map((x) => x * all), secondsPerStep: t.secondsPerStep };
 }
 
 /**
  * Each shard's busy seconds per step in this generation, measured over at least one checkpoint
- * interval from a few steps into it (the first steps after a start, peers connecting and code
- * warming up, are slower); null until there is such a window.
+ * interval from one checkpoint interval into it; null until there is such a window. The first
+ * steps after a start (peers connecting, code warming up, the first checkpoints written) run
+ * slower, and unevenly: a window over them made the slow shard look slower than it is and the
+ * move overshoot.
  */
 function measure(
   ctx: ControlContext,
@@ -72,7 +127,7 @@ function measure(
   if (paces.some((p) => p === null)) return null;
   const base = rt.paceBase;
   if (!base || base.generation !== a.generation) {
-    if (paces.every((p) => p!.steps >= Math.max(1, Math.floor(every / 4)))) {
+    if (paces.every((p) => p!.steps >= every)) {
       rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
       // what the last move cost: from writing the checkpoints to every shard running again
       if (rt.movedAt?.generation === a.generation)
@@ -125,7 +180,7 @@ export async function rebalance(
   if (slowest <= fastest * (1 + settings.threshold)) return false;
   const current = r.layout(job);
   const units = unitCounts(current);
-  const target = targetUnits(units, secondsPerStep, rt.lastPaces);
+  const target = targetUnits(units, secondsPerStep, rt.lastPaces, r.work(job));
   let layout: ShardLayout;
   try {
     layout = r.balanced(job, target.units);

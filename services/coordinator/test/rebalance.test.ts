@@ -1,6 +1,6 @@
 // The units per shard a rebalance aims at, from each shard's measured time per step.
 import { describe, expect, it } from 'vitest';
-import { targetUnits } from '../src/rebalance.js';
+import { REPLICATED_WORK, targetUnits } from '../src/rebalance.js';
 
 /** Seconds per step of shards with cost per unit a and fixed cost c at the given units. */
 const times = (a: number[], c: number[], units: number[]): number[] =>
@@ -33,5 +33,46 @@ describe('targetUnits', () => {
     const now = [392, 892];
     const t = targetUnits(now, [0.03, 0.03], { units: [642, 642], secondsPerStep: [0.02, 0.04] });
     expect(t.units[0]! / t.units[1]!).toBeCloseTo(392 / 892, 12);
+  });
+
+  it('with replicated tiles, moves further: both holders of a cross tile compute it', () => {
+    // A shard with the share x of every layer computes 2x - x^2 of the step's work. Shard 0 at
+    // half speed: 2 (2x - x^2) = 1 - x^2, so x = 2 - sqrt(3), and the pair runs at
+    // 1 - x^2 of one worker's time, better than 2/3: the smaller shard duplicates less.
+    const full = 0.02; // one worker's seconds per step at full speed
+    const t = targetUnits([642, 642], [2 * full * 0.75, full * 0.75], undefined, REPLICATED_WORK);
+    const x = t.units[0]! / 1284;
+    expect(x).toBeCloseTo(2 - Math.sqrt(3), 9);
+    expect(t.units[0]! + t.units[1]!).toBeCloseTo(1284, 9);
+    expect(t.secondsPerStep).toBeCloseTo(full * (1 - x * x), 9);
+  });
+
+  it('with replicated tiles and two layouts measured, fits the fixed costs on the work', () => {
+    const a = [0.04, 0.02];
+    const c = [0.004, 0.002];
+    const at = (units: number[]): number[] =>
+      units.map((u, s) => a[s]! * REPLICATED_WORK(u / 1284) + c[s]!);
+    const t = targetUnits(
+      [400, 884],
+      at([400, 884]),
+      { units: [642, 642], secondsPerStep: at([642, 642]) },
+      REPLICATED_WORK,
+    );
+    const predicted = at(t.units);
+    expect(predicted[0]).toBeCloseTo(t.secondsPerStep, 9);
+    expect(predicted[1]).toBeCloseTo(t.secondsPerStep, 9);
+  });
+
+  it('does not trust a fit that would more than halve a shard in one move', () => {
+    // The slow shard's second window barely faster than its first after losing 40 % of its
+    // units: the fit puts nearly all its time in a fixed cost and would leave it ~110 units.
+    const now = [400, 884];
+    const t = targetUnits(now, [0.0225, 0.016], {
+      units: [642, 642],
+      secondsPerStep: [0.024, 0.012],
+    });
+    const proportional = targetUnits(now, [0.0225, 0.016]);
+    expect(t.units[0]).toBeCloseTo(proportional.units[0]!, 9);
+    expect(t.units[0]!).toBeGreaterThan(200);
   });
 });

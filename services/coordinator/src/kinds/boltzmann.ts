@@ -20,6 +20,7 @@ import { planShardedJob } from './boltzmann-plan.js';
 import { lastRollback, type EvaluationEvent } from '../records.js';
 import { completeWithModel } from './complete.js';
 import type { ShardedTraining } from './kind.js';
+import { OWNED_WORK, REPLICATED_WORK } from '../rebalance.js';
 import {
   finite,
   networkJobBytes,
@@ -58,6 +59,7 @@ const sharded: ShardedTraining = {
       return null;
     },
     layout: (job) => currentLayout(job)!,
+    work: (job) => (job.spec!.tiles === 'owned' ? OWNED_WORK : REPLICATED_WORK),
     balanced: (job, speeds) => balancedLayout(job.spec!.network, speeds),
     relayout: (checkpoints, layout) => relayout(checkpoints, layout),
   },

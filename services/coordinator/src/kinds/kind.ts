@@ -9,6 +9,7 @@ import type { ShardAssignment } from '@spinmesh/proto';
 
 import type { PlacedShard } from '../assignment.js';
 import type { ControlContext } from '../control-context.js';
+import type { WorkOfShare } from '../rebalance.js';
 
 /** A submitted spec, validated once and planned: what the job record and admission need. */
 export interface PlannedJob {
@@ -68,6 +69,8 @@ export interface Rebalancing {
   refusal(job: StoredJob): string | null;
   /** The layout the job's shards run now. */
   layout(job: StoredJob): ShardLayout;
+  /** The share of the step's work a shard with a share of every layer's units does. */
+  work(job: StoredJob): WorkOfShare;
   /** A layout of the job's network with shares of units in proportion to `speeds`. */
   balanced(job: StoredJob, speeds: readonly number[]): ShardLayout;
   /**
