@@ -23,6 +23,13 @@ export function parseArgs(bench: string, args: string[], known: string[]): Args 
   return out;
 }
 
+/** --tiles: 'owned' or 'replicated'; absent: undefined (the caller's default). */
+export function tilesArg(v: string | true | undefined): 'owned' | 'replicated' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'owned' || v === 'replicated') return v;
+  throw new Error(`--tiles: must be 'owned' or 'replicated', got '${String(v)}'`);
+}
+
 export function numArg(args: Args, name: string, def: number): number {
   const v = args.get(name);
   if (v === undefined) return def;

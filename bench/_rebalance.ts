@@ -1,18 +1,25 @@
-// `npm run bench -- straggler --rebalance [--quick] [--steps=N] [--repeat=3]`: what rebalancing
-// buys a lockstep job with a straggler where computation dominates. RBM 784-500, PCD-10, batch
-// and chains 100, on the first steps x 100 rows of Fashion-MNIST (one epoch), 2 worker processes
-// pinned to their own cores, one started with SPINMESH_DEBUG_SLOWDOWN=2 (half speed). Each
+// `npm run bench -- straggler --rebalance [--quick] [--steps=N] [--repeat=3]
+// [--tiles=replicated|owned]`: what rebalancing buys a lockstep job with a straggler where
+// computation dominates. RBM 784-500, PCD-10, batch and chains 100, on the first steps x 100 rows
+// of Fashion-MNIST (one epoch; beyond 600 steps, steps / 600 epochs of all 60,000), replicated tiles (the job spec's default) unless --tiles says, 2
+// worker processes pinned to their own cores, one started with SPINMESH_DEBUG_SLOWDOWN=2 (half
+// speed: it keeps its core busy as long again as it worked, before its frames leave). Each
 // repeat runs the job twice: static lockstep (the coordinator's rebalancing off:
 // SPINMESH_MAX_REBALANCES=0) and with rebalancing (the coordinator's defaults but
 // SPINMESH_REBALANCE_MIN_SAVING_S=0, since even the full job is shorter than the jobs the 10 s
 // default is meant for). Measured: the wall time from the first poll at which both shards run
 // (data loaded, peers connected) to the job's completion event, for the same fixed number of
-// steps; a rebalance's restart (data reloaded, peers reconnected, steps past the checkpoint
+// steps; a rebalance's restart (checkpoints re-cut, peers reconnected, steps past the checkpoint
 // redone) is inside it. `ratio_rebalanced_vs_lockstep` is the median over the repeats of each
-// repeat's ratio (ideal 2/3: balanced, the pair runs at 1.5 times the straggler's lone speed
-// instead of twice its half share). The final models of each pair are compared parameter by
-// parameter: bit-identical with the portable kernels; with OpenBLAS the field sums depend on the
-// slab shapes, so a rebalanced run may differ within the documented tolerance.
+// repeat's ratio (ideal 2/3 with owned tiles and no cost but computing: balanced, the pair runs
+// at 1.5 times the straggler's lone speed instead of twice its half share).
+// `ms_per_step` gives each run's steady pace (steps from one checkpoint interval after the last
+// start to the end), which the fixed costs of the first steps and of a move do not dilute.
+// The final models of each pair are compared parameter by parameter: bit-identical with the
+// portable kernels and replicated tiles (test/cluster-rebalance.test.ts); with OpenBLAS a slab of
+// another width sums in another order, so the runs part once a draw falls within rounding of its
+// probability (after a few hundred steps here), and with owned tiles a field's parts are summed
+// in another grouping too: `max_diff` says how far the two models ended apart.
 import { RemoteBus } from '@spinmesh/bus';
 import { readModel } from '@spinmesh/coordinator';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
@@ -25,10 +32,12 @@ import {
   startBenchCluster,
   type ClusterJobResult,
 } from './_cluster.js';
-import { environment, log, numArg, type Args } from './_common.js';
+import { environment, log, numArg, tilesArg, type Args } from './_common.js';
 import { fmnistWorkload } from './_workloads.js';
 
 const CHECKPOINT_EVERY = 20;
+/** Steps of one epoch over the 60,000 training rows, batch 100. */
+const EPOCH_STEPS = 600;
 
 interface RebalanceRun {
   repeat: number;
@@ -46,6 +55,8 @@ interface RebalanceRun {
     restart_s: number | null;
   }[];
   generation: number;
+  /** Ms per step from one checkpoint interval after the last (re)start to the end; null: too short. */
+  ms_per_step: number | null;
   /** Every second or so: [seconds since both shards ran, steps every shard has done, generation]. */
   timeline: [number, number, number][];
   load_after: string;
@@ -74,6 +85,22 @@ function restartSeconds(
       ),
   );
   return back ? Number(((back.t - at) / 1000).toFixed(3)) : null;
+}
+
+/** Ms per step of the last generation, from one checkpoint interval into it to its last poll. */
+function steadyPace(r: ClusterJobResult): number | null {
+  const running = r.samples.filter((s) =>
+    s.statuses.every((x) => x.state === WorkerState.WORKER_STATE_RUNNING),
+  );
+  const last = running.at(-1);
+  if (!last) return null;
+  const generation = Math.max(...last.statuses.map((x) => x.generation));
+  const mine = running.filter((s) => s.statuses.every((x) => x.generation === generation));
+  const step = (s: (typeof mine)[number]): number => Math.min(...s.statuses.map((x) => x.step));
+  const from = mine[0] ? step(mine[0]) + CHECKPOINT_EVERY : Infinity;
+  const a = mine.find((s) => step(s) >= from);
+  if (!a || step(last) - step(a) < CHECKPOINT_EVERY) return null;
+  return Number(((last.t - a.t) / (step(last) - step(a))).toFixed(2));
 }
 
 function timelineOf(r: ClusterJobResult, started: number | undefined): [number, number, number][] {
@@ -190,6 +217,7 @@ async function oneRun(
     job_seconds: Number(((r.endedAt - r.submittedAt) / 1000).toFixed(3)),
     rebalances,
     generation: r.job.generation,
+    ms_per_step: steadyPace(r),
     timeline: timelineOf(r, started),
     load_after: loadAverage(),
   };
@@ -205,16 +233,25 @@ export async function rebalanceBench(args: Args): Promise<Record<string, unknown
   const quick = args.has('quick');
   const steps = numArg(args, 'steps', quick ? 200 : 600);
   const repeats = numArg(args, 'repeat', quick ? 1 : 3);
-  if (!(Number.isInteger(steps) && steps >= 2 * CHECKPOINT_EVERY && steps <= 600))
-    throw new Error(`--steps: must be an integer in ${2 * CHECKPOINT_EVERY}..600, got ${steps}`);
+  // Up to one epoch of the 60,000 training rows, or whole epochs of them.
+  const valid =
+    steps >= 2 * CHECKPOINT_EVERY && (steps <= EPOCH_STEPS || steps % EPOCH_STEPS === 0);
+  if (!(Number.isInteger(steps) && valid))
+    throw new Error(
+      `--steps: must be an integer in ${2 * CHECKPOINT_EVERY}..${EPOCH_STEPS} or a multiple of ${EPOCH_STEPS}, got ${steps}`,
+    );
+  const epochs = Math.max(1, steps / EPOCH_STEPS);
+  const rows = Math.min(steps, EPOCH_STEPS) * 100;
   if (!(Number.isInteger(repeats) && repeats >= 1))
     throw new Error(`--repeat: must be an integer >= 1, got ${repeats}`);
   const k = loadKernels();
   log(`kernels: ${k.describe()}; ${availableParallelism()} cores; load ${loadAverage()}`);
-  const w = fmnistWorkload(10, steps * 100, 1, {
+  const tiles = tilesArg(args.get('tiles')) ?? 'replicated';
+  const w = fmnistWorkload(10, rows, epochs, {
     seed: 1,
     staleness: 0,
     checkpointEverySteps: CHECKPOINT_EVERY,
+    tiles,
   });
   const spec = w.spec(2);
   const timeoutMs = numArg(args, 'timeout-s', 900) * 1000;
@@ -235,11 +272,14 @@ export async function rebalanceBench(args: Args): Promise<Record<string, unknown
   }
   const of = (rebalancing: boolean): (number | null)[] =>
     runs.filter((x) => x.rebalancing === rebalancing).map((x) => x.seconds);
+  const paceOf = (rebalancing: boolean): (number | null)[] =>
+    runs.filter((x) => x.rebalancing === rebalancing).map((x) => x.ms_per_step);
   return {
     ...environment(k),
     network: 'RBM 784-500',
     workload: w.title,
-    data: `Fashion-MNIST, first ${steps * 100} training rows, binarized (one epoch)`,
+    tiles,
+    data: `Fashion-MNIST, first ${rows} training rows, binarized (${epochs} epoch${epochs > 1 ? 's' : ''})`,
     workers: 2,
     straggler: 'one worker with SPINMESH_DEBUG_SLOWDOWN=2 (half speed)',
     pinning,
@@ -248,6 +288,8 @@ export async function rebalanceBench(args: Args): Promise<Record<string, unknown
     repeats,
     lockstep_s: medianOf(of(false)),
     rebalanced_s: medianOf(of(true)),
+    lockstep_ms_per_step: medianOf(paceOf(false), 2),
+    rebalanced_ms_per_step: medianOf(paceOf(true), 2),
     ratio_rebalanced_vs_lockstep: medianOf(ratios),
     ratios_rebalanced_vs_lockstep: ratios,
     goal: { ratio_rebalanced_vs_lockstep: 0.75, ideal: Number((2 / 3).toFixed(3)) },

@@ -58,7 +58,7 @@ import {
   validateJobSpec,
 } from '@spinmesh/model';
 import { JobState, WorkerState, type WorkerStatus } from '@spinmesh/proto';
-import { environment, log, numArg, parseArgs } from './_common.js';
+import { environment, log, numArg, parseArgs, tilesArg } from './_common.js';
 import {
   loadAverage,
   rbmPayloadPerStep,
@@ -282,13 +282,6 @@ function withoutCorrelations(k: Kernels): Kernels {
       return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
     },
   });
-}
-
-/** --tiles: 'owned' or 'replicated' for every network; absent: each spec's default. */
-function tilesArg(v: string | true | undefined): 'owned' | 'replicated' | undefined {
-  if (v === undefined) return undefined;
-  if (v === 'owned' || v === 'replicated') return v;
-  throw new Error(`--tiles: must be 'owned' or 'replicated', got '${String(v)}'`);
 }
 
 /** --staleness: 0 (lockstep, the default), a positive integer or 'unbounded'. */

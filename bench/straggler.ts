@@ -193,9 +193,11 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     'steps',
     'repeat',
     'rebalance',
+    'tiles',
     'timeout-s',
   ]);
   if (args.has('rebalance')) return rebalanceBench(args);
+  if (args.has('tiles')) throw new Error('--tiles: only with --rebalance');
   const quick = args.has('quick');
   const target = numArg(args, 'target', -4.0);
   const steps = numArg(args, 'steps', quick ? 600 : 2000);
