@@ -139,6 +139,28 @@ function compareParameters(
   return { identical, max_diff: maxDiff };
 }
 
+/** The run's moves, from its `rebalanced` events (movedAt[i]: when the i-th was seen). */
+function movesOf(r: ClusterJobResult, movedAt: readonly number[]): RebalanceRun['rebalances'] {
+  return r.events
+    .filter((e) => e.workers?.kind === 'rebalanced')
+    .map((e, i) => {
+      const j = JSON.parse(e.json) as {
+        restoreFromStep: number;
+        before: number[];
+        after: number[];
+        secondsPerStep: number[];
+        generation: number;
+      };
+      return {
+        step: j.restoreFromStep,
+        before: j.before,
+        after: j.after,
+        seconds_per_step: j.secondsPerStep.map((x) => Number(x.toFixed(4))),
+        restart_s: restartSeconds(r, movedAt[i], j.generation + 1),
+      };
+    });
+}
+
 async function oneRun(
   spec: Record<string, unknown>,
   rebalancing: boolean,
@@ -190,24 +212,7 @@ async function oneRun(
     s.statuses.every((x) => x.state === WorkerState.WORKER_STATE_RUNNING),
   )?.t;
   const completed = r.job.state === JobState.JOB_STATE_COMPLETED;
-  const rebalances = r.events
-    .filter((e) => e.workers?.kind === 'rebalanced')
-    .map((e, i) => {
-      const j = JSON.parse(e.json) as {
-        restoreFromStep: number;
-        before: number[];
-        after: number[];
-        secondsPerStep: number[];
-        generation: number;
-      };
-      return {
-        step: j.restoreFromStep,
-        before: j.before,
-        after: j.after,
-        seconds_per_step: j.secondsPerStep.map((x) => Number(x.toFixed(4))),
-        restart_s: restartSeconds(r, movedAt[i], j.generation + 1),
-      };
-    });
+  const rebalances = movesOf(r, movedAt);
   const run: RebalanceRun = {
     repeat,
     rebalancing,
