@@ -2,8 +2,8 @@
 // [--steps=N] [--repeat=3]`: what bounded and unbounded staleness buy when one worker is slow.
 // With --rebalance: what rebalancing buys lockstep instead, on RBM 784-500 PCD-10 (_rebalance.ts).
 // Bars-and-stripes 4x4, RBM 16-16, 2 worker processes (each pinned to its own core with taskset,
-// OPENBLAS_NUM_THREADS=1), one of them started with SPINMESH_DEBUG_SLOWDOWN=2 (it sleeps as long
-// as its process was busy, computing or handling messages: half speed).
+// OPENBLAS_NUM_THREADS=1), one of them started with SPINMESH_DEBUG_SLOWDOWN=2 (it stays busy as
+// long again as its process worked, computing or handling messages: half speed).
 // For staleness 0 (lockstep), 4 and 'unbounded': the wall time until the exact log-likelihood of
 // the model reaches the target (default -4.0 nats; the optimum is -3.401), the final exact
 // log-likelihood, and the ratio of the unbounded run's time to the lockstep run's. Each setting

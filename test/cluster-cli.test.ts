@@ -116,7 +116,7 @@ describe('spinmesh train on the embedded local cluster', () => {
   });
 
   it('a worker killed with SIGKILL is started again and the job ends with the undisturbed model', async () => {
-    // Slowed down (the sleeps change no result) so that the job is still running when the kill
+    // Slowed down (the slowdown changes no result) so that the job is still running when the kill
     // lands after the first checkpoint, on a fast machine as on a loaded one.
     const spec = basJob(4000, { workers: 2, checkpointEverySteps: 100 });
     writeFileSync(join(dir, 'kill.json'), JSON.stringify(spec));

@@ -509,7 +509,7 @@ describe('evaluations when a job ends between two passes', () => {
 });
 
 describe('evaluations and progress at the edges', () => {
-  // Slowed down (the sleeps change no result) so that an evaluation interval lasts seconds:
+  // Slowed down (the slowdown changes no result) so that an evaluation interval lasts seconds:
   // each shard keeps only its newest evaluation snapshot, and the coordinator, polling every
   // 100 ms, must read it before the next replaces it, on a loaded machine too.
   const fx = twoWorkers({ workerEnv: { SPINMESH_DEBUG_SLOWDOWN: '2' } });

@@ -147,7 +147,7 @@ describe('worker processes', () => {
   }
 
   it('lets a shard run ahead of a slowed peer within the staleness bound', async () => {
-    // SPINMESH_DEBUG_SLOWDOWN=4: shard 1 sleeps 3x the time it was busy.
+    // SPINMESH_DEBUG_SLOWDOWN=4: shard 1 stays busy 3x as long again as it worked.
     const ws = [
       await procs.start('s-0'),
       await procs.start('s-1', { SPINMESH_DEBUG_SLOWDOWN: '4' }),
