@@ -6,6 +6,7 @@ import { validateTrainOptions, type TrainOptions } from './train-options.js';
 import type { BinarizeMode } from './data/dataset.js';
 import { hopfieldSpec, isHopfield } from './hopfield.js';
 import { shapeNetwork } from './shard/layout.js';
+import { OWNED_PRODUCT_BLOCK } from './shard/shard-options.js';
 
 /** Where training (or test) data comes from. */
 export type DataSpec =
@@ -94,7 +95,8 @@ export interface JobSpec {
   /**
    * Cluster runs: how many steps a shard may run ahead of the spins and updates of its peers.
    * 0 is lockstep (the result equals runJob's with `train.statistics: 'samples'`: bit for bit
-   * with the portable kernels and replicated tiles, up to float summation order with owned
+   * with replicated tiles and the portable kernels, or any kernels with `train.productBlock`
+   * and a layout at its multiples; up to float summation order otherwise and with owned
    * ones); Infinity never waits (the spec's text says 'unbounded', and so
    * does its JSON form, JobSpecJson). @defaultValue 0
    */
@@ -385,6 +387,8 @@ export function validateJobSpec(input: unknown): JobSpec {
       `${p}.tiles`,
       "'owned' needs staleness 0 (a shard draws from its peers' partial fields of the same stage); use 'replicated' for asynchronous runs",
     );
+  if (tiles === 'owned' && (train.productBlock ?? 0) !== 0)
+    throw new SpecError(`${p}.train.productBlock`, OWNED_PRODUCT_BLOCK);
   const checkpointEverySteps = int(
     input['checkpointEverySteps'] ?? 100,
     `${p}.checkpointEverySteps`,

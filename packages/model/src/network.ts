@@ -15,6 +15,7 @@ import {
 import { SpecError } from './errors.js';
 import { isRecord } from './checks.js';
 import { quote } from './quote.js';
+import { unitsProduct } from './products.js';
 
 export type UnitName = (typeof UNIT_TYPE_NAMES)[number];
 
@@ -349,20 +350,36 @@ export class Network {
 
   /**
    * out (rows x size of layer l) = sum of the inputs from connected layers, excluding the bias
-   * and lateral terms: x_t W^T for connections l->t, x_f W for f->l.
+   * and lateral terms: x_t W^T for connections l->t, x_f W for f->l. With block > 0 the
+   * products are cut at multiples of it (TrainOptions.productBlock).
    */
-  field(l: number, state: State, rows: number, out: Float32Array): void {
+  field(l: number, state: State, rows: number, out: Float32Array, block = 0): void {
     const k = this.kernels;
     const n = this.layers[l]!.size;
     let beta = 0;
     for (const c of this.connections) {
       if (c.from === l) {
         const nt = this.layers[c.to]!.size;
-        k.sgemm(false, true, rows, n, nt, 1, state[c.to]!, nt, c.weights, nt, beta, out, n);
+        unitsProduct(k, true, rows, 0, n, nt, state[c.to]!, nt, c.weights, nt, beta, out, n, block);
         beta = 1;
       } else if (c.to === l) {
         const nf = this.layers[c.from]!.size;
-        k.sgemm(false, false, rows, n, nf, 1, state[c.from]!, nf, c.weights, n, beta, out, n);
+        unitsProduct(
+          k,
+          false,
+          rows,
+          0,
+          n,
+          nf,
+          state[c.from]!,
+          nf,
+          c.weights,
+          n,
+          beta,
+          out,
+          n,
+          block,
+        );
         beta = 1;
       }
     }

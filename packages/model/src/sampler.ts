@@ -54,6 +54,8 @@ export interface SamplerOptions {
    * one group, and every layer appears once. @defaultValue network.colouring()
    */
   order?: readonly (readonly number[])[];
+  /** Fields computed in blocks of this many units (TrainOptions.productBlock); 0: off. @defaultValue 0 */
+  productBlock?: number;
 }
 
 export interface SweepOptions {
@@ -230,6 +232,7 @@ export class GibbsSampler {
   readonly kernels: Kernels;
   readonly order: readonly (readonly number[])[];
   readonly beta: number;
+  private readonly productBlock: number;
   private readonly site: RngSite;
   private capacity = 0;
   private field: Float32Array[] = [];
@@ -243,6 +246,7 @@ export class GibbsSampler {
     this.kernels = network.kernels;
     this.beta = opts.beta ?? 1;
     checkBeta(this.beta, 'sampler.beta');
+    this.productBlock = opts.productBlock ?? 0;
     this.site = makeSite(opts.seed ?? 0);
     this.order = opts.order ? validateOrder(network, opts.order) : network.colouring();
     this.noClamp = network.layers.map(() => false);
@@ -366,13 +370,13 @@ export class GibbsSampler {
     if (!L) {
       // In-place: the field goes straight into the means buffer when there is one.
       const f = meanOut && !mask ? meanOut : this.field[l]!;
-      net.field(l, state, rows, f);
+      net.field(l, state, rows, f, this.productBlock);
       k.sampleUnits(layer.type, rows, n, f, n, bias, beta, meanOut, x, site);
       if (mask) this.restore(l, x, meanOut, mask, rows, 0, n);
       return;
     }
     const f = this.field[l]!;
-    net.field(l, state, rows, f);
+    net.field(l, state, rows, f, this.productBlock);
     // a mask of n flags clamps units (skipped); one of rows x n clamps entries (put back)
     const units = mask !== null && mask.length === n ? mask : null;
     const entries = mask !== null && units === null ? mask : null;
@@ -463,7 +467,7 @@ export class GibbsSampler {
           const f = this.field[l]!;
           const L = net.laterals[l];
           const mask = this.maskFor(opts.mask, l, rows);
-          net.field(l, state, rows, f);
+          net.field(l, state, rows, f, this.productBlock);
           if (L) k.sgemm(false, false, rows, n, n, 1, x, n, L, n, 1, f, n);
           site.unitOffset = layer.offset;
           const draw = last && samples ? samples[l]! : null;

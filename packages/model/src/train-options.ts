@@ -60,6 +60,18 @@ export interface TrainOptions {
   chainInit?: ChainInit;
   /** trainEpoch computes monitoring statistics on every n-th batch. @defaultValue 10 */
   monitorEvery?: number;
+  /**
+   * Compute every layer's fields in blocks of this many units cut at fixed unit indices
+   * (multiples of it), one product per block, instead of one product per layer or shard. A
+   * BLAS library rounds a column of a product according to where it lies in the call
+   * (OpenBLAS: differently within 8 columns of a call's or a cache block's edge), so a field
+   * computed in one call of a shard's width differs in the last bit from the same field of
+   * another layout. Cut at fixed indices, each block is the same call in every layout whose
+   * shard boundaries are multiples of the block, and in one process: such runs are then equal
+   * bit for bit with native kernels too (a rebalanced run equals the one it moved from). Costs
+   * a few per cent of the products (docs/job-spec.md, "Rebalancing"). 0: off. @defaultValue 0
+   */
+  productBlock?: number;
 }
 
 export interface ResolvedTrainOptions {
@@ -82,6 +94,7 @@ export interface ResolvedTrainOptions {
   chainOffset: number;
   chainInit: ChainInit;
   monitorEvery: number;
+  productBlock: number;
 }
 
 const OPTION_KEYS = [
@@ -104,6 +117,7 @@ const OPTION_KEYS = [
   'chainOffset',
   'chainInit',
   'monitorEvery',
+  'productBlock',
 ] as const;
 
 function num(
@@ -224,6 +238,8 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
     throw new SpecError('train.chainInit', "must be 'uniform', 'biases', 'zeros' or { means }");
   }
   const monitorEvery = int(input, 'monitorEvery', 10, 1);
+  const productBlock = int(input, 'productBlock', 0, 0);
+  if (productBlock > 65536) throw new SpecError('train.productBlock', 'must be <= 65536');
   return {
     visible,
     batchSize,
@@ -244,6 +260,7 @@ export function validateTrainOptions(input: unknown, network: Network): Resolved
     chainOffset,
     chainInit,
     monitorEvery,
+    productBlock,
   };
 }
 

@@ -129,7 +129,7 @@ export class Trainer {
     const groups = network.colouring();
     const first = groups.findIndex((g) => g.includes(this.visible[0]!));
     const order = [groups[first]!, ...groups.filter((_, i) => i !== first)];
-    this.sampler = new GibbsSampler(network, { seed: o.seed, order });
+    this.sampler = new GibbsSampler(network, { seed: o.seed, order, productBlock: o.productBlock });
     this.firstGroup = network.layers.map((l) => order[0]!.includes(l.index));
     // Layers whose statistics are conditional means (none when statistics are samples).
     this.lastGroup = network.layers.map(
@@ -271,7 +271,7 @@ export class Trainer {
     for (const h of this.hidden) {
       const layer = net.layers[h]!;
       const P = this.posView[h]!;
-      net.field(h, this.posView, R, P);
+      net.field(h, this.posView, R, P, this.options.productBlock);
       site.unitOffset = layer.offset;
       // 'samples': the draw CD chains start from is the statistic itself (same site)
       this.kernels.sampleUnits(
@@ -374,7 +374,7 @@ export class Trainer {
       const layer = net.layers[v]!;
       const n = layer.size;
       const f = this.recon[i]!;
-      net.field(v, this.posView, R, f);
+      net.field(v, this.posView, R, f, this.options.productBlock);
       k.sampleUnits(layer.type, R, n, f, n, net.biases[v]!, 1, f, null, this.site);
       k.axpby(R * n, -1, this.posView[v]!, 1, f);
       err += k.sumSquares(R * n, f);

@@ -64,6 +64,8 @@ describe('job spec cluster fields', () => {
     [{ staleness: 'forever' }, 'spec.staleness'],
     [{ staleness: 2 ** 32 - 1 }, 'spec.staleness'],
     [{ checkpointEverySteps: -5 }, 'spec.checkpointEverySteps'],
+    [{ train: { productBlock: -1 } }, 'spec.train.productBlock'],
+    [{ tiles: 'owned', train: { productBlock: 64 } }, 'spec.train.productBlock'],
   ])('refuse %j naming %s', (extra, field) => {
     expect(specError(() => validateJobSpec({ ...base, ...extra })).field).toBe(field);
   });
@@ -79,6 +81,20 @@ describe('planJob', () => {
     expect(plan.layout).toEqual([
       { v: [0, 8], h: [0, 8] },
       { v: [8, 16], h: [8, 16] },
+    ]);
+  });
+
+  it('puts the shard boundaries at multiples of train.productBlock where the layers allow', async () => {
+    const spec = {
+      ...base,
+      network: { rbm: { visible: 784, hidden: 20 } },
+      data: { kind: 'random', rows: 30, dims: 784 },
+    };
+    const plan = await planJob({ ...spec, workers: 2, train: { ...base.train, productBlock: 64 } });
+    // h has no multiple of 64 between its ends: its boundary stays where the even split puts it
+    expect(plan.layout).toEqual([
+      { v: [0, 384], h: [0, 10] },
+      { v: [384, 784], h: [10, 20] },
     ]);
   });
 

@@ -4,6 +4,7 @@ import { type Kernels, UnitType } from '@spinmesh/kernels';
 import { SpecError } from '../errors.js';
 import { Network, type NetworkSpec } from '../network.js';
 import { isRecord } from '../checks.js';
+import { alignedBoundary } from '../products.js';
 
 /** The units one shard owns: per layer name, the half-open range [start, end) of unit indices. */
 export type ShardUnits = Readonly<Record<string, readonly [start: number, end: number]>>;
@@ -139,10 +140,10 @@ export function validateLayout(network: Network, input: unknown, path = 'layout'
  * A layout of `shards` shards that splits every layer into near-equal contiguous ranges (shard
  * s gets the s-th range of each layer; a layer smaller than the shard count leaves the last
  * shards without units of it). A lateral layer goes whole to one shard (round robin by layer
- * index). The coordinator may balance by edge count instead; this one is for tests and
- * single-machine runs.
+ * index). With `block` (TrainOptions.productBlock) each boundary moves to the nearest multiple
+ * of it that keeps every range non-empty, where there is one.
  */
-export function evenLayout(spec: NetworkSpec, shards: number): ShardLayout {
+export function evenLayout(spec: NetworkSpec, shards: number, block = 0): ShardLayout {
   if (!Number.isInteger(shards) || shards < 1)
     throw new SpecError('shards', 'must be a positive integer');
   const net = shapeNetwork(spec);
@@ -155,10 +156,15 @@ export function evenLayout(spec: NetworkSpec, shards: number): ShardLayout {
       out[l.index % shards]![l.name] = [0, l.size];
       continue;
     }
+    const n = l.size;
+    let a = 0;
     for (let s = 0; s < shards; s++) {
-      const a = Math.floor((s * l.size) / shards);
-      const b = Math.floor(((s + 1) * l.size) / shards);
+      const even = Math.floor(((s + 1) * n) / shards);
+      const left = shards - 1 - s;
+      const b =
+        s === shards - 1 || n < shards ? even : alignedBoundary(even, block, a + 1, n - left);
       if (b > a) out[s]![l.name] = [a, b];
+      a = Math.max(a, b);
     }
   }
   return out;

@@ -5,6 +5,7 @@
 import { PortableKernels } from '@spinmesh/kernels';
 import { FormatError, SpecError } from '../errors.js';
 import type { NetworkSpec } from '../network.js';
+import { alignedBoundary } from '../products.js';
 import type { TrainOptions } from '../train-options.js';
 import { decodeContainer } from './codec.js';
 import { type ShardLayout, shapeNetwork, validateLayout } from './layout.js';
@@ -262,10 +263,15 @@ export function relayout(checkpoints: readonly Uint8Array[], layout: ShardLayout
  * A layout that gives each shard a share of every layer in proportion to its speed (any unit:
  * steps per second, say), as contiguous ranges in shard order; every shard keeps at least one
  * unit of each layer that has as many units as there are shards. A lateral layer goes whole
- * to one shard, as in evenLayout. @throws SpecError for speeds that are not positive numbers,
+ * to one shard, as in evenLayout. With `block` (TrainOptions.productBlock) each boundary moves
+ * to the nearest multiple of it that keeps the ranges non-empty, where there is one. @throws SpecError for speeds that are not positive numbers,
  * or a layout validateLayout refuses (a Gaussian layer split from its neighbours)
  */
-export function balancedLayout(spec: NetworkSpec, speeds: readonly number[]): ShardLayout {
+export function balancedLayout(
+  spec: NetworkSpec,
+  speeds: readonly number[],
+  block = 0,
+): ShardLayout {
   const K = speeds.length;
   if (K < 1) throw new SpecError('speeds', 'must have one entry per shard');
   speeds.forEach((v, i) => {
@@ -290,6 +296,7 @@ export function balancedLayout(spec: NetworkSpec, speeds: readonly number[]): Sh
       let end = s === K - 1 ? n : Math.round((n * cum) / total);
       end = Math.max(end, start + min);
       end = Math.min(end, n - left * min);
+      if (s < K - 1 && end > start) end = alignedBoundary(end, block, start + 1, n - left * min);
       if (end > start) out[s]![l.name] = [start, end];
       start = end;
     }

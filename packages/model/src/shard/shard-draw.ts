@@ -3,6 +3,7 @@
 // messages, and each step's own final states are kept for its update.
 import type { Kernels, RngSite } from '@spinmesh/kernels';
 import { sweepLateral } from '../sampler.js';
+import { unitsProduct } from '../products.js';
 import type { ShardGeometry } from './shard-geometry.js';
 import type { ShardParameters } from './shard-holdings.js';
 import type { SpinInbox } from './shard-inbox.js';
@@ -250,27 +251,28 @@ export class StageDrawer {
     const net = g.net;
     const k = this.kernels;
     const f = this.states.fields[l]!;
+    const a = g.ownRange[l]![0];
+    const block = g.options.productBlock;
     let beta = 0;
     for (const c of net.connections) {
       const h = this.params.connections[c.index];
       if (c.from === l) {
         const v = h!.fromView!;
         const nt = net.layers[c.to]!.size;
-        k.sgemm(false, true, rows, w, nt, 1, X[c.to]!, nt, v.data, v.ld, beta, f, w);
+        unitsProduct(k, true, rows, a, a + w, nt, X[c.to]!, nt, v.data, v.ld, beta, f, w, block);
         beta = 1;
       } else if (c.to === l && g.owned) {
         continue; // in `partials` (sendFields), added below
       } else if (c.to === l) {
         const v = h!.toView!;
         const nf = net.layers[c.from]!.size;
-        k.sgemm(false, false, rows, w, nf, 1, X[c.from]!, nf, v.data, v.ld, beta, f, w);
+        unitsProduct(k, false, rows, a, a + w, nf, X[c.from]!, nf, v.data, v.ld, beta, f, w, block);
         beta = 1;
       }
     }
     const nl = net.layers[l]!.size;
     const stamp = g.stamp(t, p);
     const P = this.partialsOf(p)[l]?.subarray(g.stageRows(t, p)[0] * nl);
-    const a = g.ownRange[l]![0];
     if (P && beta === 0) {
       // owned tiles: this shard's own part first (its columns of sendFields' product)
       k.copyBlock(rows, w, P, a, nl, f, 0, w);

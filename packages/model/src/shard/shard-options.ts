@@ -33,7 +33,11 @@ export function checkRowGroups(v: unknown, staleness: number): number {
   return v;
 }
 
-export function checkTiles(tiles: unknown, staleness: number): 'replicated' | 'owned' {
+export function checkTiles(
+  tiles: unknown,
+  staleness: number,
+  productBlock: number,
+): 'replicated' | 'owned' {
   if (tiles === undefined || tiles === 'replicated') return 'replicated';
   if (tiles !== 'owned') throw new SpecError('tiles', "must be 'owned' or 'replicated'");
   if (staleness !== 0)
@@ -41,8 +45,13 @@ export function checkTiles(tiles: unknown, staleness: number): 'replicated' | 'o
       'tiles',
       "'owned' needs staleness 0 (a shard draws from its peers' partial fields of the same stage); use 'replicated' for asynchronous runs",
     );
+  if (productBlock !== 0) throw new SpecError('train.productBlock', OWNED_PRODUCT_BLOCK);
   return 'owned';
 }
+
+/** Why owned tiles refuse train.productBlock. */
+export const OWNED_PRODUCT_BLOCK =
+  "must be 0 with tiles 'owned': their fields are summed in parts from every shard's rows, an order no block can fix; use 'replicated' tiles for layout-independent fields";
 
 /** Training options for a sharded run: Trainer's, with the two a shard cannot honour refused. */
 export function shardTrainOptions(

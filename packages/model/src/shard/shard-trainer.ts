@@ -185,7 +185,7 @@ export class ShardTrainer {
     const visible = o.visible.map((v) => net.layerIndex(v));
     const dims = visible.reduce((sum, v) => sum + net.layers[v]!.size, 0);
     const data = checkData(opts.data, dims);
-    const tiles = checkTiles(opts.tiles, this.staleness);
+    const tiles = checkTiles(opts.tiles, this.staleness, o.productBlock);
     const groups = checkRowGroups(opts.rowGroups, this.staleness);
     this.plan = stepPlan(net, o, visible, groups, tiles === 'owned');
     const [layout, shard, staleness] = [this.layout, this.shard, this.staleness];

@@ -42,7 +42,7 @@ export async function planShardedJob(
     );
   let layout: ShardLayout;
   try {
-    layout = validateLayout(shape, evenLayout(spec.network, spec.workers));
+    layout = validateLayout(shape, evenLayout(spec.network, spec.workers, train.productBlock));
   } catch (e) {
     if (e instanceof SpecError)
       throw new SpecError(

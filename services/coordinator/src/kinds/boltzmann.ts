@@ -60,7 +60,8 @@ const sharded: ShardedTraining = {
     },
     layout: (job) => currentLayout(job)!,
     work: (job) => (job.spec!.tiles === 'owned' ? OWNED_WORK : REPLICATED_WORK),
-    balanced: (job, speeds) => balancedLayout(job.spec!.network, speeds),
+    balanced: (job, speeds) =>
+      balancedLayout(job.spec!.network, speeds, job.spec!.train.productBlock ?? 0),
     relayout: (checkpoints, layout) => relayout(checkpoints, layout),
   },
   duringTraining: evaluateDuringTraining,
