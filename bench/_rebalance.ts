@@ -1,25 +1,28 @@
 // `npm run bench -- straggler --rebalance [--quick] [--steps=N] [--repeat=3]
-// [--tiles=replicated|owned]`: what rebalancing buys a lockstep job with a straggler where
-// computation dominates. RBM 784-500, PCD-10, batch and chains 100, on the first steps x 100 rows
-// of Fashion-MNIST (one epoch; beyond 600 steps, steps / 600 epochs of all 60,000), replicated tiles (the job spec's default) unless --tiles says, 2
-// worker processes pinned to their own cores, one started with SPINMESH_DEBUG_SLOWDOWN=2 (half
-// speed: it keeps its core busy as long again as it worked, before its frames leave). Each
-// repeat runs the job twice: static lockstep (the coordinator's rebalancing off:
-// SPINMESH_MAX_REBALANCES=0) and with rebalancing (the coordinator's defaults but
-// SPINMESH_REBALANCE_MIN_SAVING_S=0, since even the full job is shorter than the jobs the 10 s
-// default is meant for). Measured: the wall time from the first poll at which both shards run
-// (data loaded, peers connected) to the job's completion event, for the same fixed number of
-// steps; a rebalance's restart (checkpoints re-cut, peers reconnected, steps past the checkpoint
-// redone) is inside it. `ratio_rebalanced_vs_lockstep` is the median over the repeats of each
-// repeat's ratio (ideal 2/3 with owned tiles and no cost but computing: balanced, the pair runs
-// at 1.5 times the straggler's lone speed instead of twice its half share).
-// `ms_per_step` gives each run's steady pace (steps from one checkpoint interval after the last
-// start to the end), which the fixed costs of the first steps and of a move do not dilute.
-// The final models of each pair are compared parameter by parameter: bit-identical with the
-// portable kernels and replicated tiles (test/cluster-rebalance.test.ts); with OpenBLAS a slab of
-// another width sums in another order, so the runs part once a draw falls within rounding of its
-// probability (after a few hundred steps here), and with owned tiles a field's parts are summed
-// in another grouping too: `max_diff` says how far the two models ended apart.
+// [--tiles=replicated|owned] [--product-block=N]`: what rebalancing buys a lockstep job with a
+// straggler where computation dominates. RBM 784-500, PCD-10, batch and chains 100, on the first
+// steps x 100 rows of Fashion-MNIST (one epoch; beyond 600 steps, steps / 600 epochs of all
+// 60,000), replicated tiles (the job spec's default) unless --tiles says, 2 worker processes
+// pinned to their own cores, one started with SPINMESH_DEBUG_SLOWDOWN=2 (half speed: it keeps its
+// core busy as long again as it worked, before its frames leave). Each repeat runs the job twice:
+// static lockstep (the coordinator's rebalancing off: SPINMESH_MAX_REBALANCES=0) and with
+// rebalancing (the coordinator's defaults but SPINMESH_REBALANCE_MIN_SAVING_S=0, since even the
+// full job is shorter than the jobs the 10 s default is meant for). Measured: the wall time from
+// the first poll at which both shards run (data loaded, peers connected) to the job's completion
+// event, for the same fixed number of steps; a rebalance's restart (checkpoints re-cut, peers
+// reconnected, steps past the checkpoint redone) is inside it. `ratio_rebalanced_vs_lockstep` is
+// the median over the repeats of each repeat's ratio (ideal 2/3 with owned tiles and no cost but
+// computing: balanced, the pair runs at 1.5 times the straggler's lone speed instead of twice
+// its half share). `ms_per_step` gives each run's steady pace (steps from one checkpoint
+// interval after the last start to the end), which the fixed costs of the first steps and of a
+// move do not dilute.
+// The final models of each pair are compared parameter by parameter. With replicated tiles the
+// job sets train.productBlock (default 64: fields cut at multiples of 64 units, and layouts with
+// them), so the moved run computes every field as the static one did and the models are equal
+// bit for bit with OpenBLAS too; --product-block=0 shows the run without (a slab of another width
+// rounds its columns otherwise, and the runs part once a draw falls within rounding of its
+// probability). Owned tiles sum a field's parts in another grouping after a move, so they are
+// not equal: `max_diff` says how far the two models ended apart.
 import { RemoteBus } from '@spinmesh/bus';
 import { readModel } from '@spinmesh/coordinator';
 import { loadKernels, type Kernels } from '@spinmesh/kernels';
@@ -258,7 +261,9 @@ export async function rebalanceBench(args: Args): Promise<Record<string, unknown
     checkpointEverySteps: CHECKPOINT_EVERY,
     tiles,
   });
-  const spec = w.spec(2);
+  const productBlock = numArg(args, 'product-block', tiles === 'owned' ? 0 : 64);
+  const base = w.spec(2);
+  const spec = { ...base, train: { ...(base.train as object), productBlock } };
   const timeoutMs = numArg(args, 'timeout-s', 900) * 1000;
   log(`\n== rebalance: ${w.title}, ${steps} steps, checkpoints every ${CHECKPOINT_EVERY}`);
   const runs: RebalanceRun[] = [];
@@ -284,6 +289,7 @@ export async function rebalanceBench(args: Args): Promise<Record<string, unknown
     network: 'RBM 784-500',
     workload: w.title,
     tiles,
+    product_block: productBlock,
     data: `Fashion-MNIST, first ${rows} training rows, binarized (${epochs} epoch${epochs > 1 ? 's' : ''})`,
     workers: 2,
     straggler: 'one worker with SPINMESH_DEBUG_SLOWDOWN=2 (half speed)',
