@@ -1,8 +1,10 @@
 // Rebalancing end to end: a lockstep job on two real worker processes, one of them slowed down
 // (SPINMESH_DEBUG_SLOWDOWN=3), is moved by the coordinator to a layout that gives the slow worker
-// fewer units, and still ends with the single-process model bit for bit (portable kernels).
+// fewer units, and still ends with the single-process model bit for bit (portable kernels); and
+// a coordinator killed in the middle of such a move resumes the job, restarted, from a step whose
+// checkpoints are all of the layout it recorded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RemoteBus } from '@spinmesh/bus';
+import { RedisBus, RemoteBus } from '@spinmesh/bus';
 import { LocalCluster, SERVICE_MAINS, readModel } from '@spinmesh/coordinator';
 import { existsSync } from 'node:fs';
 import {
@@ -16,6 +18,7 @@ import {
   listening,
   reference,
 } from './cluster-helpers.js';
+import { startRedisServer, type RedisServer } from './support/redis-server.js';
 
 describe('rebalancing a lockstep job with a straggler', () => {
   let cluster: LocalCluster;
@@ -96,4 +99,82 @@ describe('rebalancing a lockstep job with a straggler', () => {
       `rebalanced ${moves.length}x: ${moves.map((x) => `${x.before.join('/')} -> ${x.after.join('/')}`).join(', ')}; model bit-identical`,
     );
   });
+});
+
+describe('a coordinator killed while it moves a job to another layout', () => {
+  let redis: RedisServer;
+  const prefix = `spinmesh-move-${process.pid}`;
+  let cluster: LocalCluster;
+  let jobs: Jobs;
+  let bus: RedisBus;
+  // Read when the coordinator (re)starts: one object, changed between its two starts. The first
+  // kills itself (SIGKILL) in its first move once it has re-cut shard 0's checkpoint, while
+  // shard 1's is still in the old layout and the new layout is not recorded.
+  const coordinatorEnv: Record<string, string> = {
+    ...FAST.coordinator,
+    SPINMESH_REBALANCE_MIN_SAVING_S: '0',
+    SPINMESH_DEBUG_STOP_IN_MOVE: '1',
+  };
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    const workerEnv: Record<string, string> = {};
+    cluster = await LocalCluster.start({
+      workers: 0,
+      kernels: 'portable',
+      env: {
+        ...process.env,
+        SPINMESH_LOG_LEVEL: 'info',
+        REDIS_URL: redis.url,
+        SPINMESH_REDIS_PREFIX: prefix,
+      },
+      coordinatorEnv,
+      workerEnv,
+      stopGraceMs: 5000,
+    });
+    Object.assign(workerEnv, FAST.worker);
+    cluster.startWorker();
+    Object.assign(workerEnv, FAST.worker, { SPINMESH_DEBUG_SLOWDOWN: '3' });
+    cluster.startWorker();
+    jobs = new Jobs(cluster.address);
+    bus = await RedisBus.connect({ url: redis.url, prefix });
+  });
+
+  afterAll(async () => {
+    jobs?.close();
+    await bus?.close();
+    await cluster?.stop();
+    await redis?.stop();
+  });
+
+  it('restarted, it restores the last step whose checkpoints are whole, and ends at the undisturbed model', async () => {
+    const spec = basJob(1200, {
+      workers: 2,
+      staleness: 0,
+      checkpointEverySteps: 40,
+      network: { rbm: { visible: 16, hidden: 32 } },
+      evaluate: { every: 300, exact: true },
+    });
+    const ref = await reference(spec);
+    const coordinator = cluster.processes.get('coordinator')!;
+    const { jobId } = await jobs.submit(spec);
+    await coordinator.exited;
+    expect(coordinator.child.signalCode).toBe('SIGKILL');
+    delete coordinatorEnv['SPINMESH_DEBUG_STOP_IN_MOVE'];
+    await cluster.startCoordinator(); // same address, same Redis
+    const { job, events } = await jobs.follow(jobId, undefined, 300_000);
+    expect(job.state, job.error).toBe(COMPLETED);
+    const m = await readModel(bus, jobId);
+    expect(compareNetworks(decode(m!.bytes), ref.network)).toEqual({
+      identical: true,
+      maxDiff: 0,
+    });
+    expect(job.evaluation?.exactLogLikelihood).toBe(ref.ll);
+    const restores = events
+      .filter((e) => e.workers?.kind === 'assigned')
+      .map((e) => e.workers!.restoreFromStep);
+    console.log(
+      `coordinator killed mid-move and restarted: assignments restoring ${restores.join(', ')}; model bit-identical`,
+    );
+  }, 400_000);
 });

@@ -17,6 +17,7 @@ export {
   slotFor,
   checkpointSteps,
   commonCheckpointStep,
+  commonCheckpointSteps,
   currentRun,
   type Rollback,
   encodeShardExport,

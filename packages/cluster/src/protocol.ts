@@ -146,12 +146,17 @@ export function commonCheckpointStep(
   shardCount: number,
   last?: Rollback,
 ): number {
+  return commonCheckpointSteps(current, shardCount, last)[0] ?? 0;
+}
+
+/** Every step that every shard has a checkpoint of (as commonCheckpointStep), newest first. */
+export function commonCheckpointSteps(
+  current: readonly CheckpointInfo[],
+  shardCount: number,
+  last?: Rollback,
+): number[] {
   const steps = checkpointSteps(current, shardCount, last);
-  let best = 0;
-  for (const t of steps[0] ?? []) {
-    if (t > best && steps.every((s) => s.has(t))) best = t;
-  }
-  return best;
+  return [...(steps[0] ?? [])].filter((t) => steps.every((s) => s.has(t))).sort((a, b) => b - a);
 }
 
 // --- final exports ------------------------------------------------------------------------------

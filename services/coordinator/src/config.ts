@@ -59,6 +59,12 @@ export interface CoordinatorConfig {
   /** Least seconds a rebalance must be predicted to save over the rest of a job. @defaultValue 10 */
   rebalanceMinSavingS: number;
   /**
+   * Debug, for tests of recovery: the coordinator kills itself (SIGKILL) in its first rebalance
+   * after re-cutting this many shards' checkpoints, before it records the move; 0: never.
+   * @defaultValue 0
+   */
+  debugStopInMove: number;
+  /**
    * The token every client of JobService, ModelService and reflection must send (metadata
    * `authorization: Bearer <token>`); the health service stays open for probes. null: no token.
    */
@@ -124,6 +130,7 @@ export const CONFIG_DEFAULTS: Omit<
   maxRebalances: 3,
   rebalanceThresholdPct: 20,
   rebalanceMinSavingS: 10,
+  debugStopInMove: 0,
   modelOpsMax: 2,
   maxMessageBytes: 64 << 20,
   maxUnitUpdates: 1e10,
@@ -160,6 +167,7 @@ export const COORDINATOR_ENV_VARS = [
   'SPINMESH_MAX_REBALANCES',
   'SPINMESH_REBALANCE_THRESHOLD_PCT',
   'SPINMESH_REBALANCE_MIN_SAVING_S',
+  'SPINMESH_DEBUG_STOP_IN_MOVE',
   'SPINMESH_API_TOKEN',
   'SPINMESH_TLS_CERT',
   'SPINMESH_TLS_KEY',
@@ -217,6 +225,7 @@ export function configFromEnv(env: Env = process.env): CoordinatorConfig {
       CONFIG_DEFAULTS.rebalanceMinSavingS,
       0,
     ),
+    debugStopInMove: r.int('SPINMESH_DEBUG_STOP_IN_MOVE', CONFIG_DEFAULTS.debugStopInMove, 0),
     apiToken: r.get('SPINMESH_API_TOKEN') ?? null,
     tls,
     modelOpsMax: r.int('SPINMESH_MODEL_OPS_MAX', CONFIG_DEFAULTS.modelOpsMax, 1),

@@ -36,6 +36,8 @@ export interface RebalanceSettings {
    * @defaultValue 10
    */
   minSavingSeconds: number;
+  /** SPINMESH_DEBUG_STOP_IN_MOVE (tests of recovery): 0, or shards re-cut before a SIGKILL. */
+  debugStopInMove?: number;
 }
 
 export const REBALANCE_DEFAULTS: RebalanceSettings = {

@@ -47,9 +47,12 @@ export async function place(
   // The job record as it is now: its progress names the last rollback, whose abandoned run's
   // checkpoints must not be mixed with the next ones.
   const current = (await bus.getJob(job.id)) as StoredJob | null;
+  const latest = current ?? job;
+  // a rebalance the coordinator did not record (it stopped) may have re-cut the newest step
+  const layout = training.rebalancing?.layout(latest);
   const restoreFromStep =
     at.restoreFromStep ??
-    (await settings.shardState.restoreStep(bus, job.id, K, lastRollback(current ?? job)));
+    (await settings.shardState.restoreStep(bus, job.id, K, lastRollback(latest), layout));
   await bus.setAssignment(job.id, {
     generation,
     shards: shards.map((p) => ({

@@ -297,13 +297,16 @@ async function moveAt(
     await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance given up' });
     return true;
   }
+  const stopAfter = ctx.settings.rebalance.debugStopInMove ?? 0;
   for (let s = 0; s < K; s++) {
+    if (stopAfter > 0 && s === stopAfter) process.kill(process.pid, 'SIGKILL');
     if (await bus.putCheckpoint(job.id, slots[s]!, T, recut[s]!, generation)) continue;
     // Refused (nothing else writes now, so unexpected): put back what was there, old layout.
     for (let u = 0; u < s; u++) await bus.putCheckpoint(job.id, slots[u]!, T, old[u]!, generation);
     await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance failed' });
     return true;
   }
+  if (stopAfter >= K) process.kill(process.pid, 'SIGKILL');
   await recordMove(ctx, job, generation, T, plan, reason);
   const moved = ((await bus.getJob(job.id)) as StoredJob | null) ?? job;
   // place() assigns the generation after the fence

@@ -199,6 +199,7 @@ export async function startCoordinator(
       maxRebalances: config.maxRebalances,
       threshold: config.rebalanceThresholdPct / 100,
       minSavingSeconds: config.rebalanceMinSavingS,
+      debugStopInMove: config.debugStopInMove,
     },
     dataAccess,
     metrics: options.metrics,

@@ -5,6 +5,7 @@
 import type { Bus, CheckpointInfo } from '@spinmesh/bus';
 import type { Kernels } from '@spinmesh/kernels';
 import {
+  FormatError,
   ShardTrainer,
   checkpointLayout,
   type Dataset,
@@ -15,6 +16,7 @@ import {
 import {
   checkpointSlots,
   commonCheckpointStep,
+  commonCheckpointSteps,
   currentRun,
   exportSlot,
   nextEvaluationStep,
@@ -59,9 +61,18 @@ export interface ShardStateReader {
    * The newest step of which every shard has a checkpoint on the bus (the consistency rule of
    * packages/model/SHARDING.md: recovery restores every shard from that one step), counting
    * after the job's last rollback only the checkpoints of the run that went on from it; 0 when
-   * there is none, so the job starts again from its initial parameters.
+   * there is none, so the job starts again from its initial parameters. Given the layout the
+   * shards will run, only a step whose checkpoints were all written under it: a coordinator
+   * stopped while it re-cut a step's checkpoints for a rebalance it never recorded leaves that
+   * step in another layout (or in two), and the step before it is still whole.
    */
-  restoreStep(bus: Bus, jobId: string, shards: number, last?: Rollback): Promise<number>;
+  restoreStep(
+    bus: Bus,
+    jobId: string,
+    shards: number,
+    last?: Rollback,
+    layout?: ShardLayout,
+  ): Promise<number>;
   /**
    * The next step to evaluate a training job at: the first multiple of `every` steps after
    * `after` and before `totalSteps` of which every shard has a checkpoint or an evaluation
@@ -100,8 +111,12 @@ export const busShardState: ShardStateReader = {
     return readShardExports(bus, jobId, shards, totalSteps);
   },
 
-  async restoreStep(bus, jobId, shards, last) {
-    return commonCheckpointStep(await bus.listCheckpoints(jobId), shards, last);
+  async restoreStep(bus, jobId, shards, last, layout) {
+    const list = await bus.listCheckpoints(jobId);
+    if (!layout) return commonCheckpointStep(list, shards, last);
+    for (const step of commonCheckpointSteps(list, shards, last))
+      if (await allOfLayout(bus, jobId, list, step, layout, last)) return step;
+    return 0;
   },
 
   async evaluationStep(bus, jobId, shards, steps, last) {
@@ -136,3 +151,48 @@ export const busShardState: ShardStateReader = {
     return out;
   },
 };
+
+/** Whether every shard's checkpoint of `step` (of the current run) was written under `layout`. */
+async function allOfLayout(
+  bus: Bus,
+  jobId: string,
+  list: readonly CheckpointInfo[],
+  step: number,
+  layout: ShardLayout,
+  last?: Rollback,
+): Promise<boolean> {
+  for (let s = 0; s < layout.length; s++) {
+    const slot = checkpointSlots(s).find((x) =>
+      list.some((c) => c.shardId === x && c.step === step && (!last || currentRun(c, last))),
+    );
+    const c = slot === undefined ? null : await bus.getCheckpoint(jobId, slot);
+    if (c === null || c.step !== step) return false;
+    try {
+      if (!sameLayout(checkpointLayout(c.data), layout)) return false;
+    } catch (err) {
+      if (err instanceof FormatError) return false;
+      throw err;
+    }
+  }
+  return true;
+}
+
+/** Whether two layouts give every shard the same units of every layer. */
+function sameLayout(a: ShardLayout, b: ShardLayout): boolean {
+  return (
+    Array.isArray(a) &&
+    a.length === b.length &&
+    b.every((units, s) => {
+      const other = a[s] as Record<string, unknown> | undefined;
+      const names = Object.keys(units);
+      return (
+        other !== undefined &&
+        Object.keys(other).length === names.length &&
+        names.every((n) => {
+          const r = other[n];
+          return Array.isArray(r) && r[0] === units[n]![0] && r[1] === units[n]![1];
+        })
+      );
+    })
+  );
+}

@@ -32,6 +32,7 @@ describe('configFromEnv', () => {
       SPINMESH_MAX_REBALANCES: '2',
       SPINMESH_REBALANCE_THRESHOLD_PCT: '30',
       SPINMESH_REBALANCE_MIN_SAVING_S: '0',
+      SPINMESH_DEBUG_STOP_IN_MOVE: '2',
       SPINMESH_KERNELS: 'portable',
       SPINMESH_LOG_LEVEL: 'warn',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
@@ -66,6 +67,7 @@ describe('configFromEnv', () => {
       maxRebalances: 2,
       rebalanceThresholdPct: 30,
       rebalanceMinSavingS: 0,
+      debugStopInMove: 2,
       apiToken: 'tok',
       tls: {
         server: { certFile: '/etc/spinmesh/cert.pem', keyFile: '/etc/spinmesh/key.pem' },

@@ -5,6 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBus } from '@spinmesh/bus';
 import { checkpointSlots, exportSlot, type StoredJob } from '@spinmesh/cluster';
+import { PortableKernels } from '@spinmesh/kernels';
+import { LoopbackCluster, type ShardLayout, evenLayout, rbmSpec, relayout } from '@spinmesh/model';
 
 import { lastRollback } from '../src/records.js';
 import { busShardState } from '../src/shard-state.js';
@@ -34,6 +36,51 @@ describe('restore step', () => {
       expect(await busShardState.restoreStep(bus, 'j', 2, lastRollback(job))).toBe(40);
       // Before the first assignment there is no rollback to respect.
       expect(lastRollback({} as StoredJob)).toBeUndefined();
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('skips a step whose checkpoints a stopped rebalance left in a layout it never recorded', async () => {
+    // Real shard checkpoints of steps 2 and 4 of a run in the even layout, and of 4 re-cut.
+    const spec = rbmSpec(6, 4);
+    const even = evenLayout(spec, 2);
+    const moved: ShardLayout = [
+      { v: [0, 2], h: [0, 1] },
+      { v: [2, 6], h: [1, 4] },
+    ];
+    const run = new LoopbackCluster({
+      network: spec,
+      train: { batchSize: 4, negative: 'pcd', chains: 4 },
+      layout: even,
+      kernels: new PortableKernels(),
+      data: { x: new Float32Array(8 * 6).map((_, i) => i % 2), rows: 8 },
+      steps: 6,
+      checkpointEvery: 2,
+    });
+    expect(run.run()).toBe('done');
+    const old = (step: number, s: number) => run.checkpoints.get(step)!.get(s)!;
+    const recut = relayout([old(4, 0), old(4, 1)], moved);
+    const bus = new MemoryBus();
+    try {
+      await bus.createJob({ id: 'j' });
+      const put = (shard: number, slot: 0 | 1, step: number, bytes: Uint8Array, gen: number) =>
+        bus.putCheckpoint('j', checkpointSlots(shard)[slot], step, bytes, gen);
+      await put(0, 1, 2, old(2, 0), 1);
+      await put(1, 1, 2, old(2, 1), 1);
+      await put(0, 0, 4, old(4, 0), 1);
+      await put(1, 0, 4, old(4, 1), 1);
+      const last = { generation: 1, step: 0 };
+      expect(await busShardState.restoreStep(bus, 'j', 2, last, even)).toBe(4);
+      // Stopped after re-cutting shard 0's checkpoint of 4 (under the fence's generation 2),
+      // before recording the move: the job's layout is still the even one.
+      await put(0, 0, 4, recut[0]!, 2);
+      expect(await busShardState.restoreStep(bus, 'j', 2, last)).toBe(4);
+      expect(await busShardState.restoreStep(bus, 'j', 2, last, even)).toBe(2);
+      // Stopped after re-cutting both: 4 is whole in the new layout only.
+      await put(1, 0, 4, recut[1]!, 2);
+      expect(await busShardState.restoreStep(bus, 'j', 2, last, even)).toBe(2);
+      expect(await busShardState.restoreStep(bus, 'j', 2, last, moved)).toBe(4);
     } finally {
       await bus.close();
     }
