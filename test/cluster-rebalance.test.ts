@@ -20,6 +20,44 @@ import {
 } from './cluster-helpers.js';
 import { startRedisServer, type RedisServer } from './support/redis-server.js';
 
+/** A lockstep job of two shards; 16-32 so that 2:1 and 3:1 splits differ from the even one in every layer. */
+function lockstepJob(): Record<string, unknown> {
+  return basJob(1200, {
+    workers: 2,
+    staleness: 0,
+    checkpointEverySteps: 40,
+    network: { rbm: { visible: 16, hidden: 32 } },
+    evaluate: { every: 300, exact: true },
+  });
+}
+
+/**
+ * A local cluster (portable kernels) of two workers, the second slowed down three times, whose
+ * coordinator moves jobs on any predicted saving (they are short). The coordinator reads
+ * `coordinatorEnv` at each start: the caller may change it between starts.
+ */
+async function withStraggler(
+  env: Record<string, string>,
+  extra: Record<string, string>,
+): Promise<{ cluster: LocalCluster; coordinatorEnv: Record<string, string> }> {
+  const coordinatorEnv = { ...FAST.coordinator, SPINMESH_REBALANCE_MIN_SAVING_S: '0', ...extra };
+  // LocalCluster reads workerEnv when it starts each worker: one object, refilled per worker.
+  const workerEnv: Record<string, string> = {};
+  const cluster = await LocalCluster.start({
+    workers: 0,
+    kernels: 'portable',
+    env: { ...process.env, SPINMESH_LOG_LEVEL: 'info', ...env },
+    coordinatorEnv,
+    workerEnv,
+    stopGraceMs: 5000,
+  });
+  Object.assign(workerEnv, FAST.worker);
+  cluster.startWorker();
+  Object.assign(workerEnv, FAST.worker, { SPINMESH_DEBUG_SLOWDOWN: '3' });
+  cluster.startWorker();
+  return { cluster, coordinatorEnv };
+}
+
 describe('rebalancing a lockstep job with a straggler', () => {
   let cluster: LocalCluster;
   let jobs: Jobs;
@@ -29,21 +67,7 @@ describe('rebalancing a lockstep job with a straggler', () => {
   beforeAll(async () => {
     for (const main of Object.values(SERVICE_MAINS))
       if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build first`);
-    // LocalCluster reads workerEnv when it starts each worker: one object, refilled per worker.
-    const workerEnv: Record<string, string> = {};
-    cluster = await LocalCluster.start({
-      workers: 0,
-      kernels: 'portable',
-      env: { ...process.env, SPINMESH_LOG_LEVEL: 'info' },
-      // any predicted saving is worth a move here: the job is short
-      coordinatorEnv: { ...FAST.coordinator, SPINMESH_REBALANCE_MIN_SAVING_S: '0' },
-      workerEnv,
-      stopGraceMs: 5000,
-    });
-    Object.assign(workerEnv, FAST.worker);
-    cluster.startWorker();
-    Object.assign(workerEnv, FAST.worker, { SPINMESH_DEBUG_SLOWDOWN: '3' });
-    cluster.startWorker();
+    ({ cluster } = await withStraggler({}, {}));
     jobs = new Jobs(cluster.address);
     bus = await RemoteBus.connect({ address: cluster.address, secret: cluster.secret });
     addresses.add(cluster.address);
@@ -59,14 +83,7 @@ describe('rebalancing a lockstep job with a straggler', () => {
   });
 
   it('moves units to the fast worker at a checkpoint, and the model is the undisturbed one', async () => {
-    // 16-32 so that 2:1 and 3:1 splits differ from the even one in every layer
-    const spec = basJob(1200, {
-      workers: 2,
-      staleness: 0,
-      checkpointEverySteps: 40,
-      network: { rbm: { visible: 16, hidden: 32 } },
-      evaluate: { every: 300, exact: true },
-    });
+    const spec = lockstepJob();
     const ref = await reference(spec);
     const { jobId } = await jobs.submit(spec);
     const { job, events } = await jobs.follow(jobId, undefined, 300_000);
@@ -110,32 +127,14 @@ describe('a coordinator killed while it moves a job to another layout', () => {
   // Read when the coordinator (re)starts: one object, changed between its two starts. The first
   // kills itself (SIGKILL) in its first move once it has re-cut shard 0's checkpoint, while
   // shard 1's is still in the old layout and the new layout is not recorded.
-  const coordinatorEnv: Record<string, string> = {
-    ...FAST.coordinator,
-    SPINMESH_REBALANCE_MIN_SAVING_S: '0',
-    SPINMESH_DEBUG_STOP_IN_MOVE: '1',
-  };
+  let coordinatorEnv: Record<string, string>;
 
   beforeAll(async () => {
     redis = await startRedisServer();
-    const workerEnv: Record<string, string> = {};
-    cluster = await LocalCluster.start({
-      workers: 0,
-      kernels: 'portable',
-      env: {
-        ...process.env,
-        SPINMESH_LOG_LEVEL: 'info',
-        REDIS_URL: redis.url,
-        SPINMESH_REDIS_PREFIX: prefix,
-      },
-      coordinatorEnv,
-      workerEnv,
-      stopGraceMs: 5000,
-    });
-    Object.assign(workerEnv, FAST.worker);
-    cluster.startWorker();
-    Object.assign(workerEnv, FAST.worker, { SPINMESH_DEBUG_SLOWDOWN: '3' });
-    cluster.startWorker();
+    ({ cluster, coordinatorEnv } = await withStraggler(
+      { REDIS_URL: redis.url, SPINMESH_REDIS_PREFIX: prefix },
+      { SPINMESH_DEBUG_STOP_IN_MOVE: '1' },
+    ));
     jobs = new Jobs(cluster.address);
     bus = await RedisBus.connect({ url: redis.url, prefix });
   });
@@ -148,19 +147,13 @@ describe('a coordinator killed while it moves a job to another layout', () => {
   });
 
   it('restarted, it restores the last step whose checkpoints are whole, and ends at the undisturbed model', async () => {
-    const spec = basJob(1200, {
-      workers: 2,
-      staleness: 0,
-      checkpointEverySteps: 40,
-      network: { rbm: { visible: 16, hidden: 32 } },
-      evaluate: { every: 300, exact: true },
-    });
+    const spec = lockstepJob();
     const ref = await reference(spec);
     const coordinator = cluster.processes.get('coordinator')!;
     const { jobId } = await jobs.submit(spec);
     await coordinator.exited;
     expect(coordinator.child.signalCode).toBe('SIGKILL');
-    delete coordinatorEnv['SPINMESH_DEBUG_STOP_IN_MOVE'];
+    coordinatorEnv['SPINMESH_DEBUG_STOP_IN_MOVE'] = '0';
     await cluster.startCoordinator(); // same address, same Redis
     const { job, events } = await jobs.follow(jobId, undefined, 300_000);
     expect(job.state, job.error).toBe(COMPLETED);
