@@ -264,8 +264,9 @@ export function relayout(checkpoints: readonly Uint8Array[], layout: ShardLayout
  * steps per second, say), as contiguous ranges in shard order; every shard keeps at least one
  * unit of each layer that has as many units as there are shards. A lateral layer goes whole
  * to one shard, as in evenLayout. With `block` (TrainOptions.productBlock) each boundary moves
- * to the nearest multiple of it that keeps the ranges non-empty, where there is one. @throws SpecError for speeds that are not positive numbers,
- * or a layout validateLayout refuses (a Gaussian layer split from its neighbours)
+ * to the nearest multiple of it that keeps the ranges non-empty, where there is one.
+ * @throws SpecError for speeds that are not positive numbers, or a layout validateLayout
+ * refuses (a Gaussian layer split from its neighbours)
  */
 export function balancedLayout(
   spec: NetworkSpec,
