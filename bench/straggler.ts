@@ -194,10 +194,12 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     'repeat',
     'rebalance',
     'tiles',
+    'product-block',
     'timeout-s',
   ]);
   if (args.has('rebalance')) return rebalanceBench(args);
-  if (args.has('tiles')) throw new Error('--tiles: only with --rebalance');
+  for (const only of ['tiles', 'product-block'])
+    if (args.has(only)) throw new Error(`--${only}: only with --rebalance`);
   const quick = args.has('quick');
   const target = numArg(args, 'target', -4.0);
   const steps = numArg(args, 'steps', quick ? 600 : 2000);
