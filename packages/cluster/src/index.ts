@@ -3,7 +3,14 @@
 // the variable), and the bus protocol (where a shard's checkpoints, snapshots and final export
 // live, how an export is encoded, the events a worker appends, which step a job rolls back to),
 // and the fields of a job record, and the job kinds both services know.
-export { ConfigError, EnvReader, HOST_PORT, isLoopbackListen, type Env } from './env.js';
+export {
+  ConfigError,
+  EnvReader,
+  HOST_PORT,
+  isLoopbackListen,
+  setHeapGrowingPercent,
+  type Env,
+} from './env.js';
 export {
   PREVIOUS_SLOT_BASE,
   EXPORT_SLOT_BASE,

@@ -3,6 +3,7 @@
 // (docs/configuration.md lists every variable), serves until SIGTERM or SIGINT, then shuts down in
 // order.
 import { CoordinatorMetrics, startMetricsServer } from '@spinmesh/telemetry';
+import { setHeapGrowingPercent } from '@spinmesh/cluster';
 
 import { ConfigError, configFromEnv, type CoordinatorConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -19,6 +20,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  setHeapGrowingPercent(config.heapGrowingPercent); // config.ts says why
   const log = createLogger(config.logLevel);
   const metrics = new CoordinatorMetrics();
   const server = await startCoordinator(config, log, { metrics });

@@ -33,6 +33,7 @@ describe('configFromEnv', () => {
       SPINMESH_REBALANCE_THRESHOLD_PCT: '30',
       SPINMESH_REBALANCE_MIN_SAVING_S: '0',
       SPINMESH_DEBUG_STOP_IN_MOVE: '2',
+      SPINMESH_HEAP_GROWING_PERCENT: '0',
       SPINMESH_KERNELS: 'portable',
       SPINMESH_LOG_LEVEL: 'warn',
       SPINMESH_STOP_ON_STDIN_CLOSE: '1',
@@ -68,6 +69,7 @@ describe('configFromEnv', () => {
       rebalanceThresholdPct: 30,
       rebalanceMinSavingS: 0,
       debugStopInMove: 2,
+      heapGrowingPercent: 0,
       apiToken: 'tok',
       tls: {
         server: { certFile: '/etc/spinmesh/cert.pem', keyFile: '/etc/spinmesh/key.pem' },
@@ -118,6 +120,8 @@ describe('configFromEnv', () => {
     ['SPINMESH_DATA_ROOTS', '/srv/data:relative/dir'],
     ['SPINMESH_DATA_DIR', 'data'],
     ['SPINMESH_DATA_FILE_MAX_BYTES', '0'],
+    ['SPINMESH_HEAP_GROWING_PERCENT', '-1'],
+    ['SPINMESH_HEAP_GROWING_PERCENT', '10001'],
   ])('refuses a bad %s, naming it', (name, value) => {
     expect(() => configFromEnv({ [name]: value })).toThrow(ConfigError);
     expect(() => configFromEnv({ [name]: value })).toThrow(new RegExp(`^${name} `));

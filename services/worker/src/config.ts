@@ -233,15 +233,7 @@ export function configFromEnv(env: Env = process.env): WorkerConfig {
     dataRoots: r.dataRoots(),
     dataMaxBytes: r.int('SPINMESH_DATA_FILE_MAX_BYTES', CONFIG_DEFAULTS.dataMaxBytes, 1),
     logLevel,
-    heapGrowingPercent: heapGrowingPercent(r),
+    heapGrowingPercent: r.heapGrowingPercent(CONFIG_DEFAULTS.heapGrowingPercent),
     stopOnStdinClose,
   };
-}
-
-/** SPINMESH_HEAP_GROWING_PERCENT: 0 (V8's own) to 10000. */
-function heapGrowingPercent(r: EnvReader): number {
-  const name = 'SPINMESH_HEAP_GROWING_PERCENT';
-  const v = r.int(name, CONFIG_DEFAULTS.heapGrowingPercent, 0);
-  if (v > 10_000) throw new ConfigError(name, `must be at most 10000 (got ${v})`);
-  return v;
 }

@@ -4,14 +4,13 @@
 // port, and trains the shards the coordinator assigns until SIGTERM or SIGINT, which drain it
 // (finish the checkpoint interval, checkpoint, close links, leave the membership) and exit 0. Exit
 // codes: 0 after a drained shutdown, 1 when it cannot start or fails, 2 for a bad setting.
-import { setFlagsFromString } from 'node:v8';
 
 import { loadKernels } from '@spinmesh/kernels';
 import { RedisBus, RemoteBus, type Bus } from '@spinmesh/bus';
 import { channelCredentials } from '@spinmesh/proto';
 import { confinedAccess } from '@spinmesh/model';
 import { WorkerMetrics, startMetricsServer, type MetricsServer } from '@spinmesh/telemetry';
-import { ConfigError } from '@spinmesh/cluster';
+import { ConfigError, setHeapGrowingPercent } from '@spinmesh/cluster';
 
 import { configFromEnv, type WorkerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
@@ -52,10 +51,7 @@ function stopOnSignals(config: WorkerConfig, shutdown: (why: string) => Promise<
 
 async function main(): Promise<void> {
   const config = configOrExit();
-  // Read by V8 at every collection, so setting it now, before the work starts, takes effect
-  // (config.ts says why a worker wants it).
-  if (config.heapGrowingPercent > 0)
-    setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
+  setHeapGrowingPercent(config.heapGrowingPercent); // config.ts says why a worker wants it
   const log: Logger = createLogger(config.workerId, config.logLevel);
   let bus: Bus | null = null;
   let worker: Worker | null = null;
