@@ -11,7 +11,7 @@ import {
   WorkerState,
   type ShardAssignment,
 } from '@spinmesh/proto';
-import { ShardEvents, exportSlot } from '@spinmesh/cluster';
+import { ShardEvents, checkpointSlots, exportSlot } from '@spinmesh/cluster';
 
 import { Worker, silentLogger } from '../src/index.js';
 import {
@@ -54,6 +54,32 @@ async function startWorker(
     () => control.close(),
   );
   return { w, bus, control };
+}
+
+/** A MemoryBus whose writes of shard 0's checkpoint slots wait while held, or fail when told. */
+class GatedBus extends MemoryBus {
+  held: (() => void)[] = [];
+  holding = false;
+  failing: string | null = null;
+
+  override async putCheckpoint(
+    jobId: string,
+    shardId: number,
+    step: number,
+    data: Uint8Array,
+    generation?: number,
+  ): Promise<boolean> {
+    if (checkpointSlots(0).includes(shardId)) {
+      if (this.failing !== null) throw new Error(this.failing);
+      if (this.holding) await new Promise<void>((r) => this.held.push(r));
+    }
+    return super.putCheckpoint(jobId, shardId, step, data, generation);
+  }
+
+  release(): void {
+    this.holding = false;
+    for (const r of this.held.splice(0)) r();
+  }
 }
 
 async function code(p: Promise<unknown>): Promise<{ code: number; details: string } | null> {
@@ -261,5 +287,34 @@ describe('Worker (in process)', () => {
     expect(r.checkpointStep).toBe(r.step);
     const list = await bus.listCheckpoints('b');
     expect(list.map((c) => c.step)).toEqual([r.step]);
+  });
+
+  it('draws on while a checkpoint is written, and fails the run when a write fails', async () => {
+    const bus = new GatedBus();
+    bus.holding = true;
+    const { w, control } = await startWorker('w1', bus);
+    const job = await createJob(bus, 'bg', basSpec(100_000), 1);
+    const [a] = assignments(job, [w.address], 1, { checkpointEvery: 20 });
+    await control.assign(w.address, a!);
+    await until(() => bus.held.length > 0, 60_000, 'the write of step 20 to begin');
+    // Held on the bus, the checkpoint of step 20 does not hold the shard up: it draws on to the
+    // next checkpoint, whose write waits for the first.
+    await until(async () => (await control.status(w.address)).step >= 40, 60_000, 'step 40');
+    expect(bus.held).toHaveLength(1);
+    expect(await bus.listCheckpoints('bg')).toEqual([]);
+    expect((await control.status(w.address)).checkpointStep).toBe(0);
+    bus.release();
+    await until(
+      async () => (await control.status(w.address)).checkpointStep >= 40,
+      60_000,
+      'the checkpoints of steps 20 and 40',
+    );
+    bus.failing = 'the bus is out of memory';
+    await until(
+      async () => (await control.status(w.address)).state === WorkerState.WORKER_STATE_FAILED,
+      60_000,
+      'FAILED',
+    );
+    expect((await control.status(w.address)).error).toMatch(/the bus is out of memory/);
   });
 });

@@ -90,6 +90,10 @@ class TrainerShard implements ShardRunner {
     step: -1,
     blocks: new Map(),
   };
+  /** The checkpoint being written in the background (checkpointInBackground); never rejects. */
+  private writing: Promise<void> | null = null;
+  /** Why a background write failed: the loop throws it at its next turn. */
+  private writeFailed: { error: unknown } | null = null;
   /** SPINMESH_DEBUG_SLOWDOWN: the event loop's figures when last counted. */
   private busyMark = performance.eventLoopUtilization();
 
@@ -205,12 +209,24 @@ class TrainerShard implements ShardRunner {
   }
 
   async run(): Promise<void> {
+    try {
+      await this.loop();
+    } finally {
+      await this.writing; // a stop's answer and the final export come after the last write
+    }
+    this.throwIfWriteFailed();
+  }
+
+  private async loop(): Promise<void> {
     const tr = this.tr;
     const ctl = this.host.control;
     this.busyMark = performance.eventLoopUtilization(); // the slowdown counts from here
     for (;;) {
       if (ctl.aborted) return;
+      this.throwIfWriteFailed();
       const stop = ctl.stopping;
+      // A stop reads checkpointStep: the checkpoint being written counts once it has landed.
+      if (stop !== null) await this.writing;
       // Nothing learnt since the last checkpoint: stop here (it is the checkpoint).
       if (stop !== null && (!stop.checkpoint || this.step === this.checkpointStep)) return;
       // A stop without periodic checkpoints checkpoints the next step boundary instead.
@@ -236,12 +252,11 @@ class TrainerShard implements ShardRunner {
           await ctl.waitForPeers(seen, sent > 0);
           break;
         case 'checkpoint':
-          await this.writeCheckpoint(
+          await this.checkpointInBackground(
             r.step,
             tr.checkpointEvery > 0 && r.step % tr.checkpointEvery === 0,
           );
-          // An in-process bus answers in microtasks: let I/O in, as after any slice.
-          await yieldNow();
+          await yieldNow(); // let I/O in, as after any slice
           break;
         case 'done':
           await this.finish();
@@ -388,15 +403,49 @@ class TrainerShard implements ShardRunner {
   }
 
   /**
-   * Writes the trainer's checkpoint of `step`: to the checkpoint slots when `periodic` (or at a
+   * Takes the checkpoint of `step` (the shard may then draw on) and writes it to the bus in the
+   * background. A write is a few MB and two or three round trips to the bus, 10-70 ms on one
+   * machine with an embedded bus; with the bus across a network the transfer alone is tens of
+   * ms, which the shard, and in lockstep its peers, would otherwise wait out (what the bus's
+   * own CPU costs on a shared machine this does not save). One write at a time, in step order
+   * (the slots alternate by step): a checkpoint due while the last is still being written
+   * waits for it. A failed write fails the run at the loop's next turn, as a synchronous one did.
+   */
+  private async checkpointInBackground(step: number, periodic: boolean): Promise<void> {
+    await this.writing;
+    this.throwIfWriteFailed();
+    const bytes = this.tr.checkpoint();
+    this.writing = this.store(step, bytes, periodic).then(
+      () => {
+        this.writing = null;
+      },
+      (error: unknown) => {
+        this.writing = null;
+        this.writeFailed ??= { error };
+      },
+    );
+  }
+
+  private throwIfWriteFailed(): void {
+    if (this.writeFailed) throw this.writeFailed.error;
+  }
+
+  /** Takes and writes the checkpoint of `step`, returning once it is on the bus. */
+  private async writeCheckpoint(step: number): Promise<void> {
+    await this.writing;
+    this.throwIfWriteFailed();
+    await this.store(step, this.tr.checkpoint(), true);
+  }
+
+  /**
+   * Writes the checkpoint `bytes` of `step`: to the checkpoint slots when `periodic` (or at a
    * stop's boundary), and to the snapshot slot when the step is one of the snapshot steps.
    */
-  private async writeCheckpoint(step: number, periodic = true): Promise<void> {
+  private async store(step: number, bytes: Uint8Array, periodic: boolean): Promise<void> {
     const tr = this.tr;
     const { bus } = this.host.deps;
     const { jobId, shardId, generation } = this.host.assignment;
     const log = this.host.log;
-    const bytes = tr.checkpoint();
     if (tr.snapshotEvery > 0 && step % tr.snapshotEvery === 0) {
       // Refused only when the slot holds a later step, left by a run that a rollback abandoned.
       const ok = await bus.putCheckpoint(jobId, snapshotSlot(shardId), step, bytes, generation);
@@ -418,6 +467,8 @@ class TrainerShard implements ShardRunner {
   }
 
   private async finish(): Promise<void> {
+    await this.writing;
+    this.throwIfWriteFailed();
     const { bus } = this.host.deps;
     const { jobId, shardId, generation } = this.host.assignment;
     const step = this.tr.position.applied;
