@@ -26,12 +26,22 @@ function unitCounts(layout: ShardLayout): number[] {
 
 /**
  * The share x of `work` a shard does when it owns the share x of every layer: with owned tiles
- * its row band, x of every connection; with replicated ones every tile touching its units, the
- * rows and the columns of its units (x + x - x*x, or 2x - x^2, of a connection).
+ * its row band, x of every connection; with replicated ones its units' fields (x of them) and,
+ * for the weights, every tile touching its units, the rows and the columns of its units
+ * (x + x - x*x, or 2x - x^2, of a connection).
  */
 export type WorkOfShare = (share: number) => number;
 export const OWNED_WORK: WorkOfShare = (x) => x;
-export const REPLICATED_WORK: WorkOfShare = (x) => 2 * x - x * x;
+
+/**
+ * Replicated tiles, where the share `perWeight` of a step's work is the weights' (correlations
+ * and update: 2x - x^2 of it for a share x) and the rest the fields (x of it). Sampling-heavy
+ * runs (PCD-10: about 0.09) split nearly in proportion; taking all the work as the weights'
+ * gave a slow shard of such a run too few units.
+ */
+export function replicatedWork(perWeight: number): WorkOfShare {
+  return (x) => (1 - perWeight) * x + perWeight * (2 * x - x * x);
+}
 
 /** The share x in [0, 1] with work(x) = y (work increasing; y clamped to work's range). */
 function shareOf(work: WorkOfShare, y: number): number {

@@ -1,6 +1,11 @@
 // The units per shard a rebalance aims at, from each shard's measured time per step.
 import { describe, expect, it } from 'vitest';
-import { REPLICATED_WORK, targetUnits } from '../src/rebalance.js';
+import { validateJobSpec } from '@spinmesh/model';
+import { perWeightShare } from '../src/kinds/boltzmann-plan.js';
+import { replicatedWork, targetUnits } from '../src/rebalance.js';
+
+/** Replicated tiles with all the work in the weights. */
+const REPLICATED_WORK = replicatedWork(1);
 
 /** Seconds per step of shards with cost per unit a and fixed cost c at the given units. */
 const times = (a: number[], c: number[], units: number[]): number[] =>
@@ -45,6 +50,35 @@ describe('targetUnits', () => {
     expect(x).toBeCloseTo(2 - Math.sqrt(3), 9);
     expect(t.units[0]! + t.units[1]!).toBeCloseTo(1284, 9);
     expect(t.secondsPerStep).toBeCloseTo(full * (1 - x * x), 9);
+  });
+
+  it('with replicated tiles, counts the fields in proportion and the weights as shared', () => {
+    // RBM 784-500, batch 100, 100 chains: per connection, fields over 100 positive hidden rows
+    // and 2k x 100 model rows, the correlation over 200 rows.
+    const rbm = (negative: string, k: number): number =>
+      perWeightShare(
+        validateJobSpec({
+          name: 'w',
+          seed: 1,
+          network: { rbm: { visible: 784, hidden: 500 } },
+          data: { kind: 'random', rows: 200, dims: 784 },
+          train: { batchSize: 100, chains: 100, negative, k, statistics: 'samples' },
+          epochs: 1,
+          workers: 2,
+        }),
+      );
+    expect(rbm('pcd', 10)).toBeCloseTo(200 / (200 + 100 + 2000), 12);
+    expect(rbm('pcd', 1)).toBeCloseTo(200 / (200 + 100 + 200), 12);
+    expect(rbm('cd', 1)).toBeCloseTo(0.4, 12);
+    // A half-speed shard of a PCD-10 run gets nearly a third of the units (in proportion: 1/3;
+    // all work as the weights': 2 - sqrt(3), 0.268).
+    const work = replicatedWork(rbm('pcd', 10));
+    const full = 0.02;
+    const t = targetUnits([642, 642], [2 * full * work(0.5), full * work(0.5)], undefined, work);
+    const x = t.units[0]! / 1284;
+    expect(x).toBeGreaterThan(0.32);
+    expect(x).toBeLessThan(1 / 3);
+    expect(2 * work(x)).toBeCloseTo(work(1 - x), 9);
   });
 
   it('with replicated tiles and two layouts measured, fits the fixed costs on the work', () => {

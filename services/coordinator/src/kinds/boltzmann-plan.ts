@@ -97,3 +97,27 @@ function mostShards(
   }
   return '';
 }
+
+/**
+ * The share of a step's multiply-adds that is per weight rather than per unit (rebalancing's
+ * model of a replicated shard's work, replicatedWork): a draw of a layer reads each of its
+ * connections once per row (the fields: the positive phase's hidden ends over the batch, once
+ * when exact, else positiveIterations times; the model phase's k sweeps over the chains, both
+ * ends), and the weight correlation reads each connection once per positive and model row.
+ * Drawing and the update itself are left out.
+ */
+export function perWeightShare(spec: JobSpec): number {
+  const shape = shapeNetwork(spec.network);
+  const o = validateTrainOptions(spec.train, shape);
+  const visible = new Set(o.visible.map((v) => shape.layerIndex(v)));
+  const passes = o.positive === 'exact' ? 1 : o.positiveIterations;
+  let fields = 0;
+  let weights = 0;
+  for (const c of shape.connections) {
+    const n = shape.layers[c.from]!.size * shape.layers[c.to]!.size;
+    const hiddenEnds = [c.from, c.to].filter((l) => !visible.has(l)).length;
+    fields += n * (o.batchSize * passes * hiddenEnds + 2 * o.k * o.chains);
+    weights += n * (o.batchSize + o.chains);
+  }
+  return weights / (weights + fields);
+}

@@ -16,11 +16,11 @@ import { JOB_KINDS, currentLayout, evaluationEverySteps, type StoredJob } from '
 
 import { buildAssignment, shardRanges } from '../assignment.js';
 import type { ControlContext } from '../control-context.js';
-import { planShardedJob } from './boltzmann-plan.js';
+import { perWeightShare, planShardedJob } from './boltzmann-plan.js';
 import { lastRollback, type EvaluationEvent } from '../records.js';
 import { completeWithModel } from './complete.js';
 import type { ShardedTraining } from './kind.js';
-import { OWNED_WORK, REPLICATED_WORK } from '../rebalance.js';
+import { OWNED_WORK, replicatedWork } from '../rebalance.js';
 import {
   finite,
   networkJobBytes,
@@ -59,7 +59,10 @@ const sharded: ShardedTraining = {
       return null;
     },
     layout: (job) => currentLayout(job)!,
-    work: (job) => (job.spec!.tiles === 'owned' ? OWNED_WORK : REPLICATED_WORK),
+    work: (job) =>
+      job.spec!.tiles === 'owned'
+        ? OWNED_WORK
+        : replicatedWork(perWeightShare(jobSpecFromJson(job.spec!))),
     balanced: (job, speeds) =>
       balancedLayout(job.spec!.network, speeds, job.spec!.train.productBlock ?? 0),
     relayout: (checkpoints, layout) => relayout(checkpoints, layout),
