@@ -18,7 +18,13 @@ export {
   type UnitName,
 } from './network.js';
 // Data sets: in-memory sets, the files they come from, and confined file access
-export { binarize, epochOrder, type BinarizeMode, type Dataset } from './data/dataset.js';
+export {
+  binarize,
+  columnMeans,
+  epochOrder,
+  type BinarizeMode,
+  type Dataset,
+} from './data/dataset.js';
 export { barsAndStripes, basLogLikelihoodOptimum } from './data/bas.js';
 export { fashionMnistDefaultDir, loadFashionMnist } from './data/fashion.js';
 export { decodeIdx, readIdx, writeIdx } from './data/idx.js';
@@ -66,7 +72,6 @@ export { reconstructionError } from './eval/recon.js';
 export { hiddenFeatures, probeAccuracy, trainProbe } from './eval/probe.js';
 // Jobs: the job spec, its data, running and evaluating it
 export {
-  columnMeans,
   evaluateNetwork,
   initVisibleBias,
   jobSpecFromJson,

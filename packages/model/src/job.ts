@@ -6,7 +6,7 @@ import { SpecError } from './errors.js';
 import { Network } from './network.js';
 import { Trainer, type EpochStats } from './train.js';
 import { basLogLikelihoodOptimum } from './data/bas.js';
-import type { Dataset } from './data/dataset.js';
+import { columnMeans, type Dataset } from './data/dataset.js';
 import { unconfinedAccess, type DataAccess } from './data/source.js';
 import type { StateArray } from './io/modelfile.js';
 import { enumerationPlan, exactLogLikelihood, exactLogZ } from './eval/exact.js';
@@ -274,15 +274,6 @@ export async function runJob(
     opts.afterEpoch?.(e, net, trainer);
   }
   return { network: net, trainer, epochs, evaluations };
-}
-
-/** Mean of each column of the data. */
-export function columnMeans(data: Dataset): Float64Array {
-  const mean = new Float64Array(data.dims);
-  for (let r = 0; r < data.rows; r++)
-    for (let j = 0; j < data.dims; j++) mean[j]! += data.x[r * data.dims + j]!;
-  for (let j = 0; j < data.dims; j++) mean[j]! /= data.rows;
-  return mean;
 }
 
 /**

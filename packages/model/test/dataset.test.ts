@@ -3,6 +3,7 @@ import { SpecError } from '../src/errors.js';
 import {
   binarize,
   checkDataset,
+  columnMeans,
   epochOrder,
   gatherRows,
   scale01,
@@ -163,5 +164,19 @@ describe('binarize, scale01, subset, split', () => {
     expect(() =>
       checkDataset({ x: new Float32Array(4), rows: 2, dims: 2, shape: [3], name: 'bad' }),
     ).toThrow(SpecError);
+  });
+});
+
+describe('columnMeans', () => {
+  it('keeps the means of a data array, hands out copies, and tells other shapes apart', () => {
+    const x = Float32Array.from([1, 0, 0.5, 1, 1, 0.25]);
+    const data = { x, rows: 3, dims: 2 };
+    const first = columnMeans(data);
+    expect(Array.from(first)).toEqual([(1 + 0.5 + 1) / 3, (0 + 1 + 0.25) / 3]);
+    first[0] = 99; // a caller's copy
+    expect(columnMeans(data)).toEqual(Float64Array.from([(1 + 0.5 + 1) / 3, (0 + 1 + 0.25) / 3]));
+    // the same array read as 2 rows of 3, or over its first row only
+    expect(Array.from(columnMeans({ x, rows: 2, dims: 3 }))).toEqual([1, 0.5, 0.375]);
+    expect(Array.from(columnMeans({ x, rows: 1, dims: 3 }))).toEqual([1, 0, 0.5]);
   });
 });

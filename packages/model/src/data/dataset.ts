@@ -26,6 +26,25 @@ const STREAM_EPOCH = 0x45504f43; // 'EPOC'
 const STREAM_BINARIZE = 0x42494e41; // 'BINA'
 const STREAM_SPLIT = 0x53504c54; // 'SPLT'
 
+/** Column means by data array (columnMeans): rows and dims they were taken over, and them. */
+const meansOf = new WeakMap<Float32Array, { rows: number; dims: number; mean: Float64Array }>();
+
+/**
+ * Mean of each column of the data, summed in float64 row by row. Kept by data array, which a
+ * worker holds across a job's generations and reads for its visible biases and its centring
+ * offsets: each a pass over the whole data set (60 ms for Fashion-MNIST) at every load.
+ */
+export function columnMeans(data: Pick<Dataset, 'x' | 'rows' | 'dims'>): Float64Array {
+  const kept = meansOf.get(data.x);
+  if (kept?.rows === data.rows && kept.dims === data.dims) return kept.mean.slice();
+  const mean = new Float64Array(data.dims);
+  for (let r = 0; r < data.rows; r++)
+    for (let j = 0; j < data.dims; j++) mean[j]! += data.x[r * data.dims + j]!;
+  for (let j = 0; j < data.dims; j++) mean[j]! /= data.rows;
+  meansOf.set(data.x, { rows: data.rows, dims: data.dims, mean });
+  return mean.slice();
+}
+
 /** Checks that a dataset's fields agree with each other. @throws SpecError */
 export function checkDataset(ds: Dataset): void {
   if (!Number.isInteger(ds.rows) || ds.rows < 0)

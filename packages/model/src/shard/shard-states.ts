@@ -1,7 +1,7 @@
 // The unit states a shard keeps: full-width layer buffers for the batch and the model chains,
 // the stacked statistics an update reads, centring offsets, and the batches read from the data.
 import { type Kernels, type RngSite, UnitType } from '@spinmesh/kernels';
-import { epochOrder } from '../data/dataset.js';
+import { columnMeans, epochOrder } from '../data/dataset.js';
 import { SpecError } from '../errors.js';
 import { biasForMeans } from '../chains.js';
 import { Streams } from '../sampler.js';
@@ -83,14 +83,9 @@ export class ShardStates {
   /** Column means of visible layer v over all data rows (Trainer.initVisibleOffsets). */
   private dataMeans(v: number, mu: Float32Array): void {
     const g = this.geometry;
-    const n = g.net.layers[v]!.size;
-    const d = g.visibleDims;
     const off = g.visibleOffset[v]!;
-    const x = this.data.x;
-    const s = new Float64Array(n);
-    for (let r = 0; r < this.data.rows; r++)
-      for (let j = 0; j < n; j++) s[j]! += x[r * d + off + j]!;
-    for (let j = 0; j < n; j++) mu[j] = s[j]! / this.data.rows;
+    const all = columnMeans({ x: this.data.x, rows: this.data.rows, dims: g.visibleDims });
+    mu.set(all.subarray(off, off + g.net.layers[v]!.size));
   }
 
   /** PersistentChains' initial draws (chainInit), for every layer this shard reads. */
