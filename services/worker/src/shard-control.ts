@@ -57,9 +57,12 @@ export class ShardControl {
    */
   async waitForPeers(seen: number, sent: boolean): Promise<void> {
     if (sent && this.afterWakeMs > FLUSH_BEFORE_MS) await yieldNow();
-    const t = performance.now();
+    const before = performance.eventLoopUtilization();
     await this.waitFrames(seen);
-    this.time.waitMs += performance.now() - t;
+    // Only the loop's idle time: frames received while waiting are work like frames received
+    // after computing (a slower worker finds its peers' frames already there, and counted
+    // whole, its time against a faster one's made it look slower than it is).
+    this.time.waitMs += performance.eventLoopUtilization(before).idle;
     this.woke = true;
   }
 
