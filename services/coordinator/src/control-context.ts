@@ -80,8 +80,8 @@ export interface Runtime {
   /** Each shard's pace a few steps into the generation, which rebalance.ts measures from. */
   paceBase?: { generation: number; paces: ShardPace[] };
   /** When the last rebalance reassigned the job, and under which generation. */
-  movedAt?: { generation: number; at: number };
-  /** What the last rebalance cost, in seconds: until every shard ran a few steps again. */
+  movedAt?: { generation: number; at: number; timed?: boolean };
+  /** What the last rebalance cost, in seconds: until every shard ran a step again. */
   moveSeconds?: number;
   /** Units and seconds per step of each shard when the last rebalance was decided on. */
   lastPaces?: { units: number[]; secondsPerStep: number[] };

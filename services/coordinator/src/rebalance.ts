@@ -121,10 +121,12 @@ function scaled(
 
 /**
  * Each shard's busy seconds per step in this generation, measured over at least one checkpoint
- * interval from one checkpoint interval into it; null until there is such a window. The first
- * steps after a start (peers connecting, code warming up, the first checkpoints written) run
- * slower, and unevenly: a window over them made the slow shard look slower than it is and the
- * move overshoot.
+ * interval from one checkpoint interval into it (two after a move); null until there is such a
+ * window. The first steps after a start (peers connecting, code warming up, the first
+ * checkpoints written) run slower, and unevenly: a window over them made the slow shard look
+ * slower than it is and the move overshoot. After a move the restart's ramp (new connections,
+ * a new trainer) lasted about 50 steps of RBM 784-500 PCD-10, and a window over it, the slow
+ * shard 1.6 times its settled pace, brought a second move that undid most of the first.
  */
 function measure(
   ctx: ControlContext,
@@ -137,12 +139,14 @@ function measure(
   if (paces.some((p) => p === null)) return null;
   const base = rt.paceBase;
   if (!base || base.generation !== a.generation) {
-    if (paces.every((p) => p!.steps >= every)) {
-      rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
-      // what the last move cost: from writing the checkpoints to every shard running again
-      if (rt.movedAt?.generation === a.generation)
-        rt.moveSeconds = (ctx.now() - rt.movedAt.at) / 1000;
+    const moved = rt.movedAt?.generation === a.generation ? rt.movedAt : undefined;
+    // what the last move cost: from writing the checkpoints to every shard running again
+    if (moved && !moved.timed && paces.every((p) => p!.steps > 0)) {
+      rt.moveSeconds = (ctx.now() - moved.at) / 1000;
+      moved.timed = true;
     }
+    if (paces.every((p) => p!.steps >= (moved ? 2 : 1) * every))
+      rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
     return null;
   }
   const window = paces.map((p, s) => ({
