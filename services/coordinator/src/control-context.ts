@@ -81,7 +81,7 @@ export interface Runtime {
   paceBase?: { generation: number; paces: ShardPace[] };
   /** When the last rebalance reassigned the job, and under which generation. */
   movedAt?: { generation: number; at: number; timed?: boolean };
-  /** What the last rebalance cost, in seconds: until every shard ran a step again. */
+  /** What the last rebalance cost, in seconds: until every shard ran a few steps again. */
   moveSeconds?: number;
   /** Units and seconds per step of each shard when the last rebalance was decided on. */
   lastPaces?: { units: number[]; secondsPerStep: number[] };

@@ -140,8 +140,9 @@ function measure(
   const base = rt.paceBase;
   if (!base || base.generation !== a.generation) {
     const moved = rt.movedAt?.generation === a.generation ? rt.movedAt : undefined;
-    // what the last move cost: from writing the checkpoints to every shard running again
-    if (moved && !moved.timed && paces.every((p) => p!.steps > 0)) {
+    // what the last move cost: from writing the checkpoints to every shard running again (its
+    // first interval, so some of the ramp too)
+    if (moved && !moved.timed && paces.every((p) => p!.steps >= every)) {
       rt.moveSeconds = (ctx.now() - moved.at) / 1000;
       moved.timed = true;
     }
