@@ -82,7 +82,7 @@ describe('rebalancing a lockstep job with a straggler', () => {
     for (const a of addresses) expect(await listening(a)).toBe(false);
   });
 
-  it('moves units to the fast worker at a checkpoint, and the model is the undisturbed one', async () => {
+  it('moves units to the fast worker at a step it asks every shard to checkpoint, and the model is the undisturbed one', async () => {
     const spec = lockstepJob();
     const ref = await reference(spec);
     const { jobId } = await jobs.submit(spec);
@@ -91,7 +91,15 @@ describe('rebalancing a lockstep job with a straggler', () => {
     expect(job.state, job.error).toBe(COMPLETED);
     const moves = events
       .filter((e) => e.workers?.kind === 'rebalanced')
-      .map((e) => JSON.parse(e.json) as { before: number[]; after: number[]; generation: number });
+      .map(
+        (e) =>
+          JSON.parse(e.json) as {
+            before: number[];
+            after: number[];
+            generation: number;
+            restoreFromStep: number;
+          },
+      );
     expect(moves.length).toBeGreaterThan(0);
     expect(moves.length).toBeLessThanOrEqual(3);
     const first = moves[0]!;
@@ -101,10 +109,15 @@ describe('rebalancing a lockstep job with a straggler', () => {
     const slowShard = assigned.shards.find((s) => s.workerId.endsWith('-1'))!.shardId;
     expect(first.after[slowShard]!).toBeLessThan(24);
     expect(first.after[0]! + first.after[1]!).toBe(48);
-    // every move restores a checkpoint step and is not counted as a recovery
+    // every move restores the step it asked every shard to checkpoint (right after deciding,
+    // not at the next periodic checkpoint) and is not counted as a recovery
     const restores = events.filter((e) => e.workers?.kind === 'assigned').slice(1);
     expect(restores.length).toBe(moves.length);
-    for (const r of restores) expect(r.workers!.restoreFromStep % 40).toBe(0);
+    restores.forEach((r, i) => {
+      const at = r.workers!.restoreFromStep;
+      expect(at).toBe(moves[i]!.restoreFromStep);
+      expect(at % 40).not.toBe(0);
+    });
     expect(events.some((e) => e.workers?.kind === 'worker-lost')).toBe(false);
     const m = await readModel(bus, jobId);
     expect(compareNetworks(decode(m!.bytes), ref.network)).toEqual({

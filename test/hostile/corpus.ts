@@ -194,7 +194,7 @@ export function corpus(t: Target): Case[] {
           () => call('/spinmesh.v1.BusService/Call', busCall(method, [...args]), headers, address),
         );
     }
-    for (const method of ['Status', 'Stop', 'Assign'])
+    for (const method of ['Status', 'Stop', 'Assign', 'CheckpointAt'])
       add('internal', `WorkerControl ${method}, ${who}`, refused, () =>
         call(`/spinmesh.v1.WorkerControl/${method}`, Buffer.alloc(0), headers, t.worker),
       );

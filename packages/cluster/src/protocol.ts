@@ -6,19 +6,46 @@ import type { Bus, CheckpointInfo } from '@spinmesh/bus';
 import type { ParameterBlock, ShardExport } from '@spinmesh/model';
 
 /**
- * A job has at most 65535 shards; shard s keeps its two newest checkpoints in slots s and
- * PREVIOUS_SLOT_BASE + s (which of the two is newer alternates), its final export in
- * EXPORT_SLOT_BASE + s, and its newest evaluation snapshot (a checkpoint taken at an evaluation
- * step that is not a checkpoint step) in SNAPSHOT_SLOT_BASE + s. All below 2^24, clear of the
- * coordinator's own slots.
+ * A job has at most 65535 shards; shard s keeps its two newest periodic checkpoints in slots s
+ * and PREVIOUS_SLOT_BASE + s (which of the two is newer alternates), its final export in
+ * EXPORT_SLOT_BASE + s, its newest evaluation snapshot (a checkpoint taken at an evaluation step
+ * that is not a checkpoint step) in SNAPSHOT_SLOT_BASE + s, and the checkpoint the coordinator
+ * asked for to move the job to another layout (WorkerControl.CheckpointAt) in MOVE_SLOT_BASE + s.
+ * All below 2^24, clear of the coordinator's own slots.
  */
 export const PREVIOUS_SLOT_BASE = 0x1_0000;
 export const EXPORT_SLOT_BASE = 0x2_0000;
 export const SNAPSHOT_SLOT_BASE = 0x3_0000;
+export const MOVE_SLOT_BASE = 0x4_0000;
 
-/** The two checkpoint slots of a shard. */
+/** The two periodic checkpoint slots of a shard. */
 export function checkpointSlots(shard: number): [number, number] {
   return [shard, PREVIOUS_SLOT_BASE + shard];
+}
+
+/**
+ * The slot of a shard's requested checkpoint (for a move). Kept apart from the periodic ones:
+ * a step only some shards were asked for (or wrote) must not push out the periodic checkpoint
+ * that every shard still holds and a recovery would restore.
+ */
+export function moveSlot(shard: number): number {
+  return MOVE_SLOT_BASE + shard;
+}
+
+/**
+ * Every slot a shard can be restored from: its periodic checkpoints, then its move checkpoint.
+ * A move writes its re-cut checkpoints to the move slots, never at a step a periodic slot also
+ * holds (the coordinator asks for a step that is not a multiple of checkpoint_every_steps).
+ */
+export function restoreSlots(shard: number): [number, number, number] {
+  return [shard, PREVIOUS_SLOT_BASE + shard, MOVE_SLOT_BASE + shard];
+}
+
+/** The shard whose checkpoint (periodic or move) a slot holds, or -1 for any other slot. */
+function restoreShard(slot: number): number {
+  if (slot < EXPORT_SLOT_BASE) return slot < PREVIOUS_SLOT_BASE ? slot : slot - PREVIOUS_SLOT_BASE;
+  if (slot >= MOVE_SLOT_BASE && slot < MOVE_SLOT_BASE + 0x1_0000) return slot - MOVE_SLOT_BASE;
+  return -1;
 }
 
 /** The slot of a shard's evaluation snapshot. */
@@ -118,8 +145,8 @@ export function currentRun(c: CheckpointInfo, last: Rollback): boolean {
 }
 
 /**
- * Per shard 0..shardCount-1, the steps of its checkpoints (from listCheckpoints), only those of
- * the current run when the last rollback is given.
+ * Per shard 0..shardCount-1, the steps of its checkpoints (from listCheckpoints: periodic and
+ * move slots), only those of the current run when the last rollback is given.
  */
 export function checkpointSteps(
   current: readonly CheckpointInfo[],
@@ -128,8 +155,8 @@ export function checkpointSteps(
 ): Set<number>[] {
   const out = Array.from({ length: shardCount }, () => new Set<number>());
   for (const c of current) {
-    const s = c.shardId < PREVIOUS_SLOT_BASE ? c.shardId : c.shardId - PREVIOUS_SLOT_BASE;
-    if (c.shardId >= EXPORT_SLOT_BASE || s >= shardCount) continue;
+    const s = restoreShard(c.shardId);
+    if (s < 0 || s >= shardCount) continue;
     if (last && !currentRun(c, last)) continue;
     out[s]!.add(c.step);
   }

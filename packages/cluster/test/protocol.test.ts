@@ -7,6 +7,10 @@ import {
   EXPORT_SLOT_BASE,
   PREVIOUS_SLOT_BASE,
   SNAPSHOT_SLOT_BASE,
+  MOVE_SLOT_BASE,
+  moveSlot,
+  restoreSlots,
+  commonCheckpointSteps,
   checkpointSlots,
   checkpointSteps,
   commonCheckpointStep,
@@ -61,6 +65,23 @@ describe('bus protocol', () => {
     expect(
       commonCheckpointStep([...list, info(EXPORT_SLOT_BASE, 90), info(2_000_000_000, 90)], 2),
     ).toBe(30);
+  });
+
+  it("counts a move's checkpoints, which never push out a periodic one", () => {
+    const P = PREVIOUS_SLOT_BASE;
+    expect(moveSlot(3)).toBe(MOVE_SLOT_BASE + 3);
+    expect(restoreSlots(3)).toEqual([3, P + 3, MOVE_SLOT_BASE + 3]);
+    // Both shards hold 20 and 40; asked for 47, only shard 0 wrote it (shard 1 was past it):
+    // 40 stays the newest common step, and shard 0's next periodic write does not touch 47.
+    const list = [info(0, 40), info(P, 20), info(1, 20), info(P + 1, 40), info(MOVE_SLOT_BASE, 47)];
+    expect(commonCheckpointStep(list, 2)).toBe(40);
+    expect(slotFor(0, 60, list)).toBe(P);
+    // once every shard has it, a move's step is common (the step a move restores)
+    const both = [...list, info(MOVE_SLOT_BASE + 1, 47)];
+    expect(commonCheckpointSteps(both, 2)).toEqual([47, 40, 20]);
+    // a move slot past the shard count, or past the move slots, is no shard's
+    expect(commonCheckpointStep([...both, info(MOVE_SLOT_BASE + 0x1_0000, 90)], 2)).toBe(47);
+    expect(checkpointSteps(both, 1).map((s) => [...s].sort())).toEqual([[20, 40, 47]]);
   });
 
   it('after a rollback, leaves out the checkpoints of the abandoned run', () => {

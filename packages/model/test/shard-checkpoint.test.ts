@@ -79,6 +79,38 @@ describe('checkpoints and recovery', () => {
     expect(compare(c.assemble(), reference(j, init))).toEqual({ maxDiff: 0, identical: true });
   });
 
+  it('a requested checkpoint stops every shard at that step once, and a restore from it is exact', () => {
+    const j = recoveryJob(pcd);
+    const init = initial(j.spec, portable, 7, 0.3);
+    const opts = {
+      staleness: 0,
+      checkpointEvery: 8,
+      delivery: { kind: 'random', maxDelay: 5, seed: 9 },
+    } as const;
+    const c = cluster(j, init, layout, portable, opts);
+    c.run({ until: (x) => x.trainers.every((t) => t!.position.step >= 2) });
+    const ahead = Math.max(...c.trainers.map((t) => t!.position.step));
+    // refused: a step the shard is drawing or has passed, or beyond the run
+    const tr0 = c.trainers[0]!;
+    expect(tr0.requestCheckpoint(tr0.position.step)).toBe(false);
+    expect(tr0.requestCheckpoint(1)).toBe(false);
+    expect(tr0.requestCheckpoint(tr0.totalSteps)).toBe(false);
+    expect(tr0.requestCheckpoint(2.5)).toBe(false);
+    // a later request replaces an earlier one
+    for (const t of c.trainers) expect(t!.requestCheckpoint(ahead + 5)).toBe(true);
+    for (const t of c.trainers) expect(t!.requestCheckpoint(ahead + 3)).toBe(true);
+    c.run();
+    const steps = [...c.checkpoints.keys()].sort((a, b) => a - b);
+    expect(steps).toEqual([8, 16, ahead + 3].sort((a, b) => a - b));
+    const want = c.assemble();
+    expect(compare(want, reference(j, init))).toEqual({ maxDiff: 0, identical: true });
+    // every shard restored from the requested step ends at the same model
+    const d = cluster(j, init, layout, portable, opts);
+    d.trainers.forEach((t, s) => t!.restore(c.checkpoints.get(ahead + 3)!.get(s)!));
+    d.run();
+    expect(compare(d.assemble(), want)).toEqual({ maxDiff: 0, identical: true });
+  });
+
   it('with staleness 2 a recovered run stays consistent (replicas equal, model symmetric)', () => {
     const j = recoveryJob(pcd);
     const init = initial(j.spec, portable, 7, 0.3);

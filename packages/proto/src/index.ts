@@ -31,6 +31,8 @@ export {
   AssignResponse,
   StopRequest,
   StopResponse,
+  CheckpointAtRequest,
+  CheckpointAtResponse,
   StatusRequest,
   StalenessSummary,
   StalenessBucket,

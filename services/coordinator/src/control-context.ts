@@ -36,6 +36,13 @@ export interface RebalanceSettings {
    * @defaultValue 10
    */
   minSavingSeconds: number;
+  /**
+   * Steps a shard's pace is measured over, after as many steps of warming up (twice as many
+   * after a move): new processes, connections and a restored trainer run slower, and unevenly,
+   * for their first steps. A window also spans at least one of the coordinator's passes.
+   * @defaultValue 20
+   */
+  windowSteps: number;
   /** SPINMESH_DEBUG_STOP_IN_MOVE (tests of recovery): 0, or shards re-cut before a SIGKILL. */
   debugStopInMove?: number;
 }
@@ -44,6 +51,7 @@ export const REBALANCE_DEFAULTS: RebalanceSettings = {
   maxRebalances: 3,
   threshold: 0.2,
   minSavingSeconds: 10,
+  windowSteps: 20,
 };
 
 /**
@@ -55,9 +63,11 @@ export interface ShardPace {
   busySeconds: number;
 }
 
-/** A rebalance decided on, waiting for the checkpoint of `step` on every shard. */
+/** A rebalance decided on, waiting for every shard's checkpoint of `step` in its move slot. */
 export interface PendingRebalance {
   step: number;
+  /** When every shard was asked for the checkpoint (ControlContext.now()). */
+  requestedAt: number;
   layout: ShardLayout;
   /** Units per shard before and after (all layers together). */
   before: number[];
@@ -85,6 +95,13 @@ export interface Runtime {
   moveSeconds?: number;
   /** Units and seconds per step of each shard when the last rebalance was decided on. */
   lastPaces?: { units: number[]; secondsPerStep: number[] };
+  /**
+   * Steps ahead of the shards a move's checkpoint is asked for, per second of the job's pace
+   * (grows when a shard was already past the step asked for).
+   */
+  moveMarginSeconds?: number;
+  /** Moves given up because a shard's checkpoint of the step never came. */
+  movesMissed?: number;
   /** The job cannot be rebalanced (or moving it failed once): not tried again. */
   rebalanceOff?: boolean;
   data?: { train: Dataset; test: Dataset };
@@ -122,12 +139,29 @@ export class ControlContext {
   readonly localRuns = new Map<string, { stop: () => void }>();
   /** Set once the coordinator stops: a local run that ends then leaves its job as it is. */
   stopped = true;
+  /** The soonest the next pass is wanted, in ms after this one (null: the poll interval). */
+  private nextPassMs: number | null = null;
 
   constructor(readonly settings: ControlSettings) {
     this.bus = settings.bus;
     this.log = settings.log;
     this.now = settings.now;
     this.load = (d, seed, field) => loadData(d, seed, settings.access, field);
+  }
+
+  /**
+   * Asks for the next pass within `ms` of this one, sooner than the poll interval: a move
+   * waiting for its checkpoints, while the job it moves draws steps that will be redone.
+   */
+  passWithin(ms: number): void {
+    this.nextPassMs = Math.min(this.nextPassMs ?? ms, ms);
+  }
+
+  /** The delay before the next pass (and forgets what passWithin asked for). */
+  nextPassDelay(pollIntervalMs: number): number {
+    const d = Math.min(pollIntervalMs, this.nextPassMs ?? pollIntervalMs);
+    this.nextPassMs = null;
+    return Math.max(0, d);
   }
 
   runtime(jobId: string): Runtime {

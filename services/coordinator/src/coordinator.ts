@@ -124,7 +124,7 @@ export class Coordinator {
       this.timer = null;
       this.running = this.pass().finally(() => {
         this.running = null;
-        if (!this.ctx.stopped) this.schedulePass(this.opts.pollIntervalMs);
+        if (!this.ctx.stopped) this.schedulePass(this.ctx.nextPassDelay(this.opts.pollIntervalMs));
       });
     }, delayMs);
   }

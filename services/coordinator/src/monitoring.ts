@@ -81,7 +81,7 @@ export async function monitor(
     return;
   }
   await ctx.progress(job, polled.steps, a.generation, polled.times);
-  if (await rebalance(ctx, job, training, a, polled.paces, pool)) return;
+  if (await rebalance(ctx, job, training, a, polled.paces, pool, live)) return;
   await training.duringTraining?.(job, ctx);
 }
 

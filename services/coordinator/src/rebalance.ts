@@ -1,22 +1,17 @@
 // Rebalancing: when the workers of a lockstep job take unequal time per step (a straggler), the
-// shards are given units in proportion to each worker's measured speed. At a common checkpoint
-// the shards' checkpoints are re-cut for the new layout, which goes on the job record, and every
+// shards are given units in proportion to each worker's measured speed. Once decided, every shard
+// is asked to checkpoint a step a little ahead of it to its move slot (WorkerControl.CheckpointAt,
+// so the move need not wait for the next periodic checkpoint, which may be thousands of steps
+// away); those checkpoints are re-cut for the new layout, which goes on the job record, and every
 // shard is reassigned under a new generation to restore from that step. Not a failure: no
 // recovery is counted. Exact: at staleness 0 every layout trains the same model.
-import type { Assignment, CheckpointInfo } from '@spinmesh/bus';
-import {
-  checkpointSlots,
-  commonCheckpointStep,
-  currentRun,
-  type ProgressRecord,
-  type StoredJob,
-} from '@spinmesh/cluster';
+import type { Assignment, WorkerInfo } from '@spinmesh/bus';
+import { moveSlot, type ProgressRecord, type StoredJob } from '@spinmesh/cluster';
 import { FormatError, SpecError, type ShardLayout } from '@spinmesh/model';
 
 import type { ControlContext, PendingRebalance, Pool, ShardPace } from './control-context.js';
 import type { ShardedTraining } from './kinds/index.js';
 import { place } from './placement.js';
-import { lastRollback } from './records.js';
 
 export type { ShardPace } from './control-context.js';
 
@@ -53,6 +48,18 @@ function shareOf(work: WorkOfShare, y: number): number {
   }
   return (lo + hi) / 2;
 }
+
+/** Seconds of the job's pace a move's checkpoint is asked for ahead of the shards, at first. */
+const MOVE_MARGIN_SECONDS = 0.05;
+/** How long the checkpoints of a move's step may take to come before the move is given up. */
+const MOVE_WAIT_SECONDS = 30;
+/**
+ * How often the coordinator looks for them in the first MOVE_HURRY_MS (then at its poll
+ * interval): the shards draw on past the step in the old layout, steps that are redone after
+ * the move, and a checkpoint takes tens of ms to write on one machine.
+ */
+const MOVE_POLL_MS = 20;
+const MOVE_HURRY_MS = 5000;
 
 /**
  * The units per shard that would make every shard take the same time per step, and that time.
@@ -120,13 +127,15 @@ function scaled(
 }
 
 /**
- * Each shard's busy seconds per step in this generation, measured over at least one checkpoint
- * interval from one checkpoint interval into it (two after a move); null until there is such a
- * window. The first steps after a start (peers connecting, code warming up, the first
- * checkpoints written) run slower, and unevenly: a window over them made the slow shard look
- * slower than it is and the move overshoot. After a move the restart's ramp (new connections,
- * a new trainer) lasted about 50 steps of RBM 784-500 PCD-10, and a window over it, the slow
- * shard 1.6 times its settled pace, brought a second move that undid most of the first.
+ * Each shard's busy seconds per step in this generation, measured over at least `windowSteps`
+ * steps from `windowSteps` into it (after a move, over twice as many from twice as far in);
+ * null until there is such a window. The first steps after a start (peers connecting, code
+ * warming up, the first checkpoints written) run slower, and unevenly: a window over them made
+ * the slow shard look slower than it is and the move overshoot. After a move the restart's ramp
+ * (new connections, a new trainer) lasted about 50 steps of RBM 784-500 PCD-10, on top of what
+ * was left of the processes' own first ~100 steps, and a window over it, the slow shard 1.6
+ * times its settled pace, brought a second move that undid most of the first; a second move
+ * decided later costs little, since the first has already taken most of the gain.
  */
 function measure(
   ctx: ControlContext,
@@ -135,7 +144,7 @@ function measure(
   paces: readonly (ShardPace | null)[],
 ): number[] | null {
   const rt = ctx.runtime(job.id);
-  const every = job.spec!.checkpointEverySteps;
+  const every = ctx.settings.rebalance.windowSteps;
   if (paces.some((p) => p === null)) return null;
   const base = rt.paceBase;
   if (!base || base.generation !== a.generation) {
@@ -150,19 +159,20 @@ function measure(
       rt.paceBase = { generation: a.generation, paces: paces.map((p) => ({ ...p! })) };
     return null;
   }
+  const span = (rt.movedAt?.generation === a.generation ? 2 : 1) * every;
   const window = paces.map((p, s) => ({
     steps: p!.steps - base.paces[s]!.steps,
     busySeconds: p!.busySeconds - base.paces[s]!.busySeconds,
   }));
-  if (window.some((p) => p.steps < every || !(p.busySeconds > 0))) return null;
+  if (window.some((p) => p.steps < span || !(p.busySeconds > 0))) return null;
   return window.map((p) => p.busySeconds / p.steps);
 }
 
 /**
  * Looks at a running job's paces (one per shard, null: not known this pass) and rebalances it
- * when they differ enough: decides on a layout, then, at the first pass where every shard has
- * checkpointed the step after the decision, moves the job to it. @returns whether the job was
- * reassigned (the pass is done with it)
+ * when they differ enough: decides on a layout and asks every shard for a checkpoint of a step
+ * just ahead, then, at the first pass where every shard has written it, moves the job to it.
+ * @returns whether the job was reassigned (the pass is done with it)
  */
 export async function rebalance(
   ctx: ControlContext,
@@ -171,6 +181,7 @@ export async function rebalance(
   a: Assignment,
   paces: readonly (ShardPace | null)[],
   pool: Pool,
+  live: ReadonlyMap<string, WorkerInfo>,
 ): Promise<boolean> {
   const r = training.rebalancing;
   const settings = ctx.settings.rebalance;
@@ -206,8 +217,13 @@ export async function rebalance(
     return false;
   }
   if (JSON.stringify(layout) === JSON.stringify(current)) return false;
+  // The step to move at: far enough ahead of every shard that each has yet to reach it when
+  // asked (lockstep shards are within a step of each other; the pace is the slowest's), and not
+  // a periodic checkpoint step, whose slots the move's re-cut checkpoints must not shadow.
   const ahead = from + Math.max(...paces.map((p) => p!.steps));
-  const step = (Math.floor(ahead / every) + 1) * every;
+  const margin = rt.moveMarginSeconds ?? MOVE_MARGIN_SECONDS;
+  let step = ahead + Math.max(2, Math.ceil(margin / slowest));
+  if (every > 0 && step % every === 0) step++;
   const total = job.totalSteps ?? 0;
   if (step >= total) return false;
   // Lockstep goes at the slowest shard's pace; balanced, at the predicted common one.
@@ -225,8 +241,34 @@ export async function rebalance(
     );
     return false;
   }
+  // Every shard is asked; one already past the step (the pass's figures were older than its
+  // pace) refuses, and the next pass decides again with a wider margin. The shards that did
+  // accept write a checkpoint nothing reads: harmless, it sits in their move slots.
+  const asked = await Promise.all(
+    a.shards.map(async (sh) => {
+      const address = live.get(sh.workerId)?.address;
+      if (address === undefined) return false;
+      try {
+        const res = await ctx.settings.workers.checkpointAt(address, {
+          jobId: job.id,
+          generation: a.generation,
+          step,
+        });
+        return res.accepted;
+      } catch (err) {
+        ctx.log.warn({ jobId: job.id, workerId: sh.workerId, err }, 'CheckpointAt failed');
+        return false;
+      }
+    }),
+  );
+  if (!asked.every((x) => x)) {
+    rt.moveMarginSeconds = 2 * margin;
+    ctx.log.info({ jobId: job.id, step }, 'rebalancing: a shard was past the step asked for');
+    return false;
+  }
   const plan: PendingRebalance = {
     step,
+    requestedAt: ctx.now(),
     layout,
     before: units,
     after: unitCounts(layout),
@@ -234,40 +276,45 @@ export async function rebalance(
   };
   rt.rebalance = { generation: a.generation, plan };
   rt.lastPaces = { units, secondsPerStep };
+  ctx.passWithin((step - ahead) * slowest * 1000);
   ctx.log.info(
     { jobId: job.id, step, secondsPerStep, before: plan.before, after: plan.after },
-    'rebalancing at the next checkpoint',
+    'rebalancing: every shard checkpoints the step to move at',
   );
   return false;
 }
 
-/** Every shard's checkpoint of step T (of the current run), and the slot each is in; else null. */
-async function readCheckpoints(
+/**
+ * Every shard's checkpoint of step T in its move slot, written under generation `generation`;
+ * else null (not all there yet).
+ */
+async function readMoveCheckpoints(
   ctx: ControlContext,
   job: StoredJob,
   K: number,
   T: number,
-  list: readonly CheckpointInfo[],
-): Promise<{ slots: number[]; old: Uint8Array[] } | null> {
-  const last = lastRollback(job);
-  const slots: number[] = [];
+  generation: number,
+): Promise<Uint8Array[] | null> {
+  const list = await ctx.bus.listCheckpoints(job.id);
+  const ready = (s: number): boolean =>
+    list.some((c) => c.shardId === moveSlot(s) && c.step === T && c.generation === generation);
+  for (let s = 0; s < K; s++) if (!ready(s)) return null;
   const old: Uint8Array[] = [];
   for (let s = 0; s < K; s++) {
-    const slot = checkpointSlots(s).find((x) =>
-      list.some((c) => c.shardId === x && c.step === T && (!last || currentRun(c, last))),
-    );
-    const c = slot === undefined ? null : await ctx.bus.getCheckpoint(job.id, slot);
-    if (slot === undefined || c === null || c.step !== T) return null;
-    slots.push(slot);
+    const c = await ctx.bus.getCheckpoint(job.id, moveSlot(s));
+    if (c === null || c.step !== T) return null;
     old.push(c.data);
   }
-  return { slots, old };
+  return old;
 }
 
 /**
- * Moves the job to the planned layout once every shard has checkpointed the planned step (or a
- * later one): the checkpoints of the newest common step are re-cut, the old run is fenced off by
- * a new generation before they are written over, and every shard is reassigned to restore them.
+ * Moves the job to the planned layout once every shard has written its checkpoint of the planned
+ * step to its move slot: they are re-cut, the old run is fenced off by a new generation before
+ * they are written over, and every shard is reassigned to restore them. A move whose
+ * checkpoints do not all come (a write refused, a worker that lost the request) is given up
+ * after MOVE_WAIT_SECONDS and the job measured and decided on again; after two, rebalancing is
+ * off for the job.
  */
 async function moveAt(
   ctx: ControlContext,
@@ -280,13 +327,25 @@ async function moveAt(
   const { bus } = ctx;
   const rt = ctx.runtime(job.id);
   const K = a.shards.length;
-  const last = lastRollback(job);
-  const list = await bus.listCheckpoints(job.id);
-  const T = commonCheckpointStep(list, K, last);
-  if (T < plan.step) return false;
-  const read = await readCheckpoints(ctx, job, K, T, list);
-  if (read === null) return false; // one was replaced meanwhile: next pass
-  const { slots, old } = read;
+  const T = plan.step;
+  const old = await readMoveCheckpoints(ctx, job, K, T, a.generation);
+  if (old === null) {
+    const waited = ctx.now() - plan.requestedAt;
+    if (waited < MOVE_WAIT_SECONDS * 1000) {
+      if (waited < MOVE_HURRY_MS) ctx.passWithin(MOVE_POLL_MS);
+      return false;
+    }
+    rt.rebalance = undefined;
+    rt.lastPaces = undefined;
+    rt.movesMissed = (rt.movesMissed ?? 0) + 1;
+    if (rt.movesMissed >= 2) rt.rebalanceOff = true;
+    ctx.log.warn(
+      { jobId: job.id, step: T, missed: rt.movesMissed },
+      `rebalancing: not every shard's checkpoint of step ${T} came in ${MOVE_WAIT_SECONDS} s` +
+        (rt.rebalanceOff ? ': no more rebalancing' : ': deciding again'),
+    );
+    return false;
+  }
   let recut: Uint8Array[];
   try {
     recut = training.rebalancing!.relayout(old, plan.layout);
@@ -297,27 +356,21 @@ async function moveAt(
     ctx.log.warn({ jobId: job.id, err, step: T }, 'no rebalancing: the checkpoints cannot move');
     return false;
   }
-  // Fence: from here on the bus refuses the old generation's writes, so the checkpoints of T
-  // cannot be replaced by a later step of the old layout while they are written over.
+  // Fence: from here on the bus refuses the old generation's writes (its shards draw on in the
+  // old layout until they are reassigned).
   const generation = a.generation + 1;
   await bus.setAssignment(job.id, { generation, shards: a.shards });
   const fenced: Assignment = { generation, shards: a.shards };
-  const now = await bus.listCheckpoints(job.id);
-  const intact = slots.every((slot) => now.some((c) => c.shardId === slot && c.step === T));
   rt.rebalance = undefined;
   const reason = `rebalanced at step ${T}: units per shard ${plan.before.join('/')} -> ${plan.after.join('/')}`;
   const keep = new Map(a.shards.map((s) => [s.shardId, s.workerId]));
-  if (!intact) {
-    // A shard got two checkpoints further meanwhile: go on in the old layout, try again later.
-    await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance given up' });
-    return true;
-  }
   const stopAfter = ctx.settings.rebalance.debugStopInMove ?? 0;
   for (let s = 0; s < K; s++) {
     if (stopAfter > 0 && s === stopAfter) process.kill(process.pid, 'SIGKILL');
-    if (await bus.putCheckpoint(job.id, slots[s]!, T, recut[s]!, generation)) continue;
+    if (await bus.putCheckpoint(job.id, moveSlot(s), T, recut[s]!, generation)) continue;
     // Refused (nothing else writes now, so unexpected): put back what was there, old layout.
-    for (let u = 0; u < s; u++) await bus.putCheckpoint(job.id, slots[u]!, T, old[u]!, generation);
+    for (let u = 0; u < s; u++)
+      await bus.putCheckpoint(job.id, moveSlot(u), T, old[u]!, generation);
     await place(ctx, job, training, { previous: fenced, keep, pool, reason: 'rebalance failed' });
     return true;
   }

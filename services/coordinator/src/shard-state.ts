@@ -14,7 +14,7 @@ import {
   type ShardLayout,
 } from '@spinmesh/model';
 import {
-  checkpointSlots,
+  restoreSlots,
   commonCheckpointStep,
   commonCheckpointSteps,
   currentRun,
@@ -128,7 +128,7 @@ export const busShardState: ShardStateReader = {
     const out: ShardExport[] = [];
     for (let s = 0; s < ctx.layout.length; s++) {
       let bytes: Uint8Array | null = null;
-      for (const slot of [...checkpointSlots(s), snapshotSlot(s)]) {
+      for (const slot of [...restoreSlots(s), snapshotSlot(s)]) {
         const c = await bus.getCheckpoint(ctx.jobId, slot);
         if (c !== null && c.step === step) bytes = c.data;
       }
@@ -162,7 +162,7 @@ async function allOfLayout(
   last?: Rollback,
 ): Promise<boolean> {
   for (let s = 0; s < layout.length; s++) {
-    const slot = checkpointSlots(s).find((x) =>
+    const slot = restoreSlots(s).find((x) =>
       list.some((c) => c.shardId === x && c.step === step && (!last || currentRun(c, last))),
     );
     const c = slot === undefined ? null : await bus.getCheckpoint(jobId, slot);

@@ -1,10 +1,12 @@
-// The coordinator's calls to workers (WorkerControl: Assign, Stop, Status): one channel per
+// The coordinator's calls to workers (WorkerControl: Assign, Stop, Status, CheckpointAt): one channel per
 // worker address, a deadline on every call, the cluster secret in the metadata.
 import * as grpc from '@grpc/grpc-js';
 import { BUS_SECRET_METADATA } from '@spinmesh/bus';
 import {
   WorkerControlClient,
   type AssignResponse,
+  type CheckpointAtRequest,
+  type CheckpointAtResponse,
   type ShardAssignment,
   type StopResponse,
   type WorkerStatus,
@@ -44,6 +46,10 @@ export class WorkerClients {
 
   stop(address: string, jobId: string, checkpoint = false): Promise<StopResponse> {
     return this.call(address, 'Stop', (c, md, o, cb) => c.stop({ jobId, checkpoint }, md, o, cb));
+  }
+
+  checkpointAt(address: string, r: CheckpointAtRequest): Promise<CheckpointAtResponse> {
+    return this.call(address, 'CheckpointAt', (c, md, o, cb) => c.checkpointAt(r, md, o, cb));
   }
 
   status(address: string): Promise<WorkerStatus> {

@@ -105,6 +105,18 @@ export class ShardRun {
     return this.runner?.checkpointStep ?? 0;
   }
 
+  /**
+   * Asks the shard to checkpoint step boundary `step` to its move slot besides its periodic
+   * checkpoints (WorkerControl.CheckpointAt). False when it is not running, its kind writes no
+   * checkpoints, or it is at or past that step.
+   */
+  checkpointAt(step: number): boolean {
+    if (this.runState !== 'running' || !this.runner?.checkpointAt) return false;
+    const ok = this.runner.checkpointAt(step);
+    this.log.info({ step, accepted: ok, at: this.runner.step }, 'checkpoint for a move requested');
+    return ok;
+  }
+
   /** Starts loading and then the loop, in the background. */
   start(): void {
     this.main = this.execute();

@@ -26,6 +26,8 @@ import {
   type StopResponse,
   type TlsConfig,
   type WorkerControlServer,
+  type CheckpointAtRequest,
+  type CheckpointAtResponse,
   type WorkerStatus,
 } from '@spinmesh/proto';
 import { withRpcMetrics, type WorkerMetrics } from '@spinmesh/telemetry';
@@ -168,6 +170,8 @@ export class Worker {
           this.stop(call.request.jobId, call.request.checkpoint, call.getDeadline()),
         ),
       status: (call, cb) => this.handle(call, cb, 'Status', async () => this.status()),
+      checkpointAt: (call, cb) =>
+        this.handle(call, cb, 'CheckpointAt', async () => this.checkpointAt(call.request)),
     };
     this.server.addService(WorkerControlService, impl);
   }
@@ -390,6 +394,19 @@ export class Worker {
       this.release(cur);
       return res;
     });
+  }
+
+  /** WorkerControl.CheckpointAt: a checkpoint for a move, on the run of that very generation. */
+  private checkpointAt(r: CheckpointAtRequest): CheckpointAtResponse {
+    const cur = this.run;
+    if (cur === null || cur.jobId !== r.jobId || cur.generation !== r.generation)
+      throw new ServerError(
+        Status.FAILED_PRECONDITION,
+        cur === null
+          ? 'CheckpointAt: this worker runs no shard'
+          : 'CheckpointAt: this worker runs another job or generation',
+      );
+    return { accepted: cur.checkpointAt(r.step), step: cur.step };
   }
 
   private release(run: ShardRun): void {

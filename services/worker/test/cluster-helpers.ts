@@ -29,6 +29,8 @@ import {
   type AssignResponse,
   type ShardAssignment,
   type StopResponse,
+  type CheckpointAtRequest,
+  type CheckpointAtResponse,
   type WorkerStatus,
 } from '@spinmesh/proto';
 import { ShardEvents, readShardExports } from '@spinmesh/cluster';
@@ -227,6 +229,17 @@ export class Control {
         this.md(),
         { deadline: Date.now() + 20_000 },
         (e, r) => (e ? reject(e) : resolve(r)),
+      ),
+    );
+  }
+
+  checkpointAt(address: string, r: CheckpointAtRequest): Promise<CheckpointAtResponse> {
+    return new Promise((resolve, reject) =>
+      this.client(address).checkpointAt(
+        r,
+        this.md(),
+        { deadline: Date.now() + 10_000 },
+        (e, res) => (e ? reject(e) : resolve(res)),
       ),
     );
   }

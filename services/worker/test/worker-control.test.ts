@@ -11,7 +11,7 @@ import {
   WorkerState,
   type ShardAssignment,
 } from '@spinmesh/proto';
-import { ShardEvents, checkpointSlots, exportSlot } from '@spinmesh/cluster';
+import { ShardEvents, checkpointSlots, exportSlot, moveSlot } from '@spinmesh/cluster';
 
 import { Worker, silentLogger } from '../src/index.js';
 import {
@@ -196,6 +196,52 @@ describe('Worker (in process)', () => {
       checkpointStep: 28,
     });
     expect((await control.status(w.address)).state).toBe(WorkerState.WORKER_STATE_IDLE);
+  });
+
+  it('checkpoints a step asked for (CheckpointAt) to the move slot, from which a run restores', async () => {
+    const { w, bus, control } = await startWorker();
+    const job = await createJob(bus, 'mv', basSpec(100_000), 1);
+    // no periodic checkpoints: the move's is the only one
+    const [a] = assignments(job, [w.address], 1, { checkpointEvery: 0 });
+    const req = (step: number, generation = 1) => ({ jobId: 'mv', generation, step });
+    const idle = await code(control.checkpointAt(w.address, req(10)));
+    expect(idle?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    await control.assign(w.address, a!);
+    await until(async () => (await control.status(w.address)).step > 10, 60_000, 'steps');
+    // a step the shard has passed, another generation, another job
+    expect(await control.checkpointAt(w.address, req(1))).toMatchObject({ accepted: false });
+    for (const bad of [req(10 ** 6, 2), { ...req(10 ** 6), jobId: 'other' }]) {
+      const err = await code(control.checkpointAt(w.address, bad));
+      expect(err?.code).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(err?.details).toBe('CheckpointAt: this worker runs another job or generation');
+    }
+    // ahead of the shard: accepted (a shard fast enough to pass it first refuses; ask further)
+    let T = 0;
+    for (let ahead = 2000; T === 0; ahead *= 2) {
+      const step = (await control.status(w.address)).step + ahead;
+      const r = await control.checkpointAt(w.address, req(step));
+      if (r.accepted) T = step;
+      else expect(r.step).toBeGreaterThanOrEqual(step - 1); // refused only once it is there
+    }
+    const moved = async () =>
+      (await bus.listCheckpoints('mv')).find((c) => c.shardId === moveSlot(0));
+    await until(async () => (await moved())?.step === T, 60_000, `the checkpoint of step ${T}`);
+    expect((await moved())!.generation).toBe(1);
+    const periodic = (await bus.listCheckpoints('mv')).filter((c) =>
+      checkpointSlots(0).includes(c.shardId),
+    );
+    expect(periodic).toEqual([]);
+    // a new generation of the shard restores it and draws on
+    await control.assign(w.address, { ...a!, generation: 2, restoreFromStep: T });
+    await until(
+      async () => {
+        const st = await control.status(w.address);
+        return st.generation === 2 && st.step > T;
+      },
+      60_000,
+      'steps past the restored one',
+    );
+    expect((await control.status(w.address)).error).toBe('');
   });
 
   it('rejects an older generation, and reports a job it cannot load as FAILED', async () => {

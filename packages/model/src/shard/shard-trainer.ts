@@ -161,6 +161,8 @@ export class ShardTrainer {
   private stage = 0;
   /** Updates applied: those of steps < applied. */
   private applied = 0;
+  /** The step requestCheckpoint() asked to stop at (0: none). */
+  private requested = 0;
   /** Steps up to which checkpoint() has let the shard go on past a checkpoint stop. */
   private released = 0;
   /** The stamp of the last stage opened (its batch in place; owned tiles: its fields sent). */
@@ -294,12 +296,25 @@ export class ShardTrainer {
     }
   }
 
-  /** Whether step t is a checkpoint or snapshot step. */
+  /** Whether step t is a checkpoint or snapshot step, or the one requestCheckpoint() asked for. */
   private stopsAt(t: number): boolean {
     return (
       (this.checkpointEvery > 0 && t % this.checkpointEvery === 0) ||
-      (this.snapshotEvery > 0 && t % this.snapshotEvery === 0)
+      (this.snapshotEvery > 0 && t % this.snapshotEvery === 0) ||
+      t === this.requested
     );
+  }
+
+  /**
+   * Asks for one more checkpoint stop, at step boundary t, besides the periodic ones (a worker
+   * checkpoints it for a move to another layout); replaces an earlier request not yet reached.
+   * @returns false (and changes nothing) unless t is a boundary ahead of the shard: past the
+   *   step it is drawing, and within the run
+   */
+  requestCheckpoint(t: number): boolean {
+    if (!Number.isSafeInteger(t) || t <= this.step || t >= this.totalSteps) return false;
+    this.requested = t;
+    return true;
   }
 
   private waitUpdate(): AdvanceResult {
@@ -544,6 +559,7 @@ export class ShardTrainer {
     this.stage = 0;
     this.applied = step;
     this.released = step;
+    this.requested = 0;
     this.opened = -1;
   }
 

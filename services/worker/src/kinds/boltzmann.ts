@@ -15,7 +15,8 @@ import {
 import { ServerError, stalenessFromWire, type SpinFrame } from '@spinmesh/proto';
 import {
   ShardEvents,
-  checkpointSlots,
+  moveSlot,
+  restoreSlots,
   encodeShardExport,
   evaluationEverySteps,
   exportSlot,
@@ -92,6 +93,8 @@ class TrainerShard implements ShardRunner {
   };
   /** The checkpoint being written in the background (checkpointInBackground); never rejects. */
   private writing: Promise<void> | null = null;
+  /** The step a CheckpointAt asked for (0: none): written to the move slot. */
+  private moveStep = 0;
   /** Why a background write failed: the loop throws it at its next turn. */
   private writeFailed: { error: unknown } | null = null;
   /** SPINMESH_DEBUG_SLOWDOWN: the event loop's figures when last counted. */
@@ -186,7 +189,7 @@ class TrainerShard implements ShardRunner {
     const { bus } = this.host.deps;
     const { jobId, shardId } = this.host.assignment;
     const current = await bus.listCheckpoints(jobId);
-    const slots = checkpointSlots(shardId);
+    const slots = restoreSlots(shardId);
     const slot = slots.find((s) => current.some((c) => c.shardId === s && c.step === step));
     if (slot === undefined) {
       const have = current.filter((c) => slots.includes(c.shardId)).map((c) => c.step);
@@ -451,6 +454,13 @@ class TrainerShard implements ShardRunner {
       const ok = await bus.putCheckpoint(jobId, snapshotSlot(shardId), step, bytes, generation);
       log.debug({ step, bytes: bytes.length, ok }, 'evaluation snapshot written');
     }
+    if (step === this.moveStep) {
+      // Refused only when the slot holds a later step of a run a rollback abandoned: then the
+      // coordinator does not find this step there and moves the job later.
+      const ok = await bus.putCheckpoint(jobId, moveSlot(shardId), step, bytes, generation);
+      log.info({ step, bytes: bytes.length, ok }, 'checkpoint for a move written');
+      if (ok) this.wrote(step);
+    }
     if (!periodic) return;
     const slot = slotFor(shardId, step, await bus.listCheckpoints(jobId));
     // Tagged with this run's generation: after a rollback, a checkpoint of a later step left by
@@ -460,10 +470,21 @@ class TrainerShard implements ShardRunner {
       log.warn({ step, slot }, 'checkpoint refused: its slot holds a later step');
       return;
     }
-    this.checkpointStep = step;
-    this.checkpointAtMs = Date.now();
+    this.wrote(step);
     log.debug({ step, slot, bytes: bytes.length }, 'checkpoint written');
     await this.host.event(ShardEvents.checkpoint, { step, slot, bytes: bytes.length });
+  }
+
+  private wrote(step: number): void {
+    this.checkpointStep = step;
+    this.checkpointAtMs = Date.now();
+  }
+
+  /** A checkpoint of step boundary `step` for a move (WorkerControl.CheckpointAt). */
+  checkpointAt(step: number): boolean {
+    if (!this.tr.requestCheckpoint(step)) return false;
+    this.moveStep = step;
+    return true;
   }
 
   private async finish(): Promise<void> {

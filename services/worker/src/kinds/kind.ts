@@ -49,6 +49,11 @@ export interface ShardRunner {
   stalenessHistogram(): number[];
   /** The counts for the metrics (and a request to measure the next update). */
   counts(): ShardCounts;
+  /**
+   * Checkpoints step boundary `step`, ahead of the shard, to its move slot besides its periodic
+   * checkpoints; false when it is not ahead. Absent: the kind writes no checkpoints.
+   */
+  checkpointAt?(step: number): boolean;
   /** The newest model-phase spins of the owned layers, for the bus's snapshot; null: none. */
   spins(): { step: number; bytes: Buffer } | null;
 }

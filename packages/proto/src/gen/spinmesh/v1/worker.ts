@@ -178,6 +178,21 @@ export interface StopRequest {
   checkpoint: boolean;
 }
 
+export interface CheckpointAtRequest {
+  /** The job and the generation of its assignment the worker must be running. */
+  jobId: string;
+  generation: number;
+  /** The step boundary to checkpoint (every update before it applied, nothing of it drawn). */
+  step: number;
+}
+
+export interface CheckpointAtResponse {
+  /** Whether the shard will write the checkpoint of that step to its move slot. */
+  accepted: boolean;
+  /** The shard's current step (updates applied) when it answered. */
+  step: number;
+}
+
 export interface StopResponse {
   /** The last step the shard completed. */
   step: number;
@@ -849,6 +864,196 @@ export const StopRequest: MessageFns<StopRequest> = {
     const message = createBaseStopRequest();
     message.jobId = object.jobId ?? "";
     message.checkpoint = object.checkpoint ?? false;
+    return message;
+  },
+};
+
+function createBaseCheckpointAtRequest(): CheckpointAtRequest {
+  return { jobId: "", generation: 0, step: 0 };
+}
+
+export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
+  encode(message: CheckpointAtRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.generation !== 0) {
+      writer.uint32(16).uint32(message.generation);
+    }
+    if (message.step !== 0) {
+      writer.uint32(24).uint64(message.step);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointAtRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointAtRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.generation = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.step = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointAtRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+    };
+  },
+
+  toJSON(message: CheckpointAtRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.generation !== 0) {
+      obj.generation = Math.round(message.generation);
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointAtRequest>): CheckpointAtRequest {
+    return CheckpointAtRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointAtRequest>): CheckpointAtRequest {
+    const message = createBaseCheckpointAtRequest();
+    message.jobId = object.jobId ?? "";
+    message.generation = object.generation ?? 0;
+    message.step = object.step ?? 0;
+    return message;
+  },
+};
+
+function createBaseCheckpointAtResponse(): CheckpointAtResponse {
+  return { accepted: false, step: 0 };
+}
+
+export const CheckpointAtResponse: MessageFns<CheckpointAtResponse> = {
+  encode(message: CheckpointAtResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accepted !== false) {
+      writer.uint32(8).bool(message.accepted);
+    }
+    if (message.step !== 0) {
+      writer.uint32(16).uint64(message.step);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointAtResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointAtResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.accepted = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.step = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointAtResponse {
+    return {
+      accepted: isSet(object.accepted) ? globalThis.Boolean(object.accepted) : false,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+    };
+  },
+
+  toJSON(message: CheckpointAtResponse): unknown {
+    const obj: any = {};
+    if (message.accepted !== false) {
+      obj.accepted = message.accepted;
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointAtResponse>): CheckpointAtResponse {
+    return CheckpointAtResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointAtResponse>): CheckpointAtResponse {
+    const message = createBaseCheckpointAtResponse();
+    message.accepted = object.accepted ?? false;
+    message.step = object.step ?? 0;
     return message;
   },
 };
@@ -1896,6 +2101,24 @@ export const WorkerControlService = {
     responseSerialize: (value: WorkerStatus): Buffer => Buffer.from(WorkerStatus.encode(value).finish()),
     responseDeserialize: (value: Buffer): WorkerStatus => WorkerStatus.decode(value),
   },
+  /**
+   * Asks the worker's shard to checkpoint a step boundary it has not reached yet, to its move
+   * slot, besides its periodic checkpoints, and to draw on: the coordinator moves a job to
+   * another layout from such a step as soon as it has decided to, instead of waiting for the
+   * next periodic checkpoint. A newer request replaces an older one not yet reached. Not
+   * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
+   * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
+   */
+  checkpointAt: {
+    path: "/spinmesh.v1.WorkerControl/CheckpointAt" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CheckpointAtRequest): Buffer => Buffer.from(CheckpointAtRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CheckpointAtRequest => CheckpointAtRequest.decode(value),
+    responseSerialize: (value: CheckpointAtResponse): Buffer =>
+      Buffer.from(CheckpointAtResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CheckpointAtResponse => CheckpointAtResponse.decode(value),
+  },
 } as const;
 
 export interface WorkerControlServer extends UntypedServiceImplementation {
@@ -1915,6 +2138,15 @@ export interface WorkerControlServer extends UntypedServiceImplementation {
   stop: handleUnaryCall<StopRequest, StopResponse>;
   /** What the worker is doing now, with its counters. */
   status: handleUnaryCall<StatusRequest, WorkerStatus>;
+  /**
+   * Asks the worker's shard to checkpoint a step boundary it has not reached yet, to its move
+   * slot, besides its periodic checkpoints, and to draw on: the coordinator moves a job to
+   * another layout from such a step as soon as it has decided to, instead of waiting for the
+   * next periodic checkpoint. A newer request replaces an older one not yet reached. Not
+   * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
+   * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
+   */
+  checkpointAt: handleUnaryCall<CheckpointAtRequest, CheckpointAtResponse>;
 }
 
 export interface WorkerControlClient extends Client {
@@ -1972,6 +2204,29 @@ export interface WorkerControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: WorkerStatus) => void,
+  ): ClientUnaryCall;
+  /**
+   * Asks the worker's shard to checkpoint a step boundary it has not reached yet, to its move
+   * slot, besides its periodic checkpoints, and to draw on: the coordinator moves a job to
+   * another layout from such a step as soon as it has decided to, instead of waiting for the
+   * next periodic checkpoint. A newer request replaces an older one not yet reached. Not
+   * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
+   * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
+   */
+  checkpointAt(
+    request: CheckpointAtRequest,
+    callback: (error: ServiceError | null, response: CheckpointAtResponse) => void,
+  ): ClientUnaryCall;
+  checkpointAt(
+    request: CheckpointAtRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CheckpointAtResponse) => void,
+  ): ClientUnaryCall;
+  checkpointAt(
+    request: CheckpointAtRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CheckpointAtResponse) => void,
   ): ClientUnaryCall;
 }
 
