@@ -51,6 +51,11 @@ function shareOf(work: WorkOfShare, y: number): number {
 
 /** Seconds of the job's pace a move's checkpoint is asked for ahead of the shards, at first. */
 const MOVE_MARGIN_SECONDS = 0.05;
+/**
+ * How long a shard holds at a move's step before drawing on (a move takes well under a second
+ * on one machine; one that fails or is given up costs this much).
+ */
+const MOVE_HOLD_MS = 3000;
 /** How long the checkpoints of a move's step may take to come before the move is given up. */
 const MOVE_WAIT_SECONDS = 30;
 /**
@@ -197,7 +202,6 @@ export async function rebalance(
     ctx.log.info({ jobId: job.id }, `no rebalancing: ${refusal}`);
     return false;
   }
-  const every = job.spec!.checkpointEverySteps;
   const from = job.progress?.restoredFromStep ?? 0;
   const secondsPerStep = measure(ctx, job, a, paces);
   if (secondsPerStep === null) return false;
@@ -217,18 +221,11 @@ export async function rebalance(
     return false;
   }
   if (JSON.stringify(layout) === JSON.stringify(current)) return false;
-  // The step to move at: far enough ahead of every shard that each has yet to reach it when
-  // asked (lockstep shards are within a step of each other; the pace is the slowest's), and not
-  // a periodic checkpoint step, whose slots the move's re-cut checkpoints must not shadow.
   const ahead = from + Math.max(...paces.map((p) => p!.steps));
-  const margin = rt.moveMarginSeconds ?? MOVE_MARGIN_SECONDS;
-  let step = ahead + Math.max(2, Math.ceil(margin / slowest));
-  if (every > 0 && step % every === 0) step++;
   const total = job.totalSteps ?? 0;
-  if (step >= total) return false;
   // Lockstep goes at the slowest shard's pace; balanced, at the predicted common one.
   // A move is worth it only when it saves clearly more than the last one cost.
-  const saving = (total - step) * (slowest - target.secondsPerStep);
+  const saving = (total - ahead) * (slowest - target.secondsPerStep);
   if (saving < Math.max(settings.minSavingSeconds, 2 * (rt.moveSeconds ?? 0))) return false;
   // When the last move did not make the slowest shard clearly faster, another would not either
   // (the figures are noisy, or something else holds the job back).
@@ -241,31 +238,8 @@ export async function rebalance(
     );
     return false;
   }
-  // Every shard is asked; one already past the step (the pass's figures were older than its
-  // pace) refuses, and the next pass decides again with a wider margin. The shards that did
-  // accept write a checkpoint nothing reads: harmless, it sits in their move slots.
-  const asked = await Promise.all(
-    a.shards.map(async (sh) => {
-      const address = live.get(sh.workerId)?.address;
-      if (address === undefined) return false;
-      try {
-        const res = await ctx.settings.workers.checkpointAt(address, {
-          jobId: job.id,
-          generation: a.generation,
-          step,
-        });
-        return res.accepted;
-      } catch (err) {
-        ctx.log.warn({ jobId: job.id, workerId: sh.workerId, err }, 'CheckpointAt failed');
-        return false;
-      }
-    }),
-  );
-  if (!asked.every((x) => x)) {
-    rt.moveMarginSeconds = 2 * margin;
-    ctx.log.info({ jobId: job.id, step }, 'rebalancing: a shard was past the step asked for');
-    return false;
-  }
+  const step = await askForCheckpoints(ctx, job, a, live, ahead, slowest);
+  if (step === null) return false;
   const plan: PendingRebalance = {
     step,
     requestedAt: ctx.now(),
@@ -282,6 +256,52 @@ export async function rebalance(
     'rebalancing: every shard checkpoints the step to move at',
   );
   return false;
+}
+
+/**
+ * Asks every shard for a checkpoint of a step to move at, and to hold there: far enough ahead of
+ * every shard that each has yet to reach it (lockstep shards are within a step of each other;
+ * `secondsPerStep` is the job's pace), and not a periodic checkpoint step, whose slots the
+ * move's re-cut checkpoints must not shadow. A shard already past it (the pass's figures were
+ * older than its pace) refuses: then all are asked again, further ahead (a new request
+ * replaces the old and ends a hold at it), a few times. @returns the step, or null
+ */
+async function askForCheckpoints(
+  ctx: ControlContext,
+  job: StoredJob,
+  a: Assignment,
+  live: ReadonlyMap<string, WorkerInfo>,
+  ahead: number,
+  secondsPerStep: number,
+): Promise<number | null> {
+  const rt = ctx.runtime(job.id);
+  const every = job.spec!.checkpointEverySteps;
+  const total = job.totalSteps ?? 0;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const margin = rt.moveMarginSeconds ?? MOVE_MARGIN_SECONDS;
+    let step = ahead + Math.max(2, Math.ceil(margin / secondsPerStep));
+    if (every > 0 && step % every === 0) step++;
+    if (step >= total) return null;
+    const answers = await Promise.all(
+      a.shards.map(async (sh) => {
+        const address = live.get(sh.workerId)?.address;
+        if (address === undefined) return null;
+        try {
+          const r = { jobId: job.id, generation: a.generation, step, holdMs: MOVE_HOLD_MS };
+          return await ctx.settings.workers.checkpointAt(address, r);
+        } catch (err) {
+          ctx.log.warn({ jobId: job.id, workerId: sh.workerId, err }, 'CheckpointAt failed');
+          return null;
+        }
+      }),
+    );
+    if (answers.every((x) => x?.accepted)) return step;
+    if (answers.some((x) => x === null)) return null; // not reachable: the next pass sees why
+    rt.moveMarginSeconds = 2 * margin;
+    ahead = Math.max(ahead, ...answers.map((x) => x!.step + 1));
+    ctx.log.info({ jobId: job.id, step }, 'rebalancing: a shard was past the step asked for');
+  }
+  return null;
 }
 
 /**

@@ -107,13 +107,14 @@ export class ShardRun {
 
   /**
    * Asks the shard to checkpoint step boundary `step` to its move slot besides its periodic
-   * checkpoints (WorkerControl.CheckpointAt). False when it is not running, its kind writes no
+   * checkpoints, and to hold there up to `holdMs` (WorkerControl.CheckpointAt). False when it is not running, its kind writes no
    * checkpoints, or it is at or past that step.
    */
-  checkpointAt(step: number): boolean {
+  checkpointAt(step: number, holdMs: number): boolean {
     if (this.runState !== 'running' || !this.runner?.checkpointAt) return false;
-    const ok = this.runner.checkpointAt(step);
+    const ok = this.runner.checkpointAt(step, holdMs);
     this.log.info({ step, accepted: ok, at: this.runner.step }, 'checkpoint for a move requested');
+    if (ok) this.control.wake(); // a shard holding at an earlier move step draws on to this one
     return ok;
   }
 

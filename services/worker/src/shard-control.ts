@@ -66,6 +66,26 @@ export class ShardControl {
     this.woke = true;
   }
 
+  /**
+   * Waits up to `ms`, or until the run is told to end or `done()` (checked whenever the loop is
+   * woken); frames arriving meanwhile do not end it. Counted as waiting (timing()).
+   */
+  async pause(ms: number, done: () => boolean): Promise<void> {
+    const t0 = performance.now();
+    const until = t0 + ms;
+    while (!this.ending && !done()) {
+      const left = until - performance.now();
+      if (left <= 0) break;
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.wakers.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+    this.time.waitMs += performance.now() - t0;
+  }
+
   /** Resolves once a frame was delivered after `seen`, or the run is told to end. */
   async waitFrames(seen: number): Promise<void> {
     if (this.delivered !== seen || this.aborted) return;

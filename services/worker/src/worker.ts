@@ -45,6 +45,8 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** What a Stop call leaves of its deadline for its answer to arrive. */
 const STOP_DEADLINE_MARGIN_MS = 250;
+/** The longest a CheckpointAt may hold a shard at its step (a move takes a second or so). */
+const MAX_MOVE_HOLD_MS = 60_000;
 
 export interface WorkerOptions {
   /** The worker's id in the bus's membership. */
@@ -406,7 +408,10 @@ export class Worker {
           ? 'CheckpointAt: this worker runs no shard'
           : 'CheckpointAt: this worker runs another job or generation',
       );
-    return { accepted: cur.checkpointAt(r.step), step: cur.step };
+    return {
+      accepted: cur.checkpointAt(r.step, Math.min(r.holdMs, MAX_MOVE_HOLD_MS)),
+      step: cur.step,
+    };
   }
 
   private release(run: ShardRun): void {

@@ -203,7 +203,12 @@ describe('Worker (in process)', () => {
     const job = await createJob(bus, 'mv', basSpec(100_000), 1);
     // no periodic checkpoints: the move's is the only one
     const [a] = assignments(job, [w.address], 1, { checkpointEvery: 0 });
-    const req = (step: number, generation = 1) => ({ jobId: 'mv', generation, step });
+    const req = (step: number, generation = 1, holdMs = 60_000) => ({
+      jobId: 'mv',
+      generation,
+      step,
+      holdMs,
+    });
     const idle = await code(control.checkpointAt(w.address, req(10)));
     expect(idle?.code).toBe(grpc.status.FAILED_PRECONDITION);
     await control.assign(w.address, a!);
@@ -227,16 +232,32 @@ describe('Worker (in process)', () => {
       (await bus.listCheckpoints('mv')).find((c) => c.shardId === moveSlot(0));
     await until(async () => (await moved())?.step === T, 60_000, `the checkpoint of step ${T}`);
     expect((await moved())!.generation).toBe(1);
+    // It holds there (the steps past a move's step would be redone): still at T a while later,
+    // where it would otherwise have drawn thousands of steps.
+    expect((await control.status(w.address)).step).toBe(T);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await control.status(w.address)).step).toBe(T);
+    // A request for a later step ends the hold.
+    expect(await control.checkpointAt(w.address, req(T + 500, 1, 0))).toEqual({
+      accepted: true,
+      step: T,
+    });
+    await until(async () => (await moved())?.step === T + 500, 60_000, 'the later checkpoint');
+    await until(
+      async () => (await control.status(w.address)).step > T + 500,
+      60_000,
+      'steps past it (no hold asked)',
+    );
     const periodic = (await bus.listCheckpoints('mv')).filter((c) =>
       checkpointSlots(0).includes(c.shardId),
     );
     expect(periodic).toEqual([]);
     // a new generation of the shard restores it and draws on
-    await control.assign(w.address, { ...a!, generation: 2, restoreFromStep: T });
+    await control.assign(w.address, { ...a!, generation: 2, restoreFromStep: T + 500 });
     await until(
       async () => {
         const st = await control.status(w.address);
-        return st.generation === 2 && st.step > T;
+        return st.generation === 2 && st.step > T + 500;
       },
       60_000,
       'steps past the restored one',

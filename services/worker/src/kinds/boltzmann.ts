@@ -93,8 +93,9 @@ class TrainerShard implements ShardRunner {
   };
   /** The checkpoint being written in the background (checkpointInBackground); never rejects. */
   private writing: Promise<void> | null = null;
-  /** The step a CheckpointAt asked for (0: none): written to the move slot. */
+  /** The step a CheckpointAt asked for (0: none): written to the move slot, then held at. */
   private moveStep = 0;
+  private moveHoldMs = 0;
   /** Why a background write failed: the loop throws it at its next turn. */
   private writeFailed: { error: unknown } | null = null;
   /** SPINMESH_DEBUG_SLOWDOWN: the event loop's figures when last counted. */
@@ -259,6 +260,13 @@ class TrainerShard implements ShardRunner {
             r.step,
             tr.checkpointEvery > 0 && r.step % tr.checkpointEvery === 0,
           );
+          if (r.step === this.moveStep && this.moveHoldMs > 0) {
+            // The coordinator moves the job from this step: what the shard would draw past it
+            // is redone in the new layout, so it leaves the core to the move (the write, the
+            // re-cut) until it is reassigned, asked for a later step, or the hold runs out.
+            await this.writing;
+            await ctl.pause(this.moveHoldMs, () => this.moveStep !== r.step);
+          }
           await yieldNow(); // let I/O in, as after any slice
           break;
         case 'done':
@@ -481,9 +489,10 @@ class TrainerShard implements ShardRunner {
   }
 
   /** A checkpoint of step boundary `step` for a move (WorkerControl.CheckpointAt). */
-  checkpointAt(step: number): boolean {
+  checkpointAt(step: number, holdMs: number): boolean {
     if (!this.tr.requestCheckpoint(step)) return false;
     this.moveStep = step;
+    this.moveHoldMs = holdMs;
     return true;
   }
 

@@ -51,9 +51,10 @@ export interface ShardRunner {
   counts(): ShardCounts;
   /**
    * Checkpoints step boundary `step`, ahead of the shard, to its move slot besides its periodic
-   * checkpoints; false when it is not ahead. Absent: the kind writes no checkpoints.
+   * checkpoints, then draws no further for up to `holdMs` (or until ended or asked again);
+   * false when it is not ahead. Absent: the kind writes no checkpoints.
    */
-  checkpointAt?(step: number): boolean;
+  checkpointAt?(step: number, holdMs: number): boolean;
   /** The newest model-phase spins of the owned layers, for the bus's snapshot; null: none. */
   spins(): { step: number; bytes: Buffer } | null;
 }

@@ -184,6 +184,12 @@ export interface CheckpointAtRequest {
   generation: number;
   /** The step boundary to checkpoint (every update before it applied, nothing of it drawn). */
   step: number;
+  /**
+   * Once it is written, draw no further for up to this many milliseconds, or until reassigned
+   * or asked for another step: the steps past a move's step are redone in the new layout, so
+   * the shard leaves its core to the move instead. 0: draw on at once.
+   */
+  holdMs: number;
 }
 
 export interface CheckpointAtResponse {
@@ -869,7 +875,7 @@ export const StopRequest: MessageFns<StopRequest> = {
 };
 
 function createBaseCheckpointAtRequest(): CheckpointAtRequest {
-  return { jobId: "", generation: 0, step: 0 };
+  return { jobId: "", generation: 0, step: 0, holdMs: 0 };
 }
 
 export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
@@ -882,6 +888,9 @@ export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
     }
     if (message.step !== 0) {
       writer.uint32(24).uint64(message.step);
+    }
+    if (message.holdMs !== 0) {
+      writer.uint32(32).uint32(message.holdMs);
     }
     return writer;
   },
@@ -923,6 +932,14 @@ export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
             message.step = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.holdMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -944,6 +961,11 @@ export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
         : "",
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
       step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      holdMs: isSet(object.holdMs)
+        ? globalThis.Number(object.holdMs)
+        : isSet(object.hold_ms)
+        ? globalThis.Number(object.hold_ms)
+        : 0,
     };
   },
 
@@ -958,6 +980,9 @@ export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
     if (message.step !== 0) {
       obj.step = Math.round(message.step);
     }
+    if (message.holdMs !== 0) {
+      obj.holdMs = Math.round(message.holdMs);
+    }
     return obj;
   },
 
@@ -969,6 +994,7 @@ export const CheckpointAtRequest: MessageFns<CheckpointAtRequest> = {
     message.jobId = object.jobId ?? "";
     message.generation = object.generation ?? 0;
     message.step = object.step ?? 0;
+    message.holdMs = object.holdMs ?? 0;
     return message;
   },
 };
