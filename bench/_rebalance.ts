@@ -10,7 +10,7 @@
 // full job is shorter than the jobs the 10 s default is meant for). Measured: the wall time from
 // the first poll at which both shards run (data loaded, peers connected) to the job's completion
 // event, for the same fixed number of steps; a rebalance's restart (checkpoints re-cut, peers
-// reconnected, steps past the checkpoint redone) is inside it. `ratio_rebalanced_vs_lockstep` is
+// reconnected, shards held at its step) is inside it. `ratio_rebalanced_vs_lockstep` is
 // the median over the repeats of each repeat's ratio (ideal 2/3 with owned tiles and no cost but
 // computing: balanced, the pair runs at 1.5 times the straggler's lone speed instead of twice
 // its half share). `ms_per_step` gives each run's steady pace (steps from one checkpoint
