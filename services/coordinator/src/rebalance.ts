@@ -60,8 +60,8 @@ const MOVE_HOLD_MS = 3000;
 const MOVE_WAIT_SECONDS = 30;
 /**
  * How often the coordinator looks for them in the first MOVE_HURRY_MS (then at its poll
- * interval): the shards draw on past the step in the old layout, steps that are redone after
- * the move, and a checkpoint takes tens of ms to write on one machine.
+ * interval): the shards hold at the step, idle, until moved, and a checkpoint takes tens of ms
+ * to write on one machine.
  */
 const MOVE_POLL_MS = 20;
 const MOVE_HURRY_MS = 5000;

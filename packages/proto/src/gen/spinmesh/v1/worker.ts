@@ -2129,9 +2129,10 @@ export const WorkerControlService = {
   },
   /**
    * Asks the worker's shard to checkpoint a step boundary it has not reached yet, to its move
-   * slot, besides its periodic checkpoints, and to draw on: the coordinator moves a job to
-   * another layout from such a step as soon as it has decided to, instead of waiting for the
-   * next periodic checkpoint. A newer request replaces an older one not yet reached. Not
+   * slot, besides its periodic checkpoints, then to hold there for up to hold_ms: the
+   * coordinator moves a job to another layout from such a step as soon as it has decided to,
+   * instead of waiting for the next periodic checkpoint. A newer request replaces an older one
+   * (and ends a hold at it). Not
    * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
    * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
    */
@@ -2166,9 +2167,10 @@ export interface WorkerControlServer extends UntypedServiceImplementation {
   status: handleUnaryCall<StatusRequest, WorkerStatus>;
   /**
    * Asks the worker's shard to checkpoint a step boundary it has not reached yet, to its move
-   * slot, besides its periodic checkpoints, and to draw on: the coordinator moves a job to
-   * another layout from such a step as soon as it has decided to, instead of waiting for the
-   * next periodic checkpoint. A newer request replaces an older one not yet reached. Not
+   * slot, besides its periodic checkpoints, then to hold there for up to hold_ms: the
+   * coordinator moves a job to another layout from such a step as soon as it has decided to,
+   * instead of waiting for the next periodic checkpoint. A newer request replaces an older one
+   * (and ends a hold at it). Not
    * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
    * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
    */
@@ -2233,9 +2235,10 @@ export interface WorkerControlClient extends Client {
   ): ClientUnaryCall;
   /**
    * Asks the worker's shard to checkpoint a step boundary it has not reached yet, to its move
-   * slot, besides its periodic checkpoints, and to draw on: the coordinator moves a job to
-   * another layout from such a step as soon as it has decided to, instead of waiting for the
-   * next periodic checkpoint. A newer request replaces an older one not yet reached. Not
+   * slot, besides its periodic checkpoints, then to hold there for up to hold_ms: the
+   * coordinator moves a job to another layout from such a step as soon as it has decided to,
+   * instead of waiting for the next periodic checkpoint. A newer request replaces an older one
+   * (and ends a hold at it). Not
    * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
    * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
    */
