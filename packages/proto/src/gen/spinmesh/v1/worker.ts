@@ -2132,9 +2132,9 @@ export const WorkerControlService = {
    * slot, besides its periodic checkpoints, then to hold there for up to hold_ms: the
    * coordinator moves a job to another layout from such a step as soon as it has decided to,
    * instead of waiting for the next periodic checkpoint. A newer request replaces an older one
-   * (and ends a hold at it). Not
-   * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
-   * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
+   * (and ends a hold at it). Not accepted (accepted false) when the shard is at or past that
+   * step, or its job's kind writes no checkpoints; FAILED_PRECONDITION when the worker does not
+   * run that job's generation.
    */
   checkpointAt: {
     path: "/spinmesh.v1.WorkerControl/CheckpointAt" as const,
@@ -2170,9 +2170,9 @@ export interface WorkerControlServer extends UntypedServiceImplementation {
    * slot, besides its periodic checkpoints, then to hold there for up to hold_ms: the
    * coordinator moves a job to another layout from such a step as soon as it has decided to,
    * instead of waiting for the next periodic checkpoint. A newer request replaces an older one
-   * (and ends a hold at it). Not
-   * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
-   * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
+   * (and ends a hold at it). Not accepted (accepted false) when the shard is at or past that
+   * step, or its job's kind writes no checkpoints; FAILED_PRECONDITION when the worker does not
+   * run that job's generation.
    */
   checkpointAt: handleUnaryCall<CheckpointAtRequest, CheckpointAtResponse>;
 }
@@ -2238,9 +2238,9 @@ export interface WorkerControlClient extends Client {
    * slot, besides its periodic checkpoints, then to hold there for up to hold_ms: the
    * coordinator moves a job to another layout from such a step as soon as it has decided to,
    * instead of waiting for the next periodic checkpoint. A newer request replaces an older one
-   * (and ends a hold at it). Not
-   * accepted (accepted false) when the shard is at or past that step, or its job's kind writes
-   * no checkpoints; FAILED_PRECONDITION when the worker does not run that job's generation.
+   * (and ends a hold at it). Not accepted (accepted false) when the shard is at or past that
+   * step, or its job's kind writes no checkpoints; FAILED_PRECONDITION when the worker does not
+   * run that job's generation.
    */
   checkpointAt(
     request: CheckpointAtRequest,
